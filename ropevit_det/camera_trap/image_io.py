@@ -1,0 +1,259 @@
+"""Robust image input for batch inference over camera-trap folders.
+
+A 500,000-frame folder always holds some broken files (cards pulled mid-write, zero-byte files, thumbnails,
+``.DS_Store``). One bad file must become a ``failure`` entry in the results, never stop the run, so
+:func:`read_image_rgb` returns a failure string instead of raising. Pixels come back as the image is *shown*:
+EXIF orientation applied, every mode (grayscale, CMYK, RGBA, palette, 16-bit) converted to 8-bit RGB, so that
+normalised boxes refer to what Timelapse displays.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch.utils.data
+from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
+
+# The still-image formats camera traps, Timelapse and MegaDetector handle (MD's own list plus webp).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
+# Larger images are decoded at reduced size (JPEG draft mode: the decoder itself scales by 1/2, 1/4 or 1/8,
+# so memory stays bounded) and then resized to this many pixels. 64 MP covers every camera trap on the
+# market at full resolution; detectors resize to about 1 MP anyway, so nothing the model sees is lost.
+DEFAULT_MAX_PIXELS = 64_000_000
+_GLOB_CHARS = set("*?[")
+_EXIF_ORIENTATION_TAG = 0x0112
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether the extension is one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+@dataclass
+class InputListing:
+    """Images to process: ``root`` plus sorted forward-slash paths relative to it, and what was skipped."""
+
+    root: Path
+    files: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+
+def scan_inputs(path: str | os.PathLike) -> InputListing:
+    """List the images behind an ``--input`` argument.
+
+    Args:
+        path: a folder (searched recursively; hidden files and folders skipped), a ``.txt`` file with one
+            path per line (relative lines are relative to the text file's folder; ``#`` starts a comment),
+            a glob pattern (``**`` allowed), or a single image file.
+
+    Returns:
+        An :class:`InputListing`. ``files`` are relative to ``root`` with forward slashes, as MD results files
+        want them; ``skipped`` are the non-image paths left out (by extension).
+    """
+    text = os.fspath(path)
+    p = Path(text)
+    if p.is_dir():
+        root = p.resolve()
+        candidates = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            # Hidden folders hold tool state (.thumbnails, .Trash, Timelapse backups), not camera frames.
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            candidates.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith("."))
+        return _split_images(root, candidates)
+    if p.is_file() and p.suffix.lower() == ".txt":
+        base = p.resolve().parent
+        candidates = []
+        for line in p.read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                candidates.append(str((base / line).resolve()))
+        if not candidates:
+            raise ValueError(f"input list {p} holds no paths")
+        return _split_images(Path(os.path.commonpath([os.path.dirname(c) for c in candidates])), candidates)
+    if p.is_file():
+        return _split_images(p.resolve().parent, [str(p.resolve())])
+    if _GLOB_CHARS & set(text):
+        matches = [m for m in glob.glob(text, recursive=True) if os.path.isfile(m)]
+        if not matches:
+            raise FileNotFoundError(f"the pattern {text!r} matches no files")
+        # The root is the folder part before the first wildcard, so relative paths keep their sub-folders.
+        fixed = []
+        for part in Path(text).parts:
+            if _GLOB_CHARS & set(part):
+                break
+            fixed.append(part)
+        root = Path(*fixed).resolve() if fixed else Path.cwd()
+        return _split_images(root, [str(Path(m).resolve()) for m in matches])
+    raise FileNotFoundError(f"input {text!r} is neither a folder, a .txt list, an image file nor a glob that matches")
+
+
+def list_inputs(path: str | os.PathLike) -> tuple[Path, list[str]]:
+    """``(root, relative image paths)`` for a folder, ``.txt`` list, glob or file; skipped files are logged.
+
+    See :func:`scan_inputs` for the rules.
+    """
+    listing = scan_inputs(path)
+    if listing.skipped:
+        logger.warning("skipped %d non-image files (extension not in %s), e.g. %s", len(listing.skipped),
+                       sorted(IMAGE_EXTENSIONS), ", ".join(listing.skipped[:3]))
+    return listing.root, listing.files
+
+
+def _split_images(root: Path, absolute_paths: Sequence[str]) -> InputListing:
+    files, skipped = [], []
+    for abs_path in absolute_paths:
+        rel = Path(os.path.relpath(abs_path, root)).as_posix()
+        (files if is_image_file(rel) else skipped).append(rel)
+    if not files:
+        raise FileNotFoundError(f"no image files under {root} (skipped {len(skipped)} non-image files; "
+                                f"recognised extensions: {sorted(IMAGE_EXTENSIONS)})")
+    return InputListing(root, sorted(set(files)), sorted(skipped))
+
+
+class ImageReadResult(NamedTuple):
+    """Outcome of reading one image; exactly one of ``image`` / ``failure`` is set."""
+
+    image: np.ndarray | None  # RGB uint8, HWC, as displayed (EXIF applied), maybe downscaled
+    failure: str | None
+    original_hw: tuple[int, int] | None  # displayed size before any downscaling
+
+
+def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageReadResult:
+    """Read an image as displayed, as 8-bit RGB, without raising on bad files.
+
+    Args:
+        path: the image file.
+        max_pixels: images with more pixels are decoded at reduced size (JPEG draft) and resized to at most
+            this many pixels; None disables the guard. Pillow's own decompression-bomb limit still applies.
+
+    Returns:
+        :class:`ImageReadResult`. ``failure`` names the problem ("truncated", "cannot identify image file",
+        "decompression bomb", ...) when the file cannot be read.
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION_TAG)
+            original_hw = (width, height) if orientation in _TRANSPOSING_ORIENTATIONS else (height, width)
+            if max_pixels is not None and width * height > max_pixels and img.format == "JPEG":
+                scale = math.sqrt(max_pixels / (width * height))
+                img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
+            img.load()
+            rgb = to_rgb(ImageOps.exif_transpose(img))
+        if max_pixels is not None and rgb.width * rgb.height > max_pixels:
+            scale = math.sqrt(max_pixels / (rgb.width * rgb.height))
+            size = (max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale)))
+            rgb = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        return ImageReadResult(np.asarray(rgb, dtype=np.uint8), None, original_hw)
+    except Image.DecompressionBombError as exc:
+        return ImageReadResult(None, f"decompression bomb: {exc}", None)
+    except FileNotFoundError:
+        return ImageReadResult(None, "file not found", None)
+    # Decoders (Pillow core and its many plugins) raise all sorts of exception types on damaged data
+    # (OSError, SyntaxError, ValueError, struct.error, IndexError, ...). Any of them on one file must become
+    # that file's failure entry, not end a run over 500,000 images, so this boundary catches Exception.
+    except Exception as exc:  # noqa: BLE001
+        return ImageReadResult(None, f"cannot read image ({type(exc).__name__}: {exc})", None)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB as a viewer would show it.
+
+    16-bit and 32-bit integer images are scaled to 8 bits over their full range (not clipped at 255);
+    float images are stretched between their min and max; alpha is dropped (the colour under it is kept).
+    """
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return Image.fromarray(_scale_to_uint8(np.asarray(img))).convert("RGB")
+    if img.mode in ("P", "PA"):
+        # Palette images with transparency must go through RGBA, or Pillow warns and guesses.
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        if img.mode == "RGB":
+            return img
+    # L, LA, 1, CMYK, RGBA, RGBX, YCbCr, LAB, HSV: Pillow's own converters are right for these.
+    return img.convert("RGB")
+
+
+def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map high-bit-depth gray values to 0..255 (16-bit range when they fit in it, else their min..max)."""
+    if np.issubdtype(values.dtype, np.integer) and values.min() >= 0 and values.max() <= 65535:
+        scaled = values.astype(np.float32) * (255.0 / 65535.0)
+    else:
+        values = values.astype(np.float32)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+class LoadedImage(NamedTuple):
+    """One item from :class:`InferenceImageDataset`."""
+
+    rel_path: str
+    image: np.ndarray | None  # RGB uint8 HWC
+    failure: str | None
+    original_hw: tuple[int, int] | None
+
+
+class InferenceImageDataset(torch.utils.data.Dataset):
+    """Decode images by index, so a DataLoader's workers do JPEG decoding while the model runs.
+
+    Args:
+        root: folder the relative paths start from.
+        files: relative paths (from :func:`list_inputs`, minus those a resumed run already did).
+        max_pixels: see :func:`read_image_rgb`.
+    """
+
+    def __init__(self, root: str | os.PathLike, files: Sequence[str], max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        self.root = Path(root)
+        self.files = list(files)
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> LoadedImage:
+        rel = self.files[index]
+        result = read_image_rgb(self.root / rel, self.max_pixels)
+        return LoadedImage(rel, result.image, result.failure, result.original_hw)
+
+
+def collate_as_list(batch: list[LoadedImage]) -> list[LoadedImage]:
+    """Keep a batch as a list: images differ in size and failed ones are None, so they cannot be stacked."""
+    return batch
+
+
+def make_inference_loader(
+    root: str | os.PathLike,
+    files: Sequence[str],
+    *,
+    batch_size: int = 1,
+    num_workers: int = 2,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader that yields lists of :class:`LoadedImage` in input order, decoded by ``num_workers`` processes.
+
+    Args:
+        root, files, max_pixels: see :class:`InferenceImageDataset`.
+        batch_size: images per yielded list.
+        num_workers: decoding processes (0 decodes in the calling process).
+    """
+    dataset = InferenceImageDataset(root, files, max_pixels)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,  # results are checkpointed in order; order also makes runs reproducible
+        num_workers=num_workers,
+        collate_fn=collate_as_list,
+        prefetch_factor=4 if num_workers > 0 else None,
+        persistent_workers=False,
+    )

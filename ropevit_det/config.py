@@ -1,0 +1,35 @@
+"""``add_ropevit_config(cfg)``: the config keys this project adds to detectron2's defaults.
+
+Every key has a default and a one-line comment. yacs rejects unknown keys, so a typo in a YAML
+file or on the command line fails loudly instead of being ignored.
+"""
+from __future__ import annotations
+
+from detectron2.config import CfgNode as CN
+
+
+def add_ropevit_config(cfg: CN) -> None:
+    """Add ``MODEL.ROPE_VIT``, ``MODEL.SFP`` and the training-recipe keys to ``cfg`` in place."""
+    cfg.MODEL.ROPE_VIT = CN()
+    v = cfg.MODEL.ROPE_VIT
+    v.PRETRAIN_IMG_SIZE = 336  # resolution of the pretrained weights; the position embedding covers it / PATCH_SIZE
+    v.PATCH_SIZE = 14  # patch (and conv_proj stride) size
+    v.EMBED_DIM = 768  # token width (ViT-B)
+    v.DEPTH = 12  # number of transformer blocks
+    v.NUM_HEADS = 12  # attention heads
+    v.MLP_DIM = 3072  # hidden width of each block's MLP
+    v.NUM_REG_TOKENS = 4  # register tokens, placed before the class token as in birder
+    v.ROPE_TEMPERATURE = 100.0  # RoPE frequency base (birder: 100)
+    v.ROPE_POSITIONS = "interpolate"  # "interpolate": map RoPE onto the pretraining grid; "extrapolate": raw positions
+    v.DROP_PATH_RATE = 0.0  # stochastic depth at the last block (ViTDet-B fine-tuning: 0.1)
+    v.WINDOW_SIZE = 0  # windowed attention size in patches; 0 keeps every block global, as pretrained
+    v.GLOBAL_BLOCKS = []  # blocks that stay global when WINDOW_SIZE > 0 (ViTDet-B: [2, 5, 8, 11])
+    v.USE_ACT_CHECKPOINT = False  # recompute block activations in backward to save memory
+    v.FREEZE_PATCH_EMBED = False  # freeze conv_proj, position embedding, class and register tokens
+    v.FREEZE_BLOCKS = 0  # freeze the first k transformer blocks
+    v.NUM_CLASSES = 0  # classification head size (0: none; the iNat21 head has 10000, for species labels)
+
+    cfg.MODEL.SFP = CN()
+    cfg.MODEL.SFP.OUT_CHANNELS = 256  # channels of every pyramid level p2..p6
+    cfg.MODEL.SFP.NORM = "LN"  # norm in the pyramid's convs ("LN" as in ViTDet, "" for none)
+    cfg.MODEL.SFP.SQUARE_PAD = 0  # pad every batch to this square size (LSJ: 1024); 0 pads to a multiple of 32

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up: a virtual environment in .venv with torch, detectron2 and
+# this package (editable, with its test extra). A second run checks each piece and does no
+# reinstall work. Override the interpreter with PYTHON=..., the venv path with VENV=...
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3.11}"
+TORCH_PIN="torch==2.14.1"
+TORCHVISION_PIN="torchvision==0.29.1"
+D2_FALLBACK="sal-detectron2==0.7.2"
+# detectron2's runtime dependencies; the registry fallback wheel is installed without them.
+D2_DEPS=(fvcore iopath pycocotools yacs termcolor tabulate cloudpickle "omegaconf>=2.1,<2.4"
+         hydra-core matplotlib tensorboard tqdm "setuptools<81" Pillow)
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null \
+  || die "Python >= 3.10 is needed; set PYTHON=/path/to/python3.11"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip wheel installer
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install -q)
+
+has() { "$PY" - "$@" <<'PYEOF' >/dev/null 2>&1
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+PYEOF
+}
+
+# 1. torch / torchvision: the pair that works on this machine kind (see shared/docs/ENVIRONMENT.md).
+if "$PY" -c 'import torch, torchvision, torchvision.ops; torchvision.ops.nms' >/dev/null 2>&1; then
+  say "torch $("$PY" -c 'import torch; print(torch.__version__)') present"
+else
+  say "installing $TORCH_PIN $TORCHVISION_PIN (a few minutes)"
+  "${PIP[@]}" "$TORCH_PIN" "$TORCHVISION_PIN" || die "could not install $TORCH_PIN $TORCHVISION_PIN"
+fi
+
+# 2. detectron2: official source install first, registry fallback where GitHub is unreachable.
+if has detectron2 detectron2.modeling; then
+  say "detectron2 present"
+else
+  say "installing detectron2 runtime dependencies"
+  "${PIP[@]}" "${D2_DEPS[@]}"
+  say "trying the official detectron2 source install (GitHub)"
+  if timeout 300 "$PY" -m pip install -q --no-build-isolation \
+       'git+https://github.com/facebookresearch/detectron2.git' 2>/dev/null; then
+    say "detectron2 installed from source"
+  else
+    say "GitHub unreachable: installing the registry fallback $D2_FALLBACK (no compiled ops on this Python)"
+    tmp="$(mktemp -d)"
+    # The wheel is tagged cp310; ask for it explicitly, it runs on 3.11 without its _C extension.
+    "$PY" -m pip download -q --no-deps --python-version 3.10 --only-binary=:all: -d "$tmp" "$D2_FALLBACK" \
+      || die "could not download $D2_FALLBACK from PyPI. Install detectron2 by hand: \
+pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'"
+    "$PY" -m pip install -q installer
+    "$PY" -m installer "$tmp"/sal_detectron2-*.whl || die "could not install the $D2_FALLBACK wheel"
+    rm -rf "$tmp"
+  fi
+  has detectron2 detectron2.modeling || die "detectron2 does not import after installation"
+fi
+
+# 3. this package, editable, with its test extra. Redone only when setup.py changes.
+stamp="$VENV/.ropevit_det-$(sha256sum "$ROOT/setup.py" | cut -c1-16)"
+if [ -f "$stamp" ] && has ropevit_det; then
+  say "ropevit_det present (setup.py unchanged)"
+else
+  say "installing ropevit_det[test] in editable mode"
+  # numpy<2 is pinned in the fallback wheel's metadata, but the code runs on numpy 2 (birder needs >= 2.2).
+  "${PIP[@]}" -e "$ROOT[test]" || die "pip install -e .[test] failed"
+  rm -f "$VENV"/.ropevit_det-*
+  touch "$stamp"
+fi
+say "ready: $VENV"
