@@ -33,3 +33,14 @@ def add_ropevit_config(cfg: CN) -> None:
     cfg.MODEL.SFP.OUT_CHANNELS = 256  # channels of every pyramid level p2..p6
     cfg.MODEL.SFP.NORM = "LN"  # norm in the pyramid's convs ("LN" as in ViTDet, "" for none)
     cfg.MODEL.SFP.SQUARE_PAD = 0  # pad every batch to this square size (LSJ: 1024); 0 pads to a multiple of 32
+
+    # Training recipe (ViTDet for ViT-B): AdamW, layer-wise lr decay, mixed precision, large-scale jitter.
+    cfg.SOLVER.OPTIMIZER = "ADAMW"  # "ADAMW" (ViTDet) or "SGD"
+    cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
+    cfg.SOLVER.LAYER_DECAY = 0.7  # lr multiplier per block below the top (ViTDet-B: 0.7); 1.0 disables it
+    cfg.SOLVER.AMP.PRECISION = "bfloat16"  # autocast dtype when SOLVER.AMP.ENABLED: "float16" (CUDA) or "bfloat16"
+    cfg.INPUT.LSJ = CN()
+    cfg.INPUT.LSJ.ENABLED = False  # large-scale jitter (ResizeScale + FixedSizeCrop + flip) instead of ResizeShortestEdge
+    cfg.INPUT.LSJ.IMAGE_SIZE = 1024  # crop size; pair with MODEL.SFP.SQUARE_PAD of the same value
+    cfg.INPUT.LSJ.MIN_SCALE = 0.1  # ResizeScale range, relative to IMAGE_SIZE
+    cfg.INPUT.LSJ.MAX_SCALE = 2.0

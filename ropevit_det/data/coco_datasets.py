@@ -12,7 +12,6 @@ import json
 import math
 import os
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any, Iterable
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -47,7 +46,7 @@ def _file_key(json_file: str) -> tuple[str, int, int]:
 def _examples(items: Iterable[Any]) -> str:
     items = list(items)
     shown = ", ".join(repr(x) for x in items[:_MAX_EXAMPLES])
-    return shown + (", ..." if len(items) > _MAX_EXAMPLES else "")
+    return shown + (f" and {len(items) - _MAX_EXAMPLES} more" if len(items) > _MAX_EXAMPLES else "")
 
 
 def _is_number(x: Any) -> bool:
@@ -70,7 +69,9 @@ def _load_json(json_file: str, flag: str) -> Any:
             f"resolved from the current directory {os.getcwd()}."
         )
     if not os.path.isfile(json_file):
-        raise DatasetError(f"COCO annotation path is not a file: {json_file}\n  Fix: pass the JSON file itself ({flag}).")
+        raise DatasetError(
+            f"COCO annotation path is not a file: {json_file}\n  Fix: pass the JSON file itself ({flag})."
+        )
     try:
         with open(json_file, encoding="utf-8") as f:
             return json.load(f)
@@ -108,7 +109,7 @@ def _missing_image_files(image_root: str, file_names: list[str]) -> list[str]:
 
 
 def _check_annotation(ann: dict[str, Any], image_ids: set, category_ids: set, bad: dict[str, list]) -> None:
-    """Append this annotation's id (or its index) to each bucket of ``bad`` whose rule it breaks."""
+    """Append the offending value (annotation id, or the unresolved id) to each bucket of ``bad`` it breaks."""
     ann_id = ann.get("id")
     if ann.get("image_id") not in image_ids:
         bad["dangling_image_id"].append(ann.get("image_id"))
@@ -167,6 +168,103 @@ _ANNOTATION_RULES: dict[str, tuple[str, str]] = {
 }
 
 
+def _duplicates(values: Iterable[Any]) -> list[Any]:
+    return sorted((k for k, n in Counter(values).items() if n > 1), key=str)
+
+
+def _check_categories(categories: list[Any]) -> tuple[list[str], set]:
+    """Problems with 'categories', and the set of valid category ids."""
+    problems = []
+    bad = [i for i, c in enumerate(categories) if not (isinstance(c, dict) and _is_id(c.get("id")) and "name" in c)]
+    if bad:
+        problems.append(
+            f"{len(bad)} of {len(categories)} categories lack an integer/string 'id' or a 'name' "
+            f"(positions {_examples(bad)}). Fix: give each category {{'id': ..., 'name': ...}}."
+        )
+    ids = [c["id"] for c in categories if isinstance(c, dict) and _is_id(c.get("id"))]
+    if _duplicates(ids):
+        problems.append(f"category ids occur more than once: {_examples(_duplicates(ids))}. Fix: make them unique.")
+    return problems, set(ids)
+
+
+def _is_valid_image_entry(img: Any) -> bool:
+    return (
+        isinstance(img, dict)
+        and _is_id(img.get("id"))
+        and isinstance(img.get("file_name"), str)
+        and _is_number(img.get("width"))
+        and _is_number(img.get("height"))
+        and img["width"] > 0
+        and img["height"] > 0
+    )
+
+
+def _check_images(raw_images: list[Any], image_root: str, images_flag: str) -> tuple[list[str], set]:
+    """Problems with 'images' and their files, and the set of valid image ids."""
+    problems = []
+    bad = [img.get("id", f"#{i}") if isinstance(img, dict) else f"#{i}"
+           for i, img in enumerate(raw_images) if not _is_valid_image_entry(img)]
+    if bad:
+        problems.append(
+            f"{len(bad)} of {len(raw_images)} images lack an id, a 'file_name' or a positive 'width'/'height' "
+            f"(ids or #positions: {_examples(bad)}). Fix: each image needs {{'id', 'file_name', 'width', 'height'}}."
+        )
+    images = [img for img in raw_images if isinstance(img, dict)]
+    ids = [img["id"] for img in images if _is_id(img.get("id"))]
+    if _duplicates(ids):
+        problems.append(f"image ids occur more than once: {_examples(_duplicates(ids))}. Fix: make them unique.")
+
+    file_names = [img["file_name"] for img in images if isinstance(img.get("file_name"), str)]
+    if file_names and not os.path.isdir(image_root):
+        problems.append(
+            f"the image folder does not exist: {image_root}. Fix: pass the folder that the "
+            f"'file_name' entries are relative to ({images_flag})."
+        )
+    elif file_names:
+        missing = _missing_image_files(image_root, file_names)
+        if missing:
+            problems.append(
+                f"{len(missing)} of {len(file_names)} image files are missing: {_examples(missing)}. "
+                f"Fix: check that {images_flag} is the folder the 'file_name' entries are relative to, "
+                "and that the images were copied completely."
+            )
+    return problems, set(ids)
+
+
+def _check_annotations(annotations: list[Any], image_ids: set, category_ids: set) -> list[str]:
+    problems = []
+    non_dicts = [i for i, a in enumerate(annotations) if not isinstance(a, dict)]
+    if non_dicts:
+        problems.append(
+            f"{len(non_dicts)} annotations are not JSON objects (positions {_examples(non_dicts)}). "
+            "Fix: export the dataset in COCO instances format."
+        )
+    anns = [a for a in annotations if isinstance(a, dict)]
+    bad: dict[str, list] = defaultdict(list)
+    for ann in anns:
+        _check_annotation(ann, image_ids, category_ids, bad)
+    for key, (what, fix) in _ANNOTATION_RULES.items():
+        if bad[key]:
+            # Dangling references are listed by the unresolved id, the other rules by annotation id.
+            dangling = key.startswith("dangling")
+            values = sorted(set(bad[key]), key=str) if dangling else bad[key]
+            problems.append(
+                f"{len(bad[key])} of {len(anns)} annotations {what} "
+                f"({'ids' if dangling else 'annotation ids'}: {_examples(values)}). Fix: {fix}."
+            )
+    ann_ids = [a.get("id") for a in anns]
+    without_id = sum(1 for x in ann_ids if not _is_id(x))
+    if without_id:
+        problems.append(f"{without_id} annotations have no integer/string 'id'. Fix: give each a unique id.")
+    duplicates = _duplicates(x for x in ann_ids if _is_id(x))
+    if duplicates:
+        problems.append(
+            f"{len(duplicates)} annotation ids occur more than once (detectron2 refuses such files): "
+            f"{_examples(duplicates)}. Fix: renumber the annotations."
+        )
+    return problems
+
+
 def validate_coco_dataset(json_file: str | os.PathLike, image_root: str | os.PathLike, *, for_training: bool) -> None:
     """Check a COCO-format dataset before it is used, and report all problems at once.
 
@@ -184,118 +282,43 @@ def validate_coco_dataset(json_file: str | os.PathLike, image_root: str | os.Pat
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     json_flag, images_flag = ("--train-json", "--train-images") if for_training else ("--val-json", "--val-images")
     data = _load_json(json_file, json_flag)
-
-    problems: list[str] = []
     if not isinstance(data, dict):
         raise DatasetError(
             f"COCO annotation file {json_file} holds a JSON {type(data).__name__}, not an object with "
             "'images', 'annotations' and 'categories'.\n  Fix: export the dataset in COCO instances format."
         )
+
+    problems: list[str] = []
     # An evaluation set may omit "annotations" (a test-dev style file: predictions are only saved).
     required = ["images", "categories"] + (["annotations"] if for_training or "annotations" in data else [])
     for key in required:
         if not isinstance(data.get(key), list):
             state = "is missing" if key not in data else f"is a {type(data[key]).__name__}, not a list"
             problems.append(f"the top-level '{key}' {state}. Fix: export the dataset in COCO instances format.")
-    raw_images = data["images"] if isinstance(data.get("images"), list) else []
-    categories = data["categories"] if isinstance(data.get("categories"), list) else []
-    annotations = data["annotations"] if isinstance(data.get("annotations"), list) else []
-    images = [img for img in raw_images if isinstance(img, dict)]
-
-    # --- categories
-    bad_cats = [i for i, c in enumerate(categories) if not (isinstance(c, dict) and _is_id(c.get("id")) and "name" in c)]
-    if bad_cats:
-        problems.append(
-            f"{len(bad_cats)} of {len(categories)} categories lack an integer/string 'id' or a 'name' "
-            f"(positions {_examples(bad_cats)}). Fix: give each category {{'id': ..., 'name': ...}}."
-        )
-    category_ids = [c["id"] for c in categories if isinstance(c, dict) and _is_id(c.get("id"))]
-    dup_cats = sorted((k for k, n in Counter(category_ids).items() if n > 1), key=str)
-    if dup_cats:
-        problems.append(f"category ids occur more than once: {_examples(dup_cats)}. Fix: make category ids unique.")
+    raw_images, categories, annotations = (
+        data[key] if isinstance(data.get(key), list) else [] for key in ("images", "categories", "annotations")
+    )
     if not categories and isinstance(data.get("categories"), list):
         problems.append("'categories' is empty. Fix: list the classes as {'id': ..., 'name': ...}.")
 
-    # --- images
-    bad_imgs = [
-        img.get("id", f"#{i}") if isinstance(img, dict) else f"#{i}"
-        for i, img in enumerate(raw_images)
-        if not (
-            isinstance(img, dict)
-            and _is_id(img.get("id"))
-            and isinstance(img.get("file_name"), str)
-            and _is_number(img.get("width"))
-            and _is_number(img.get("height"))
-            and img["width"] > 0
-            and img["height"] > 0
-        )
-    ]
-    if bad_imgs:
-        problems.append(
-            f"{len(bad_imgs)} of {len(raw_images)} images lack an id, a 'file_name' or a positive 'width'/'height' "
-            f"(ids or #positions: {_examples(bad_imgs)}). Fix: each image needs "
-            "{'id', 'file_name', 'width', 'height'}."
-        )
-    image_ids = [img["id"] for img in images if _is_id(img.get("id"))]
-    dup_imgs = sorted((k for k, n in Counter(image_ids).items() if n > 1), key=str)
-    if dup_imgs:
-        problems.append(f"image ids occur more than once: {_examples(dup_imgs)}. Fix: make image ids unique.")
+    category_problems, category_ids = _check_categories(categories)
+    image_problems, image_ids = _check_images(raw_images, image_root, images_flag)
+    problems += category_problems + image_problems + _check_annotations(annotations, image_ids, category_ids)
 
-    file_names = [img["file_name"] for img in images if isinstance(img.get("file_name"), str)]
-    if file_names:
-        if not os.path.isdir(image_root):
-            problems.append(
-                f"the image folder does not exist: {image_root}. Fix: pass the folder that the "
-                f"'file_name' entries are relative to ({images_flag})."
-            )
-        else:
-            missing = _missing_image_files(image_root, file_names)
-            if missing:
-                problems.append(
-                    f"{len(missing)} of {len(file_names)} image files are missing, first {min(len(missing), _MAX_EXAMPLES)}: "
-                    f"{_examples(missing)}. Fix: check that {images_flag} is the folder the 'file_name' entries are "
-                    "relative to, and that the images were copied completely."
-                )
-
-    # --- annotations
-    bad: dict[str, list] = defaultdict(list)
-    valid_image_ids, valid_category_ids = set(image_ids), set(category_ids)
-    non_dict_anns = [i for i, a in enumerate(annotations) if not isinstance(a, dict)]
-    if non_dict_anns:
-        problems.append(
-            f"{len(non_dict_anns)} annotations are not JSON objects (positions {_examples(non_dict_anns)}). "
-            "Fix: export the dataset in COCO instances format."
-        )
-    ann_dicts = [a for a in annotations if isinstance(a, dict)]
-    for ann in ann_dicts:
-        _check_annotation(ann, valid_image_ids, valid_category_ids, bad)
-    for key, (what, fix) in _ANNOTATION_RULES.items():
-        if bad[key]:
-            label = "ids" if key.startswith("dangling") else "annotation ids"
-            values = sorted(set(bad[key]), key=str) if key.startswith("dangling") else bad[key]
-            problems.append(f"{len(bad[key])} of {len(ann_dicts)} annotations {what} ({label}: {_examples(values)}). Fix: {fix}.")
-    ann_ids = [a.get("id") for a in ann_dicts]
-    no_id = sum(1 for x in ann_ids if not _is_id(x))
-    if no_id:
-        problems.append(f"{no_id} annotations have no integer/string 'id'. Fix: give every annotation a unique id.")
-    dup_anns = sorted((k for k, n in Counter(x for x in ann_ids if _is_id(x)).items() if n > 1), key=str)
-    if dup_anns:
-        problems.append(
-            f"{len(dup_anns)} annotation ids occur more than once (detectron2 refuses such files): "
-            f"{_examples(dup_anns)}. Fix: renumber the annotations."
-        )
-
-    # --- an empty set is a problem of its own, reported even when the pieces above are fine
+    # An empty set is a problem of its own, reported even when the pieces above are fine.
     if isinstance(data.get("images"), list) and not raw_images:
         problems.append(
             f"the {'training' if for_training else 'evaluation'} set has no images ('images' is empty). "
             f"Fix: point {json_flag} at the annotation file of a non-empty dataset."
         )
     elif for_training and isinstance(data.get("annotations"), list):
-        usable = sum(1 for a in ann_dicts if not a.get("iscrowd", 0) and a.get("image_id") in valid_image_ids)
-        if usable == 0:
+        usable = [
+            a for a in annotations
+            if isinstance(a, dict) and not a.get("iscrowd", 0) and a.get("image_id") in image_ids
+        ]
+        if not usable:
             problems.append(
-                f"the training set has no annotations to learn from ({len(ann_dicts)} annotations, none "
+                f"the training set has no annotations to learn from ({len(annotations)} annotations, none "
                 "non-crowd on a listed image). Fix: add annotations, or use this file for evaluation only."
             )
 

@@ -6,7 +6,8 @@ classes: circle, square (rotated) and triangle (equilateral, rotated). Every cla
 task in minutes on a CPU; the shapes themselves still have to be found, outlined and told apart.
 
 The masks are exact: the pixels of a shape are painted through the very rasterisation that pycocotools
-(and so COCO evaluation) applies to its annotated polygon. Objects are at least ~21 px wide and tall.
+(and so COCO evaluation) applies to its annotated polygon, and its box and area are those of that mask.
+Objects are at least ~20 px wide and tall.
 
 Nothing here is real data; the numbers a model reaches on it say nothing about natural images.
 """
@@ -32,7 +33,7 @@ _CLASS_HUES = {"circle": 0.0, "square": 0.33, "triangle": 0.62}
 # Bump when the images or annotations for the same parameters would change: old outputs get rebuilt.
 _GENERATOR_VERSION = 1
 _MANIFEST = "synthetic_shapes.json"
-_MIN_OBJECT_DIAMETER = 30  # circumscribed circle; the smallest box side is then >= 0.7 * 30 = 21 px
+_MIN_OBJECT_DIAMETER = 30  # circumscribed circle; the smallest box side is then >= 0.7 * 30 - 1 = 20 px
 _MAX_OBJECT_DIAMETER = 72
 _GAP = 3  # px between the circumscribed circles of two shapes, so that masks never touch
 
@@ -86,19 +87,17 @@ def _render_image(rng: np.random.Generator, size: int, max_diameter: int) -> tup
         mask = mask_util.decode(rle).astype(bool)
         shade = _random_color(rng, kind) + rng.normal(0, 6, size=(int(mask.sum()), 3))
         pixels[mask] = np.clip(shade, 0, 255)
-        xs, ys = polygon[0::2], polygon[1::2]
-        objects.append(
-            {
-                "class_index": class_index,
-                "polygon": polygon,
-                "bbox": [round(min(xs), 2), round(min(ys), 2), round(max(xs) - min(xs), 2), round(max(ys) - min(ys), 2)],
-                "area": float(mask_util.area(rle)),
-            }
-        )
+        # Box and area of the rasterised mask (pycocotools' toBbox/area), as in COCO itself: the box then
+        # encloses exactly the pixels of the mask, also at sharp corners that the raster cuts off.
+        box = [float(v) for v in mask_util.toBbox(rle)]
+        area = float(mask_util.area(rle))
+        objects.append({"class_index": class_index, "polygon": polygon, "bbox": box, "area": area})
     return np.round(pixels).astype(np.uint8), objects
 
 
-def _write_split(folder: Path, json_path: Path, split: str, count: int, seed: int, size: int, max_diameter: int) -> None:
+def _write_split(
+    folder: Path, json_path: Path, split: str, count: int, seed: int, size: int, max_diameter: int
+) -> None:
     folder.mkdir(parents=True)
     images, annotations = [], []
     for index in range(count):
@@ -188,7 +187,7 @@ def generate_shapes_dataset(
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train} and {num_val}.")
     if image_size < 96:
-        raise ValueError(f"image_size must be >= 96 px so that shapes of >= 21 px fit; got {image_size}.")
+        raise ValueError(f"image_size must be >= 96 px so that shapes of >= 20 px fit; got {image_size}.")
     root = Path(out_dir)
     manifest = {
         "generator": "ropevit_det.data.synthetic.generate_shapes_dataset",

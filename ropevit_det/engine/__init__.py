@@ -1,0 +1,14 @@
+"""Training: the ViTDet recipe (optimizer, LSJ, mixed precision) on detectron2's trainer."""
+from .mixed_precision import CPUBF16Trainer, build_step_trainer
+from .optimizer import build_optimizer, optimizer_param_groups, rope_vit_lr_decay_rate
+from .trainer import Trainer, lsj_augmentations
+
+__all__ = [
+    "CPUBF16Trainer",
+    "Trainer",
+    "build_optimizer",
+    "build_step_trainer",
+    "lsj_augmentations",
+    "optimizer_param_groups",
+    "rope_vit_lr_decay_rate",
+]

@@ -1,0 +1,82 @@
+"""``Trainer``: detectron2's ``DefaultTrainer`` with the ViTDet recipe and CPU-friendly distribution.
+
+What differs from ``DefaultTrainer`` and why:
+* optimizer: AdamW with layer-wise lr decay over ``encoder.block.N`` (``optimizer.py``);
+* train loader: large-scale jitter when ``INPUT.LSJ.ENABLED``;
+* evaluator: COCO, with faster-coco-eval when detectron2's C++ COCOeval is missing;
+* checkpointer: understands raw birder files and ``birder://`` names (``ropevit_det.checkpoint``);
+* ``__init__`` is rewritten because ``DefaultTrainer`` hard-codes ``create_ddp_model(device_ids=[rank])``,
+  which DDP rejects for CPU modules (our gloo multi-process runs), and picks ``AMPTrainer``, which needs CUDA.
+"""
+from __future__ import annotations
+
+import logging
+import weakref
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.data import DatasetMapper, build_detection_train_loader
+from detectron2.data import transforms as T
+from detectron2.engine import DefaultTrainer, TrainerBase
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
+
+from ..checkpoint import RoPEViTCheckpointer
+from ..evaluation.fast_coco import build_coco_evaluator
+from .mixed_precision import build_step_trainer
+from .optimizer import build_optimizer
+
+
+def lsj_augmentations(cfg: CfgNode) -> list[T.Augmentation]:
+    """ViTDet's large-scale jitter: random rescale 0.1-2.0, fixed-size crop (padded), horizontal flip."""
+    size = cfg.INPUT.LSJ.IMAGE_SIZE
+    return [
+        T.ResizeScale(cfg.INPUT.LSJ.MIN_SCALE, cfg.INPUT.LSJ.MAX_SCALE, target_height=size, target_width=size),
+        T.FixedSizeCrop(crop_size=(size, size)),
+        T.RandomFlip(horizontal=True),
+    ]
+
+
+def wrap_for_distributed(model: torch.nn.Module) -> torch.nn.Module:
+    """DDP on GPUs (one device per process) and on the CPU (no device_ids), identity for one process."""
+    if comm.get_world_size() == 1:
+        return model
+    on_cuda = next(model.parameters()).is_cuda
+    device_ids = [comm.get_local_rank()] if on_cuda else None
+    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
+class Trainer(DefaultTrainer):
+    def __init__(self, cfg: CfgNode) -> None:
+        TrainerBase.__init__(self)
+        logger = logging.getLogger("detectron2")
+        if not logger.isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = wrap_for_distributed(model)
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = RoPEViTCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        if not cfg.INPUT.LSJ.ENABLED:
+            return build_detection_train_loader(cfg)
+        mapper = DatasetMapper(cfg, is_train=True, augmentations=lsj_augmentations(cfg), recompute_boxes=cfg.MODEL.MASK_ON)
+        return build_detection_train_loader(cfg, mapper=mapper)
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
+        return build_coco_evaluator(dataset_name, output_folder or f"{cfg.OUTPUT_DIR}/inference")

@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+r"""Train or evaluate a RoPE ViT detector on COCO-format data, on CPU, one GPU, or many (detectron2 ``launch``).
+
+Examples:
+  # COCO 2017 (detectron2's builtin datasets; set DETECTRON2_DATASETS to the folder holding coco/)
+  python tools/train_net.py --config configs/ropevit_mrcnn.yaml --num-gpus 8
+
+  # your own COCO-format data; the class count is read from the JSON
+  python tools/train_net.py --config configs/ropevit_mrcnn.yaml \
+      --train-json train.json --train-images imgs/ --val-json val.json --val-images imgs/ \
+      SOLVER.MAX_ITER 20000 OUTPUT_DIR output/mine
+
+  # evaluate a trained model
+  python tools/train_net.py --config configs/ropevit_mrcnn.yaml --eval-only MODEL.WEIGHTS output/mine/model_final.pth
+
+  # 2 machines x 8 GPUs: run on each machine with its rank
+  python tools/train_net.py --config ... --num-gpus 8 --num-machines 2 --machine-rank R --dist-url tcp://HOST:PORT
+
+Without a GPU, MODEL.DEVICE falls back to cpu and ``--num-gpus N`` starts N CPU processes over gloo.
+Trailing KEY VALUE pairs override config keys (unknown keys are an error).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+from ropevit_det import add_ropevit_config
+from ropevit_det.checkpoint import RoPEViTCheckpointer
+from ropevit_det.data import read_coco_categories, register_coco_dataset, validate_coco_dataset
+from ropevit_det.engine import Trainer
+
+logger = logging.getLogger("ropevit_det.train_net")
+
+TRAIN_NAME, VAL_NAME = "ropevit_cli_train", "ropevit_cli_val"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = default_argument_parser(epilog=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--config", dest="config_file", metavar="FILE", help="config file (same as --config-file)")
+    data = parser.add_argument_group(
+        "COCO-format data", "register your own dataset; it replaces DATASETS.TRAIN / DATASETS.TEST"
+    )
+    data.add_argument("--train-json", help="COCO-format training annotations")
+    data.add_argument("--train-images", help="folder the training file_name entries are relative to")
+    data.add_argument("--val-json", help="COCO-format validation annotations (images without boxes are kept)")
+    data.add_argument("--val-images", help="folder the validation file_name entries are relative to")
+    return parser
+
+
+def register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
+    """Check, then register ``--train-*`` / ``--val-*`` data, and point the config at it."""
+    for split in ("train", "val"):
+        json_file, images = getattr(args, f"{split}_json"), getattr(args, f"{split}_images")
+        if bool(json_file) != bool(images):
+            raise SystemExit(f"--{split}-json and --{split}-images go together; got only one of them.")
+    num_classes = None
+    if args.train_json:
+        validate_coco_dataset(args.train_json, args.train_images, for_training=True)
+        register_coco_dataset(TRAIN_NAME, args.train_json, args.train_images)
+        cfg.DATASETS.TRAIN = (TRAIN_NAME,)
+        num_classes = len(read_coco_categories(args.train_json))
+    if args.val_json:
+        validate_coco_dataset(args.val_json, args.val_images, for_training=False)
+        register_coco_dataset(VAL_NAME, args.val_json, args.val_images)
+        cfg.DATASETS.TEST = (VAL_NAME,)
+        val_classes = len(read_coco_categories(args.val_json))
+        if num_classes is not None and val_classes != num_classes:
+            raise SystemExit(
+                f"--train-json has {num_classes} categories but --val-json has {val_classes}; "
+                "both files must list the same categories."
+            )
+        num_classes = num_classes or val_classes
+    if num_classes is not None:
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    if not args.config_file:
+        raise SystemExit("Pass a config file: --config configs/ropevit_mrcnn.yaml")
+    cfg = get_cfg()
+    add_ropevit_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    register_cli_datasets(args, cfg)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args: argparse.Namespace):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = build_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
