@@ -1,12 +1,14 @@
 """ropevit_det: birder's RoPE ViT-B/14 (reg4) as a detectron2 backbone.
 
 Importing this package registers ``build_ropevit_sfp_backbone`` with detectron2's
-``BACKBONE_REGISTRY``; ``add_ropevit_config`` adds the config keys it reads.
+``BACKBONE_REGISTRY`` and the ``birder://`` path handler with its ``PathManager``;
+``add_ropevit_config`` adds the config keys the backbone reads.
 """
 from ._deps import require_detectron2
 
 require_detectron2()
 
+from . import checkpoint  # noqa: E402,F401  (registers the birder:// path handler)
 from .config import add_ropevit_config  # noqa: E402
 from .modeling import RoPEViT, build_ropevit_sfp_backbone  # noqa: E402
 

@@ -29,10 +29,11 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ropevit_det import add_ropevit_config
-from ropevit_det.checkpoint import RoPEViTCheckpointer
-from ropevit_det.data import read_coco_categories, register_coco_dataset, validate_coco_dataset
+from ropevit_det.checkpoint import RoPEViTCheckpointer, check_pixel_stats
+from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
 from ropevit_det.engine import Trainer
 
 logger = logging.getLogger("ropevit_det.train_net")
@@ -55,7 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
-    """Check, then register ``--train-*`` / ``--val-*`` data, and point the config at it."""
+    """Check, then register ``--train-*`` / ``--val-*`` data, and point the config at it.
+
+    A failed check ends the run before any model is built, with the check's message and no traceback.
+    """
+    try:
+        _register_cli_datasets(args, cfg)
+    except DatasetError as error:
+        raise SystemExit(f"ERROR: {error}") from None
+
+
+def _register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
     for split in ("train", "val"):
         json_file, images = getattr(args, f"{split}_json"), getattr(args, f"{split}_images")
         if bool(json_file) != bool(images):
@@ -93,6 +104,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
+    # default_setup configures detectron2's and fvcore's loggers; ours (weights loading) goes to the same places.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="ropevit_det", abbrev_name="ropevit")
     return cfg
 
 
@@ -100,7 +113,8 @@ def main(args: argparse.Namespace):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        check_pixel_stats(cfg, meta or {})
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)

@@ -1,5 +1,6 @@
 """Camera-trap workflow: COCO Camera Traps data, MegaDetector-format results, robust image input, metrics.
 
-Submodules are imported where used (``from ropevit_det.camera_trap.cct import register_cct_dataset``), so
-that reading an MD results file does not pull in detectron2 or torch.
+Modules: ``cct`` (CCT files as detectron2 datasets), ``split`` (location-disjoint splits), ``md_format``
+(MegaDetector results files, checkpointing and resume), ``image_io`` (input listing and robust decoding),
+``metrics`` (image / sequence / box metrics), ``classes`` and ``matching`` (shared helpers).
 """

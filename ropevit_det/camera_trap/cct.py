@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.structures import BoxMode
+from PIL import Image
 
 from .classes import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
 from .matching import MatchReport, TrailingPathMatcher, strip_path_prefix
@@ -360,8 +359,8 @@ def register_cct_dataset(
     :func:`write_coco_gt_json` to write that file yourself.
     """
     keep_empty = keep_empty_for_training or for_evaluation
-    kwargs = dict(class_mode=class_mode, mapping_file=mapping_file, keep_empty=keep_empty,
-                  strip_prefix=strip_prefix, add_prefix=add_prefix, match_basename=match_basename)
+    kwargs = {"class_mode": class_mode, "mapping_file": mapping_file, "keep_empty": keep_empty,
+              "strip_prefix": strip_prefix, "add_prefix": add_prefix, "match_basename": match_basename}
     # The class space is known from the categories alone, so metadata is set without touching the images.
     data_categories = read_cct_json(json_file)["categories"]
     thing_classes, dataset_to_contiguous, _ = _class_space(data_categories, class_mode,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 # MegaDetector's detection categories. The ids are the ones every MD results file uses
 # ("1" animal, "2" person, "3" vehicle); Timelapse and AddaxAI key their UI on these names.

@@ -12,9 +12,10 @@ import glob
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch.utils.data
@@ -52,7 +53,8 @@ def scan_inputs(path: str | os.PathLike) -> InputListing:
 
     Args:
         path: a folder (searched recursively; hidden files and folders skipped), a ``.txt`` file with one
-            path per line (relative lines are relative to the text file's folder; ``#`` starts a comment),
+            path per line (relative lines are relative to the text file's folder; ``#`` starts a comment;
+            listed files that do not exist are kept, so they become "file not found" failure entries),
             a glob pattern (``**`` allowed), or a single image file.
 
     Returns:
@@ -153,7 +155,8 @@ def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX
             scale = math.sqrt(max_pixels / (rgb.width * rgb.height))
             size = (max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale)))
             rgb = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
-        return ImageReadResult(np.asarray(rgb, dtype=np.uint8), None, original_hw)
+        # np.array (a copy), not np.asarray: a writable array, so torch.from_numpy works without a warning.
+        return ImageReadResult(np.array(rgb, dtype=np.uint8), None, original_hw)
     except Image.DecompressionBombError as exc:
         return ImageReadResult(None, f"decompression bomb: {exc}", None)
     except FileNotFoundError:

@@ -12,8 +12,8 @@ tie is reported as ambiguous instead of guessed.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 
 def path_parts(path: str) -> tuple[str, ...]:
@@ -59,8 +59,8 @@ class MatchReport:
 
     def describe(self, what: str = "images", show: int = 5) -> str:
         """One readable paragraph: counts, then the first few unmatched / ambiguous paths."""
-        lines = [f"{self.matched} of {self.total} {what} matched ({self.exact} by exact path, "
-                 f"{self.by_suffix} by file name)"]
+        lines = [(f"{self.matched} of {self.total} {what} matched ({self.exact} by exact path, "
+                  f"{self.by_suffix} by file name)")]
         if self.unmatched:
             lines.append(f"{len(self.unmatched)} not found, first {min(show, len(self.unmatched))}: "
                          + ", ".join(self.unmatched[:show]))

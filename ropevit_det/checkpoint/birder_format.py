@@ -19,14 +19,21 @@ import math
 import os
 import pickle
 import struct
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["BirderCheckpoint", "read_birder_checkpoint", "birder_checkpoint_from_dict", "is_birder_dict", "sha256_of"]
+__all__ = [
+    "BirderCheckpoint",
+    "read_birder_checkpoint",
+    "load_torch_file",
+    "birder_checkpoint_from_dict",
+    "is_birder_dict",
+    "is_safetensors_file",
+    "sha256_of",
+]
 
 # Keys of the dict ``fs_ops.checkpoint_model`` saves; "config" and "backbone_config" are optional.
 _REQUIRED_PT_KEYS = ("state", "signature", "rgb_stats")
@@ -103,7 +110,7 @@ def read_birder_checkpoint(path: str | os.PathLike) -> BirderCheckpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"birder checkpoint {path} does not exist (or is not a file)")
-    if _looks_like_safetensors(path):
+    if is_safetensors_file(path):
         return _read_safetensors(path)
     obj = load_torch_file(path)
     return birder_checkpoint_from_dict(obj, path)
@@ -136,9 +143,10 @@ def load_torch_file(path: str | os.PathLike) -> Any:
             f"{_unsupported_detail(e)}). Nothing from the file was executed. Pass a birder .pt or .safetensors "
             f"file. {_REDOWNLOAD_HINT}"
         ) from e
-    except (RuntimeError, OSError, EOFError, KeyError, zipfile.BadZipFile, ValueError, struct.error) as e:
-        # torch raises all of these for truncated or foreign files (RuntimeError "failed finding central
-        # directory", OSError "Invalid argument", EOFError on an empty file, KeyError on text, ...).
+    except Exception as e:  # noqa: BLE001 (re-raised below, chained)
+        # On truncated or foreign bytes torch.load fails with whatever its readers meet: RuntimeError ("failed
+        # finding central directory"), OSError, EOFError (empty file), KeyError or IndexError (text), ...
+        # Each means "not a readable checkpoint"; the original exception stays chained for debugging.
         size = path.stat().st_size
         raise ValueError(
             f"{path}: not a readable checkpoint ({size} bytes; torch.load failed with "
@@ -282,13 +290,14 @@ def _infer_resolution(signature: Any, state: dict[str, torch.Tensor], path: Path
     )
 
 
-def _looks_like_safetensors(path: Path) -> bool:
+def is_safetensors_file(path: str | os.PathLike) -> bool:
     """safetensors files start with a little-endian u64 header length followed by a JSON object."""
+    path = Path(path)
     if path.suffix == ".safetensors":
         return True
     with open(path, "rb") as f:
         head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < path.stat().st_size
+    return len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] > 0
 
 
 def _starts_with(path: Path, magic: bytes) -> bool:

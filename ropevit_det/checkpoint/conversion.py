@@ -49,6 +49,8 @@ _BLOCK_KEYS = (
 _FINAL_NORM_KEYS = ("norm.weight", "norm.bias")
 _CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
 _BLOCK_INDEX = re.compile(r"^encoder\.block\.(\d+)\.")
+# Error messages list this many names, then a count: a depth mismatch on ViT-B would otherwise list ~150 keys.
+_MAX_LISTED = 24
 
 
 class KeyMappingError(ValueError):
@@ -110,9 +112,9 @@ def convert_birder_state(
     if leftover or missing:
         problems = []
         if leftover:
-            problems.append(f"source keys not in the key table (left over): {leftover}")
+            problems.append(f"source keys not in the key table (left over): {_listed(leftover)}")
         if missing:
-            problems.append(f"table keys the checkpoint lacks (missing): {missing}")
+            problems.append(f"table keys the checkpoint lacks (missing): {_listed(missing)}")
         hint = ""
         if keep_classifier and any(k in _CLASSIFIER_KEYS for k in missing):
             hint = " The checkpoint has no classifier: convert it without keep_classifier / --keep-classifier."
@@ -151,15 +153,22 @@ def check_against_model(
     ]
     if not (unexpected or missing or mismatched):
         return
-    problems = [f"{k}: checkpoint {ck} vs model {md}" for k, ck, md in mismatched]
+    problems = [f"{k}: checkpoint {ck} vs model {md}" for k, ck, md in mismatched[:_MAX_LISTED]]
+    if len(mismatched) > _MAX_LISTED:
+        problems.append(f"... and {len(mismatched) - _MAX_LISTED} more tensors of the wrong shape")
     if unexpected:
-        problems.append(f"in the checkpoint but not in the model: {unexpected}")
+        problems.append(f"in the checkpoint but not in the model: {_listed(unexpected)}")
     if missing:
-        problems.append(f"in the model's ViT but not in the checkpoint: {missing}")
+        problems.append(f"in the model's ViT but not in the checkpoint: {_listed(missing)}")
     hints = _mismatch_hints(unexpected, missing, mismatched, prefix, resolution)
     raise KeyMappingError(
         "the weights do not fit the model:\n  " + "\n  ".join(problems) + ("\n" + "\n".join(hints) if hints else "")
     )
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return f"[{shown}]" if len(keys) <= _MAX_LISTED else f"[{shown}, ... and {len(keys) - _MAX_LISTED} more]"
 
 
 def _mismatch_hints(

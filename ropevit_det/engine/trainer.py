@@ -22,7 +22,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoint import RoPEViTCheckpointer
+from ..checkpoint import RoPEViTCheckpointer, check_pixel_stats
 from ..evaluation.fast_coco import build_coco_evaluator
 from .mixed_precision import build_step_trainer
 from .optimizer import build_optimizer
@@ -65,6 +65,13 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """As ``DefaultTrainer``, plus a warning when MODEL.PIXEL_MEAN/STD differ from the weights' statistics."""
+        meta = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_iter = self.iter + 1  # the checkpoint stores the iteration that just finished
+        check_pixel_stats(self.cfg, meta or {})
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -46,6 +46,11 @@ class RoPEViTStride16(Backbone):
     def __init__(self, vit: RoPEViT) -> None:
         super().__init__()
         self.vit = vit
+        # The final norm and the classifier serve only the classification path (species labels), never the
+        # detection loss: frozen, so DDP does not wait for gradients that never come. They still load strictly.
+        for module in (vit.norm, vit.classifier):
+            if module is not None:
+                module.requires_grad_(False)
         self._out_features = ["neck"]
         self._out_feature_channels = {"neck": vit.embed_dim}
         self._out_feature_strides = {"neck": NECK_STRIDE}

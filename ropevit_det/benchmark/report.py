@@ -1,0 +1,54 @@
+"""Markdown rendering of a ``run_benchmark`` result."""
+from __future__ import annotations
+
+__all__ = ["markdown_report"]
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _window(row: dict) -> str:
+    if row["model"] == "vitdet":
+        return "14, own layout"  # ViTDet-B's config: window 14, global blocks 2/5/8/11
+    return f"{row['window']}" if row["window"] else "global"
+
+
+def markdown_report(result: dict) -> str:
+    """The rows, the ratios, the accuracy guard and the machine, as Markdown."""
+    m = result["machine"]
+    lines = [
+        f"Machine: {m['device_name']} ({m['device']}), {m['threads']} threads, torch {m['torch']}; "
+        f"measured matmul peak fp32 {m['matmul_peak_gflops']['fp32']:.0f} GFLOP/s, "
+        f"bf16 {m['matmul_peak_gflops']['bf16']:.0f} GFLOP/s.",
+        "",
+        "| model | mode | precision | window | task | size | batch | median s | ms/image | images/s "
+        "| peak MiB | GFLOP | GFLOP/s | % of peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        achieved = r["gflops"] / r["seconds_median"] if r["gflops"] else None
+        fraction = 100 * r["fraction_of_peak"] if r["fraction_of_peak"] is not None else None
+        lines.append(
+            f"| {r['model']} | {r['mode']} | {r['precision']} | {_window(r)} "
+            f"| {r['task']} | {r['size']} | {r['batch']} | {r['seconds_median']:.3f} | {r['ms_per_image']:.1f} "
+            f"| {r['images_per_second']:.2f} | {_num(r['peak_mem_mb'], '.0f')} | {_num(r['gflops'], '.1f')} "
+            f"| {_num(achieved, '.0f')} | {_num(fraction, '.1f')} |"
+        )
+    at = result["ratios_at"]
+    lines += ["", f"Ratios, ours / ViTDet-B fp32, at {at['size']} px, batch {at['batch']} (lower is better):", "",
+              "| ratio | value |", "|---|---|"]
+    lines += [f"| {k} | {_num(v, '.3f')} |" for k, v in result["ratios"].items() if v is not None]
+    if result.get("ratios_vs_vitdet_bf16"):
+        lines += ["", "Against ViTDet-B in bf16 autocast:", "", "| ratio | value |", "|---|---|"]
+        lines += [f"| {k} | {_num(v, '.3f')} |" for k, v in result["ratios_vs_vitdet_bf16"].items() if v is not None]
+    if result.get("accuracy"):
+        lines += ["", "Accuracy guard: neck of each fast mode against fp32 global attention, same weights "
+                      f"({result['accuracy'][0]['size']} px):", "",
+                  "| mode | cosine mean | cosine min | cosine (flattened) | relative L2 | guard | passed |",
+                  "|---|---|---|---|---|---|---|"]
+        for a in result["accuracy"]:
+            passed = "n/a" if a["passed"] is None else ("yes" if a["passed"] else "NO")
+            lines.append(f"| {a['mode']} | {a['cosine_mean']:.6f} | {a['cosine_min']:.6f} | {a['cosine_flat']:.6f} "
+                         f"| {a['relative_l2']:.4f} | {a['guard']} | {passed} |")
+    return "\n".join(lines)

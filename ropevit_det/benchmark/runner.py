@@ -1,0 +1,323 @@
+"""One benchmark run: every model and mode at every size and batch, in one process, under one set of rules.
+
+Models are built one at a time and freed before the next, so each peak-memory figure belongs to one model.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from detectron2.utils.events import EventStorage
+
+from .accuracy import BF16_MIN_COSINE, neck_agreement, windowed_copy
+from .measure import PeakMemory, matmul_peak_gflops, time_repeats
+from .models import (
+    OUR_MODES,
+    TINY_GLOBAL_BLOCKS,
+    VITDET_GLOBAL_BLOCKS,
+    VITDET_MODES,
+    ModelSpec,
+    auto_window_size,
+    build_benchmark_model,
+    synthetic_images,
+    synthetic_training_batch,
+)
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("backbone", "inference", "train_step")
+
+__all__ = ["TASKS", "BenchmarkSettings", "Row", "compute_ratios", "run_benchmark"]
+
+
+@dataclass
+class BenchmarkSettings:
+    """What one run measures. See ``tools/benchmark.py --help`` for each option."""
+
+    device: str = "cpu"
+    sizes: Sequence[int] = (1024,)
+    batches: Sequence[int] = (1,)
+    tasks: Sequence[str] = TASKS
+    ours_modes: Sequence[str] = ("parity", "bf16", "fast")
+    vitdet_modes: Sequence[str] = ("fp32",)
+    warmup: int = 1
+    repeats: int = 3
+    window: int | None = None  # None: auto_window_size(size)
+    score_thresh: float = 0.0
+    train_instances: int = 8
+    weights: str = ""
+    accuracy: bool = True
+    accuracy_size: int | None = None  # None: the first benchmark size
+    count_flops: bool = True
+    tiny: bool = False
+    threads: int | None = None
+
+    def validate(self) -> None:
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
+        for name, modes, table in (("ours", self.ours_modes, OUR_MODES), ("vitdet", self.vitdet_modes, VITDET_MODES)):
+            bad = [m for m in modes if m not in table]
+            if bad:
+                raise ValueError(f"unknown {name} mode(s) {bad}; choose from {sorted(table)}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+        if any(s < 32 or s % 32 for s in self.sizes):
+            raise ValueError(f"sizes must be multiples of 32 (the pyramid's stride-32 level): {list(self.sizes)}")
+
+
+@dataclass
+class Row:
+    model: str
+    mode: str
+    task: str
+    size: int
+    batch: int
+    seconds_median: float
+    peak_mem_mb: float | None
+    gflops: float | None
+    fraction_of_peak: float | None
+    precision: str = "fp32"
+    window: int = 0
+    seconds_all: list[float] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.batch / self.seconds_median
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _task_fn(task: str, model: torch.nn.Module, spec: ModelSpec, images: torch.Tensor, settings: BenchmarkSettings
+             ) -> tuple[Callable[[], object], Callable[[], None]]:
+    """(the unit of work for ``task``, a clean-up to call after measuring it)."""
+    device = images.device
+    if task == "backbone":
+        model.eval()
+        normalized = (images - model.pixel_mean) / model.pixel_std
+
+        def backbone() -> object:
+            with torch.no_grad(), _autocast(device, spec.autocast_dtype):
+                return model.backbone(normalized)
+
+        return backbone, lambda: None
+    if task == "inference":
+        model.eval()
+        inputs = [{"image": image} for image in images]
+
+        def inference() -> object:
+            with torch.no_grad(), _autocast(device, spec.autocast_dtype):
+                return model(inputs)
+
+        return inference, lambda: None
+    if task == "train_step":
+        model.train()
+        batch = synthetic_training_batch(images, settings.train_instances)
+        params = [p for p in model.parameters() if p.requires_grad]
+        # The ViTDet recipe's optimizer (lr, weight decay); parameter groups do not change the step's cost.
+        optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
+        storage = EventStorage(0)  # detectron2's losses log to the current event storage
+
+        def train_step() -> None:
+            with storage:
+                with _autocast(device, spec.autocast_dtype):
+                    losses = model(batch)
+                loss = sum(losses.values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+        def cleanup() -> None:
+            optimizer.state.clear()
+            model.zero_grad(set_to_none=True)
+
+        return train_step, cleanup
+    raise ValueError(f"unknown task {task!r}")
+
+
+def _peak_for(spec: ModelSpec, peaks: dict[str, float]) -> float:
+    return peaks["bf16" if spec.autocast_dtype is not None else "fp32"]
+
+
+def measure_model(
+    spec: ModelSpec, size: int, settings: BenchmarkSettings, peaks: dict[str, float], memory: PeakMemory
+) -> list[Row]:
+    """All tasks and batches for one model in one mode at one size."""
+    device = torch.device(settings.device)
+    window = 0
+    if spec.windowed:
+        window = settings.window or auto_window_size(size)
+    memory.set_baseline()
+    torch.manual_seed(0)
+    model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window, settings.weights,
+                                  settings.tiny)
+    rows = []
+    for batch in settings.batches:
+        images = synthetic_images(batch, size, device)
+        for task in settings.tasks:
+            fn, cleanup = _task_fn(task, model, spec, images, settings)
+            memory.reset_peak()
+            started = time.perf_counter()
+            timed = time_repeats(fn, device, settings.warmup, settings.repeats, settings.count_flops)
+            peak_mb = memory.peak_mb()
+            cleanup()
+            gflops = timed.flops / 1e9 if timed.flops is not None else None
+            fraction = gflops / timed.median / _peak_for(spec, peaks) if gflops else None
+            row = Row(spec.model, spec.mode, task, size, batch, timed.median, peak_mb, gflops, fraction,
+                      spec.precision, window, timed.seconds)
+            rows.append(row)
+            logger.info("%s/%s %s %dpx x%d: %.3f s median (%.0f s total), peak %s MB, %s GFLOP",
+                        spec.model, spec.mode, task, size, batch, row.seconds_median,
+                        time.perf_counter() - started, _fmt(peak_mb), _fmt(gflops))
+        del images
+    del model
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def accuracy_guard(size: int, settings: BenchmarkSettings) -> list[dict]:
+    """Neck agreement of each fast mode with fp32 global attention on the same weights (ours only)."""
+    device = torch.device(settings.device)
+    torch.manual_seed(0)
+    model = build_benchmark_model(OUR_MODES["parity"], size, settings.device, settings.score_thresh, 0,
+                                  settings.weights, settings.tiny)
+    vit = model.backbone.net.vit.eval()
+    images = (synthetic_images(1, size, device, seed=1) - model.pixel_mean) / model.pixel_std
+    del model
+    precision = torch.bfloat16
+    window = settings.window or auto_window_size(size)
+    global_blocks = TINY_GLOBAL_BLOCKS if settings.tiny else VITDET_GLOBAL_BLOCKS
+    windowed = windowed_copy(vit, window, global_blocks)
+    with torch.no_grad():
+        reference = vit.detection_features(images)["neck"]
+    results = []
+    for mode, candidate, dtype in (
+        ("bf16", vit, precision),
+        (f"windowed{window} fp32", windowed, None),
+        (f"fast (bf16 + windowed{window})", windowed, precision),
+    ):
+        agreement = neck_agreement(vit, candidate, images, dtype, mode, reference_neck=reference).as_dict()
+        if dtype is not None and candidate is vit:
+            agreement["guard"] = f"cosine_mean >= {BF16_MIN_COSINE}"
+            agreement["passed"] = agreement["cosine_mean"] >= BF16_MIN_COSINE
+        else:
+            agreement["guard"] = "reported only: windowed attention is a fine-tuning choice"
+            agreement["passed"] = None
+        agreement["size"] = size
+        results.append(agreement)
+    return results
+
+
+def _lookup(rows: Sequence[Row], model: str, mode: str, task: str, size: int, batch: int) -> Row | None:
+    for row in rows:
+        if (row.model, row.mode, row.task, row.size, row.batch) == (model, mode, task, size, batch):
+            return row
+    return None
+
+
+def compute_ratios(rows: Sequence[Row], size: int, batch: int, baseline_mode: str = "fp32") -> dict[str, float | None]:
+    """Ours / ViTDet-B (``baseline_mode``) at one size and batch; ``None`` where a row was not measured.
+
+    ``train_step_vs_vitdet`` and ``train_mem_vs_vitdet`` use our fastest training mode ("fast"); the
+    per-mode figures are there too.
+    """
+
+    def ratio(mode: str, task: str, attr: str = "seconds_median") -> float | None:
+        ours = _lookup(rows, "ours", mode, task, size, batch)
+        base = _lookup(rows, "vitdet", baseline_mode, task, size, batch)
+        if ours is None or base is None or getattr(ours, attr) is None or not getattr(base, attr):
+            return None
+        return getattr(ours, attr) / getattr(base, attr)
+
+    ratios = {
+        "inference_fast_vs_vitdet": ratio("fast", "inference"),
+        "inference_parity_vs_vitdet": ratio("parity", "inference"),
+        "train_step_vs_vitdet": ratio("fast", "train_step"),
+        "train_mem_vs_vitdet": ratio("fast", "train_step", "peak_mem_mb"),
+    }
+    for mode in ("parity", "bf16", "fast"):
+        for task in TASKS:
+            ratios[f"{task}_{mode}_vs_vitdet"] = ratio(mode, task)
+        ratios[f"train_mem_{mode}_vs_vitdet"] = ratio(mode, "train_step", "peak_mem_mb")
+    return ratios
+
+
+def machine_info(device: torch.device, peaks: dict[str, float]) -> dict:
+    info = {
+        "device": device.type,
+        "device_name": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "matmul_peak_gflops": peaks,
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+    else:
+        try:
+            with open("/proc/cpuinfo") as f:
+                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+            info["device_name"] = names[0] if names else info["device_name"]
+        except OSError:
+            pass  # not Linux: keep platform.processor()
+        info["cpu_count"] = os.cpu_count()
+    return info
+
+
+def run_benchmark(settings: BenchmarkSettings) -> dict:
+    """Measure everything ``settings`` asks for. Returns the JSON-ready result (rows, ratios, machine, ...)."""
+    settings.validate()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = torch.device(settings.device)
+    peaks = {
+        "fp32": matmul_peak_gflops(device, torch.float32),
+        "bf16": matmul_peak_gflops(device, torch.bfloat16),
+    }
+    logger.info("matmul peak on %s: fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s", device, peaks["fp32"], peaks["bf16"])
+    memory = PeakMemory(device)
+    specs = [VITDET_MODES[m] for m in settings.vitdet_modes] + [OUR_MODES[m] for m in settings.ours_modes]
+    rows: list[Row] = []
+    for size in settings.sizes:
+        for spec in specs:
+            rows += measure_model(spec, size, settings, peaks, memory)
+    accuracy = []
+    if settings.accuracy:
+        accuracy = accuracy_guard(settings.accuracy_size or settings.sizes[0], settings)
+    first = (settings.sizes[0], settings.batches[0])
+    result = {
+        "rows": [_row_dict(r) for r in rows],
+        "ratios": compute_ratios(rows, *first),
+        "ratios_at": {"size": first[0], "batch": first[1], "baseline": "vitdet fp32"},
+        "ratios_all": {f"{s}px_batch{b}": compute_ratios(rows, s, b) for s in settings.sizes for b in settings.batches},
+        "accuracy": accuracy,
+        "machine": machine_info(device, peaks),
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+        "modes": {f"{s.model}/{s.mode}": s.description for s in specs},
+    }
+    if "bf16" in settings.vitdet_modes:
+        result["ratios_vs_vitdet_bf16"] = compute_ratios(rows, *first, baseline_mode="bf16")
+    return result
+
+
+def _row_dict(row: Row) -> dict:
+    d = asdict(row)
+    d["images_per_second"] = row.images_per_second
+    d["ms_per_image"] = 1000 * row.seconds_median / row.batch
+    return d

@@ -1,0 +1,166 @@
+"""A ``DetectionCheckpointer`` that also takes raw birder checkpoints and ``birder://`` names, strictly.
+
+``MODEL.WEIGHTS`` may then be:
+
+* a detectron2 checkpoint (a training snapshot, or a file from ``tools/convert_birder_to_d2.py``);
+* a raw birder ``.pt`` / ``.safetensors`` file: converted in memory;
+* ``birder://NAME``: downloaded and verified once (see ``path_handler``), converted once, and both cached.
+
+For weights that came from birder, loading is strict on the ViT: every ViT tensor of the model must be
+filled, every tensor of the file must land in the model with the same shape, or loading stops with an error
+naming the tensors. The pyramid and the detection heads are not in such files and start from scratch. Instead
+of fvcore's per-key warnings, one line says what happened.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager
+from iopath.common.file_io import file_lock
+
+from .birder_format import (
+    BirderCheckpoint,
+    birder_checkpoint_from_dict,
+    is_birder_dict,
+    is_safetensors_file,
+    load_torch_file,
+    read_birder_checkpoint,
+)
+from .conversion import CHECKPOINT_AUTHOR, VIT_PREFIX, birder_to_d2_checkpoint, check_against_model
+from .path_handler import BIRDER_PREFIX
+
+__all__ = ["RoPEViTCheckpointer", "check_pixel_stats"]
+
+logger = logging.getLogger(__name__)
+
+
+class RoPEViTCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` plus raw birder checkpoints and ``birder://`` names (see the module docstring).
+
+    ``load`` returns, like fvcore's, the file's remaining entries; for birder-derived weights these include
+    ``pixel_mean``/``pixel_std``/``rgb_stats``/``resolution``/``source_file``/``source_sha256``, ready for
+    :func:`check_pixel_stats`.
+    """
+
+    def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if path and path.startswith(BIRDER_PREFIX):
+            path = str(self._converted_published(path))
+        return super().load(path, *args, **kwargs)
+
+    def _keep_classifier(self) -> bool:
+        """Keep birder's classifier exactly when the model has one (``MODEL.ROPE_VIT.NUM_CLASSES > 0``)."""
+        return f"{VIT_PREFIX}classifier.weight" in self.model.state_dict()
+
+    def _converted_published(self, path: str) -> Path:
+        """Download (or find) the published ``.pt`` and return its converted detectron2 form, cached beside it."""
+        raw = Path(PathManager.get_local_path(path))
+        keep = self._keep_classifier()
+        converted = raw.with_name(raw.stem + (".d2-with-classifier.pth" if keep else ".d2.pth"))
+        if converted.is_file():
+            logger.info(f"{path}: using the cached converted checkpoint {converted}")
+            return converted
+        with file_lock(str(converted)):
+            if not converted.is_file():
+                d2_checkpoint = birder_to_d2_checkpoint(read_birder_checkpoint(raw), keep_classifier=keep)
+                # Written under a temporary name, then renamed: an interrupted save never leaves a cached file.
+                tmp = converted.with_name(f"{converted.name}.{uuid.uuid4().hex}.partial")
+                try:
+                    torch.save(d2_checkpoint, tmp)
+                    os.replace(tmp, converted)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                logger.info(f"{path}: converted to detectron2 format and cached as {converted}")
+        return converted
+
+    def _torch_load(self, f: str) -> Any:
+        """Every non-``.pkl`` file comes through here (``DetectionCheckpointer._load_file``)."""
+        if is_safetensors_file(f):
+            return self._convert(read_birder_checkpoint(f))
+        # weights_only=True for every file, birder's or detectron2's: nothing from a file is ever executed.
+        loaded = load_torch_file(f)
+        if is_birder_dict(loaded):
+            return self._convert(birder_checkpoint_from_dict(loaded, f))
+        return loaded
+
+    def _convert(self, checkpoint: BirderCheckpoint) -> dict[str, Any]:
+        logger.info(
+            f"converting birder checkpoint {checkpoint.source_name} ({checkpoint.resolution[0]}x"
+            f"{checkpoint.resolution[1]}, sha256 {checkpoint.sha256[:12]}...) in memory"
+        )
+        return birder_to_d2_checkpoint(checkpoint, keep_classifier=self._keep_classifier())
+
+    def _load_model(self, checkpoint: Any) -> Any:
+        if checkpoint.get("__author__") != CHECKPOINT_AUTHOR:
+            return super()._load_model(checkpoint)
+        model_state = self.model.state_dict()
+        file_state = checkpoint["model"]
+        resolution = tuple(checkpoint["resolution"]) if checkpoint.get("resolution") else None
+        # Raises, naming the tensors, before anything is copied into the model.
+        check_against_model(file_state, model_state, VIT_PREFIX, resolution)
+        # "heads" in the summary: everything outside the ViT (simple feature pyramid, RPN, ROI heads).
+        vit_total = sum(k.startswith(VIT_PREFIX) for k in model_state)
+        head_total = len(model_state) - vit_total
+        head_loaded = sum(not k.startswith(VIT_PREFIX) for k in file_state)
+
+        incompatible = super()._load_model(checkpoint)
+        vit_missing = [k for k in incompatible.missing_keys if k.startswith(VIT_PREFIX)]
+        if vit_missing or incompatible.unexpected_keys or incompatible.incorrect_shapes:
+            # check_against_model makes this unreachable; kept so a future change cannot make it silent.
+            raise RuntimeError(
+                f"ViT weights failed to load: missing {vit_missing}, unexpected {incompatible.unexpected_keys}, "
+                f"wrong shapes {incompatible.incorrect_shapes}"
+            )
+        heads = (
+            "initialised from scratch"
+            if head_loaded == 0
+            else f"{head_loaded}/{head_total} tensors loaded, the rest initialised from scratch"
+        )
+        logger.info(f"backbone: {vit_total}/{vit_total} tensors loaded; heads: {heads}")
+        # None tells fvcore there is nothing left to report (it would list every head tensor as missing).
+        return None
+
+
+def check_pixel_stats(cfg: Any, meta: Mapping[str, Any], atol: float = 0.01) -> list[str]:
+    """Warn when the config normalises pixels differently from how the weights were trained.
+
+    Args:
+        cfg: detectron2 config (reads ``MODEL.PIXEL_MEAN``, ``MODEL.PIXEL_STD``, ``INPUT.FORMAT``).
+        meta: what :meth:`RoPEViTCheckpointer.load` returned (or a converted checkpoint dict). Files without
+            ``pixel_mean``/``pixel_std`` (plain detectron2 snapshots) are not checked.
+        atol: tolerance on the 0-255 scale.
+
+    Returns:
+        The warnings, each also logged; empty when the statistics agree.
+    """
+    if "pixel_mean" not in meta or "pixel_std" not in meta:
+        return []
+    source = meta.get("source_file", "the weights")
+    warnings = []
+    for key, expected in (("PIXEL_MEAN", meta["pixel_mean"]), ("PIXEL_STD", meta["pixel_std"])):
+        configured = list(cfg.MODEL[key])
+        if not _close(configured, expected, atol):
+            warnings.append(
+                f"MODEL.{key} {configured} differs from the statistics {[round(v, 3) for v in expected]} that "
+                f"{source} was trained with (rgb_stats x255, RGB); set MODEL.{key} to them, or the backbone "
+                "sees shifted inputs."
+            )
+    expected_format = meta.get("input_format", "RGB")
+    if cfg.INPUT.FORMAT != expected_format:
+        warnings.append(
+            f"INPUT.FORMAT is {cfg.INPUT.FORMAT!r} but {source} expects {expected_format!r} channel order; "
+            f"set INPUT.FORMAT: {expected_format!r}."
+        )
+    for message in warnings:
+        logger.warning(message)
+    return warnings
+
+
+def _close(a: Sequence[float], b: Sequence[float], atol: float) -> bool:
+    return len(a) == len(b) and all(abs(float(x) - float(y)) <= atol for x, y in zip(a, b, strict=True))

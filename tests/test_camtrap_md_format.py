@@ -1,0 +1,189 @@
+"""MegaDetector-format output: validator-approved files, atomic checkpoints, resume after a kill."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ropevit_det.camera_trap.md_format import (
+    FORMAT_VERSION,
+    ResultsFileError,
+    ResultsWriter,
+    detection_entry,
+    failure_entry,
+    image_entry,
+    load_results,
+    make_info,
+)
+from tests.camtrap_helpers import validate_md
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _entry(i: int) -> dict:
+    return image_entry(f"cam{i % 3}/IMG_{i:04d}.JPG",
+                       [detection_entry(1, 0.5 + (i % 5) / 10, [10, 10, 50, 40], 100, 80)])
+
+
+def test_detection_entry_normalises_clips_and_rounds():
+    det = detection_entry(1, np.float32(0.87654), [10, 20, 50, 60], 100, 200)
+    assert det == {"category": "1", "conf": 0.877, "bbox": [0.1, 0.1, 0.4, 0.2]}
+    assert type(det["conf"]) is float  # the validator rejects numpy and int confidences
+    clipped = detection_entry(2, 0.5, [-5, -5, 120, 50], 100, 100)
+    assert clipped["bbox"] == [0.0, 0.0, 1.0, 0.5]
+
+
+def test_complete_file_passes_the_megadetector_validator(tmp_path):
+    out = tmp_path / "results.json"
+    info = make_info("ropevit_cct.pth", typical_detection_threshold=0.3, conservative_detection_threshold=0.1,
+                     classifier="rope_vit_reg4_b14_capi-inat21")
+    with ResultsWriter(out, info=info, classification_categories={"0": "Vulpes vulpes", "7": "Homo sapiens"},
+                       checkpoint_every=2) as writer:
+        writer.add(image_entry("b/IMG_2.JPG", [
+            detection_entry(1, 0.4, [0, 0, 10, 10], 100, 100),
+            detection_entry(1, 0.9, [5, 5, 60, 60], 100, 100, classifications=[("7", 0.1), (0, 0.85)]),
+        ]))
+        writer.add(image_entry("a\\IMG_1.JPG", []))  # Windows separators become forward slashes
+        writer.add(failure_entry("a/broken.JPG", "cannot read image (OSError: image file is truncated)"))
+    data = json.loads(out.read_text())
+    report = validate_md(out)
+    assert report["errors"] == [] and report["warnings"] == []
+    assert data["info"]["format_version"] == FORMAT_VERSION == "1.6"
+    assert data["info"]["detector_metadata"]["typical_detection_threshold"] == 0.3
+    assert "detection_completion_time" in data["info"]
+    assert data["detection_categories"] == {"1": "animal", "2": "person", "3": "vehicle"}
+    assert [im["file"] for im in data["images"]] == ["a/IMG_1.JPG", "a/broken.JPG", "b/IMG_2.JPG"]
+    assert data["images"][1]["detections"] is None and "truncated" in data["images"][1]["failure"]
+    dets = data["images"][2]["detections"]
+    assert [d["conf"] for d in dets] == [0.9, 0.4]  # best first
+    assert dets[0]["classifications"] == [["0", 0.85], ["7", 0.1]]
+
+
+def test_validator_is_not_a_rubber_stamp():
+    bad = {"info": {"format_version": "1.6"}, "detection_categories": {"1": "animal"},
+           "images": [{"file": "x.jpg", "detections": [{"category": "1", "conf": 1, "bbox": [0, 0, 1, 1]}]}]}
+    assert validate_md(bad)["errors"]  # an int confidence is rejected
+
+
+def test_checkpoint_then_resume_skips_done_files(tmp_path):
+    out = tmp_path / "results.json"
+    writer = ResultsWriter(out, info=make_info("m"), checkpoint_every=2)
+    for i in range(3):
+        writer.add(_entry(i))
+    del writer  # a kill: the third image was never checkpointed
+    partial = load_results(out)
+    assert len(partial["images"]) == 2 and "detection_completion_time" not in partial["info"]
+    assert validate_md(out)["errors"] == []
+
+    all_entries = [_entry(i) for i in range(6)]
+    with ResultsWriter(out, info=make_info("m"), checkpoint_every=2, resume=True) as resumed:
+        assert resumed.done == {e["file"] for e in all_entries[:2]}
+        todo = [e for e in all_entries if e["file"] not in resumed.done]
+        assert len(todo) == 4
+        for e in todo:
+            resumed.add(e)
+    final = load_results(out)
+    assert sorted(im["file"] for im in final["images"]) == sorted(e["file"] for e in all_entries)
+    assert "detection_completion_time" in final["info"]
+
+
+def test_exception_inside_the_block_keeps_unsaved_work(tmp_path):
+    out = tmp_path / "results.json"
+    with pytest.raises(RuntimeError), ResultsWriter(out, info=make_info("m"), checkpoint_every=100) as writer:
+        writer.add(_entry(0))
+        raise RuntimeError("CUDA error")
+    data = load_results(out)
+    assert len(data["images"]) == 1 and "detection_completion_time" not in data["info"]
+
+
+def test_existing_corrupt_or_foreign_outputs_are_refused_clearly(tmp_path):
+    out = tmp_path / "results.json"
+    ResultsWriter(out, info=make_info("m")).finalize()
+    with pytest.raises(FileExistsError, match="--resume"):
+        ResultsWriter(out, info=make_info("m"))
+    ResultsWriter(out, info=make_info("m"), overwrite=True)  # explicit overwrite is allowed
+    with pytest.raises(ResultsFileError, match="detection categories"):
+        ResultsWriter(out, info=make_info("m"), detection_categories={"1": "animal"}, resume=True)
+    out.write_text('{"images": [{"file": "a.jpg", "detections": []')  # cut short
+    with pytest.raises(ResultsFileError, match="not valid JSON"):
+        ResultsWriter(out, info=make_info("m"), resume=True)
+    out.write_text('{"annotations": []}')
+    with pytest.raises(ResultsFileError, match="not a MegaDetector results file"):
+        ResultsWriter(out, info=make_info("m"), resume=True)
+
+
+def test_bad_entries_are_rejected_when_added(tmp_path):
+    writer = ResultsWriter(tmp_path / "r.json", info=make_info("m"))
+    writer.add(_entry(0))
+    with pytest.raises(ValueError, match="already in the results"):
+        writer.add(_entry(0))
+    with pytest.raises(ValueError, match="detection category '9'"):
+        writer.add(image_entry("z.jpg", [detection_entry(9, 0.5, [0, 0, 1, 1], 2, 2)]))
+    with pytest.raises(ValueError, match="classification category"):
+        writer.add(image_entry("y.jpg", [detection_entry(1, 0.5, [0, 0, 1, 1], 2, 2, classifications=[(3, 0.9)])]))
+
+
+# The child writes two checkpoints, then stops half-way through writing the third (json.dump writes half its
+# text, syncs it to disk and hangs), so the kill lands mid-write every time, not by luck of timing.
+_WRITER_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    from ropevit_det.camera_trap.md_format import ResultsWriter, image_entry, make_info
+
+    real_dump, calls = json.dump, []
+
+    def dump_then_hang(obj, f, **kwargs):
+        calls.append(1)
+        if len(calls) <= 2:
+            return real_dump(obj, f, **kwargs)
+        text = json.dumps(obj, **kwargs)
+        f.write(text[: len(text) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+        print("mid-write", flush=True)
+        time.sleep(120)
+
+    json.dump = dump_then_hang
+    writer = ResultsWriter(sys.argv[1], info=make_info("m"), checkpoint_every=1)
+    for i in range(3):
+        writer.add(image_entry(f"cam/IMG_{i}.JPG", []))
+""")
+
+
+def test_kill_during_a_checkpoint_never_corrupts_the_output(tmp_path):
+    out = tmp_path / "results.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER_SCRIPT, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        line = proc.stdout.readline().strip()
+        if line != "mid-write":
+            proc.kill()
+            pytest.fail(f"writer did not reach the third checkpoint: {proc.stderr.read()}")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    # The half-written third checkpoint exists only as a temporary file ...
+    (stale,) = tmp_path.glob(".results.json.*.tmp")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(stale.read_text())
+    # ... while the output still holds the complete second checkpoint.
+    data = load_results(out)
+    assert [im["file"] for im in data["images"]] == ["cam/IMG_0.JPG", "cam/IMG_1.JPG"]
+    assert validate_md(out)["errors"] == []
+    with ResultsWriter(out, info=make_info("m"), resume=True) as resumed:
+        assert resumed.done == {"cam/IMG_0.JPG", "cam/IMG_1.JPG"}
+        assert not stale.exists()  # the interrupted write's temporary file is cleaned up
+        resumed.add(image_entry("cam/IMG_2.JPG", []))
+    assert len(load_results(out)["images"]) == 3
