@@ -139,3 +139,21 @@ def test_lr_decay_rate_for_vit_b_names() -> None:
     assert rope_vit_lr_decay_rate("backbone.net.vit.encoder.block.0.norm1.weight", 0.7, 12) == pytest.approx(0.7**12)
     assert rope_vit_lr_decay_rate("backbone.net.vit.class_token", 0.7, 12) == pytest.approx(0.7**13)
     assert rope_vit_lr_decay_rate("roi_heads.mask_head.predictor.weight", 0.7, 12) == 1.0
+
+
+def test_cct_flags_train_on_the_original_camera_traps_file(tmp_path) -> None:
+    """The real CCT file: string ids with slashes, category 0 'empty', a file_name prefix that does not match."""
+    proc = run_tool(
+        "tools/train_net.py", "--config", str(QUICK),
+        "--cct-train-json", str(CAMTRAP_MINI / "serengeti_cct_original.json"),
+        "--cct-images", str(CAMTRAP_MINI / "images"),
+        "--cct-strip-prefix", "models/research/object_detection/test_images/snapshot_serengeti",
+        "--cct-add-prefix", "serengeti_", "--cct-class-mode", "megadetector",
+        "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "1", "DATALOADER.FILTER_EMPTY_ANNOTATIONS", "False",
+        "DATASETS.TEST", "()",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = (tmp_path / "config.yaml").read_text()
+    assert "NUM_CLASSES: 3" in config  # animal / person / vehicle
+    assert "4 images kept (4 with boxes" in proc.stdout + proc.stderr
+    assert (tmp_path / "model_final.pth").exists()

@@ -79,4 +79,14 @@ else
   rm -f "$VENV"/.ropevit_det-*
   touch "$stamp"
 fi
+# 4. The MegaDetector results validator (test extra, camera-trap tests). megadetector depends on a whole
+#    YOLO training stack; its validator needs only cv2, jsonpickle and requests, so install it without deps.
+if has megadetector.postprocessing.validate_batch_results; then
+  say "megadetector validator present"
+else
+  say "installing the megadetector results validator (without its training dependencies)"
+  "${PIP[@]}" --no-deps "megadetector==10.0.28" || die "could not install megadetector==10.0.28"
+  "${PIP[@]}" opencv-python-headless jsonpickle requests || die "could not install the validator's dependencies"
+  has megadetector.postprocessing.validate_batch_results || die "megadetector's validator does not import"
+fi
 say "ready: $VENV"

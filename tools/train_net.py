@@ -26,12 +26,14 @@ import logging
 
 import torch
 from detectron2.config import CfgNode, get_cfg
+from detectron2.data import MetadataCatalog
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ropevit_det import add_ropevit_config
+from ropevit_det.camera_trap.cct import register_cct_dataset
 from ropevit_det.checkpoint import RoPEViTCheckpointer, check_pixel_stats
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
 from ropevit_det.engine import Trainer
@@ -52,6 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--train-images", help="folder the training file_name entries are relative to")
     data.add_argument("--val-json", help="COCO-format validation annotations (images without boxes are kept)")
     data.add_argument("--val-images", help="folder the validation file_name entries are relative to")
+    cct = parser.add_argument_group(
+        "COCO Camera Traps data",
+        "CCT files (string ids, category 0 'empty', image-level labels, seq_id/location); "
+        "see configs/camera_trap/ and the README's Camera traps section",
+    )
+    cct.add_argument("--cct-train-json", help="CCT training file (tools/split_cct.py splits one by location)")
+    cct.add_argument("--cct-val-json", help="CCT validation file; its empty frames are always kept")
+    cct.add_argument("--cct-images", help="image root the CCT file_name entries are resolved against")
+    cct.add_argument("--cct-class-mode", choices=("species", "megadetector"), default="species",
+                     help="the file's species, or MegaDetector's animal/person/vehicle (default: species)")
+    cct.add_argument("--cct-mapping", help="JSON {species: animal|person|vehicle|ignore} for megadetector mode")
+    cct.add_argument("--cct-strip-prefix", help="prefix to strip from file_name before matching local files")
+    cct.add_argument("--cct-add-prefix", default="", help="prefix to add to file names after stripping")
+    cct.add_argument("--cct-drop-empty", action="store_true",
+                     help="train without empty frames (by default they are kept as negatives)")
     return parser
 
 
@@ -90,6 +107,28 @@ def _register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
         num_classes = num_classes or val_classes
     if num_classes is not None:
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+    register_cct_cli_datasets(args, cfg)
+
+
+def register_cct_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
+    """Register ``--cct-*`` data (lazily: path matching is reported when the data loader first reads it)."""
+    if not (args.cct_train_json or args.cct_val_json):
+        return
+    if not args.cct_images:
+        raise SystemExit("--cct-train-json / --cct-val-json need --cct-images (the folder holding the frames).")
+    if args.train_json or args.val_json:
+        raise SystemExit("Use either the COCO flags (--train-json/--val-json) or the CCT flags, not both.")
+    options = dict(class_mode=args.cct_class_mode, mapping_file=args.cct_mapping,
+                   strip_prefix=args.cct_strip_prefix, add_prefix=args.cct_add_prefix)
+    if args.cct_train_json:
+        register_cct_dataset(TRAIN_NAME, args.cct_train_json, args.cct_images,
+                             keep_empty_for_training=not args.cct_drop_empty, **options)
+        cfg.DATASETS.TRAIN = (TRAIN_NAME,)
+    if args.cct_val_json:
+        register_cct_dataset(VAL_NAME, args.cct_val_json, args.cct_images, for_evaluation=True, **options)
+        cfg.DATASETS.TEST = (VAL_NAME,)
+    name = TRAIN_NAME if args.cct_train_json else VAL_NAME
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(MetadataCatalog.get(name).thing_classes)
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
