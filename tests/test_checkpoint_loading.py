@@ -138,3 +138,14 @@ def test_pixel_stats_warning(birder_net, tmp_path):
     cfg.INPUT.FORMAT = "BGR"
     assert ["INPUT.FORMAT" in w for w in check_pixel_stats(cfg, meta)] == [True]
     assert check_pixel_stats(cfg, {"iteration": 3}) == []  # a snapshot without statistics is not checked
+
+
+def test_patch_size_mismatch_names_conv_proj_and_both_shapes(birder_net, tmp_path):
+    """A /14 checkpoint into a config with MODEL.ROPE_VIT.PATCH_SIZE 16 (pretraining size kept a multiple of 16)."""
+    path = save_birder_pt(birder_net, tmp_path)
+    cfg = tiny_cfg(img_size=64)
+    cfg.merge_from_list(["MODEL.ROPE_VIT.PATCH_SIZE", 16])
+    model = build_d2_model(cfg)
+    expected = r"backbone\.net\.vit\.conv_proj\.weight: checkpoint \(64, 3, 14, 14\) vs model \(64, 3, 16, 16\)"
+    with pytest.raises(KeyMappingError, match=expected):
+        RoPEViTCheckpointer(model).load(str(path))
