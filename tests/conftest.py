@@ -18,6 +18,7 @@ TINY_VIT_OVERRIDES = [
     "MODEL.ROPE_VIT.MLP_DIM", "128",
     "MODEL.DEVICE", "cpu",
     "MODEL.WEIGHTS", "",
+    "MODEL.SFP.SQUARE_PAD", "0",  # LSJ configs pad every batch to 1024; tests use small images
 ]
 
 

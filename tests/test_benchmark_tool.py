@@ -82,7 +82,7 @@ def test_tiny_run_writes_the_documented_json(tmp_path, capsys) -> None:
     threads = torch.get_num_threads()
     try:
         _load_tool().main([
-            "--tiny", "--sizes", "64", "--warmup", "1", "--repeats", "1", "--threads", "1",
+            "--tiny", "--sizes", "64", "--warmup", "1", "--repeats", "1", "--threads", "1", "--train-batches", "2",
             "--ours-modes", "parity,fast", "--score-thresh", "0.05", "--json", str(out),
         ])
     finally:
@@ -93,6 +93,7 @@ def test_tiny_run_writes_the_documented_json(tmp_path, capsys) -> None:
     keys = {"model", "mode", "task", "size", "batch", "seconds_median", "peak_mem_mb", "gflops", "fraction_of_peak"}
     for row in result["rows"]:
         assert keys <= set(row)
+        assert row["batch"] == (2 if row["task"] == "train_step" else 1)
         assert row["task"] in ("backbone", "inference", "train_step")
         assert row["seconds_median"] > 0 and row["gflops"] > 0 and row["fraction_of_peak"] > 0
         assert row["peak_mem_mb"] is not None

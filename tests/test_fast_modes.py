@@ -51,7 +51,7 @@ def test_fp32_against_itself_is_exact(vit_b, images, reference) -> None:
 
 def test_windowed_copy_keeps_weights_and_changes_only_attention_layout(vit_b) -> None:
     windowed = windowed_copy(vit_b, window_size=8, global_blocks=(2, 5, 8, 11))
-    for (name, a), (_, b) in zip(vit_b.state_dict().items(), windowed.state_dict().items()):
+    for (name, a), (_, b) in zip(vit_b.state_dict().items(), windowed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     windows = [block.attn.window_size for block in windowed.encoder.block]
     assert windows == [0 if i in (2, 5, 8, 11) else 8 for i in range(12)]

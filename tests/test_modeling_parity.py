@@ -65,13 +65,16 @@ def test_neck_matches_birder(birder_state, size, config, dynamic, positions) -> 
     assert (got - expected).abs().max().item() < TOLERANCE
 
 
-def test_interpolation_and_extrapolation_differ(birder_state) -> None:
-    """The two RoPE policies are genuinely different at 448 px (and identical at the native 336 px)."""
-    interp, extrap = _ours(birder_state, rope_positions="interpolate"), _ours(birder_state, rope_positions="extrapolate")
+def test_interpolation_and_extrapolation_differ() -> None:
+    """The two RoPE policies are genuinely different off the pretraining grid, identical on it."""
+    kwargs = dict(img_size=56, embed_dim=64, depth=2, num_heads=2, mlp_dim=128)
+    interp = RoPEViT(rope_positions="interpolate", **kwargs).eval()
+    extrap = RoPEViT(rope_positions="extrapolate", **kwargs).eval()
+    extrap.load_state_dict(interp.state_dict())
     with torch.no_grad():
-        x = torch.randn(1, 3, 448, 448)
-        assert (interp.detection_features(x)["neck"] - extrap.detection_features(x)["neck"]).abs().max() > 1e-2
-        x = torch.randn(1, 3, 336, 336)
+        x = torch.randn(1, 3, 112, 112)
+        assert (interp.detection_features(x)["neck"] - extrap.detection_features(x)["neck"]).abs().max() > 1e-3
+        x = torch.randn(1, 3, 56, 56)
         assert torch.equal(interp.detection_features(x)["neck"], extrap.detection_features(x)["neck"])
 
 
@@ -79,7 +82,7 @@ def test_classification_logits_match_birder(birder_state) -> None:
     reference = _birder_net(birder_state, None, False)
     ours = RoPEViT(num_classes=10).eval()
     ours.load_state_dict(birder_state, strict=True)
-    x = torch.randn(2, 3, 336, 336)
+    x = torch.randn(1, 3, 336, 336)
     with torch.no_grad():
         expected, got = reference(x), ours.forward_classification(x)
     assert expected.abs().max() > 1e-2
