@@ -53,7 +53,14 @@ def save_exif_rotated_jpeg(path: Path, stored_w: int = 40, stored_h: int = 20, o
 
 def validate_md(data_or_path: Any) -> dict[str, Any]:
     """Run the megadetector package's own validator; returns its validation_results."""
+    from PIL import ImageFile
+
+    # Importing megadetector sets Pillow's process-wide ImageFile.LOAD_TRUNCATED_IMAGES = True (in its
+    # visualization_utils); restore it, or later tests in this process would see truncated files decode.
+    load_truncated = ImageFile.LOAD_TRUNCATED_IMAGES
     from megadetector.postprocessing.validate_batch_results import ValidateBatchResultsOptions, validate_batch_results
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = load_truncated
 
     options = ValidateBatchResultsOptions()
     options.raise_errors = False

@@ -69,11 +69,14 @@ def test_interpolation_and_extrapolation_differ() -> None:
     """The two RoPE policies are genuinely different off the pretraining grid, identical on it."""
     kwargs = dict(img_size=56, embed_dim=64, depth=2, num_heads=2, mlp_dim=128)
     interp = RoPEViT(rope_positions="interpolate", **kwargs).eval()
+    with torch.no_grad():  # sharp attention, so that positions matter (the default init is nearly uniform)
+        for block in interp.encoder.block:
+            block.attn.qkv.weight.normal_(std=0.5)
     extrap = RoPEViT(rope_positions="extrapolate", **kwargs).eval()
     extrap.load_state_dict(interp.state_dict())
     with torch.no_grad():
         x = torch.randn(1, 3, 112, 112)
-        assert (interp.detection_features(x)["neck"] - extrap.detection_features(x)["neck"]).abs().max() > 1e-3
+        assert (interp.detection_features(x)["neck"] - extrap.detection_features(x)["neck"]).abs().max() > 1e-2
         x = torch.randn(1, 3, 56, 56)
         assert torch.equal(interp.detection_features(x)["neck"], extrap.detection_features(x)["neck"])
 
