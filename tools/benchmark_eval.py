@@ -57,23 +57,16 @@ def model_train_speed(args: argparse.Namespace) -> list[dict]:
         rows = json.loads(args.benchmark_json.read_text())["rows"]
         source = str(args.benchmark_json)
     else:
-        from ropevit_det.benchmark.measure import PeakMemory, matmul_peak_gflops
-        from ropevit_det.benchmark.models import OUR_MODES
-        from ropevit_det.benchmark.runner import BenchmarkSettings, _row_dict, measure_model
+        from ropevit_det.benchmark import BenchmarkSettings, run_benchmark
 
-        import torch
-
-        settings = BenchmarkSettings(sizes=(args.model_size,), tasks=("train_step",), warmup=1, repeats=1,
-                                     count_flops=False, accuracy=False)
-        peaks = {"fp32": matmul_peak_gflops(torch.device("cpu"), torch.float32),
-                 "bf16": matmul_peak_gflops(torch.device("cpu"), torch.bfloat16)}
-        measured = measure_model(OUR_MODES["fast"], args.model_size, settings, peaks, PeakMemory(torch.device("cpu")))
-        rows = [_row_dict(r) for r in measured]
+        settings = BenchmarkSettings(sizes=(args.model_size,), tasks=("train_step",), ours_modes=("fast",),
+                                     vitdet_modes=(), warmup=1, repeats=1, count_flops=False, accuracy=False)
+        rows = run_benchmark(settings)["rows"]
         source = "measured here"
     return [
-        {"mode": r["mode"], "size": r["size"], "batch": r["batch"], "device": source,
+        {"mode": r["mode"], "size": r["size"], "batch": r["batch"], "source": source,
          "train_images_per_second": r["batch"] / r["seconds_median"]}
-        for r in rows if r["model"] == "ours" and r["task"] == "train_step"
+        for r in rows if r["model"] == "ours" and r["task"] == "train_step" and r["seconds_median"]
     ]
 
 
@@ -112,6 +105,7 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[benchmark_eval] %(message)s")
+    logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # it logs every summary table at INFO
     result: dict = {}
     if not args.skip_coco:
         iou_types = tuple(t for t in args.iou_types.split(",") if t)

@@ -55,6 +55,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "demo" / "ropevit_shapes_cpu.yaml"
 TRAIN_NAME, VAL_NAME = "ropevit_demo_shapes_train", "ropevit_demo_shapes_val"
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# DEFAULT_NUM_THREADS_WHY: one intra-op thread. The demo model's tensors are small, so a second thread gains
+# little, and when the cores are shared (CI runners, parallel jobs) OpenMP's spin-waiting made a 2-thread
+# training step 3-6x slower than a 1-thread one in our measurements on a 2-core machine.
 # Predictions below this score are left out of the rendered images (evaluation keeps all of them).
 RENDER_SCORE_THRESHOLD = 0.5
 
@@ -72,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset (default: %(default)s)")
     parser.add_argument("--num-render", type=int, default=8,
                         help="held-out images rendered into OUTPUT_DIR/predictions (default: %(default)s)")
+    parser.add_argument("--num-threads", type=int, default=1,
+                        help="torch intra-op CPU threads (default: %(default)s; see DEFAULT_NUM_THREADS_WHY)")
     parser.add_argument("--min-box-ap50", type=float, default=50.0,
                         help="exit with status 1 when held-out box AP50 is below this (default: %(default)s)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
@@ -161,6 +166,7 @@ def write_results(path: Path, results: Mapping[str, Mapping[str, float]], timing
 
 
 def main(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.num_threads)
     cfg = setup(args)
     out = Path(args.output_dir)
     timings: dict[str, float] = {}

@@ -37,12 +37,14 @@ REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 OURS_CONFIG = REPO_CONFIGS / "ropevit_mrcnn.yaml"
 VITDET_GLOBAL_BLOCKS = (2, 5, 8, 11)
 
-# 2-block, 64-wide ViTs with the real patch sizes and token layouts, and 64 sampled ROIs per image instead
-# of 512: for smoke tests of the tool itself.
+# 2-block, 64-wide ViTs with the real patch sizes and token layouts, 64 sampled ROIs per training image
+# instead of 512 and 50 test proposals instead of 1000: for smoke tests of the tool itself.
 TINY_ROIS_PER_IMAGE = 64
+TINY_TEST_PROPOSALS = 50
 OURS_TINY_OPTS = ["MODEL.ROPE_VIT.EMBED_DIM", 64, "MODEL.ROPE_VIT.DEPTH", 2, "MODEL.ROPE_VIT.NUM_HEADS", 2,
                   "MODEL.ROPE_VIT.MLP_DIM", 128, "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE", 56,
-                  "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", TINY_ROIS_PER_IMAGE]
+                  "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", TINY_ROIS_PER_IMAGE,
+                  "MODEL.RPN.POST_NMS_TOPK_TEST", TINY_TEST_PROPOSALS]
 TINY_GLOBAL_BLOCKS = (1,)
 
 
@@ -64,6 +66,7 @@ class ModelSpec:
     windowed: bool = False
     description: str = ""
     extra_opts: tuple = field(default=())
+    compile_blocks: bool = False
 
     @property
     def precision(self) -> str:
@@ -75,6 +78,10 @@ OUR_MODES = {
     "bf16": ModelSpec("ours", "bf16", torch.bfloat16, False, "bf16 autocast, global attention (as pretrained)"),
     "fast": ModelSpec("ours", "fast", torch.bfloat16, True,
                       "bf16 autocast, windowed attention, global blocks 2/5/8/11 (a fine-tuning choice)"),
+    # Not in the default set: torch.compile needs a C++ compiler (CPU) or Triton (GPU) and minutes of warm-up.
+    "fast_compiled": ModelSpec("ours", "fast_compiled", torch.bfloat16, True,
+                               "fast, with each ViT block compiled by torch.compile (fuses norms, RoPE, GELU, "
+                               "residuals)", compile_blocks=True),
 }
 VITDET_MODES = {
     "fp32": ModelSpec("vitdet", "fp32", None, False, "detectron2 ViTDet-B, fp32 (its own window attention)"),
@@ -142,6 +149,7 @@ def build_vitdet(size: int, device: str, score_thresh: float, tiny: bool = False
         net = model_cfg.backbone.net
         net.embed_dim, net.depth, net.num_heads, net.window_block_indexes = 64, 2, 2, [0]
         model_cfg.roi_heads.batch_size_per_image = TINY_ROIS_PER_IMAGE
+        model_cfg.proposal_generator.post_nms_topk = (1000, TINY_TEST_PROPOSALS)  # (train, test)
     return instantiate(model_cfg).to(device)
 
 
@@ -166,6 +174,16 @@ def build_benchmark_model(
     global_blocks = TINY_GLOBAL_BLOCKS if tiny else VITDET_GLOBAL_BLOCKS
     cfg = ours_cfg(size, spec, device, score_thresh, window, global_blocks, weights, tiny)
     model = build_model(cfg)
+    if spec.compile_blocks:
+        # Block by block: the backbone calls vit.detection_features, not forward, so compiling the ViT
+        # module itself would compile nothing that runs. Blocks differ in drop-path rate and attention
+        # layout, and each combination (x train/eval, x grad mode) is its own graph: raise dynamo's
+        # per-function graph limit (8 by default) so that none falls back to eager.
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 128)
+        for block in model.backbone.net.vit.encoder.block:
+            block.compile()
     if weights:
         from ..checkpoint import RoPEViTCheckpointer
 

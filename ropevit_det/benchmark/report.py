@@ -27,6 +27,10 @@ def markdown_report(result: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
+        if r.get("error"):
+            lines.append(f"| {r['model']} | {r['mode']} | {r['precision']} | {_window(r)} | {r['task']} | {r['size']} "
+                         f"| {r['batch']} | {r['error']} | | | | | | |")
+            continue
         achieved = r["gflops"] / r["seconds_median"] if r["gflops"] else None
         fraction = 100 * r["fraction_of_peak"] if r["fraction_of_peak"] is not None else None
         lines.append(
@@ -36,7 +40,9 @@ def markdown_report(result: dict) -> str:
             f"| {_num(achieved, '.0f')} | {_num(fraction, '.1f')} |"
         )
     at = result["ratios_at"]
-    lines += ["", f"Ratios, ours / ViTDet-B fp32, at {at['size']} px, batch {at['batch']} (lower is better):", "",
+    train_batch = at.get("train_batch", at["batch"])
+    lines += ["", f"Ratios, ours / ViTDet-B fp32, at {at['size']} px, batch {at['batch']} (training: batch "
+                  f"{train_batch}); lower is better:", "",
               "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {_num(v, '.3f')} |" for k, v in result["ratios"].items() if v is not None]
     if result.get("ratios_vs_vitdet_bf16"):

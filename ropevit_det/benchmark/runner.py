@@ -43,6 +43,7 @@ class BenchmarkSettings:
     device: str = "cpu"
     sizes: Sequence[int] = (1024,)
     batches: Sequence[int] = (1,)
+    train_batches: Sequence[int] | None = None  # None: the same as batches
     tasks: Sequence[str] = TASKS
     ours_modes: Sequence[str] = ("parity", "bf16", "fast")
     vitdet_modes: Sequence[str] = ("fp32",)
@@ -79,17 +80,18 @@ class Row:
     task: str
     size: int
     batch: int
-    seconds_median: float
+    seconds_median: float | None
     peak_mem_mb: float | None
     gflops: float | None
     fraction_of_peak: float | None
     precision: str = "fp32"
     window: int = 0
     seconds_all: list[float] = field(default_factory=list)
+    error: str | None = None  # e.g. CUDA out of memory: the row stays, with no figures
 
     @property
-    def images_per_second(self) -> float:
-        return self.batch / self.seconds_median
+    def images_per_second(self) -> float | None:
+        return self.batch / self.seconds_median if self.seconds_median else None
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -162,13 +164,28 @@ def measure_model(
     model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window, settings.weights,
                                   settings.tiny)
     rows = []
-    for batch in settings.batches:
+    train_batches = settings.batches if settings.train_batches is None else settings.train_batches
+    for batch in sorted(set(settings.batches) | set(train_batches if "train_step" in settings.tasks else ())):
         images = synthetic_images(batch, size, device)
         for task in settings.tasks:
+            if batch not in (train_batches if task == "train_step" else settings.batches):
+                continue
             fn, cleanup = _task_fn(task, model, spec, images, settings)
             memory.reset_peak()
             started = time.perf_counter()
-            timed = time_repeats(fn, device, settings.warmup, settings.repeats, settings.count_flops)
+            # A compiled model compiles in its first runs (FLOP counting runs under a dispatch mode, so the
+            # run after it compiles again): give it two more warm-up runs.
+            warmup = settings.warmup + (2 if spec.compile_blocks else 0)
+            try:
+                timed = time_repeats(fn, device, warmup, settings.repeats, settings.count_flops)
+            except torch.cuda.OutOfMemoryError as e:
+                # One configuration that does not fit must not lose the rest of the run: keep a row saying so.
+                cleanup()
+                torch.cuda.empty_cache()
+                logger.warning("%s/%s %s %dpx x%d: CUDA out of memory", spec.model, spec.mode, task, size, batch)
+                rows.append(Row(spec.model, spec.mode, task, size, batch, None, None, None, None, spec.precision,
+                                window, [], f"CUDA out of memory: {str(e).splitlines()[0]}"))
+                continue
             peak_mb = memory.peak_mb()
             cleanup()
             gflops = timed.flops / 1e9 if timed.flops is not None else None
@@ -228,17 +245,21 @@ def _lookup(rows: Sequence[Row], model: str, mode: str, task: str, size: int, ba
     return None
 
 
-def compute_ratios(rows: Sequence[Row], size: int, batch: int, baseline_mode: str = "fp32") -> dict[str, float | None]:
+def compute_ratios(
+    rows: Sequence[Row], size: int, batch: int, baseline_mode: str = "fp32", train_batch: int | None = None
+) -> dict[str, float | None]:
     """Ours / ViTDet-B (``baseline_mode``) at one size and batch; ``None`` where a row was not measured.
 
     ``train_step_vs_vitdet`` and ``train_mem_vs_vitdet`` use our fastest training mode ("fast"); the
-    per-mode figures are there too.
+    per-mode figures are there too. ``train_batch`` (default ``batch``) is the batch of the train_step rows.
     """
+    train_batch = batch if train_batch is None else train_batch
 
     def ratio(mode: str, task: str, attr: str = "seconds_median") -> float | None:
-        ours = _lookup(rows, "ours", mode, task, size, batch)
-        base = _lookup(rows, "vitdet", baseline_mode, task, size, batch)
-        if ours is None or base is None or getattr(ours, attr) is None or not getattr(base, attr):
+        b = train_batch if task == "train_step" else batch
+        ours = _lookup(rows, "ours", mode, task, size, b)
+        base = _lookup(rows, "vitdet", baseline_mode, task, size, b)
+        if ours is None or base is None or not getattr(ours, attr) or not getattr(base, attr):
             return None
         return getattr(ours, attr) / getattr(base, attr)
 
@@ -280,8 +301,14 @@ def machine_info(device: torch.device, peaks: dict[str, float]) -> dict:
     return info
 
 
-def run_benchmark(settings: BenchmarkSettings) -> dict:
-    """Measure everything ``settings`` asks for. Returns the JSON-ready result (rows, ratios, machine, ...)."""
+def run_benchmark(settings: BenchmarkSettings, on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Measure everything ``settings`` asks for. Returns the JSON-ready result (rows, ratios, machine, ...).
+
+    Args:
+        settings: what to measure.
+        on_progress: called with the partial result (``"partial": True``) after each model, so that a run
+            stopped by a time limit still leaves what it measured.
+    """
     settings.validate()
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -297,27 +324,36 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
     for size in settings.sizes:
         for spec in specs:
             rows += measure_model(spec, size, settings, peaks, memory)
+            if on_progress is not None:
+                on_progress({**_result(settings, specs, rows, [], device, peaks), "partial": True})
     accuracy = []
     if settings.accuracy:
         accuracy = accuracy_guard(settings.accuracy_size or settings.sizes[0], settings)
+    return _result(settings, specs, rows, accuracy, device, peaks)
+
+
+def _result(settings: BenchmarkSettings, specs: Sequence[ModelSpec], rows: Sequence[Row], accuracy: list[dict],
+            device: torch.device, peaks: dict[str, float]) -> dict:
     first = (settings.sizes[0], settings.batches[0])
+    first_train = settings.batches[0] if not settings.train_batches else settings.train_batches[0]
     result = {
         "rows": [_row_dict(r) for r in rows],
-        "ratios": compute_ratios(rows, *first),
-        "ratios_at": {"size": first[0], "batch": first[1], "baseline": "vitdet fp32"},
-        "ratios_all": {f"{s}px_batch{b}": compute_ratios(rows, s, b) for s in settings.sizes for b in settings.batches},
+        "ratios": compute_ratios(rows, *first, train_batch=first_train),
+        "ratios_at": {"size": first[0], "batch": first[1], "train_batch": first_train, "baseline": "vitdet fp32"},
+        "ratios_all": {f"{s}px_batch{b}": compute_ratios(rows, s, b) for s in settings.sizes
+                       for b in sorted({r.batch for r in rows})},
         "accuracy": accuracy,
         "machine": machine_info(device, peaks),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "modes": {f"{s.model}/{s.mode}": s.description for s in specs},
     }
     if "bf16" in settings.vitdet_modes:
-        result["ratios_vs_vitdet_bf16"] = compute_ratios(rows, *first, baseline_mode="bf16")
+        result["ratios_vs_vitdet_bf16"] = compute_ratios(rows, *first, baseline_mode="bf16", train_batch=first_train)
     return result
 
 
 def _row_dict(row: Row) -> dict:
     d = asdict(row)
     d["images_per_second"] = row.images_per_second
-    d["ms_per_image"] = 1000 * row.seconds_median / row.batch
+    d["ms_per_image"] = 1000 * row.seconds_median / row.batch if row.seconds_median else None
     return d

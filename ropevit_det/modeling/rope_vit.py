@@ -49,11 +49,11 @@ class RoPEAttention(nn.Module):
     def forward(self, x: torch.Tensor, rope: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        n = self.num_special_tokens
-        q = torch.cat([q[:, :, :n], apply_rope(q[:, :, n:], rope)], dim=2).type_as(v)
-        k = torch.cat([k[:, :, :n], apply_rope(k[:, :, n:], rope)], dim=2).type_as(v)
+        # ``rope`` holds identity rotations (sin 0, cos 1) for the special tokens: one fused op, no slicing.
+        q = apply_rope(q, rope).type_as(v)
+        k = apply_rope(k, rope).type_as(v)
         if self.window_size > 0:
-            out = windowed_attention(q, k, v, n, grid_size, self.window_size)
+            out = windowed_attention(q, k, v, self.num_special_tokens, grid_size, self.window_size)
         else:
             out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
@@ -220,16 +220,17 @@ class RoPEViT(nn.Module):
         return torch.cat([special, patches.to(special.dtype)], dim=1)
 
     def rope_embedding(self, grid_size: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """``[sin | cos]`` rows for the whole sequence: identity (0 | 1) for the special tokens, which birder
+        leaves unrotated (``x * 1 + rot(x) * 0`` is exactly ``x``), then the patch grid's RoPE."""
         key = (*grid_size, device)
         if key not in self._rope_cache:
-            self._rope_cache[key] = build_rope_embedding(
-                self.embed_dim // self.num_heads,
-                self.rope_temperature,
-                grid_size,
-                self.pt_grid_size,
-                self.rope_positions,
-                device=device,
+            head_dim = self.embed_dim // self.num_heads
+            patches = build_rope_embedding(
+                head_dim, self.rope_temperature, grid_size, self.pt_grid_size, self.rope_positions, device=device
             )
+            identity = torch.cat([torch.zeros(self.num_special_tokens, head_dim, device=device),
+                                  torch.ones(self.num_special_tokens, head_dim, device=device)], dim=1)
+            self._rope_cache[key] = torch.cat([identity, patches.to(identity.dtype)], dim=0)
         return self._rope_cache[key]
 
     def _check_input(self, x: torch.Tensor) -> None:
