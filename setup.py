@@ -28,7 +28,6 @@ setup(
         "tensorboard",
         "shapely",  # detectron2's FixedSizeCrop (LSJ) crops polygon masks with it
         "matplotlib",  # precision/recall plots (tools/eval_camera_trap.py)
-        "psutil",  # peak-memory sampling in tools/benchmark.py
         "setuptools<81",  # detectron2.model_zoo imports pkg_resources
     ],
     extras_require={
