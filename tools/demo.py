@@ -55,9 +55,11 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "demo" / "ropevit_shapes_cpu.yaml"
 TRAIN_NAME, VAL_NAME = "ropevit_demo_shapes_train", "ropevit_demo_shapes_val"
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-# DEFAULT_NUM_THREADS_WHY: one intra-op thread. The demo model's tensors are small, so a second thread gains
-# little, and when the cores are shared (CI runners, parallel jobs) OpenMP's spin-waiting made a 2-thread
-# training step 3-6x slower than a 1-thread one in our measurements on a 2-core machine.
+# One intra-op thread by default, for a run time that holds on shared machines. Measured on a 2-core machine,
+# one forward + backward pass of this config took 0.44 s with 1 thread and 0.33 s with 2 when the cores were
+# nearly idle, but 0.7 s with 1 thread and 2.8-4.1 s with 2 while other jobs kept them busy (OpenMP threads
+# wait on each other). On a dedicated machine, --num-threads 2 is ~25% faster.
+DEFAULT_NUM_THREADS = 1
 # Predictions below this score are left out of the rendered images (evaluation keeps all of them).
 RENDER_SCORE_THRESHOLD = 0.5
 
@@ -75,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset (default: %(default)s)")
     parser.add_argument("--num-render", type=int, default=8,
                         help="held-out images rendered into OUTPUT_DIR/predictions (default: %(default)s)")
-    parser.add_argument("--num-threads", type=int, default=1,
-                        help="torch intra-op CPU threads (default: %(default)s; see DEFAULT_NUM_THREADS_WHY)")
+    parser.add_argument("--num-threads", type=int, default=DEFAULT_NUM_THREADS,
+                        help="torch intra-op CPU threads (default: %(default)s, robust when the cores are shared; "
+                             "2 is ~25%% faster on an idle 2-core machine)")
     parser.add_argument("--min-box-ap50", type=float, default=50.0,
                         help="exit with status 1 when held-out box AP50 is below this (default: %(default)s)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
@@ -140,8 +143,8 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def ap_table(results: Mapping[str, Mapping[str, float]]) -> str:
-    """The summary AP numbers of each task (bbox, segm), one row each."""
-    rows = [[task] + [f"{results[task].get(m, float('nan')):.1f}" for m in METRICS] for task in ("bbox", "segm")]
+    """The summary AP numbers of each task (bbox, and segm unless MODEL.MASK_ON is off), one row each."""
+    rows = [[task] + [f"{results[task].get(m, float('nan')):.1f}" for m in METRICS] for task in results]
     return tabulate(rows, headers=["task", *METRICS], tablefmt="pipe")
 
 
@@ -153,8 +156,7 @@ def write_results(path: Path, results: Mapping[str, Mapping[str, float]], timing
                  "image_size": cfg.INPUT.MIN_SIZE_TEST},
         "config": args.config_file,
         "overrides": list(args.opts),
-        "bbox": {k: _finite_or_none(v) for k, v in results["bbox"].items()},
-        "segm": {k: _finite_or_none(v) for k, v in results["segm"].items()},
+        **{task: {k: _finite_or_none(v) for k, v in metrics.items()} for task, metrics in results.items()},
         "min_box_ap50": args.min_box_ap50,
         "passed": passed,
         "wall_time_s": timings,
