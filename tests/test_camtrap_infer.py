@@ -260,6 +260,9 @@ def test_detection_category_ids(tmp_path):
     coco = detection_classes(80, None, ["unregistered_dataset", "coco_2017_val"])
     assert coco.names[:2] == ("person", "bicycle") and coco.ids[0] == "1"
     assert detection_classes(2).names == ("class_0", "class_1")
+    trained = {"dataset_info": {"thing_classes": ["vehicle", "animal"]}}  # stored by tools/train_net.py
+    assert detection_classes(2, None, (), checkpoint_meta=trained).categories == {"3": "vehicle", "1": "animal"}
+    assert detection_classes(2, ["x", "y"], (), checkpoint_meta=trained).names == ("x", "y")  # the user wins
     with pytest.raises(ValueError, match="2 names but the model has 3"):
         detection_classes(3, ["a", "b"])
     coco_file = tmp_path / "gt.json"

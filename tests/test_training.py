@@ -62,6 +62,9 @@ def test_training_writes_metrics_checkpoints_and_ap(trained_run) -> None:
     assert iterations[-1] == 3 and all(torch.isfinite(torch.tensor(r["total_loss"])) for r in records if "total_loss" in r)
     assert any("bbox/AP" in r and "bbox/AP50" in r for r in records)
     assert (out / "model_final.pth").exists() and (out / "inference" / "coco_instances_results.json").exists()
+    # The checkpoint names its classes, so that tools/infer.py needs no --class-names.
+    saved = torch.load(out / "model_final.pth", weights_only=True)
+    assert saved["dataset_info"] == {"datasets": ["ropevit_cli_train"], "thing_classes": ["animal"]}
 
 
 def test_resume_continues_at_the_saved_iteration(trained_run) -> None:

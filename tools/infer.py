@@ -171,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         root, files = list_inputs(args.input)
         logger.info("%d images under %s", len(files), root)
         class_names = parse_class_names(args.class_names) if args.class_names else None
-        classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
-                                    [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN])
         spec = InputSpec.from_cfg(cfg)
         model, meta = load_detector(cfg)
+        classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
+                                    [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN], checkpoint_meta=meta)
         classifier = build_classifier(args, cfg, model, meta) if args.classify else None
     except (ValueError, FileNotFoundError, WeightsDownloadError) as exc:
         raise SystemExit(f"ERROR: {exc}") from None

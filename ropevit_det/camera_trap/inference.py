@@ -15,8 +15,9 @@
 
 Detection category ids (:func:`detection_classes`): a model whose classes are MegaDetector's ``animal`` /
 ``person`` / ``vehicle`` gets MD's ids ``"1"``, ``"2"``, ``"3"`` (what Timelapse and AddaxAI expect); any other
-model gets ``"1" .. "N"`` for its classes in order, named from ``--class-names``, else the config's dataset
-metadata (``thing_classes``), else ``class_0 .. class_{N-1}``.
+model gets ``"1" .. "N"`` for its classes in order, named from ``--class-names``, else the classes stored in
+the checkpoint by ``tools/train_net.py`` (``dataset_info``), else the config's dataset metadata
+(``thing_classes``), else ``class_0 .. class_{N-1}``.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,10 @@ def parse_class_names(value: str) -> list[str]:
 
 
 def detection_classes(
-    num_classes: int, class_names: Sequence[str] | None = None, dataset_names: Sequence[str] = ()
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    dataset_names: Sequence[str] = (),
+    checkpoint_meta: Mapping[str, Any] | None = None,
 ) -> DetectionClasses:
     """Decide the MD ids and names of the detector's classes (see the module docstring).
 
@@ -123,11 +127,17 @@ def detection_classes(
         num_classes: ``MODEL.ROI_HEADS.NUM_CLASSES``.
         class_names: names given by the user (``--class-names``), in model class order.
         dataset_names: registered datasets to take ``thing_classes`` from (``DATASETS.TEST`` + ``TRAIN``).
+        checkpoint_meta: what the checkpointer returned; checkpoints written by ``tools/train_net.py`` carry
+            ``dataset_info.thing_classes``, the classes the model was trained on.
     """
     names: list[str] | None = list(class_names) if class_names is not None else None
     if names is not None and len(names) != num_classes:
         raise ValueError(f"--class-names gives {len(names)} names but the model has {num_classes} classes "
                          "(MODEL.ROI_HEADS.NUM_CLASSES)")
+    trained_on = list((checkpoint_meta or {}).get("dataset_info", {}).get("thing_classes", []))
+    if names is None and len(trained_on) == num_classes:
+        names = trained_on
+        logger.info("detection classes from the checkpoint: %s", ", ".join(names))
     if names is None:
         for dataset in dataset_names:
             thing_classes = MetadataCatalog.get(dataset).get("thing_classes", None)

@@ -15,7 +15,7 @@ import weakref
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import DatasetMapper, build_detection_train_loader
+from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.utils import comm
@@ -47,6 +47,21 @@ def wrap_for_distributed(model: torch.nn.Module) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
+class DatasetInfo:
+    """Checkpointable that stores the training classes in every checkpoint (``checkpoint["dataset_info"]``),
+    so that inference can name them (MegaDetector ids for animal/person/vehicle) without being told."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.datasets = list(cfg.DATASETS.TRAIN)
+        self.thing_classes = list(MetadataCatalog.get(self.datasets[0]).get("thing_classes", [])) if self.datasets else []
+
+    def state_dict(self) -> dict:
+        return {"datasets": self.datasets, "thing_classes": self.thing_classes}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore: the current run's datasets are authoritative."""
+
+
 class Trainer(DefaultTrainer):
     def __init__(self, cfg: CfgNode) -> None:
         TrainerBase.__init__(self)
@@ -60,7 +75,9 @@ class Trainer(DefaultTrainer):
         model = wrap_for_distributed(model)
         self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = RoPEViTCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = RoPEViTCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), dataset_info=DatasetInfo(cfg)
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
