@@ -94,7 +94,20 @@ def test_download_verifies_and_second_use_hits_the_cache(server, table_matches_s
     assert server.requests == [f"/{NAME}.pt"]
     assert PathManager.get_local_path(f"birder://{NAME}") == local
     assert server.requests == [f"/{NAME}.pt"]  # not fetched again
-    assert _cache_files(tmp_path) == [f"{NAME}.pt"]  # no partial files left
+    assert _cache_files(tmp_path) == [f"{NAME}.pt", f"{NAME}.pt.sha256"]  # no partial files left
+
+
+def test_hand_copied_cache_file_is_verified_before_use(server, table_matches_served_file, served_bytes, tmp_path):
+    """The manual route puts a file in the cache: it is hashed on first use, and a wrong file is refused."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f"{NAME}.pt").write_bytes(served_bytes[:-10] + b"0123456789")
+    with pytest.raises(WeightsDownloadError, match=r"is not the published .*Delete it"):
+        fetch_published(NAME)
+    (cache / f"{NAME}.pt").write_bytes(served_bytes)
+    assert fetch_published(NAME) == cache / f"{NAME}.pt"
+    assert server.requests == []  # verified locally, nothing downloaded
+    assert (cache / f"{NAME}.pt.sha256").read_text().strip() == hashlib.sha256(served_bytes).hexdigest()
 
 
 def test_wrong_sha256_deletes_the_download_and_says_so(server, tmp_path):

@@ -88,10 +88,11 @@ def fetch_published(
     weights = get_published(name)
     folder = Path(cache).expanduser() if cache is not None else cache_dir()
     dst = folder / weights.file_name
+    url = weights.url(base_url or os.environ.get(BASE_URL_ENV))
     if dst.is_file() and not force:
+        _verify_cached(dst, weights, url)
         logger.info(f"{BIRDER_PREFIX}{name}: using cached {dst}")
         return dst
-    url = weights.url(base_url or os.environ.get(BASE_URL_ENV))
     # The lock makes several processes on one machine (DDP ranks) download once; file_lock creates the folder.
     with file_lock(str(dst)):
         if dst.is_file() and not force:
@@ -99,6 +100,29 @@ def fetch_published(
         logger.info(f"{BIRDER_PREFIX}{name}: downloading {url} ({weights.size_mb} MB) to {dst}")
         _download_verified(url, dst, weights, timeout, progress)
     return dst
+
+
+def _sha256_marker(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".sha256")
+
+
+def _verify_cached(dst: Path, weights: PublishedWeights, url: str) -> None:
+    """A file in the cache is trusted only once its sha256 matched: files we downloaded carry a marker; a file
+    copied there by hand (the manual route) is hashed on first use, and refused if it is not the published one."""
+    marker = _sha256_marker(dst)
+    if marker.is_file() and marker.read_text().strip() == weights.sha256:
+        return
+    digest = hashlib.sha256()
+    with open(dst, "rb") as f:
+        while chunk := f.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    actual = digest.hexdigest()
+    if actual != weights.sha256:
+        raise WeightsDownloadError(
+            f"the cached file {dst} is not the published {weights.name}: sha256 {actual}, expected "
+            f"{weights.sha256}. Delete it and run again to download it, or {_manual_route(url, dst, weights)}"
+        )
+    marker.write_text(weights.sha256 + "\n")
 
 
 def _manual_route(url: str, dst: Path, weights: PublishedWeights) -> str:
@@ -165,6 +189,7 @@ def _download_verified(url: str, dst: Path, weights: PublishedWeights, timeout: 
             f"published one. {_manual_route(url, dst, weights)}"
         )
     os.replace(tmp, dst)  # atomic on one filesystem: readers see no file or the whole verified file
+    _sha256_marker(dst).write_text(actual + "\n")
     logger.info(f"{BIRDER_PREFIX}{weights.name}: verified sha256 and cached {dst}")
 
 
