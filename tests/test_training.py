@@ -23,8 +23,8 @@ CAMTRAP_ARGS = [
 ]
 
 
-def run_tool(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def run_tool(script: str, *args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str(REPO / script), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
     )
@@ -160,3 +160,13 @@ def test_cct_flags_train_on_the_original_camera_traps_file(tmp_path) -> None:
     assert "NUM_CLASSES: 3" in config  # animal / person / vehicle
     assert "4 images kept (4 with boxes" in proc.stdout + proc.stderr
     assert (tmp_path / "model_final.pth").exists()
+
+
+def test_unreachable_weights_end_the_run_with_the_manual_route(tmp_path) -> None:
+    """No network: the birder:// download fails within seconds, with the manual route and no traceback."""
+    proc = run_tool("tools/train_net.py", "--config", str(QUICK), *CAMTRAP_ARGS[:4],
+                    "MODEL.WEIGHTS", "birder://rope_vit_reg4_b14_capi-inat21", "OUTPUT_DIR", str(tmp_path / "out"),
+                    env={"ROPEVIT_DET_BASE_URL": "http://127.0.0.1:9", "ROPEVIT_DET_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode != 0
+    assert "ERROR: cannot reach http://127.0.0.1:9/" in proc.stderr and "Manual route" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -34,7 +34,7 @@ from detectron2.utils.logger import setup_logger
 
 from ropevit_det import add_ropevit_config
 from ropevit_det.camera_trap.cct import register_cct_dataset
-from ropevit_det.checkpoint import RoPEViTCheckpointer, check_pixel_stats
+from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
 from ropevit_det.engine import Trainer
 
@@ -149,6 +149,14 @@ def setup(args: argparse.Namespace) -> CfgNode:
 
 
 def main(args: argparse.Namespace):
+    """Weights that cannot be fetched or do not fit end the run with their message (it names the fix), no traceback."""
+    try:
+        return _main(args)
+    except (WeightsDownloadError, KeyMappingError) as error:
+        raise SystemExit(f"ERROR: {error}") from None
+
+
+def _main(args: argparse.Namespace):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
