@@ -26,6 +26,7 @@ def main(args) -> None:
     all_reports = comm.all_gather(report)
     if comm.is_main_process():
         Path(cfg.OUTPUT_DIR, "sync_report.json").write_text(json.dumps(all_reports))
+    train_net.shutdown_distributed()
 
 
 if __name__ == "__main__":
