@@ -5,7 +5,10 @@ file or on the command line fails loudly instead of being ignored.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
 
 def add_ropevit_config(cfg: CN) -> None:
@@ -44,3 +47,12 @@ def add_ropevit_config(cfg: CN) -> None:
     cfg.INPUT.LSJ.IMAGE_SIZE = 1024  # crop size; pair with MODEL.SFP.SQUARE_PAD of the same value
     cfg.INPUT.LSJ.MIN_SCALE = 0.1  # ResizeScale range, relative to IMAGE_SIZE
     cfg.INPUT.LSJ.MAX_SCALE = 2.0
+
+
+def load_config(config_file: str, opts: Sequence[str] = ()) -> CN:
+    """detectron2's defaults plus ours, then ``config_file``, then ``KEY VALUE`` overrides (unknown keys fail)."""
+    cfg = get_cfg()
+    add_ropevit_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg

@@ -37,7 +37,7 @@ from typing import Any, Mapping  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from detectron2.config import CfgNode, get_cfg  # noqa: E402
+from detectron2.config import CfgNode  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.data import detection_utils  # noqa: E402
 from detectron2.engine import DefaultPredictor, default_setup  # noqa: E402
@@ -45,7 +45,7 @@ from detectron2.utils.visualizer import Visualizer  # noqa: E402
 from PIL import Image  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from ropevit_det import add_ropevit_config  # noqa: E402
+from ropevit_det.config import load_config  # noqa: E402
 from ropevit_det.data import SHAPE_CLASSES, generate_shapes_dataset, register_coco_dataset  # noqa: E402
 from ropevit_det.engine import Trainer  # noqa: E402
 
@@ -89,10 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup(args: argparse.Namespace) -> CfgNode:
     """Config as in tools/train_net.py: defaults, project keys, the file, the overrides, then default_setup."""
-    cfg = get_cfg()
-    add_ropevit_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts)
     cfg.DATASETS.TRAIN = (TRAIN_NAME,)
     cfg.DATASETS.TEST = (VAL_NAME,)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(SHAPE_CLASSES)

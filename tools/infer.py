@@ -30,10 +30,10 @@ import sys
 from pathlib import Path
 
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 
-from ropevit_det import add_ropevit_config
 from ropevit_det.checkpoint import WeightsDownloadError
+from ropevit_det.config import load_config
 from ropevit_det.camera_trap.coco_results import md_to_coco_results
 from ropevit_det.camera_trap.image_io import list_inputs
 from ropevit_det.camera_trap.inference import (
@@ -113,10 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
-    cfg = get_cfg()
-    add_ropevit_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts)
     cfg.MODEL.WEIGHTS = args.weights
     if args.threshold is not None:
         # The model itself drops boxes under SCORE_THRESH_TEST: lower values of --threshold only work through it.

@@ -27,16 +27,16 @@ import os
 import sys
 
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ropevit_det import add_ropevit_config
 from ropevit_det.camera_trap.cct import register_cct_dataset
 from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
+from ropevit_det.config import load_config
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
 from ropevit_det.engine import Trainer
 
@@ -136,10 +136,7 @@ def register_cct_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
 def setup(args: argparse.Namespace) -> CfgNode:
     if not args.config_file:
         raise SystemExit("Pass a config file: --config configs/ropevit_mrcnn.yaml")
-    cfg = get_cfg()
-    add_ropevit_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts)
     register_cli_datasets(args, cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
