@@ -11,11 +11,10 @@ from birder.common import fs_ops
 from birder.conf import settings
 from birder.model_registry import registry
 from birder.net.base import get_signature
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 import ropevit_det  # noqa: F401  (registers the backbone)
-from ropevit_det.config import add_ropevit_config
+from ropevit_det.config import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO_ROOT / "configs" / "Base-RoPEViT-SFP.yaml"
@@ -79,10 +78,8 @@ def tiny_cfg(
     num_classes: int = 0,
 ):
     """The base config with a tiny ViT and thin heads (fast on a CPU)."""
-    cfg = get_cfg()
-    add_ropevit_config(cfg)
-    cfg.merge_from_file(str(BASE_CONFIG))
-    cfg.merge_from_list(
+    return load_config(
+        str(BASE_CONFIG),
         [
             "MODEL.DEVICE", "cpu",
             "MODEL.ROPE_VIT.DEPTH", depth,
@@ -96,9 +93,8 @@ def tiny_cfg(
             "MODEL.ROI_BOX_HEAD.FC_DIM", 32,
             "MODEL.ROI_MASK_HEAD.CONV_DIM", 16,
             "MODEL.ROI_HEADS.NUM_CLASSES", 3,
-        ]
+        ],
     )
-    return cfg
 
 
 def build_d2_model(cfg) -> torch.nn.Module:

@@ -24,15 +24,9 @@ TINY_VIT_OVERRIDES = [
 
 def tiny_cfg(config_file: str | Path, extra: list[str] | None = None):
     """A frozen-able cfg from ``config_file`` with the tiny-ViT overrides applied."""
-    from detectron2.config import get_cfg
+    from ropevit_det.config import load_config
 
-    from ropevit_det import add_ropevit_config
-
-    cfg = get_cfg()
-    add_ropevit_config(cfg)
-    cfg.merge_from_file(str(config_file))
-    cfg.merge_from_list(TINY_VIT_OVERRIDES + (extra or []))
-    return cfg
+    return load_config(str(config_file), TINY_VIT_OVERRIDES + (extra or []))
 
 
 @pytest.fixture(autouse=True)

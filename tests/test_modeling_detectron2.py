@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import LazyConfig, get_cfg, instantiate
+from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, ImageList, Instances
 from detectron2.utils.events import EventStorage
 
-from ropevit_det import add_ropevit_config
+from ropevit_det.config import load_config
 from ropevit_det.modeling.sfp_backbone import resample_to_stride
 
 from .conftest import CONFIGS, TINY_VIT_OVERRIDES, tiny_cfg
@@ -103,10 +103,7 @@ def test_end_to_end_train_and_inference(config: str) -> None:
 def test_full_size_config_holds_exactly_birders_parameters() -> None:
     from birder.model_registry import registry
 
-    cfg = get_cfg()
-    add_ropevit_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / "ropevit_mrcnn.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
+    cfg = load_config(str(CONFIGS / "ropevit_mrcnn.yaml"), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
     state = build_model(cfg).state_dict()
     prefix = "backbone.net.vit."
     ours = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}

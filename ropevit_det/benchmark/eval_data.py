@@ -187,15 +187,12 @@ def loader_benchmark(paths: list[Path], config_file: Path, passes: int = 2) -> d
     augmentations=lsj_augmentations(cfg), recompute_boxes=MASK_ON)`` on ``config_file``'s settings.
     Runs in this process (one worker); ``DATALOADER.NUM_WORKERS`` processes scale it on free cores.
     """
-    from detectron2.config import get_cfg
     from detectron2.data import DatasetMapper
 
-    from ..config import add_ropevit_config
+    from ..config import load_config
     from ..engine.trainer import lsj_augmentations
 
-    cfg = get_cfg()
-    add_ropevit_config(cfg)
-    cfg.merge_from_file(str(config_file))
+    cfg = load_config(str(config_file))
     mapper = DatasetMapper(cfg, is_train=True, augmentations=lsj_augmentations(cfg), recompute_boxes=cfg.MODEL.MASK_ON)
     dicts = _dataset_dicts(paths)
     for d in dicts[:2]:  # warm-up: imports, first-call overheads

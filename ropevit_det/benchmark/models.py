@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from detectron2.config import CfgNode, LazyConfig, get_cfg, instantiate
+from detectron2.config import CfgNode, LazyConfig, instantiate
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks
 
-from ..config import add_ropevit_config
+from ..config import load_config
 
 __all__ = [
     "ModelSpec",
@@ -111,9 +111,6 @@ def ours_cfg(
     tiny: bool = False,
 ) -> CfgNode:
     """``configs/ropevit_mrcnn.yaml`` set up for the benchmark (see ``build_benchmark_model``)."""
-    cfg = get_cfg()
-    add_ropevit_config(cfg)
-    cfg.merge_from_file(str(OURS_CONFIG))
     opts = [
         "MODEL.WEIGHTS", weights,
         "MODEL.DEVICE", device,
@@ -122,8 +119,7 @@ def ours_cfg(
         "MODEL.ROPE_VIT.WINDOW_SIZE", window if spec.windowed else 0,
         "MODEL.ROPE_VIT.GLOBAL_BLOCKS", list(global_blocks) if spec.windowed else [],
     ]
-    cfg.merge_from_list(opts + (OURS_TINY_OPTS if tiny else []) + list(spec.extra_opts))
-    return cfg
+    return load_config(str(OURS_CONFIG), opts + (OURS_TINY_OPTS if tiny else []) + list(spec.extra_opts))
 
 
 def vitdet_lazy_config_path() -> str:

@@ -227,6 +227,12 @@ def _classifier_vit_kwargs(cfg: CfgNode, num_classes: int) -> dict[str, Any]:
     return kwargs
 
 
+def _rgb_stats(meta: Mapping[str, Any], cfg: CfgNode) -> dict[str, Any]:
+    """The checkpoint's ``rgb_stats``, else the config's pixel statistics (x255 undone)."""
+    return meta.get("rgb_stats") or {
+        "mean": [v / 255.0 for v in cfg.MODEL.PIXEL_MEAN], "std": [v / 255.0 for v in cfg.MODEL.PIXEL_STD]}
+
+
 def _read_classifier_state(local_path: str, source: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(bare RoPEViT state with classifier.*, metadata)`` from a birder or detectron2 checkpoint file."""
     if is_safetensors_file(local_path):
@@ -287,8 +293,7 @@ def load_species_classifier(
         raise ValueError(f"classifier weights {weights} do not fit the ViT of the config: {exc}") from None
     vit.load_state_dict(state, strict=True)
     vit.to(device)
-    rgb_stats = meta.get("rgb_stats") or {
-        "mean": [v / 255.0 for v in cfg.MODEL.PIXEL_MEAN], "std": [v / 255.0 for v in cfg.MODEL.PIXEL_STD]}
+    rgb_stats = _rgb_stats(meta, cfg)
     names = class_names_from_class_to_idx(meta.get("class_to_idx") or {}, num_classes, weights)
     logger.info("species classifier: %s, %d classes, %d px crops", weights, num_classes,
                 cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE)
@@ -325,8 +330,7 @@ def classifier_from_detector(
         raise ValueError("the detector's ViT uses windowed attention (MODEL.ROPE_VIT.WINDOW_SIZE > 0); "
                          "load the classifier standalone (load_species_classifier) instead")
     num_classes = vit.classifier.out_features
-    rgb_stats = meta.get("rgb_stats") or {
-        "mean": [v / 255.0 for v in cfg.MODEL.PIXEL_MEAN], "std": [v / 255.0 for v in cfg.MODEL.PIXEL_STD]}
+    rgb_stats = _rgb_stats(meta, cfg)
     names = class_names_from_class_to_idx(meta.get("class_to_idx") or {}, num_classes, weights)
     return SpeciesClassifier(vit, names, rgb_stats, cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE, device=device, bf16=bf16,
                              margin=margin, top_k=top_k, name=weights.rsplit("/", 1)[-1])

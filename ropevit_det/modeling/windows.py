@@ -9,6 +9,8 @@ Cost per windowed block: O(N * (w^2 + 5)) instead of O(N^2).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -36,8 +38,11 @@ def _from_windows(x: torch.Tensor, batch: int, grid: tuple[int, int], window: in
     return x.reshape(batch, heads, gh * gw, d)
 
 
+@lru_cache(maxsize=32)
 def _padding_key_mask(grid: tuple[int, int], window: int, num_special: int, device: torch.device) -> torch.Tensor:
-    """(nW, 1, 1, num_special + window^2) boolean mask, False where a key is a padding patch."""
+    """(nW, 1, 1, num_special + window^2) boolean mask, False where a key is a padding patch.
+
+    Cached: a pure function of the grid, shared by every windowed block of every forward at that size."""
     valid = torch.ones(1, 1, *grid, 1, device=device)
     valid = _to_windows(valid.reshape(1, 1, -1, 1), grid, window)[:, 0, :, 0] > 0
     special = torch.ones(valid.shape[0], num_special, dtype=torch.bool, device=device)
