@@ -38,6 +38,9 @@ def add_ropevit_config(cfg: CN) -> None:
     cfg.MODEL.SFP.SQUARE_PAD = 0  # pad every batch to this square size (LSJ: 1024); 0 pads to a multiple of 32
 
     # Training recipe (ViTDet for ViT-B): AdamW, layer-wise lr decay, mixed precision, large-scale jitter.
+    # Test-time cap on the (proposal, class) pairs that enter NMS per image (0 = none, detectron2's behaviour).
+    # Needs ROI_HEADS.NAME "CandidateCappedROIHeads" (ropevit_det/modeling/roi_heads.py), as in our configs.
+    cfg.MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST = 0
     cfg.SOLVER.OPTIMIZER = "ADAMW"  # "ADAMW" (ViTDet) or "SGD"
     cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
     cfg.SOLVER.LAYER_DECAY = 0.7  # lr multiplier per block below the top (ViTDet-B: 0.7); 1.0 disables it
@@ -55,4 +58,21 @@ def load_config(config_file: str, opts: Sequence[str] = ()) -> CN:
     add_ropevit_config(cfg)
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
+    check_config(cfg)
     return cfg
+
+
+CAPPED_ROI_HEADS = ("CandidateCappedROIHeads",)
+
+
+def check_config(cfg: CN) -> None:
+    """Combinations that detectron2 would silently ignore: fail with the fix instead."""
+    cap, heads = cfg.MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST, cfg.MODEL.ROI_HEADS.NAME
+    if cap < 0:
+        raise ValueError(f"MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST must be >= 0 (0 = no cap), got {cap}")
+    if cap > 0 and heads not in CAPPED_ROI_HEADS:
+        raise ValueError(
+            f"MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST={cap} has no effect with MODEL.ROI_HEADS.NAME {heads!r}: "
+            f"use {CAPPED_ROI_HEADS[0]!r} (a StandardROIHeads with the cap), or set the cap to 0 "
+            "(cascade heads run their own post-processing and have no cap)"
+        )

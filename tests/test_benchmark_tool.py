@@ -105,3 +105,16 @@ def test_tiny_run_writes_the_documented_json(tmp_path, capsys) -> None:
     bf16_guard = [a for a in result["accuracy"] if a["mode"] == "bf16"][0]
     assert bf16_guard["passed"] is True
     assert "| ours | fast |" in capsys.readouterr().out
+
+
+def test_candidate_cap_reaches_both_models() -> None:
+    from ropevit_det.benchmark.models import OUR_MODES, VITDET_MODES, build_benchmark_model
+    from ropevit_det.modeling.roi_heads import CandidateCappedFastRCNNOutputLayers
+
+    for spec in (OUR_MODES["parity"], VITDET_MODES["fp32"]):
+        model = build_benchmark_model(spec, 64, "cpu", 0.0, 0, tiny=True, topk_candidates=300)
+        predictor = model.roi_heads.box_predictor
+        assert isinstance(predictor, CandidateCappedFastRCNNOutputLayers) and predictor.test_topk_candidates == 300
+    # Off by default: ViTDet keeps detectron2's own predictor class.
+    default = build_benchmark_model(VITDET_MODES["fp32"], 64, "cpu", 0.0, 0, tiny=True)
+    assert type(default.roi_heads.box_predictor).__name__ == "FastRCNNOutputLayers"

@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="test score threshold for both models (default 0.0). Random weights give near-uniform "
                         "class scores (~1/81) below detectron2's 0.05, which would skip NMS work and the mask head; "
                         "0 keeps 100 detections per image, as a trained model produces")
+    p.add_argument("--topk-candidates", type=int, default=0,
+                   help="cap on the (proposal, class) pairs per image that enter test-time NMS, for both models "
+                        "(MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST; default 0: no cap, detectron2's post-processing)")
     p.add_argument("--train-instances", type=int, default=8, help="synthetic ground-truth objects per image")
     p.add_argument("--weights", default="", help="checkpoint for our model (birder or detectron2 format); "
                                                   "used by the accuracy guard, timing does not depend on it")
@@ -90,6 +93,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
         vitdet_modes=args.vitdet_modes,
         window=args.window,
         score_thresh=args.score_thresh,
+        topk_candidates=args.topk_candidates,
         train_instances=args.train_instances,
         weights=args.weights,
         accuracy=not args.no_accuracy,

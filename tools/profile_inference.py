@@ -30,13 +30,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--model", choices=("ours", "vitdet"), default="ours")
     parser.add_argument("--mode", default="bf16", help="ours: parity|bf16|fast; vitdet: fp32|bf16")
+    parser.add_argument("--topk-candidates", type=int, default=0,
+                        help="cap on the candidates per image entering test-time NMS (0: none)")
     parser.add_argument("--top", type=int, default=20, help="operators to list")
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
 
     spec = (OUR_MODES if args.model == "ours" else VITDET_MODES)[args.mode]
     device = torch.device(args.device)
-    model = build_benchmark_model(spec, args.size, args.device, 0.0, auto_window_size(args.size)).eval()
+    model = build_benchmark_model(spec, args.size, args.device, 0.0, auto_window_size(args.size),
+                                  topk_candidates=args.topk_candidates).eval()
     images = synthetic_images(args.batch, args.size, device)
     inputs = [{"image": image} for image in images]
     normalized = (images - model.pixel_mean) / model.pixel_std

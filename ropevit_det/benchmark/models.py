@@ -22,6 +22,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks
 
 from ..config import load_config
+from ..modeling.roi_heads import CandidateCappedFastRCNNOutputLayers
 
 __all__ = [
     "ModelSpec",
@@ -109,6 +110,7 @@ def ours_cfg(
     global_blocks: Sequence[int] = VITDET_GLOBAL_BLOCKS,
     weights: str = "",
     tiny: bool = False,
+    topk_candidates: int = 0,
 ) -> CfgNode:
     """``configs/ropevit_mrcnn.yaml`` set up for the benchmark (see ``build_benchmark_model``)."""
     opts = [
@@ -116,6 +118,7 @@ def ours_cfg(
         "MODEL.DEVICE", device,
         "MODEL.SFP.SQUARE_PAD", size,
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", score_thresh,
+        "MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST", topk_candidates,
         "MODEL.ROPE_VIT.WINDOW_SIZE", window if spec.windowed else 0,
         "MODEL.ROPE_VIT.GLOBAL_BLOCKS", list(global_blocks) if spec.windowed else [],
     ]
@@ -135,12 +138,20 @@ def vitdet_lazy_config_path() -> str:
     return path
 
 
-def build_vitdet(size: int, device: str, score_thresh: float, tiny: bool = False) -> torch.nn.Module:
-    """detectron2's ViTDet ViT-B Mask R-CNN with ``img_size`` and square padding set to ``size``."""
+def build_vitdet(
+    size: int, device: str, score_thresh: float, tiny: bool = False, topk_candidates: int = 0
+) -> torch.nn.Module:
+    """detectron2's ViTDet ViT-B Mask R-CNN with ``img_size`` and square padding set to ``size``.
+
+    ``topk_candidates`` > 0 swaps in our candidate-capped box predictor (a subclass of detectron2's, same
+    parameters), so that both models run the same post-processing."""
     model_cfg = LazyConfig.load(vitdet_lazy_config_path()).model
     model_cfg.backbone.net.img_size = size  # global blocks' relative-position tables sized for this input
     model_cfg.backbone.square_pad = size
     model_cfg.roi_heads.box_predictor.test_score_thresh = score_thresh
+    if topk_candidates:
+        model_cfg.roi_heads.box_predictor._target_ = CandidateCappedFastRCNNOutputLayers
+        model_cfg.roi_heads.box_predictor.test_topk_candidates = topk_candidates
     if tiny:
         net = model_cfg.backbone.net
         net.embed_dim, net.depth, net.num_heads, net.window_block_indexes = 64, 2, 2, [0]
@@ -150,7 +161,14 @@ def build_vitdet(size: int, device: str, score_thresh: float, tiny: bool = False
 
 
 def build_benchmark_model(
-    spec: ModelSpec, size: int, device: str, score_thresh: float, window: int, weights: str = "", tiny: bool = False
+    spec: ModelSpec,
+    size: int,
+    device: str,
+    score_thresh: float,
+    window: int,
+    weights: str = "",
+    tiny: bool = False,
+    topk_candidates: int = 0,
 ) -> torch.nn.Module:
     """The detectron2 ``GeneralizedRCNN`` for ``spec`` at input ``size``, on ``device``, in train mode.
 
@@ -162,13 +180,14 @@ def build_benchmark_model(
         window: window size in patches for windowed modes of ours.
         weights: ours only: a checkpoint for ``MODEL.WEIGHTS`` ("" = random initialisation).
         tiny: 2-block, 64-wide ViTs (smoke tests of the tool; timings meaningless).
+        topk_candidates: cap on the (proposal, class) pairs entering test-time NMS, both models (0 = none).
     """
     if spec.model == "vitdet":
-        return build_vitdet(size, device, score_thresh, tiny)
+        return build_vitdet(size, device, score_thresh, tiny, topk_candidates)
     if spec.model != "ours":
         raise ValueError(f"unknown model {spec.model!r}; expected 'ours' or 'vitdet'")
     global_blocks = TINY_GLOBAL_BLOCKS if tiny else VITDET_GLOBAL_BLOCKS
-    cfg = ours_cfg(size, spec, device, score_thresh, window, global_blocks, weights, tiny)
+    cfg = ours_cfg(size, spec, device, score_thresh, window, global_blocks, weights, tiny, topk_candidates)
     model = build_model(cfg)
     if spec.compile_blocks:
         # Block by block: the backbone calls vit.detection_features, not forward, so compiling the ViT

@@ -14,6 +14,13 @@ def _window(row: dict) -> str:
     return f"{row['window']}" if row["window"] else "global"
 
 
+def _post_processing(settings: dict) -> str:
+    """One line on the test-time settings both models share (they move the inference rows)."""
+    cap = settings.get("topk_candidates", 0)
+    return (f"Both models: test score threshold {settings.get('score_thresh', 0.0)}, "
+            + (f"at most {cap} candidates per image into NMS." if cap else "no cap on the candidates into NMS."))
+
+
 def markdown_report(result: dict) -> str:
     """The rows, the ratios, the accuracy guard and the machine, as Markdown."""
     m = result["machine"]
@@ -21,6 +28,7 @@ def markdown_report(result: dict) -> str:
         f"Machine: {m['device_name']} ({m['device']}), {m['threads']} threads, torch {m['torch']}; "
         f"measured matmul peak fp32 {m['matmul_peak_gflops']['fp32']:.0f} GFLOP/s, "
         f"bf16 {m['matmul_peak_gflops']['bf16']:.0f} GFLOP/s.",
+        _post_processing(result.get("settings", {})),
         "",
         "| model | mode | precision | window | task | size | batch | median s | ms/image | images/s "
         "| peak MiB | GFLOP | GFLOP/s | % of peak |",

@@ -51,6 +51,7 @@ class BenchmarkSettings:
     repeats: int = 3
     window: int | None = None  # None: auto_window_size(size)
     score_thresh: float = 0.0
+    topk_candidates: int = 0  # MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST for both models (0: detectron2's NMS as is)
     train_instances: int = 8
     weights: str = ""
     accuracy: bool = True
@@ -69,6 +70,8 @@ class BenchmarkSettings:
                 raise ValueError(f"unknown {name} mode(s) {bad}; choose from {sorted(table)}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+        if self.topk_candidates < 0:
+            raise ValueError(f"--topk-candidates must be >= 0 (0 = no cap), got {self.topk_candidates}")
         if any(s < 32 or s % 32 for s in self.sizes):
             raise ValueError(f"sizes must be multiples of 32 (the pyramid's stride-32 level): {list(self.sizes)}")
 
@@ -162,7 +165,7 @@ def measure_model(
     memory.set_baseline()
     torch.manual_seed(0)
     model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window, settings.weights,
-                                  settings.tiny)
+                                  settings.tiny, settings.topk_candidates)
     rows = []
     train_batches = settings.batches if settings.train_batches is None else settings.train_batches
     for batch in sorted(set(settings.batches) | set(train_batches if "train_step" in settings.tasks else ())):
