@@ -103,3 +103,57 @@ def test_cap_with_heads_that_ignore_it_is_an_error() -> None:
         load_config(str(CONFIGS / "ropevit_cascade_mrcnn.yaml"), ["MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST", "1000"])
     with pytest.raises(ValueError, match=">= 0"):
         load_config(str(CONFIGS / "ropevit_mrcnn.yaml"), ["MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST", "-1"])
+
+
+def test_fused_channel_layer_norm_is_detectron2s_layer_norm() -> None:
+    from detectron2.layers.batch_norm import LayerNorm
+
+    from ropevit_det.modeling.norms import ChannelLayerNorm, use_fused_channel_layer_norms
+
+    reference = LayerNorm(16)
+    torch.nn.init.normal_(reference.weight)
+    torch.nn.init.normal_(reference.bias)
+    holder = torch.nn.Sequential(reference)
+    x = torch.randn(3, 16, 7, 5) * 4 + 2
+    expected = reference(x)
+    assert use_fused_channel_layer_norms(holder) == 1
+    fused = holder[0]
+    assert isinstance(fused, ChannelLayerNorm) and fused.weight is reference.weight and fused.eps == reference.eps
+    torch.testing.assert_close(fused(x), expected, rtol=1e-5, atol=1e-5)
+    assert fused(torch.zeros(0, 16, 14, 14)).shape == (0, 16, 14, 14)  # no detections: empty mask-head batch
+
+
+def test_model_norms_are_fused_with_unchanged_parameter_names_and_outputs() -> None:
+    import copy
+
+    from detectron2.layers.batch_norm import LayerNorm
+
+    from ropevit_det.modeling.norms import ChannelLayerNorm
+
+    torch.manual_seed(0)
+    standard_heads = build_model(tiny_cfg(CONFIGS / "ropevit_mrcnn.yaml", ["MODEL.ROI_HEADS.NAME", "StandardROIHeads"]))
+    torch.manual_seed(0)
+    # Threshold 0: random weights score every class near 1/81, below the default 0.05.
+    ours = build_model(tiny_cfg(CONFIGS / "ropevit_mrcnn.yaml", ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])).eval()
+    assert not any(isinstance(m, LayerNorm) for m in ours.modules())  # pyramid, box head and mask head
+    a, b = standard_heads.state_dict(), ours.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # The same model with detectron2's own LayerNorm put back everywhere: same detections.
+    reference = copy.deepcopy(ours)
+    for parent in list(reference.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ChannelLayerNorm):
+                original = LayerNorm(child.weight.shape[0], child.eps)
+                original.weight, original.bias = child.weight, child.bias
+                setattr(parent, name, original)
+    image = {"image": torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(1)) * 255}
+    with torch.no_grad():
+        features = ours.backbone(ours.preprocess_image([image]).tensor)
+        got, expected = ours([image])[0]["instances"], reference([image])[0]["instances"]
+    assert all(f.is_contiguous() for f in features.values())
+    assert len(got) == len(expected) > 0
+    torch.testing.assert_close(got.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(got.scores, expected.scores, rtol=1e-4, atol=1e-5)
+    # Masks are thresholded at 0.5 after pasting: float rounding may flip a stray pixel, no more.
+    assert (got.pred_masks != expected.pred_masks).float().mean() < 1e-3

@@ -1,4 +1,4 @@
-"""Global (unmasked) multi-head attention, with a faster CPU path for bf16 inference.
+"""Multi-head attention (global, or with a key mask for windows), with a faster CPU path for bf16 inference.
 
 On CPU in bf16, PyTorch's fused flash-attention kernel (``F.scaled_dot_product_attention``) reaches only
 about 20% of the bf16 matrix-product peak: at 1024 px (5,481 tokens, 12 heads of 64) one global block takes
@@ -7,11 +7,14 @@ of 256 queries, runs its two products on oneDNN's bf16 GEMM at close to the peak
 256 x N score block of one head stays in cache. No maintained library offers this (SDPA's CPU backends are
 flash and the slower math path), hence the few lines here.
 
-The chunked path (global blocks, and the windows of windowed blocks) is used only where it is equivalent and cheap:
+The chunked path (global blocks, and the windows of windowed blocks) is taken only for bf16 inference on a CPU:
 
 * CPU, bf16 inputs: fp32 keeps SDPA, so the parity mode stays bit-identical to birder;
 * no autograd graph: backward through the chunks would keep every score block (N x N per head), which is
   what flash attention exists to avoid, so training keeps SDPA.
+
+Its one numerical difference from the flash kernel: scores are rounded to bf16 before the softmax (see
+``chunked_cpu_attention``), measured and bounded in ``tests/test_attention.py``.
 """
 from __future__ import annotations
 

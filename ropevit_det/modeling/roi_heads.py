@@ -20,6 +20,8 @@ from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, fast_rcnn_inference
 from detectron2.structures import Instances
 
+from .norms import use_fused_channel_layer_norms
+
 __all__ = ["CandidateCappedFastRCNNOutputLayers", "CandidateCappedROIHeads", "cap_candidates"]
 
 
@@ -74,7 +76,8 @@ class CandidateCappedFastRCNNOutputLayers(FastRCNNOutputLayers):
 
 @ROI_HEADS_REGISTRY.register()
 class CandidateCappedROIHeads(StandardROIHeads):
-    """``StandardROIHeads`` with ``CandidateCappedFastRCNNOutputLayers`` as its box predictor.
+    """``StandardROIHeads`` with ``CandidateCappedFastRCNNOutputLayers`` as its box predictor, and the box and
+    mask heads' "LN" norms run as fused ``F.layer_norm`` (``norms.py``).
 
     Same modules and parameter names as ``StandardROIHeads``, so checkpoints move freely between the two.
     """
@@ -88,4 +91,12 @@ class CandidateCappedROIHeads(StandardROIHeads):
             capped = CandidateCappedFastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
         capped.load_state_dict(ret["box_predictor"].state_dict())
         ret["box_predictor"] = capped
+        use_fused_channel_layer_norms(ret["box_head"])
+        return ret
+
+    @classmethod
+    def _init_mask_head(cls, cfg, input_shape) -> dict:
+        ret = super()._init_mask_head(cfg, input_shape)
+        if "mask_head" in ret:
+            use_fused_channel_layer_norms(ret["mask_head"])
         return ret
