@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.layers.batch_norm import LayerNorm as ChannelLayerNorm
+from detectron2.layers.batch_norm import LayerNorm as Detectron2LayerNorm
 from detectron2.solver.build import maybe_add_gradient_clipping, reduce_param_groups
+
+from ..modeling.norms import ChannelLayerNorm
 
 VIT_PREFIX = "backbone.net.vit."
 # The embedding parameters sit "below" block 0 in the decay schedule and never get weight decay.
 EMBEDDING_PARAMS = ("conv_proj.", "pos_embedding", "class_token", "reg_tokens")
 NO_DECAY_PARAMS = ("pos_embedding", "class_token", "reg_tokens")
-NORM_TYPES = (torch.nn.LayerNorm, ChannelLayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._NormBase)
+NORM_TYPES = (
+    torch.nn.LayerNorm,
+    Detectron2LayerNorm,
+    ChannelLayerNorm,  # ours: detectron2's LN computed by F.layer_norm (modeling/norms.py)
+    torch.nn.GroupNorm,
+    torch.nn.modules.batchnorm._NormBase,
+)
 
 
 def rope_vit_lr_decay_rate(name: str, lr_decay_rate: float, num_layers: int) -> float:
