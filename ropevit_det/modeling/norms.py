@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from detectron2.layers.batch_norm import LayerNorm as Detectron2LayerNorm
 from torch import nn
 
-__all__ = ["ChannelLayerNorm", "use_fused_channel_layer_norms"]
+__all__ = ["ChannelLayerNorm", "use_detectron2_layer_norms", "use_fused_channel_layer_norms"]
 
 
 class ChannelLayerNorm(nn.Module):
@@ -35,15 +35,25 @@ class ChannelLayerNorm(nn.Module):
         return f"{self.normalized_shape[0]}, eps={self.eps}"
 
 
-def use_fused_channel_layer_norms(module: nn.Module) -> int:
-    """Replace, in place, every detectron2 ``LayerNorm`` under ``module`` by a ``ChannelLayerNorm`` holding the
-    same parameter objects. Returns how many were replaced."""
+def _replace_norms(module: nn.Module, old_type: type, new_type: type) -> int:
+    """Replace every ``old_type`` norm under ``module`` by a ``new_type`` holding the same parameter objects."""
     replaced = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, Detectron2LayerNorm):
-                fused = ChannelLayerNorm(child.weight.shape[0], child.eps)
-                fused.weight, fused.bias = child.weight, child.bias
-                setattr(parent, name, fused)
+            if type(child) is old_type:
+                new = new_type(child.weight.shape[0], child.eps)
+                new.weight, new.bias = child.weight, child.bias
+                setattr(parent, name, new)
                 replaced += 1
     return replaced
+
+
+def use_fused_channel_layer_norms(module: nn.Module) -> int:
+    """Replace, in place, every detectron2 ``LayerNorm`` under ``module`` by a ``ChannelLayerNorm`` holding the
+    same parameter objects. Returns how many were replaced."""
+    return _replace_norms(module, Detectron2LayerNorm, ChannelLayerNorm)
+
+
+def use_detectron2_layer_norms(module: nn.Module) -> int:
+    """The inverse: put detectron2's own ``LayerNorm`` back (same parameters), e.g. to compare the two."""
+    return _replace_norms(module, ChannelLayerNorm, Detectron2LayerNorm)
