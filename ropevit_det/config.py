@@ -37,10 +37,11 @@ def add_ropevit_config(cfg: CN) -> None:
     cfg.MODEL.SFP.NORM = "LN"  # norm in the pyramid's convs ("LN" as in ViTDet, "" for none)
     cfg.MODEL.SFP.SQUARE_PAD = 0  # pad every batch to this square size (LSJ: 1024); 0 pads to a multiple of 32
 
-    # Training recipe (ViTDet for ViT-B): AdamW, layer-wise lr decay, mixed precision, large-scale jitter.
     # Test-time cap on the (proposal, class) pairs that enter NMS per image (0 = none, detectron2's behaviour).
     # Needs ROI_HEADS.NAME "CandidateCappedROIHeads" (ropevit_det/modeling/roi_heads.py), as in our configs.
     cfg.MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST = 0
+
+    # Training recipe (ViTDet for ViT-B): AdamW, layer-wise lr decay, mixed precision, large-scale jitter.
     cfg.SOLVER.OPTIMIZER = "ADAMW"  # "ADAMW" (ViTDet) or "SGD"
     cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
     cfg.SOLVER.LAYER_DECAY = 0.7  # lr multiplier per block below the top (ViTDet-B: 0.7); 1.0 disables it
