@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ropevit_det.modeling import attention
-from ropevit_det.modeling.attention import chunked_cpu_attention, global_attention, uses_chunked_cpu_attention
+from ropevit_det.modeling import attention as attention_module
+from ropevit_det.modeling.attention import attention, chunked_cpu_attention, uses_chunked_cpu_attention
 from ropevit_det.modeling.windows import windowed_attention
 
 
@@ -40,7 +40,7 @@ def test_one_head_at_a_time_for_long_sequences_gives_the_same_result(monkeypatch
     q, k, v = _qkv(1, 4, 200, 32, seed=1)
     grouped = chunked_cpu_attention(q, k, v, query_chunk=64)
     # A score budget below one head's block forces the long-sequence layout (2-D products per head).
-    monkeypatch.setattr(attention, "SCORE_BLOCK_BYTES", 1)
+    monkeypatch.setattr(attention_module, "SCORE_BLOCK_BYTES", 1)
     per_head = chunked_cpu_attention(q, k, v, query_chunk=64)
     torch.testing.assert_close(per_head, grouped, rtol=0, atol=0)
 
@@ -88,9 +88,9 @@ def test_chunked_path_only_for_cpu_bf16_without_autograd() -> None:
         assert uses_chunked_cpu_attention(q_train, k, v)  # frozen inference of a trainable model
 
 
-def test_training_through_global_attention_keeps_gradients() -> None:
+def test_training_through_attention_keeps_gradients() -> None:
     q, k, v = (t.clone().requires_grad_() for t in _qkv(1, 2, 20, 8))
-    global_attention(q, k, v).float().sum().backward()
+    attention(q, k, v).float().sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad.float()).all() for t in (q, k, v))
 
 

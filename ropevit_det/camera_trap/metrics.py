@@ -147,24 +147,27 @@ def average_precision(curve: Mapping[str, np.ndarray]) -> float | None:
     return float(np.sum(np.diff(recall) * curve["precision"]))
 
 
-def recall_at_precision(curve: Mapping[str, np.ndarray], target: float) -> dict[str, float] | None:
-    """Highest recall among operating points with precision >= target (None if none reaches it)."""
-    ok = np.nonzero(curve["precision"] >= target)[0]
+def _best_operating_point(
+    curve: Mapping[str, np.ndarray], constrained: str, maximised: str, target: float
+) -> dict[str, float] | None:
+    """The point with the highest ``maximised`` value among those with ``constrained`` >= ``target``
+    (None if the curve never reaches it)."""
+    ok = np.nonzero(curve[constrained] >= target)[0]
     if len(ok) == 0:
         return None
-    best = ok[np.argmax(curve["recall"][ok])]
-    return {"target_precision": target, "recall": float(curve["recall"][best]),
-            "precision": float(curve["precision"][best]), "threshold": float(curve["threshold"][best])}
+    best = ok[np.argmax(curve[maximised][ok])]
+    return {f"target_{constrained}": target, maximised: float(curve[maximised][best]),
+            constrained: float(curve[constrained][best]), "threshold": float(curve["threshold"][best])}
+
+
+def recall_at_precision(curve: Mapping[str, np.ndarray], target: float) -> dict[str, float] | None:
+    """Highest recall among operating points with precision >= target (None if none reaches it)."""
+    return _best_operating_point(curve, "precision", "recall", target)
 
 
 def precision_at_recall(curve: Mapping[str, np.ndarray], target: float) -> dict[str, float] | None:
     """Highest precision among operating points with recall >= target (None if the curve never reaches it)."""
-    ok = np.nonzero(curve["recall"] >= target)[0]
-    if len(ok) == 0:
-        return None
-    best = ok[np.argmax(curve["precision"][ok])]
-    return {"target_recall": target, "precision": float(curve["precision"][best]),
-            "recall": float(curve["recall"][best]), "threshold": float(curve["threshold"][best])}
+    return _best_operating_point(curve, "recall", "precision", target)
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -293,12 +293,9 @@ def load_species_classifier(
         raise ValueError(f"classifier weights {weights} do not fit the ViT of the config: {exc}") from None
     vit.load_state_dict(state, strict=True)
     vit.to(device)
-    rgb_stats = _rgb_stats(meta, cfg)
-    names = class_names_from_class_to_idx(meta.get("class_to_idx") or {}, num_classes, weights)
     logger.info("species classifier: %s, %d classes, %d px crops", weights, num_classes,
                 cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE)
-    return SpeciesClassifier(vit, names, rgb_stats, cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE, device=device, bf16=bf16,
-                             margin=margin, top_k=top_k, name=weights.rsplit("/", 1)[-1])
+    return _species_classifier(vit, meta, cfg, weights, device=device, bf16=bf16, margin=margin, top_k=top_k)
 
 
 def classifier_from_detector(
@@ -329,8 +326,14 @@ def classifier_from_detector(
         # The classifier was trained with global attention; windowed blocks would give other logits.
         raise ValueError("the detector's ViT uses windowed attention (MODEL.ROPE_VIT.WINDOW_SIZE > 0); "
                          "load the classifier standalone (load_species_classifier) instead")
-    num_classes = vit.classifier.out_features
-    rgb_stats = _rgb_stats(meta, cfg)
-    names = class_names_from_class_to_idx(meta.get("class_to_idx") or {}, num_classes, weights)
-    return SpeciesClassifier(vit, names, rgb_stats, cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE, device=device, bf16=bf16,
-                             margin=margin, top_k=top_k, name=weights.rsplit("/", 1)[-1])
+    return _species_classifier(vit, meta, cfg, weights, device=device, bf16=bf16, margin=margin, top_k=top_k)
+
+
+def _species_classifier(
+    vit: RoPEViT, meta: Mapping[str, Any], cfg: CfgNode, weights: str, **options: Any
+) -> SpeciesClassifier:
+    """The ``SpeciesClassifier`` around a loaded classifier ViT: class names and pixel statistics from the
+    checkpoint's ``meta`` (config fallback), crops at the ViT's training resolution."""
+    names = class_names_from_class_to_idx(meta.get("class_to_idx") or {}, vit.classifier.out_features, weights)
+    return SpeciesClassifier(vit, names, _rgb_stats(meta, cfg), cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE,
+                             name=weights.rsplit("/", 1)[-1], **options)

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 __all__ = [
     "CPU_QUERY_CHUNK",
     "chunked_cpu_attention",
-    "global_attention",
-    "masked_attention",
+    "attention",
     "uses_chunked_cpu_attention",
 ]
 
@@ -37,7 +36,7 @@ SCORE_BLOCK_BYTES = 3 * 2**20
 
 
 def uses_chunked_cpu_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    """Whether ``global_attention`` takes the chunked CPU path for these inputs."""
+    """Whether ``attention`` takes the chunked CPU path for these inputs."""
     needs_graph = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     return q.device.type == "cpu" and q.dtype == torch.bfloat16 and not needs_graph
 
@@ -69,7 +68,7 @@ def chunked_cpu_attention(
     # Scaling q (N x d) is cheaper than scaling the scores (N x N); for d = 64 the scale 1/8 is exact.
     # Row-major operands (q, v and k^T, as (N, d) and (d, N) per head): the products run measurably faster
     # than on the strided views that the qkv projection's reshape/permute hands us.
-    q = torch.mul(q, head_dim**-0.5).contiguous()
+    q = torch.mul(q, head_dim**-0.5, out=torch.empty(q.shape, dtype=q.dtype, device=q.device))
     k_t = k.transpose(-1, -2).contiguous()
     v = v.contiguous()
     bias = None
@@ -96,13 +95,11 @@ def chunked_cpu_attention(
     return out
 
 
-def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-    """Attention with an optional boolean key mask: SDPA, or the chunked CPU path for bf16 inference."""
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Attention with an optional boolean key mask (SDPA's ``attn_mask``): SDPA, or the chunked CPU path for
+    bf16 inference (see the module docstring)."""
     if uses_chunked_cpu_attention(q, k, v):
         return chunked_cpu_attention(q, k, v, key_mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
-
-
-def global_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Unmasked attention over all tokens: SDPA, or the chunked CPU path for bf16 inference (see above)."""
-    return masked_attention(q, k, v, None)

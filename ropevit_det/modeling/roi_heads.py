@@ -36,11 +36,12 @@ def cap_candidates(scores: torch.Tensor, topk_candidates: int) -> torch.Tensor:
     if topk_candidates <= 0 or foreground.numel() <= topk_candidates:
         return scores
     lowest = torch.finfo(scores.dtype).min
-    ranked = torch.where(torch.isfinite(foreground), foreground, torch.full_like(foreground, lowest))
+    finite = torch.isfinite(foreground)
+    ranked = torch.where(finite, foreground, lowest)
     keep = torch.zeros_like(foreground, dtype=torch.bool).view(-1)
     keep[ranked.view(-1).topk(topk_candidates).indices] = True
     capped = scores.clone()
-    capped[:, :-1] = torch.where(keep.view_as(foreground) | ~torch.isfinite(foreground), foreground, lowest)
+    capped[:, :-1] = torch.where(keep.view_as(foreground) | ~finite, foreground, lowest)
     return capped
 
 

@@ -28,7 +28,7 @@ import torch.utils.checkpoint
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from .attention import global_attention
+from .attention import attention
 from .rope import RoPEPositions, apply_rope, build_rope_embedding
 from .windows import windowed_attention
 
@@ -56,7 +56,7 @@ class RoPEAttention(nn.Module):
         if self.window_size > 0:
             out = windowed_attention(q, k, v, self.num_special_tokens, grid_size, self.window_size)
         else:
-            out = global_attention(q, k, v)
+            out = attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 

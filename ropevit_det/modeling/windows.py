@@ -14,7 +14,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .attention import masked_attention
+from .attention import attention
 
 
 def _to_windows(x: torch.Tensor, grid: tuple[int, int], window: int) -> torch.Tensor:
@@ -69,5 +69,5 @@ def windowed_attention(
     mask = None
     if grid[0] % window or grid[1] % window:
         mask = _padding_key_mask(grid, window, n, q.device).repeat(B, 1, 1, 1)
-    patch_out = masked_attention(q_win, with_special(k_win, k), with_special(v_win, v), mask)
+    patch_out = attention(q_win, with_special(k_win, k), with_special(v_win, v), mask)
     return torch.cat([special_out, _from_windows(patch_out, B, grid, window)], dim=2)
