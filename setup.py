@@ -2,17 +2,53 @@
 """ropevit_det: birder's RoPE ViT-B/14 (reg4, CAPI + iNat21) as a detectron2 backbone.
 
 detectron2 itself is not on PyPI, so it is not listed in ``install_requires``;
-``tools/setup_env.sh`` installs it (official source install, or a registry fallback).
+``tools/setup_env.sh`` installs it (official source install, or a registry fallback), and
+``ropevit-det env`` says which one is present.
 """
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def link_model_zoo_configs() -> None:
+    """Expose the top-level ``configs/`` inside the package as ``ropevit_det/model_zoo/configs``.
+
+    ``configs/`` stays the one source of truth where clone users expect it. As detectron2's setup.py does
+    for its model zoo, we link it into the package (so an editable install always sees the current files)
+    and let package_data carry the files into wheels; where symlinks are unavailable we copy instead.
+    Building from an sdist, ``configs/`` may be absent but the package folder already holds the files.
+    """
+    source = HERE / "configs"
+    target = HERE / "ropevit_det" / "model_zoo" / "configs"
+    if not source.is_dir():
+        return
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        shutil.rmtree(target)
+    try:
+        os.symlink(os.path.relpath(source, target.parent), target, target_is_directory=True)
+    except OSError:
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+link_model_zoo_configs()
+README = HERE / "README.md"
 
 setup(
     name="ropevit_det",
     version="0.1.0",
     description="birder's RoPE ViT-B/14 (reg4) as a detectron2 backbone: ViTDet-style Mask R-CNN / Cascade",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=README.read_text(encoding="utf-8") if README.exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
+    package_data={"ropevit_det.model_zoo": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",
@@ -26,8 +62,9 @@ setup(
         "safetensors>=0.4",
         "tqdm",
         "tensorboard",
+        "tabulate",
         "shapely",  # detectron2's FixedSizeCrop (LSJ) crops polygon masks with it
-        "matplotlib",  # precision/recall plots (tools/eval_camera_trap.py)
+        "matplotlib",  # precision/recall plots (ropevit-det eval-camtrap)
         "setuptools<81",  # detectron2.model_zoo imports pkg_resources
     ],
     extras_require={
@@ -37,4 +74,5 @@ setup(
             "timm",  # detectron2's own ViTDet backbone (benchmark baseline) imports it
         ],
     },
+    entry_points={"console_scripts": ["ropevit-det = ropevit_det.cli.main:main"]},
 )

@@ -1,4 +1,4 @@
-"""Helpers for the camera-trap tests: the shared sample data, small images and CCT files made in a temp folder."""
+"""Helpers for the camera-trap tests: the sample frames in tests/data, small images and CCT files made in a temp folder."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-# The shared sample data lives next to the repository, never inside it.
-CAMTRAP_MINI = Path(__file__).resolve().parents[1].parent / "shared/data/camtrap_mini"
+# Real camera-trap frames kept in the repository, with their sources and licences (data/camtrap_mini/SOURCES.md).
+CAMTRAP_MINI = Path(__file__).resolve().parent / "data" / "camtrap_mini"
 SERENGETI_CCT = CAMTRAP_MINI / "serengeti_cct_original.json"
 MINI_COCO = CAMTRAP_MINI / "annotations.json"
 MINI_IMAGES = CAMTRAP_MINI / "images"

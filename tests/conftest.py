@@ -8,7 +8,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-CAMTRAP_MINI = REPO.parent / "shared" / "data" / "camtrap_mini"
+# Real camera-trap frames kept in the repository, with their sources and licences (data/camtrap_mini/SOURCES.md).
+CAMTRAP_MINI = REPO / "tests" / "data" / "camtrap_mini"
 
 # A narrow, shallow ViT with the real patch size and token layout: same code paths, a fraction of the cost.
 TINY_VIT_OVERRIDES = [

@@ -6,8 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-# The shared sample data lives next to the repository, never inside it.
-CAMTRAP_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/camtrap_mini"
+from tests.camtrap_helpers import CAMTRAP_MINI as CAMTRAP_DIR  # the sample frames kept in tests/data
 
 
 def unique_name(prefix: str) -> str:

@@ -1,4 +1,4 @@
-"""Run by tests/test_training.py: a 2-process (gloo) training run through tools/train_net.py's own setup and
+"""Run by tests/test_training.py: a 2-process (gloo) training run through ropevit-det train's (tools/train_net.py) own setup and
 Trainer, then every rank reports a checksum of its parameters, so the test can prove they stayed in sync."""
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import torch
 from detectron2.engine import launch
 from detectron2.utils import comm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import train_net  # noqa: E402
+from ropevit_det.cli import train as train_net
 
 
 def main(args) -> None:

@@ -2,7 +2,6 @@
 and the shape of its JSON on a tiny run. Nothing here asserts a duration."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -71,10 +70,9 @@ def test_ratios_are_ours_over_vitdet() -> None:
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("benchmark_tool", REPO / "tools" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from ropevit_det.cli import benchmark
+
+    return benchmark
 
 
 def test_tiny_run_writes_the_documented_json(tmp_path, capsys) -> None:

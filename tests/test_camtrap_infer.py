@@ -1,4 +1,4 @@
-"""tools/infer.py end to end on ../shared/data/camtrap_mini, plus the species-classification path against birder.
+"""tools/infer.py end to end on tests/data/camtrap_mini, plus the species-classification path against birder.
 
 The command line runs twice (module fixtures): once killed with SIGKILL after 5 images, once with --resume.
 Everything about the output (validator, failures, EXIF, renders, COCO results, classifications) is checked
@@ -6,7 +6,6 @@ on those two runs; the rest runs in process.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -236,9 +235,8 @@ def test_detector_without_classifier_is_refused(tmp_path, birder_weights):
 
 
 def test_cli_errors_name_the_problem(tmp_path, birder_weights, input_dir):
-    spec = importlib.util.spec_from_file_location("infer_cli", REPO / "tools/infer.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    from ropevit_det.cli import infer as cli
+
     base = ["--config", str(QUICK), "--weights", str(birder_weights), *OVERRIDES]
     with pytest.raises(SystemExit, match="neither a folder"):
         cli.main(["--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "r.json"), *base])

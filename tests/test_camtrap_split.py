@@ -1,7 +1,6 @@
 """tools/split_cct.py: location-disjoint, deterministic splits."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -15,10 +14,9 @@ TOOL = Path(__file__).resolve().parents[1] / "tools" / "split_cct.py"
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("split_cct_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from ropevit_det.cli import split_cct
+
+    return split_cct
 
 
 def _toy_cct(num_locations: int = 12) -> dict:

@@ -2,7 +2,6 @@
 and the converter tool, checked by loading with detectron2's own DetectionCheckpointer."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
@@ -34,15 +33,7 @@ from tests.checkpoint_helpers import (
 )
 
 
-def _load_tool(name: str):
-    """Import a script from tools/ (not part of the package) without touching sys.path."""
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-convert_birder_to_d2 = _load_tool("convert_birder_to_d2")
+from ropevit_det.cli import convert as convert_birder_to_d2  # noqa: E402  (tools/convert_birder_to_d2.py)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""tools/train_net.py end to end on ../shared/data/camtrap_mini, from a random-weight birder checkpoint."""
+"""tools/train_net.py end to end on tests/data/camtrap_mini, from a random-weight birder checkpoint."""
 from __future__ import annotations
 
 import json

@@ -36,7 +36,7 @@ for name in sys.argv[1:]:
 PYEOF
 }
 
-# 1. torch / torchvision: the pair that works on this machine kind (see shared/docs/ENVIRONMENT.md).
+# 1. torch / torchvision: the pair that works on this machine kind (docs/INSTALL.md explains the choice).
 if "$PY" -c 'import torch, torchvision, torchvision.ops; torchvision.ops.nms' >/dev/null 2>&1; then
   say "torch $("$PY" -c 'import torch; print(torch.__version__)') present"
 else

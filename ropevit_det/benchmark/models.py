@@ -22,6 +22,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks
 
 from ..config import load_config
+from ..model_zoo import get_config_file
 from ..modeling.roi_heads import CandidateCappedFastRCNNOutputLayers
 
 __all__ = [
@@ -34,8 +35,7 @@ __all__ = [
     "vitdet_lazy_config_path",
 ]
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-OURS_CONFIG = REPO_CONFIGS / "ropevit_mrcnn.yaml"
+OURS_CONFIG = "ropevit_mrcnn.yaml"  # a model-zoo name: the installed package's copy of configs/
 VITDET_GLOBAL_BLOCKS = (2, 5, 8, 11)
 
 # 2-block, 64-wide ViTs with the real patch sizes and token layouts, 64 sampled ROIs per training image
@@ -122,7 +122,7 @@ def ours_cfg(
         "MODEL.ROPE_VIT.WINDOW_SIZE", window if spec.windowed else 0,
         "MODEL.ROPE_VIT.GLOBAL_BLOCKS", list(global_blocks) if spec.windowed else [],
     ]
-    return load_config(str(OURS_CONFIG), opts + (OURS_TINY_OPTS if tiny else []) + list(spec.extra_opts))
+    return load_config(get_config_file(OURS_CONFIG), opts + (OURS_TINY_OPTS if tiny else []) + list(spec.extra_opts))
 
 
 def vitdet_lazy_config_path() -> str:

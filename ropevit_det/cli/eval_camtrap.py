@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Score a MegaDetector-format results file the way camera-trap people do.
+
+Example:
+    python tools/eval_camera_trap.py --results results.json --gt val_cct.json \\
+        --threshold 0.2 --json metrics.json --plot pr.png
+
+Prints image-level (and, with seq_id in the ground truth, sequence-level) precision / recall / F1 of
+"animal present", the false-positive rate on empty frames, recall at a target precision, precision at a
+target recall, and box COCO AP / AP50.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ropevit_det.camera_trap.md_format import write_json_atomic
+from ropevit_det.camera_trap.metrics import (
+    POSITIVE_CLASSES,
+    EvalOptions,
+    evaluate_results,
+    format_table,
+    plot_pr_curves,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", required=True, help="MegaDetector-format results JSON (e.g. from tools/infer.py)")
+    parser.add_argument("--gt", required=True, help="ground truth: COCO Camera Traps or plain COCO JSON")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="confidence threshold (default: the results file's typical_detection_threshold, else 0.2)")
+    parser.add_argument("--category", default="animal", choices=POSITIVE_CLASSES,
+                        help="class whose presence is scored ('any': any non-empty label / any detection)")
+    parser.add_argument("--target-precision", type=float, default=0.95, help="report recall at this precision")
+    parser.add_argument("--target-recall", type=float, default=0.95, help="report precision at this recall")
+    parser.add_argument("--mapping", default=None,
+                        help='JSON {species: "animal"|"person"|"vehicle"|"ignore"} for ground-truth species names')
+    parser.add_argument("--image-root", default=None,
+                        help="image folder, to read width/height missing from the ground truth (box AP only)")
+    parser.add_argument("--gt-strip-prefix", default=None,
+                        help="leading folders to remove from ground-truth file_name before matching results")
+    parser.add_argument("--gt-add-prefix", default="", help="text to put in front of ground-truth file_name after stripping")
+    parser.add_argument("--no-box-ap", action="store_true", help="skip COCO box AP (image-level metrics only)")
+    parser.add_argument("--json", default=None, help="also write the metrics (and PR curves) to this JSON file")
+    parser.add_argument("--plot", default=None, help="write a precision/recall curve PNG here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = parse_args(argv)
+    options = EvalOptions(
+        threshold=args.threshold, positive_class=args.category, target_precision=args.target_precision,
+        target_recall=args.target_recall, mapping_file=args.mapping, image_root=args.image_root,
+        gt_strip_prefix=args.gt_strip_prefix, gt_add_prefix=args.gt_add_prefix, box_ap=not args.no_box_ap)
+    report = evaluate_results(args.results, args.gt, options)
+    print(format_table(report))
+    if args.json:
+        write_json_atomic(args.json, report, indent=1)
+        print(f"\nmetrics written to {args.json}")
+    if args.plot:
+        plot_pr_curves(report, args.plot)
+        print(f"precision/recall curve written to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

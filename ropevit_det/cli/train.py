@@ -1,0 +1,213 @@
+#!/usr/bin/env python
+r"""Train or evaluate a RoPE ViT detector on COCO-format data, on CPU, one GPU, or many (detectron2 ``launch``).
+
+Examples:
+  # COCO 2017 (detectron2's builtin datasets; set DETECTRON2_DATASETS to the folder holding coco/)
+  python tools/train_net.py --config configs/ropevit_mrcnn.yaml --num-gpus 8
+
+  # your own COCO-format data; the class count is read from the JSON
+  python tools/train_net.py --config configs/ropevit_mrcnn.yaml \
+      --train-json train.json --train-images imgs/ --val-json val.json --val-images imgs/ \
+      SOLVER.MAX_ITER 20000 OUTPUT_DIR output/mine
+
+  # evaluate a trained model
+  python tools/train_net.py --config configs/ropevit_mrcnn.yaml --eval-only MODEL.WEIGHTS output/mine/model_final.pth
+
+  # 2 machines x 8 GPUs: run on each machine with its rank
+  python tools/train_net.py --config ... --num-gpus 8 --num-machines 2 --machine-rank R --dist-url tcp://HOST:PORT
+
+Without a GPU, MODEL.DEVICE falls back to cpu and ``--num-gpus N`` starts N CPU processes over gloo.
+Trailing KEY VALUE pairs override config keys (unknown keys are an error).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from ropevit_det.camera_trap.cct import register_cct_dataset
+from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
+from ropevit_det.config import load_config
+from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
+from ropevit_det.engine import Trainer
+from ropevit_det.cli.common import config_arg
+
+logger = logging.getLogger("ropevit_det.train_net")
+
+TRAIN_NAME, VAL_NAME = "ropevit_cli_train", "ropevit_cli_val"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = default_argument_parser(epilog=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--config", dest="config_file", metavar="FILE", help="config file (same as --config-file)")
+    data = parser.add_argument_group(
+        "COCO-format data", "register your own dataset; it replaces DATASETS.TRAIN / DATASETS.TEST"
+    )
+    data.add_argument("--train-json", help="COCO-format training annotations")
+    data.add_argument("--train-images", help="folder the training file_name entries are relative to")
+    data.add_argument("--val-json", help="COCO-format validation annotations (images without boxes are kept)")
+    data.add_argument("--val-images", help="folder the validation file_name entries are relative to")
+    cct = parser.add_argument_group(
+        "COCO Camera Traps data",
+        "CCT files (string ids, category 0 'empty', image-level labels, seq_id/location); "
+        "see configs/camera_trap/ and the README's Camera traps section",
+    )
+    cct.add_argument("--cct-train-json", help="CCT training file (tools/split_cct.py splits one by location)")
+    cct.add_argument("--cct-val-json", help="CCT validation file; its empty frames are always kept")
+    cct.add_argument("--cct-images", help="image root the CCT file_name entries are resolved against")
+    cct.add_argument("--cct-class-mode", choices=("species", "megadetector"), default="species",
+                     help="the file's species, or MegaDetector's animal/person/vehicle (default: species)")
+    cct.add_argument("--cct-mapping", help="JSON {species: animal|person|vehicle|ignore} for megadetector mode")
+    cct.add_argument("--cct-strip-prefix", help="prefix to strip from file_name before matching local files")
+    cct.add_argument("--cct-add-prefix", default="", help="prefix to add to file names after stripping")
+    cct.add_argument("--cct-drop-empty", action="store_true",
+                     help="train without empty frames (by default they are kept as negatives)")
+    return parser
+
+
+def register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
+    """Check, then register ``--train-*`` / ``--val-*`` data, and point the config at it.
+
+    A failed check ends the run before any model is built, with the check's message and no traceback.
+    """
+    try:
+        _register_cli_datasets(args, cfg)
+    except DatasetError as error:
+        raise SystemExit(f"ERROR: {error}") from None
+
+
+def _register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
+    for split in ("train", "val"):
+        json_file, images = getattr(args, f"{split}_json"), getattr(args, f"{split}_images")
+        if bool(json_file) != bool(images):
+            raise SystemExit(f"--{split}-json and --{split}-images go together; got only one of them.")
+    num_classes = None
+    if args.train_json:
+        validate_coco_dataset(args.train_json, args.train_images, for_training=True)
+        register_coco_dataset(TRAIN_NAME, args.train_json, args.train_images)
+        cfg.DATASETS.TRAIN = (TRAIN_NAME,)
+        num_classes = len(read_coco_categories(args.train_json))
+    if args.val_json:
+        validate_coco_dataset(args.val_json, args.val_images, for_training=False)
+        register_coco_dataset(VAL_NAME, args.val_json, args.val_images)
+        cfg.DATASETS.TEST = (VAL_NAME,)
+        val_classes = len(read_coco_categories(args.val_json))
+        if num_classes is not None and val_classes != num_classes:
+            raise SystemExit(
+                f"--train-json has {num_classes} categories but --val-json has {val_classes}; "
+                "both files must list the same categories."
+            )
+        num_classes = num_classes or val_classes
+    if num_classes is not None:
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+    register_cct_cli_datasets(args, cfg)
+
+
+def register_cct_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
+    """Register ``--cct-*`` data (lazily: path matching is reported when the data loader first reads it)."""
+    if not (args.cct_train_json or args.cct_val_json):
+        return
+    if not args.cct_images:
+        raise SystemExit("--cct-train-json / --cct-val-json need --cct-images (the folder holding the frames).")
+    if args.train_json or args.val_json:
+        raise SystemExit("Use either the COCO flags (--train-json/--val-json) or the CCT flags, not both.")
+    options = dict(class_mode=args.cct_class_mode, mapping_file=args.cct_mapping,
+                   strip_prefix=args.cct_strip_prefix, add_prefix=args.cct_add_prefix)
+    if args.cct_train_json:
+        register_cct_dataset(TRAIN_NAME, args.cct_train_json, args.cct_images,
+                             keep_empty_for_training=not args.cct_drop_empty, **options)
+        cfg.DATASETS.TRAIN = (TRAIN_NAME,)
+    if args.cct_val_json:
+        register_cct_dataset(VAL_NAME, args.cct_val_json, args.cct_images, for_evaluation=True, **options)
+        cfg.DATASETS.TEST = (VAL_NAME,)
+    name = TRAIN_NAME if args.cct_train_json else VAL_NAME
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(MetadataCatalog.get(name).thing_classes)
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    if not args.config_file:
+        raise SystemExit("Pass a config file: --config configs/ropevit_mrcnn.yaml (a path, or a model-zoo name)")
+    cfg = load_config(config_arg(args.config_file), args.opts)
+    register_cli_datasets(args, cfg)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    default_setup(cfg, args)
+    # default_setup configures detectron2's and fvcore's loggers; ours (weights loading) goes to the same places.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="ropevit_det", abbrev_name="ropevit")
+    return cfg
+
+
+def worker(args: argparse.Namespace):
+    """One process of the run (detectron2's ``launch`` starts one per GPU, or per CPU process over gloo).
+
+    Weights that cannot be fetched or do not fit end the run with their message (it names the fix), no traceback."""
+    try:
+        result = _main(args)
+    except (WeightsDownloadError, KeyMappingError) as error:
+        raise SystemExit(f"ERROR: {error}") from None
+    shutdown_distributed()
+    return result
+
+
+def shutdown_distributed() -> None:
+    """After a successful multi-process run: tear the process group down and, on gloo, leave at once.
+
+    detectron2's ``launch`` leaves the group up. On the CPU (gloo), PyTorch's own teardown at interpreter exit
+    sometimes aborts a finished worker ("terminate called without an active exception", about 1 run in 20 here),
+    turning a completed run into a failure. So gloo workers flush the logs and exit right after the work is
+    done and saved. Only called on success: an error still exits non-zero with its message.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    comm.synchronize()
+    gloo = torch.distributed.get_backend() == "gloo"
+    torch.distributed.destroy_process_group()
+    if gloo:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _main(args: argparse.Namespace):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        check_pixel_stats(cfg, meta or {})
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ropevit-det train`` / ``python tools/train_net.py``: parse, then run ``worker`` in every process."""
+    args = build_parser().parse_args(argv)
+    launch(
+        worker,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
