@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup(args: argparse.Namespace) -> CfgNode:
     """Config as in tools/train_net.py: defaults, project keys, the file, the overrides, then default_setup."""
-    cfg = load_config(config_arg(args.config_file), args.opts)
+    args.config_file = config_arg(args.config_file)  # default_setup reads it again to log and copy it
+    cfg = load_config(args.config_file, args.opts)
     cfg.DATASETS.TRAIN = (TRAIN_NAME,)
     cfg.DATASETS.TEST = (VAL_NAME,)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(SHAPE_CLASSES)

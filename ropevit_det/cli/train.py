@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     cct = parser.add_argument_group(
         "COCO Camera Traps data",
         "CCT files (string ids, category 0 'empty', image-level labels, seq_id/location); "
-        "see configs/camera_trap/ and the README's Camera traps section",
+        "see configs/camera_trap/ and docs/CAMERA_TRAPS.md",
     )
     cct.add_argument("--cct-train-json", help="CCT training file (tools/split_cct.py splits one by location)")
     cct.add_argument("--cct-val-json", help="CCT validation file; its empty frames are always kept")
@@ -137,7 +137,8 @@ def register_cct_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
 def setup(args: argparse.Namespace) -> CfgNode:
     if not args.config_file:
         raise SystemExit("Pass a config file: --config configs/ropevit_mrcnn.yaml (a path, or a model-zoo name)")
-    cfg = load_config(config_arg(args.config_file), args.opts)
+    args.config_file = config_arg(args.config_file)  # default_setup reads it again to log and copy it
+    cfg = load_config(args.config_file, args.opts)
     register_cli_datasets(args, cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
