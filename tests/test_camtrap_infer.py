@@ -33,7 +33,7 @@ from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES, save_exif_rotated_jpeg
 from tests.checkpoint_helpers import CLASS_TO_IDX, RGB_STATS, TINY_SIZE, make_birder_net, save_birder_pt
 from tests.conftest import CONFIGS, REPO, tiny_cfg
 
-QUICK = CONFIGS / "quick_schedules" / "ropevit_mrcnn_instant_test.yaml"
+QUICK = CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"
 # One class named "animal" (MD id "1"); 3 detections per image; no 1024 square padding (the quick schedule
 # inherits LSJ's SQUARE_PAD, which makes a 2-block ViT see 5,300 tokens per image).
 OVERRIDES = ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.SFP.SQUARE_PAD", "0"]

@@ -16,7 +16,7 @@ from ropevit_det.engine import optimizer_param_groups, rope_vit_lr_decay_rate
 from .checkpoint_helpers import make_birder_net, save_birder_pt
 from .conftest import CAMTRAP_MINI, CONFIGS, REPO, tiny_cfg
 
-QUICK = CONFIGS / "quick_schedules" / "ropevit_mrcnn_instant_test.yaml"
+QUICK = CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"
 CAMTRAP_ARGS = [
     "--train-json", str(CAMTRAP_MINI / "annotations.json"), "--train-images", str(CAMTRAP_MINI / "images"),
     "--val-json", str(CAMTRAP_MINI / "annotations.json"), "--val-images", str(CAMTRAP_MINI / "images"),
