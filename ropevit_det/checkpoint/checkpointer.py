@@ -36,7 +36,7 @@ from .birder_format import (
 from .conversion import CHECKPOINT_AUTHOR, VIT_PREFIX, birder_to_d2_checkpoint, check_against_model
 from .path_handler import BIRDER_PREFIX
 
-__all__ = ["RoPEViTCheckpointer", "check_pixel_stats"]
+__all__ = ["RoPEViTCheckpointer", "check_pixel_stats", "load_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +104,7 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
         resolution = tuple(checkpoint["resolution"]) if checkpoint.get("resolution") else None
         # Raises, naming the tensors, before anything is copied into the model.
         check_against_model(file_state, model_state, VIT_PREFIX, resolution)
-        # "heads" in the summary: everything outside the ViT (simple feature pyramid, RPN, ROI heads).
-        vit_total = sum(k.startswith(VIT_PREFIX) for k in model_state)
-        head_total = len(model_state) - vit_total
-        head_loaded = sum(not k.startswith(VIT_PREFIX) for k in file_state)
+        offered = list(file_state)  # fvcore pops checkpoint["model"]; keep the names it offers
 
         incompatible = super()._load_model(checkpoint)
         vit_missing = [k for k in incompatible.missing_keys if k.startswith(VIT_PREFIX)]
@@ -117,14 +114,30 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
                 f"ViT weights failed to load: missing {vit_missing}, unexpected {incompatible.unexpected_keys}, "
                 f"wrong shapes {incompatible.incorrect_shapes}"
             )
-        heads = (
-            "initialised from scratch"
-            if head_loaded == 0
-            else f"{head_loaded}/{head_total} tensors loaded, the rest initialised from scratch"
-        )
-        logger.info(f"backbone: {vit_total}/{vit_total} tensors loaded; heads: {heads}")
+        logger.info(load_report(model_state, offered, incompatible))
         # None tells fvcore there is nothing left to report (it would list every head tensor as missing).
         return None
+
+
+def load_report(model_state: Mapping[str, torch.Tensor], offered: Sequence[str], incompatible: Any) -> str:
+    """One line: how many of the model's ViT and head tensors were actually copied from the file.
+
+    Copied = offered by the file, minus what fvcore skipped (unexpected names, wrong shapes). "heads" is
+    everything outside the ViT (simple feature pyramid, RPN, ROI heads).
+    """
+    skipped = set(incompatible.unexpected_keys) | {k for k, *_ in incompatible.incorrect_shapes}
+    copied = [k for k in offered if k in model_state and k not in skipped]
+    vit_total = sum(k.startswith(VIT_PREFIX) for k in model_state)
+    head_total = len(model_state) - vit_total
+    vit_copied = sum(k.startswith(VIT_PREFIX) for k in copied)
+    head_copied = len(copied) - vit_copied
+    if head_copied == 0:
+        heads = "initialised from scratch"
+    elif head_copied == head_total:
+        heads = f"{head_copied}/{head_total} tensors loaded"
+    else:
+        heads = f"{head_copied}/{head_total} tensors loaded, the rest initialised from scratch"
+    return f"backbone: {vit_copied}/{vit_total} tensors loaded; heads: {heads}"
 
 
 def check_pixel_stats(cfg: Any, meta: Mapping[str, Any], atol: float = 0.01) -> list[str]:
