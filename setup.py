@@ -72,6 +72,22 @@ setup(
             "pytest>=7",
             "birder==0.8.4",  # the reference implementation the parity tests compare against
             "timm",  # detectron2's own ViTDet backbone (benchmark baseline) imports it
+            "selenium>=4.10",  # drives headless Chromium in the review-page test (chromium-driver from apt)
+        ],
+        # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,
+        # sort, CSV, classification smoothing). The megadetector package itself is installed with --no-deps
+        # (tools/setup_env.sh): its own requirements pull a YOLO training stack whose sdist needs the network.
+        "camtrap": [
+            "pandas>=2.1.1",
+            "scikit-learn>=1.3.1",
+            "humanfriendly>=10.0",
+            "fastquadtree>=1.1.2",
+            "send2trash",
+            "python-dateutil",
+            "jsonpickle>=3.0.2",
+            "requests>=2.31.0",
+            "opencv-python-headless>=4.8",
+            "pytest",  # megadetector.utils.path_utils imports it at module level
         ],
     },
     entry_points={"console_scripts": ["ropevit-det = ropevit_det.cli.main:main"]},

@@ -68,25 +68,43 @@ pip install --no-build-isolation 'git+https://github.com/facebookresearch/detect
   has detectron2 detectron2.modeling || die "detectron2 does not import after installation"
 fi
 
-# 3. this package, editable, with its test extra. Redone only when setup.py changes.
+# 3. this package, editable, with its test and camtrap extras. Redone only when setup.py changes.
 stamp="$VENV/.ropevit_det-$(sha256sum "$ROOT/setup.py" | cut -c1-16)"
 if [ -f "$stamp" ] && has ropevit_det; then
   say "ropevit_det present (setup.py unchanged)"
 else
-  say "installing ropevit_det[test] in editable mode"
+  say "installing ropevit_det[test,camtrap] in editable mode"
   # numpy<2 is pinned in the fallback wheel's metadata, but the code runs on numpy 2 (birder needs >= 2.2).
-  "${PIP[@]}" -e "$ROOT[test]" || die "pip install -e .[test] failed"
+  "${PIP[@]}" -e "$ROOT[test,camtrap]" || die "pip install -e .[test,camtrap] failed"
   rm -f "$VENV"/.ropevit_det-*
   touch "$stamp"
 fi
-# 4. The MegaDetector results validator (test extra, camera-trap tests). megadetector depends on a whole
-#    YOLO training stack; its validator needs only cv2, jsonpickle and requests, so install it without deps.
-if has megadetector.postprocessing.validate_batch_results; then
-  say "megadetector validator present"
+# 4. MegaDetector's validator and post-processing (review pages, repeat-detection elimination, ...).
+#    megadetector depends on a whole YOLO training stack, so it is installed without deps; what its
+#    post-processing imports comes from the camtrap extra (step 3).
+MD_MODULES=(megadetector.postprocessing.validate_batch_results megadetector.postprocessing.postprocess_batch_results
+            megadetector.postprocessing.repeat_detection_elimination.repeat_detections_core
+            megadetector.postprocessing.classification_postprocessing)
+if has "${MD_MODULES[@]}"; then
+  say "megadetector validator and post-processing present"
 else
-  say "installing the megadetector results validator (without its training dependencies)"
+  say "installing megadetector (without its training dependencies)"
   "${PIP[@]}" --no-deps "megadetector==10.0.28" || die "could not install megadetector==10.0.28"
-  "${PIP[@]}" opencv-python-headless jsonpickle requests || die "could not install the validator's dependencies"
-  has megadetector.postprocessing.validate_batch_results || die "megadetector's validator does not import"
+  "${PIP[@]}" -e "$ROOT[camtrap]" || die "could not install the camtrap extra (megadetector's post-processing needs)"
+  has "${MD_MODULES[@]}" || die "megadetector's post-processing does not import: $("$PY" -c \
+    "import megadetector.postprocessing.postprocess_batch_results" 2>&1 | tail -1)"
+fi
+
+# 5. A real browser for the review-page test: Debian's chromium and chromium-driver (selenium drives it).
+if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+  say "chromium and chromedriver present"
+elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  say "installing Debian's chromium and chromium-driver (apt-get)"
+  apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation \
+    >/dev/null || die "could not install chromium chromium-driver with apt-get"
+else
+  say "WARNING: chromium is missing and this is not root; the review-page test will fail until you run:"
+  say "  sudo apt-get update && sudo apt-get install -y chromium chromium-driver"
 fi
 say "ready: $VENV"
