@@ -47,7 +47,7 @@ def add_ropevit_config(cfg: CN) -> None:
     cfg.SOLVER.LAYER_DECAY = 0.7  # lr multiplier per block below the top (ViTDet-B: 0.7); 1.0 disables it
     cfg.SOLVER.AMP.PRECISION = "bfloat16"  # autocast dtype when SOLVER.AMP.ENABLED: "float16" (CUDA) or "bfloat16"
     cfg.INPUT.LSJ = CN()
-    cfg.INPUT.LSJ.ENABLED = False  # large-scale jitter (ResizeScale + FixedSizeCrop + flip) instead of ResizeShortestEdge
+    cfg.INPUT.LSJ.ENABLED = False  # large-scale jitter (flip, ResizeScale, FixedSizeCrop(pad=False)) instead of ResizeShortestEdge
     cfg.INPUT.LSJ.IMAGE_SIZE = 1024  # crop size; pair with MODEL.SFP.SQUARE_PAD of the same value
     cfg.INPUT.LSJ.MIN_SCALE = 0.1  # ResizeScale range, relative to IMAGE_SIZE
     cfg.INPUT.LSJ.MAX_SCALE = 2.0

@@ -29,12 +29,16 @@ from .optimizer import build_optimizer
 
 
 def lsj_augmentations(cfg: CfgNode) -> list[T.Augmentation]:
-    """ViTDet's large-scale jitter: random rescale 0.1-2.0, fixed-size crop (padded), horizontal flip."""
+    """ViTDet's large-scale jitter, in its order (``projects/ViTDet/configs/common/coco_loader_lsj.py``):
+    horizontal flip, random rescale 0.1-2.0, fixed-size crop without padding. The model pads every batch to
+    the square (``MODEL.SFP.SQUARE_PAD``), so the crop need not."""
     size = cfg.INPUT.LSJ.IMAGE_SIZE
     return [
-        T.ResizeScale(cfg.INPUT.LSJ.MIN_SCALE, cfg.INPUT.LSJ.MAX_SCALE, target_height=size, target_width=size),
-        T.FixedSizeCrop(crop_size=(size, size)),
         T.RandomFlip(horizontal=True),
+        T.ResizeScale(
+            min_scale=cfg.INPUT.LSJ.MIN_SCALE, max_scale=cfg.INPUT.LSJ.MAX_SCALE, target_height=size, target_width=size
+        ),
+        T.FixedSizeCrop(crop_size=(size, size), pad=False),
     ]
 
 
