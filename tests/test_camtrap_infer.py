@@ -1,15 +1,17 @@
 """tools/infer.py end to end on tests/data/camtrap_mini, plus the species-classification path against birder.
 
-The command line runs twice (module fixtures): once killed with SIGKILL after 5 images, once with --resume.
-Everything about the output (validator, failures, EXIF, renders, COCO results, classifications) is checked
-on those two runs; the rest runs in process.
+The command line runs twice (module fixtures): once killed by the test with SIGKILL as soon as its journal
+holds a few images, once with --resume. Everything about the output (validator, failures, EXIF, renders, COCO
+results, classifications) is checked on those two runs; the rest runs in process.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,10 @@ from birder.data.transforms.classification import inference_preset
 from PIL import Image
 from pycocotools.coco import COCO
 
+from ropevit_det.camera_trap.detection_classes import detection_classes, parse_class_names
+from ropevit_det.camera_trap.detector import load_detector
 from ropevit_det.camera_trap.image_io import read_image_rgb
-from ropevit_det.camera_trap.inference import detection_classes, load_detector, parse_class_names
+from ropevit_det.camera_trap.journal import existing_journals, journal_path, read_journal
 from ropevit_det.camera_trap.render import rendered_path
 from ropevit_det.camera_trap.species import (
     classification_transform,
@@ -40,13 +44,41 @@ OVERRIDES = ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "3
 MINI_FILES = sorted(p.name for p in MINI_IMAGES.iterdir())
 MADE_IMAGES = ["made/cmyk.jpg", "made/corrupt.jpg", "made/rotated.jpg"]
 ALL_IMAGES = sorted(MINI_FILES + MADE_IMAGES)
-KILL_AFTER, CHECKPOINT_EVERY = 5, 2
+KILL_AFTER, CHECKPOINT_EVERY = 3, 2
 
 
 def run_infer(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(REPO / "tools/infer.py"), *args], capture_output=True, text=True,
                           timeout=300, cwd=REPO, env=env)
+
+
+def journaled(output: Path) -> int:
+    """Complete entries in all journals of ``output`` (a line being written is not counted)."""
+    return sum(len(read_journal(path).entries) for path in existing_journals(output))
+
+
+def kill_once_journaled(args: list[str], output: Path, entries: int, log: Path, timeout: float = 240) -> int:
+    """Run tools/infer.py and SIGKILL its whole process group once its journals hold ``entries`` images.
+
+    The test decides when the run dies, at a point it can check afterwards; returns the exit status.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as err:  # a file, not a pipe: a full pipe would stall the run before the kill
+        proc = subprocess.Popen([sys.executable, str(REPO / "tools/infer.py"), *args], stdout=subprocess.DEVNULL,
+                                stderr=err, cwd=REPO, env=env, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while journaled(output) < entries:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the run ended or stalled before journaling {entries} images: {log.read_text()[-3000:]}")
+                time.sleep(0.01)
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and every process it started (ranks, workers)
+            return proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +114,10 @@ def runs(tmp_path_factory, birder_weights, input_dir) -> dict:
               "--class-names", "animal", "--classify", "--top-k", "2", "--render", str(paths["render"]),
               "--batch-size", "2", "--checkpoint-every", str(CHECKPOINT_EVERY)]
     # No decoding worker in the killed run: an orphaned worker would hold the output pipes open for a while.
-    killed = run_infer(*common, "--num-workers", "0", "--debug-kill-after", str(KILL_AFTER), *OVERRIDES)
-    partial = json.loads(paths["results"].read_text()) if paths["results"].exists() else None
+    killed = kill_once_journaled([*common, "--num-workers", "0", *OVERRIDES], paths["results"], KILL_AFTER,
+                                 out / "killed.log")
+    partial = {"results_file_exists": paths["results"].exists(),
+               "journal": read_journal(journal_path(paths["results"]))}
     resumed = run_infer(*common, "--num-workers", "1", "--resume", "--bf16", "--coco-results", str(paths["coco"]),
                         "--coco-gt", str(MINI_COCO), *OVERRIDES)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
@@ -95,23 +129,28 @@ def _by_file(results: dict) -> dict[str, dict]:
     return {entry["file"]: entry for entry in results["images"]}
 
 
-def test_killed_run_leaves_a_valid_checkpoint(runs):
-    assert runs["killed"].returncode == -9, runs["killed"].stderr[-3000:]  # really killed, no clean exit
+def test_killed_run_leaves_its_journal(runs):
+    assert runs["killed"] == -signal.SIGKILL  # really killed, no clean exit
     partial = runs["partial"]
-    # 5 images were done; checkpoints came after the 2nd and 4th, so the 5th is the work lost.
-    assert len(partial["images"]) == KILL_AFTER // CHECKPOINT_EVERY * CHECKPOINT_EVERY
-    assert "detection_completion_time" not in partial["info"]
-    assert validate_md(partial)["errors"] == []
+    # The results file is written once, at the end: a killed run leaves none, only its journal.
+    assert not partial["results_file_exists"]
+    journal = partial["journal"]
+    assert KILL_AFTER <= len(journal.entries) < len(ALL_IMAGES)  # killed part-way
+    assert journal.header["detection_categories"] == {"1": "animal"}
+    files = [e["file"] for e in journal.entries]
+    assert files == sorted(set(files)) and set(files) <= set(ALL_IMAGES)  # input order, each once
 
 
 def test_resume_finishes_with_every_image_exactly_once(runs):
     final, log = runs["final"], runs["resumed"].stderr
     files = [entry["file"] for entry in final["images"]]
     assert files == ALL_IMAGES  # sorted, each once; non-image and hidden files absent
-    assert "4 of 24 images already in" in log and "skipped 2 non-image files" in log
-    assert {e["file"] for e in runs["partial"]["images"]} <= set(files)
+    done_before = len(runs["partial"]["journal"].entries)
+    assert f"{done_before} of 24 images already in" in log and "skipped 2 non-image files" in log
+    assert {e["file"] for e in runs["partial"]["journal"].entries} <= set(files)
     assert "detection_completion_time" in final["info"]
     assert "img/s" in log or "s/img" in log  # the progress bar reports a rate
+    assert existing_journals(runs["results"]) == []  # everything is in the results file: journals removed
 
 
 def test_output_passes_the_megadetector_validator(runs):

@@ -1,4 +1,4 @@
-"""MegaDetector-format output: validator-approved files, atomic checkpoints, resume after a kill."""
+"""MegaDetector-format output: validator-approved files, journal checkpoints, atomic final write, resume after a kill."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ropevit_det.camera_trap.journal import JournalError, existing_journals, journal_path, read_journal
 from ropevit_det.camera_trap.md_format import (
     FORMAT_VERSION,
     ResultsFileError,
@@ -21,6 +22,7 @@ from ropevit_det.camera_trap.md_format import (
     image_entry,
     load_results,
     make_info,
+    prepare_output,
 )
 from tests.camtrap_helpers import validate_md
 
@@ -77,21 +79,76 @@ def test_checkpoint_then_resume_skips_done_files(tmp_path):
     writer = ResultsWriter(out, info=make_info("m"), checkpoint_every=2)
     for i in range(3):
         writer.add(_entry(i))
-    del writer  # a kill: the third image was never checkpointed
-    partial = load_results(out)
-    assert len(partial["images"]) == 2 and "detection_completion_time" not in partial["info"]
-    assert validate_md(out)["errors"] == []
+    del writer  # a kill: the results file is only written at the end, the journal has every added image
+    assert not out.exists()
+    journaled = read_journal(journal_path(out))
+    assert [e["file"] for e in journaled.entries] == [_entry(i)["file"] for i in range(3)]
+    assert journaled.header["detection_categories"] == {"1": "animal", "2": "person", "3": "vehicle"}
 
     all_entries = [_entry(i) for i in range(6)]
     with ResultsWriter(out, info=make_info("m"), checkpoint_every=2, resume=True) as resumed:
-        assert resumed.done == {e["file"] for e in all_entries[:2]}
+        assert resumed.done == {e["file"] for e in all_entries[:3]}
         todo = [e for e in all_entries if e["file"] not in resumed.done]
-        assert len(todo) == 4
+        assert len(todo) == 3
         for e in todo:
             resumed.add(e)
     final = load_results(out)
     assert sorted(im["file"] for im in final["images"]) == sorted(e["file"] for e in all_entries)
     assert "detection_completion_time" in final["info"]
+    assert validate_md(out)["errors"] == []
+    assert existing_journals(out) == []  # all in the results file now: the journal is gone
+
+
+def test_torn_last_journal_line_is_dropped_and_redone(tmp_path, caplog):
+    out = tmp_path / "results.json"
+    writer = ResultsWriter(out, info=make_info("m"))
+    for i in range(3):
+        writer.add(_entry(i))
+    writer.close()
+    journal = journal_path(out)
+    whole = journal.read_bytes()
+    # A power cut in the middle of the 4th line: half of it reached the disk, and no newline.
+    line = json.dumps(_entry(3)).encode()
+    journal.write_bytes(whole + line[: len(line) // 2])
+    with caplog.at_level("WARNING"):
+        resumed = ResultsWriter(out, info=make_info("m"), resume=True)
+    assert "torn" in caplog.text
+    assert resumed.done == {_entry(i)["file"] for i in range(3)}  # the torn image is not done ...
+    assert journal.read_bytes() == whole  # ... and its half line was cut off before appending
+    resumed.add(_entry(3))  # ... so it is done again, on a line of its own
+    resumed.finalize()
+    assert [im["file"] for im in load_results(out)["images"]] == sorted(_entry(i)["file"] for i in range(4))
+
+
+def test_damaged_line_inside_a_journal_is_an_error_not_a_torn_write(tmp_path):
+    out = tmp_path / "results.json"
+    writer = ResultsWriter(out, info=make_info("m"))
+    for i in range(3):
+        writer.add(_entry(i))
+    writer.close()
+    journal = journal_path(out)
+    lines = journal.read_bytes().split(b"\n")
+    lines[2] = lines[2][:10]  # the 2nd entry is damaged, the 3rd after it is complete
+    journal.write_bytes(b"\n".join(lines))
+    with pytest.raises(JournalError, match="line 3 is damaged but complete lines follow"):
+        read_journal(journal)
+
+
+def test_ranks_write_their_own_journals_and_rank_0_merges(tmp_path):
+    out = tmp_path / "results.json"
+    prepare_output(out, resume=False, overwrite=False)
+    writers = [ResultsWriter(out, info=make_info("m"), rank=r, world_size=2) for r in range(2)]
+    for i in range(6):
+        writers[i % 2].add(_entry(i))
+    writers[1].close()
+    with pytest.raises(RuntimeError, match="only rank 0"):
+        writers[1].finalize()
+    assert sorted(p.name for p in existing_journals(out)) == ["results.json.journal-0.jsonl",
+                                                             "results.json.journal-1.jsonl"]
+    writers[0].finalize()
+    data = load_results(out)
+    assert [im["file"] for im in data["images"]] == sorted(_entry(i)["file"] for i in range(6))
+    assert validate_md(out)["errors"] == [] and existing_journals(out) == []
 
 
 def test_exception_inside_the_block_keeps_unsaved_work(tmp_path):
@@ -106,9 +163,9 @@ def test_exception_inside_the_block_keeps_unsaved_work(tmp_path):
 def test_existing_corrupt_or_foreign_outputs_are_refused_clearly(tmp_path):
     out = tmp_path / "results.json"
     ResultsWriter(out, info=make_info("m")).finalize()
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="resume it, or overwrite it"):
         ResultsWriter(out, info=make_info("m"))
-    ResultsWriter(out, info=make_info("m"), overwrite=True)  # explicit overwrite is allowed
+    ResultsWriter(out, info=make_info("m"), overwrite=True).finalize()  # explicit overwrite is allowed
     with pytest.raises(ResultsFileError, match="detection categories"):
         ResultsWriter(out, info=make_info("m"), detection_categories={"1": "animal"}, resume=True)
     out.write_text('{"images": [{"file": "a.jpg", "detections": []')  # cut short
@@ -117,6 +174,12 @@ def test_existing_corrupt_or_foreign_outputs_are_refused_clearly(tmp_path):
     out.write_text('{"annotations": []}')
     with pytest.raises(ResultsFileError, match="not a MegaDetector results file"):
         ResultsWriter(out, info=make_info("m"), resume=True)
+    out.unlink()
+    ResultsWriter(out, info=make_info("m")).add(_entry(0))  # a killed run: only its journal is left
+    with pytest.raises(FileExistsError, match="journal-0.jsonl exists"):
+        ResultsWriter(out, info=make_info("m"))
+    with pytest.raises(JournalError, match="detection categories"):
+        ResultsWriter(out, info=make_info("m"), detection_categories={"1": "animal"}, resume=True)
 
 
 def test_bad_entries_are_rejected_when_added(tmp_path):
@@ -130,18 +193,19 @@ def test_bad_entries_are_rejected_when_added(tmp_path):
         writer.add(image_entry("y.jpg", [detection_entry(1, 0.5, [0, 0, 1, 1], 2, 2, classifications=[(3, 0.9)])]))
 
 
-# The child writes two checkpoints, then stops half-way through writing the third (json.dump writes half its
-# text, syncs it to disk and hangs), so the kill lands mid-write every time, not by luck of timing.
+# The child resumes a complete 2-image file, adds a 3rd image, then stops half-way through writing the final
+# file (json.dump writes half its text, syncs it to disk and hangs), so the kill lands mid-write every time.
 _WRITER_SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     from ropevit_det.camera_trap.md_format import ResultsWriter, image_entry, make_info
 
-    real_dump, calls = json.dump, []
+    with ResultsWriter(sys.argv[1], info=make_info("m")) as first:
+        for i in range(2):
+            first.add(image_entry(f"cam/IMG_{i}.JPG", []))
+
+    real_dump = json.dump
 
     def dump_then_hang(obj, f, **kwargs):
-        calls.append(1)
-        if len(calls) <= 2:
-            return real_dump(obj, f, **kwargs)
         text = json.dumps(obj, **kwargs)
         f.write(text[: len(text) // 2])
         f.flush()
@@ -150,13 +214,12 @@ _WRITER_SCRIPT = textwrap.dedent("""
         time.sleep(120)
 
     json.dump = dump_then_hang
-    writer = ResultsWriter(sys.argv[1], info=make_info("m"), checkpoint_every=1)
-    for i in range(3):
-        writer.add(image_entry(f"cam/IMG_{i}.JPG", []))
+    with ResultsWriter(sys.argv[1], info=make_info("m"), resume=True) as writer:
+        writer.add(image_entry("cam/IMG_2.JPG", []))
 """)
 
 
-def test_kill_during_a_checkpoint_never_corrupts_the_output(tmp_path):
+def test_kill_during_the_final_write_never_corrupts_the_output(tmp_path):
     out = tmp_path / "results.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-c", _WRITER_SCRIPT, str(out)], stdout=subprocess.PIPE,
@@ -165,7 +228,7 @@ def test_kill_during_a_checkpoint_never_corrupts_the_output(tmp_path):
         line = proc.stdout.readline().strip()
         if line != "mid-write":
             proc.kill()
-            pytest.fail(f"writer did not reach the third checkpoint: {proc.stderr.read()}")
+            pytest.fail(f"writer did not reach the final write: {proc.stderr.read()}")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -174,16 +237,17 @@ def test_kill_during_a_checkpoint_never_corrupts_the_output(tmp_path):
         proc.stdout.close()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    # The half-written third checkpoint exists only as a temporary file ...
+    # The half-written final file exists only as a temporary file ...
     (stale,) = tmp_path.glob(".results.json.*.tmp")
     with pytest.raises(json.JSONDecodeError):
         json.loads(stale.read_text())
-    # ... while the output still holds the complete second checkpoint.
+    # ... while the output still holds the previous complete file, and the journal the image added since.
     data = load_results(out)
     assert [im["file"] for im in data["images"]] == ["cam/IMG_0.JPG", "cam/IMG_1.JPG"]
     assert validate_md(out)["errors"] == []
+    assert [e["file"] for e in read_journal(journal_path(out)).entries] == ["cam/IMG_2.JPG"]
     with ResultsWriter(out, info=make_info("m"), resume=True) as resumed:
-        assert resumed.done == {"cam/IMG_0.JPG", "cam/IMG_1.JPG"}
+        assert resumed.done == {"cam/IMG_0.JPG", "cam/IMG_1.JPG", "cam/IMG_2.JPG"}
         assert not stale.exists()  # the interrupted write's temporary file is cleaned up
-        resumed.add(image_entry("cam/IMG_2.JPG", []))
-    assert len(load_results(out)["images"]) == 3
+        resumed.add(image_entry("cam/IMG_3.JPG", []))
+    assert len(load_results(out)["images"]) == 4

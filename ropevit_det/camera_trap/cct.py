@@ -31,17 +31,14 @@ from typing import Any, Literal
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.structures import BoxMode
-from PIL import Image
 
 from .classes import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
+from .exif import image_size_from_header  # sizes follow EXIF orientation, as detectron2's read_image does
 from .matching import MatchReport, TrailingPathMatcher, strip_path_prefix
 
 logger = logging.getLogger(__name__)
 
 ClassMode = Literal["species", "megadetector"]
-# EXIF orientations that swap width and height; detectron2's read_image applies them, so sizes must follow.
-_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
-_EXIF_ORIENTATION_TAG = 0x0112
 # Optional CCT image fields carried into the dataset dicts (``date_captured`` is the older name of ``datetime``).
 _SEQUENCE_FIELDS = ("seq_id", "seq_num_frames", "frame_num", "location")
 
@@ -73,19 +70,6 @@ def read_cct_json(json_file: str | Path) -> dict[str, Any]:
         if "id" not in image or "file_name" not in image:
             raise ValueError(f"CCT file {path}: images[{i}] lacks 'id' or 'file_name': {image}")
     return data
-
-
-def image_size_from_header(path: str | Path) -> tuple[int, int]:
-    """(width, height) as a viewer shows the image, read from the file header without decoding pixels.
-
-    ``Image.open`` is lazy: it parses the header (and the EXIF block) only.
-    """
-    with Image.open(path) as img:
-        width, height = img.size
-        orientation = img.getexif().get(_EXIF_ORIENTATION_TAG)
-    if orientation in _TRANSPOSING_ORIENTATIONS:
-        width, height = height, width
-    return width, height
 
 
 def resolve_image_paths(

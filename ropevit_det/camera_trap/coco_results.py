@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cct import image_size_from_header
+from .exif import image_size_from_header
 from .matching import MatchReport, TrailingPathMatcher
 from .md_format import normalized_to_absolute_xywh
 
@@ -48,7 +48,7 @@ def _ground_truth_maps(gt_file: str | os.PathLike) -> tuple[dict[str, Any], dict
     with open(gt_file, encoding="utf-8") as f:
         gt = json.load(f)
     if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) or not isinstance(gt.get("categories"), list):
-        raise ValueError(f"--coco-gt {gt_file} is not a COCO / COCO Camera Traps file (needs 'images' and "
+        raise ValueError(f"ground-truth file {gt_file} is not a COCO / COCO Camera Traps file (needs 'images' and "
                          "'categories' lists)")
     images = {str(im["file_name"]): im["id"] for im in gt["images"]}
     categories = {str(c["name"]).lower(): c["id"] for c in gt["categories"]}

@@ -21,6 +21,9 @@ import numpy as np
 import torch.utils.data
 from PIL import Image, ImageOps
 
+from .exif import capture_datetime, displayed_size
+from .video import VIDEO_EXTENSIONS, is_video_file
+
 logger = logging.getLogger(__name__)
 
 # The still-image formats camera traps, Timelapse and MegaDetector handle (MD's own list plus webp).
@@ -30,8 +33,6 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", 
 # market at full resolution; detectors resize to about 1 MP anyway, so nothing the model sees is lost.
 DEFAULT_MAX_PIXELS = 64_000_000
 _GLOB_CHARS = set("*?[")
-_EXIF_ORIENTATION_TAG = 0x0112
-_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -49,7 +50,7 @@ class InputListing:
 
 
 def scan_inputs(path: str | os.PathLike) -> InputListing:
-    """List the images behind an ``--input`` argument.
+    """List the images and videos behind an input argument.
 
     Args:
         path: a folder (searched recursively; hidden files and folders skipped), a ``.txt`` file with one
@@ -58,8 +59,8 @@ def scan_inputs(path: str | os.PathLike) -> InputListing:
             a glob pattern (``**`` allowed), or a single image file.
 
     Returns:
-        An :class:`InputListing`. ``files`` are relative to ``root`` with forward slashes, as MD results files
-        want them; ``skipped`` are the non-image paths left out (by extension).
+        An :class:`InputListing`. ``files`` (images and videos) are relative to ``root`` with forward slashes,
+        as MD results files want them; ``skipped`` are the other paths left out (by extension).
     """
     text = os.fspath(path)
     p = Path(text)
@@ -106,7 +107,7 @@ def list_inputs(path: str | os.PathLike) -> tuple[Path, list[str]]:
     listing = scan_inputs(path)
     if listing.skipped:
         logger.warning("skipped %d non-image files (extension not in %s), e.g. %s", len(listing.skipped),
-                       sorted(IMAGE_EXTENSIONS), ", ".join(listing.skipped[:3]))
+                       sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS), ", ".join(listing.skipped[:3]))
     return listing.root, listing.files
 
 
@@ -114,10 +115,10 @@ def _split_images(root: Path, absolute_paths: Sequence[str]) -> InputListing:
     files, skipped = [], []
     for abs_path in absolute_paths:
         rel = Path(os.path.relpath(abs_path, root)).as_posix()
-        (files if is_image_file(rel) else skipped).append(rel)
+        (files if is_image_file(rel) or is_video_file(rel) else skipped).append(rel)
     if not files:
-        raise FileNotFoundError(f"no image files under {root} (skipped {len(skipped)} non-image files; "
-                                f"recognised extensions: {sorted(IMAGE_EXTENSIONS)})")
+        raise FileNotFoundError(f"no image or video files under {root} (skipped {len(skipped)} other files; "
+                                f"recognised extensions: {sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)})")
     return InputListing(root, sorted(set(files)), sorted(skipped))
 
 
@@ -127,6 +128,7 @@ class ImageReadResult(NamedTuple):
     image: np.ndarray | None  # RGB uint8, HWC, as displayed (EXIF applied), maybe downscaled
     failure: str | None
     original_hw: tuple[int, int] | None  # displayed size before any downscaling
+    datetime: str | None = None  # EXIF DateTimeOriginal, "YYYY:MM:DD HH:MM:SS"
 
 
 def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageReadResult:
@@ -144,8 +146,9 @@ def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX
     try:
         with Image.open(path) as img:
             width, height = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION_TAG)
-            original_hw = (width, height) if orientation in _TRANSPOSING_ORIENTATIONS else (height, width)
+            shown_w, shown_h = displayed_size(img)
+            original_hw = (shown_h, shown_w)
+            taken = capture_datetime(img)
             if max_pixels is not None and width * height > max_pixels and img.format == "JPEG":
                 scale = math.sqrt(max_pixels / (width * height))
                 img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
@@ -156,7 +159,7 @@ def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX
             size = (max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale)))
             rgb = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
         # np.array (a copy), not np.asarray: a writable array, so torch.from_numpy works without a warning.
-        return ImageReadResult(np.array(rgb, dtype=np.uint8), None, original_hw)
+        return ImageReadResult(np.array(rgb, dtype=np.uint8), None, original_hw, taken)
     except Image.DecompressionBombError as exc:
         return ImageReadResult(None, f"decompression bomb: {exc}", None)
     except FileNotFoundError:

@@ -11,12 +11,13 @@ package writes and its ``validate_batch_results`` checks) is what Timelapse and 
   or ``{"file": ..., "failure": "reason", "detections": null}`` for an unreadable image;
 * optional ``classification_categories`` ``{"12": "Vulpes vulpes", ...}``.
 
-:class:`ResultsWriter` keeps the output file a complete, valid results file at every moment: each checkpoint
-is written to a temporary file in the same folder and moved over the output with ``os.replace`` (atomic on
-POSIX and Windows), so a run killed at any instant leaves either the previous checkpoint or the new one.
+:class:`ResultsWriter` checkpoints into an append-only journal (:mod:`.journal`) and writes the results file
+once, at the end: to a temporary file in the same folder, moved over the output with ``os.replace`` (atomic
+on POSIX and Windows), so the file users open is always either absent, the previous one, or complete.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -25,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from .journal import JournalWriter, check_header, existing_journals, journal_path, make_header, read_journal
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +136,7 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         raise ResultsFileError(
             f"{path} is not valid JSON ({exc}); it was not written by a completed checkpoint (files written by "
             "ResultsWriter are replaced atomically, so it was damaged or made by something else). "
-            "Move it away and start again without --resume.") from None
+            "Move it away and start again.") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("detection_categories"), dict):
         raise ResultsFileError(f"{path} is JSON but not a MegaDetector results file "
@@ -172,25 +175,61 @@ def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None 
             os.close(dir_fd)
 
 
+def prepare_output(output: str | os.PathLike, *, resume: bool, overwrite: bool) -> None:
+    """Check that a run may write ``output``, once, before any process opens its journal.
+
+    A run that is neither resumed nor told to overwrite refuses an existing output or journal. ``overwrite``
+    removes both, so that a later resume cannot mix the old run's entries with the new one's. Temporary files
+    left by a write that was interrupted are removed: they never hold anything the output does not.
+    """
+    output = Path(output)
+    for stale in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
+        logger.info("removing %s left by an interrupted write", stale)
+        stale.unlink(missing_ok=True)
+    journals = existing_journals(output)
+    if resume:
+        if not output.exists() and not journals:
+            logger.info("resume: neither %s nor its journal exist yet, starting from scratch", output)
+        return
+    if overwrite:
+        for path in (output, *journals):
+            path.unlink(missing_ok=True)
+        return
+    if output.exists() or journals:
+        what = output if output.exists() else journals[0]
+        raise FileExistsError(f"{what} exists (results of an earlier run); resume it, or overwrite it, or write "
+                              "to another output")
+
+
 class ResultsWriter:
-    """Collect image entries and keep ``output`` a valid MD results file, checkpointed every N images.
+    """Collect image entries into an append-only journal; write ``output`` once, atomically, at the end.
+
+    Checkpoints cost the same at every point of a run: each entry becomes one flushed line of the journal
+    (``<output>.journal-<rank>.jsonl``, see :mod:`.journal`), and every ``checkpoint_every`` entries the
+    journal is fsynced. The results file itself is written atomically by :meth:`finalize` (complete) or, after
+    an exception in a single-process run, as a valid partial file; it is never rewritten during the run, so
+    a killed run leaves the previous results file (or none) plus the journal, and ``resume`` rebuilds the done
+    set from both.
 
     Args:
         output: the results JSON path.
         info: the ``info`` block (see :func:`make_info`).
         detection_categories: ``{"1": "animal", ...}``.
         classification_categories: ``{"0": "species name", ...}`` when detections carry classifications.
-        checkpoint_every: write the file after this many new images (a killed run loses at most this many).
-        resume: continue an existing ``output``: its entries are kept and :attr:`done` lists their files.
+        checkpoint_every: fsync the journal after this many new images (what a power cut can lose).
+        resume: continue: entries of an existing ``output`` and of every journal of it count as done.
         overwrite: replace an existing ``output`` instead of refusing.
+        rank, world_size: this process in a distributed run. Each rank appends to its own journal; only
+            rank 0 writes ``output`` (:meth:`finalize` merges every journal). With ``world_size > 1`` the
+            caller runs :func:`prepare_output` once before the ranks open their writers.
 
     Usage::
 
-        with ResultsWriter(out, info=make_info("model.pth"), resume=args.resume) as writer:
+        with ResultsWriter(out, info=make_info("model.pth"), resume=resume) as writer:
             todo = [f for f in files if f not in writer.done]
             for f, dets in run(todo):
                 writer.add(image_entry(f, dets))
-        # leaving the block normally finalizes; an exception still checkpoints what was done.
+        # leaving the block normally finalizes; an exception still leaves the journal and a partial file.
     """
 
     def __init__(
@@ -203,6 +242,8 @@ class ResultsWriter:
         checkpoint_every: int = 1000,
         resume: bool = False,
         overwrite: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -215,39 +256,41 @@ class ResultsWriter:
         self.classification_categories = (None if classification_categories is None else
                                           {str(k): str(v) for k, v in classification_categories.items()})
         self.checkpoint_every = checkpoint_every
+        self.rank, self.world_size = rank, world_size
         self._entries: dict[str, dict[str, Any]] = {}
         self._unsaved = 0
-        self._remove_stale_temporaries()
-        if self.output.exists():
-            if resume:
-                self._load_previous()
-            elif not overwrite:
-                raise FileExistsError(f"{self.output} exists; pass --resume to continue it, or --overwrite "
-                                      "(or another --output) to start over")
-        elif resume:
-            logger.info("--resume: %s does not exist yet, starting from scratch", self.output)
-
-    def _remove_stale_temporaries(self) -> None:
-        # A run killed inside write_json_atomic leaves its temporary file; it never holds anything the
-        # output does not (the output is only replaced by complete files), so it is safe to delete.
-        for stale in self.output.parent.glob(f".{self.output.name}.*.tmp"):
-            logger.info("removing %s left by an interrupted write", stale)
-            stale.unlink(missing_ok=True)
+        if world_size == 1:
+            prepare_output(self.output, resume=resume, overwrite=overwrite)
+        if resume:
+            self._load_previous()
+        self._header = make_header(self.detection_categories, self.classification_categories)
+        self._journal = JournalWriter(journal_path(self.output, rank), self._header)
 
     def _load_previous(self) -> None:
-        previous = load_results(self.output)
-        if previous["detection_categories"] != self.detection_categories:
-            raise ResultsFileError(
-                f"cannot resume {self.output}: it has detection categories {previous['detection_categories']}, "
-                f"this run writes {self.detection_categories}. Use another --output.")
-        old_cls = previous.get("classification_categories")
-        if old_cls is not None and self.classification_categories is not None \
-                and old_cls != self.classification_categories:
-            raise ResultsFileError(f"cannot resume {self.output}: its classification categories differ from "
-                                   "this run's (another classifier?). Use another --output.")
-        for entry in previous["images"]:
-            self._entries[entry["file"]] = entry
-        logger.info("--resume: %d images already done in %s", len(self._entries), self.output)
+        """Entries of an existing output and of all its journals (any rank's): the work already done."""
+        if self.output.exists():
+            previous = load_results(self.output)
+            if previous["detection_categories"] != self.detection_categories:
+                raise ResultsFileError(
+                    f"cannot resume {self.output}: it has detection categories {previous['detection_categories']}, "
+                    f"this run writes {self.detection_categories}")
+            old_cls = previous.get("classification_categories")
+            if old_cls is not None and self.classification_categories is not None \
+                    and old_cls != self.classification_categories:
+                raise ResultsFileError(f"cannot resume {self.output}: its classification categories differ from "
+                                       "this run's (another classifier?)")
+            for entry in previous["images"]:
+                self._entries[entry["file"]] = entry
+        header = make_header(self.detection_categories, self.classification_categories)
+        journaled = 0
+        for path in existing_journals(self.output):
+            contents = read_journal(path)
+            check_header(path, contents.header, header)
+            for entry in contents.entries:
+                self._entries[entry["file"]] = entry
+            journaled += len(contents.entries)
+        logger.info("resume: %d images already done in %s and %d journal entries", len(self._entries),
+                    self.output, journaled)
 
     @property
     def done(self) -> set[str]:
@@ -258,7 +301,7 @@ class ResultsWriter:
         return len(self._entries)
 
     def add(self, entry: Mapping[str, Any]) -> None:
-        """Add one image entry (from :func:`image_entry` / :func:`failure_entry`); checkpoints every N."""
+        """Add one image entry (from :func:`image_entry` / :func:`failure_entry`): one journal line."""
         file = entry["file"]
         if file in self._entries:
             raise ValueError(f"{file} is already in the results; filter inputs with ResultsWriter.done")
@@ -270,7 +313,9 @@ class ResultsWriter:
                 if self.classification_categories is None or class_id not in self.classification_categories:
                     raise ValueError(f"{file}: classification category {class_id!r} is not in "
                                      "classification_categories")
-        self._entries[file] = dict(entry)
+        entry = dict(entry)
+        self._journal.append(entry)
+        self._entries[file] = entry
         self._unsaved += 1
         if self._unsaved >= self.checkpoint_every:
             self.checkpoint()
@@ -292,24 +337,46 @@ class ResultsWriter:
         return data
 
     def checkpoint(self) -> None:
-        """Write what is done so far (a valid results file without ``detection_completion_time``)."""
-        # Compact JSON: the C encoder is several times faster than indented output, which matters when
-        # a file with hundreds of thousands of entries is rewritten every few minutes.
-        write_json_atomic(self.output, self.to_dict(complete=False))
+        """Make every entry added so far durable: an fsync of the journal, whose cost does not grow."""
+        self._journal.sync()
+        self._unsaved = 0
+
+    def close(self) -> None:
+        """Close this process's journal (a distributed rank calls this before rank 0 finalizes)."""
+        self._journal.close()
         self._unsaved = 0
 
     def finalize(self) -> Path:
-        """Write the complete results file (indented, with ``detection_completion_time``)."""
+        """Write the complete results file atomically, from every journal, then remove the journals.
+
+        On rank 0 of a distributed run, call it once every rank has closed its writer: it reads the other
+        ranks' journals. Entries are keyed by file, so an image is never written twice.
+        """
+        if self.rank != 0:
+            raise RuntimeError("only rank 0 writes the results file")
+        self.close()
+        journals = existing_journals(self.output)
+        for path in journals:
+            if path != self._journal.path:
+                contents = read_journal(path)
+                check_header(path, contents.header, self._header)
+                for entry in contents.entries:
+                    self._entries.setdefault(entry["file"], entry)
         write_json_atomic(self.output, self.to_dict(complete=True), indent=1)
-        self._unsaved = 0
+        # Only now is every journal line in the output: the journals can go.
+        for path in journals:
+            path.unlink(missing_ok=True)
         return self.output
 
     def __enter__(self) -> ResultsWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
+        if exc_type is None and self.world_size == 1:
             self.finalize()
-        elif self._unsaved:
-            # Interrupted (Ctrl-C, CUDA error, ...): keep the work done since the last checkpoint.
-            self.checkpoint()
+            return
+        self.close()
+        if exc_type is not None and self.world_size == 1 and self._entries:
+            # Interrupted (Ctrl-C, CUDA error, ...): the journal has everything; a valid partial results file
+            # also lets users look at what was done. Written once, not per checkpoint.
+            write_json_atomic(self.output, self.to_dict(complete=False))

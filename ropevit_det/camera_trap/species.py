@@ -248,8 +248,8 @@ def _read_classifier_state(local_path: str, source: str) -> tuple[dict[str, torc
             if "classifier.weight" not in state:
                 raise ValueError(
                     f"{source} has no classifier ({VIT_PREFIX}classifier.weight): a fine-tuned detector does not "
-                    "keep one. Pass --classifier-weights birder://rope_vit_reg4_b14_capi-inat21 (or a birder "
-                    "file), or a file converted with tools/convert_birder_to_d2.py --keep-classifier.")
+                    "keep one. Use a classification checkpoint: birder://rope_vit_reg4_b14_capi-inat21, a birder "
+                    "file, or a detectron2 file converted with its classifier kept.")
             meta = {k: loaded.get(k) for k in ("class_to_idx", "rgb_stats", "resolution")}
             return state, meta
     try:
