@@ -65,6 +65,7 @@ setup(
         "tabulate",
         "shapely",  # detectron2's FixedSizeCrop (LSJ) crops polygon masks with it
         "matplotlib",  # precision/recall plots (ropevit-det eval-camtrap)
+        "av>=12",  # PyAV: camera-trap videos (frames, frame rate, creation time) in ropevit-det infer
         "setuptools<81",  # detectron2.model_zoo imports pkg_resources
     ],
     extras_require={
