@@ -7,11 +7,7 @@ results, classifications) is checked on those two runs; the rest runs in process
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +30,9 @@ from ropevit_det.camera_trap.species import (
     square_crop_region,
 )
 from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES, save_exif_rotated_jpeg, validate_md
+from tests.infer_helpers import kill_once_journaled, run_infer
 from tests.checkpoint_helpers import CLASS_TO_IDX, RGB_STATS, TINY_SIZE, make_birder_net, save_birder_pt
-from tests.conftest import CONFIGS, REPO, tiny_cfg
+from tests.conftest import CONFIGS, tiny_cfg
 
 QUICK = CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"
 # One class named "animal" (MD id "1"); 3 detections per image; no 1024 square padding (the quick schedule
@@ -45,40 +42,6 @@ MINI_FILES = sorted(p.name for p in MINI_IMAGES.iterdir())
 MADE_IMAGES = ["made/cmyk.jpg", "made/corrupt.jpg", "made/rotated.jpg"]
 ALL_IMAGES = sorted(MINI_FILES + MADE_IMAGES)
 KILL_AFTER, CHECKPOINT_EVERY = 3, 2
-
-
-def run_infer(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO / "tools/infer.py"), *args], capture_output=True, text=True,
-                          timeout=300, cwd=REPO, env=env)
-
-
-def journaled(output: Path) -> int:
-    """Complete entries in all journals of ``output`` (a line being written is not counted)."""
-    return sum(len(read_journal(path).entries) for path in existing_journals(output))
-
-
-def kill_once_journaled(args: list[str], output: Path, entries: int, log: Path, timeout: float = 240) -> int:
-    """Run tools/infer.py and SIGKILL its whole process group once its journals hold ``entries`` images.
-
-    The test decides when the run dies, at a point it can check afterwards; returns the exit status.
-    """
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as err:  # a file, not a pipe: a full pipe would stall the run before the kill
-        proc = subprocess.Popen([sys.executable, str(REPO / "tools/infer.py"), *args], stdout=subprocess.DEVNULL,
-                                stderr=err, cwd=REPO, env=env, start_new_session=True)
-        try:
-            deadline = time.monotonic() + timeout
-            while journaled(output) < entries:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the run ended or stalled before journaling {entries} images: {log.read_text()[-3000:]}")
-                time.sleep(0.01)
-            os.killpg(proc.pid, signal.SIGKILL)  # the run and every process it started (ranks, workers)
-            return proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 @pytest.fixture(scope="module")

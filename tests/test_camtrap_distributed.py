@@ -1,0 +1,93 @@
+"""``tools/infer.py --num-gpus 2`` on the CPU (2 processes over gloo, detectron2's launch): the same results as
+one process, also when the 2-process run is killed part-way and resumed; and --shard parts that merge back."""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from ropevit_det.camera_trap.journal import existing_journals, read_journal
+from ropevit_det.camera_trap.sharding import parse_shard, part_of
+from tests.camtrap_helpers import MINI_IMAGES
+from tests.checkpoint_helpers import make_birder_net, save_birder_pt
+from tests.conftest import CONFIGS
+from tests.infer_helpers import kill_once_journaled, run_infer
+
+QUICK = CONFIGS / "quick_schedules" / "ropevit_mrcnn_instant_test.yaml"
+OVERRIDES = ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.SFP.SQUARE_PAD", "0"]
+FILES = sorted(p.name for p in MINI_IMAGES.iterdir())[:8]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("dist")
+    card = root / "card"
+    card.mkdir()
+    for name in FILES:
+        (card / name).symlink_to(MINI_IMAGES / name)
+    weights = save_birder_pt(make_birder_net(), root)
+    # Batch 1: a batch is padded to its largest image, so only single-image batches give every image the same
+    # input whatever the split between processes.
+    common = ["--config", str(QUICK), "--weights", str(weights), "--input", str(card), "--threshold", "0",
+              "--class-names", "animal", "--batch-size", "1", "--num-workers", "0", "--no-progress"]
+    return {"root": root, "common": common}
+
+
+def _run(setup: dict, name: str, *extra: str) -> dict:
+    out = setup["root"] / f"{name}.json"
+    proc = run_infer(*setup["common"], "--output", str(out), *extra, *OVERRIDES)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {"data": json.loads(out.read_text()), "log": proc.stderr, "output": out}
+
+
+@pytest.fixture(scope="module")
+def single(setup) -> dict:
+    """The reference: one process, run in this one (saves a start-up), on one thread like the ranks."""
+    from ropevit_det.cli import infer as cli
+
+    out = setup["root"] / "single.json"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the ranks run with OMP_NUM_THREADS=1; same kernels, same rounding
+    try:
+        assert cli.main([*setup["common"], "--output", str(out), *OVERRIDES]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return {"data": json.loads(out.read_text()), "output": out}
+
+
+def test_two_processes_give_the_single_process_result(setup, single):
+    two = _run(setup, "two", "--num-gpus", "2")
+    assert [e["file"] for e in single["data"]["images"]] == FILES
+    assert two["data"]["images"] == single["data"]["images"]  # same entries, boxes and scores, in input order
+    assert two["data"]["detection_categories"] == single["data"]["detection_categories"]
+    # Each rank did its own contiguous half and wrote its own journal; rank 0 merged them and removed them.
+    assert "[rank 0/2]: 4 images in" in two["log"] and "[rank 1/2]: 4 images in" in two["log"]
+    assert existing_journals(two["output"]) == []
+    assert any(det["conf"] > 0 for e in single["data"]["images"] for det in e["detections"])
+
+
+def test_killed_two_process_run_resumes_to_the_same_result(setup, single):
+    out = setup["root"] / "killed.json"
+    args = [*setup["common"], "--output", str(out), "--num-gpus", "2", *OVERRIDES]
+    status = kill_once_journaled(args, out, 2, setup["root"] / "killed.log")
+    assert status == -signal.SIGKILL
+    journals = existing_journals(out)
+    done = [e["file"] for path in journals for e in read_journal(path).entries]
+    assert not out.exists() and 2 <= len(done) < len(FILES)  # killed part-way, with work in the journals
+    resumed = _run(setup, "killed", "--num-gpus", "2", "--resume")
+    assert resumed["data"]["images"] == single["data"]["images"]
+    assert existing_journals(out) == []
+
+
+def test_shards_split_the_sorted_input_deterministically():
+    items = list(range(10))
+    parts = [part_of(items, k, 3) for k in range(3)]
+    assert parts == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]  # contiguous, sizes differ by at most one
+    assert part_of(items[:2], 2, 3) == []  # more parts than items: some are empty
+    assert parse_shard("3/8") == (3, 8)
+    for bad in ("0/8", "9/8", "3", "a/b"):
+        with pytest.raises(ValueError, match="shard"):
+            parse_shard(bad)
