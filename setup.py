@@ -73,6 +73,8 @@ setup(
             "pytest>=7",
             "birder==0.8.4",  # the reference implementation the parity tests compare against
             "timm",  # detectron2's own ViTDet backbone (benchmark baseline) imports it
+            "onnx>=1.16",  # ropevit-det export --format onnx, and its tests
+            "onnxruntime>=1.17",  # runs the ONNX export (tests, infer --backend onnxruntime)
             "selenium>=4.10",  # drives headless Chromium in the review-page test (chromium-driver from apt)
         ],
         # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "benchmark-eval": ("benchmark_eval", "tools/benchmark_eval.py", "COCO evaluation and data-loading speed"),
     "profile": ("profile_inference", "tools/profile_inference.py", "operator-level profile of inference"),
     "env": ("env", "-", "what a bug report needs: versions, devices, detectron2 build, weights cache"),
+    "export": ("export", "tools/export_model.py", "export a detector to ONNX or TorchScript (fixed input size)"),
 }
 
 

@@ -1,0 +1,22 @@
+"""Export (ONNX, TorchScript) through detectron2's TracingAdapter, and runtimes that run the export or a CPU
+fast path behind the camera-trap ``Detector`` interface."""
+from .info import EXPORT_INFO_KEY, INPUT_NAMES, OUTPUT_NAMES, ExportInfo
+from .runtime import RUNTIMES, ExportedDetector, read_export_info
+from .tracing import ONNX_OPSET, default_input_hw, export_model, fixed_rope_table, outputs_of, patch_grid, traceable_model
+
+__all__ = [
+    "EXPORT_INFO_KEY",
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+    "ExportInfo",
+    "RUNTIMES",
+    "ExportedDetector",
+    "read_export_info",
+    "ONNX_OPSET",
+    "default_input_hw",
+    "export_model",
+    "fixed_rope_table",
+    "outputs_of",
+    "patch_grid",
+    "traceable_model",
+]

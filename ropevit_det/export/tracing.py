@@ -1,0 +1,135 @@
+"""Trace a detectron2 ``GeneralizedRCNN`` with a RoPE ViT into a graph of fixed input size, through detectron2's
+``TracingAdapter`` (as detectron2's ``tools/deploy/export_model.py`` does with ``--export-method tracing``).
+
+The graph takes ``image`` (3, H, W) float pixels in ``INPUT.FORMAT``, already padded to the export size with the
+pixel mean, and ``image_hw`` (2,) int64, the size of the real content inside it. ``image_hw`` is an input so
+that proposals and boxes are clipped to the image, not to the padding, exactly as detectron2 does when it pads
+a batch: with ``MODEL.SFP.SQUARE_PAD`` equal to the export size, eager and exported models see the same tensors.
+
+Fixed input size, not dynamic: the RoPE table and the resized absolute position embedding are functions of the
+patch grid, so the graph is only valid for the grid it was traced on. The RoPE table is computed eagerly for
+that grid and embedded as a constant (the TorchScript-based ONNX exporter cannot trace ``repeat_interleave``
+over traced sizes); the position embedding's bicubic resize is traced (a ``Resize`` node in ONNX).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Iterator
+
+import torch
+from detectron2.export import TracingAdapter
+from detectron2.modeling import GeneralizedRCNN
+from detectron2.structures import ImageList
+
+from ..modeling.rope_vit import RoPEViT
+from .info import EXPORT_INFO_KEY, INPUT_NAMES, OUTPUT_NAMES, ExportInfo
+
+__all__ = ["ONNX_OPSET", "default_input_hw", "export_model", "fixed_rope_table", "outputs_of", "patch_grid", "traceable_model"]
+
+# detectron2's STABLE_ONNX_OPSET_VERSION (11) has no repeat_interleave / bicubic-resize forms this model needs.
+ONNX_OPSET = 17
+
+
+def patch_grid(vit: RoPEViT, input_hw: tuple[int, int]) -> tuple[int, int]:
+    """The ViT's patch grid for an input of ``input_hw`` pixels (inputs are padded up to whole patches)."""
+    return (math.ceil(input_hw[0] / vit.patch_size), math.ceil(input_hw[1] / vit.patch_size))
+
+
+@contextlib.contextmanager
+def fixed_rope_table(vit: RoPEViT, grid: tuple[int, int]) -> Iterator[torch.Tensor]:
+    """While tracing, ``vit.rope_embedding`` returns the table of ``grid``, computed eagerly here, so that the
+    trace embeds it as a constant; it refuses any other grid, so a trace at another size fails loudly."""
+    device = vit.pos_embedding.device
+    table = vit.rope_embedding(grid, device)
+
+    def rope_embedding(grid_size: tuple[int, int], device: torch.device) -> torch.Tensor:
+        if tuple(int(s) for s in grid_size) != grid:
+            raise ValueError(f"traced at patch grid {tuple(int(s) for s in grid_size)}, but the RoPE table was "
+                             f"fixed for {grid}")
+        return table
+
+    vit.rope_embedding = rope_embedding  # instance attribute, shadows the method until removed below
+    try:
+        yield table
+    finally:
+        del vit.rope_embedding
+
+
+def _find_vit(model: GeneralizedRCNN) -> RoPEViT:
+    for module in model.backbone.modules():
+        if isinstance(module, RoPEViT):
+            return module
+    raise ValueError(f"{type(model.backbone).__name__} holds no RoPEViT: only RoPE ViT detectors are exported here")
+
+
+def _inference(model: GeneralizedRCNN, image: torch.Tensor, image_hw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``GeneralizedRCNN.inference`` without its pre-/post-processing: one padded image, its content size."""
+    normalized = ((image - model.pixel_mean) / model.pixel_std).unsqueeze(0)
+    images = ImageList(normalized, [(image_hw[0], image_hw[1])])
+    features = model.backbone(images.tensor)
+    proposals, _ = model.proposal_generator(images, features, None)
+    instances = model.roi_heads(images, features, proposals, None)[0][0]
+    outputs = (instances.pred_boxes.tensor, instances.scores, instances.pred_classes)
+    if instances.has("pred_masks"):
+        outputs += (instances.pred_masks,)
+    return outputs
+
+
+def traceable_model(model: GeneralizedRCNN, input_hw: tuple[int, int]) -> tuple[TracingAdapter, tuple[torch.Tensor, ...]]:
+    """detectron2's ``TracingAdapter`` around ``model`` (eval mode) and sample inputs of size ``input_hw``."""
+    if not isinstance(model, GeneralizedRCNN) or model.proposal_generator is None:
+        raise ValueError(f"only two-stage GeneralizedRCNN models are exported, got {type(model).__name__}")
+    divisor = max(model.backbone.size_divisibility, 1)
+    if input_hw[0] % divisor or input_hw[1] % divisor:
+        raise ValueError(f"export input size {input_hw} must be a multiple of the backbone's size divisibility "
+                         f"{divisor}")
+    square = getattr(model.backbone, "padding_constraints", {}).get("square_size", 0)
+    if square and tuple(input_hw) != (square, square):
+        raise ValueError(f"the model pads every input to {square} x {square} (MODEL.SFP.SQUARE_PAD): export at "
+                         f"that size, got {input_hw}")
+    device = model.pixel_mean.device
+    # Mid-grey content on a part of the canvas, so that the trace sees padding and a content size < the input.
+    image = torch.full((3, *input_hw), 127.0, device=device)
+    image_hw = torch.tensor([input_hw[0] * 3 // 4, input_hw[1]], dtype=torch.int64, device=device)
+    return TracingAdapter(model.eval(), (image, image_hw), _inference), (image, image_hw)
+
+
+def export_model(model: GeneralizedRCNN, info: ExportInfo) -> bytes:
+    """Trace ``model`` at ``info.input_hw`` and return the serialised ONNX model or TorchScript archive."""
+    adapter, inputs = traceable_model(model, info.input_hw)
+    vit = _find_vit(model)
+    buffer = io.BytesIO()
+    with fixed_rope_table(vit, patch_grid(vit, info.input_hw)), torch.no_grad():
+        if info.fmt == "torchscript":
+            traced = torch.jit.trace(adapter, inputs, check_trace=False)
+            torch.jit.save(traced, buffer, _extra_files={EXPORT_INFO_KEY: info.to_json()})
+        elif info.fmt == "onnx":
+            import onnx
+
+            torch.onnx.export(adapter, inputs, buffer, opset_version=ONNX_OPSET, dynamo=False,
+                              input_names=list(INPUT_NAMES), output_names=list(info.outputs))
+            proto = onnx.load_from_string(buffer.getvalue())
+            onnx.helper.set_model_props(proto, {EXPORT_INFO_KEY: info.to_json()})
+            return proto.SerializeToString()
+        else:
+            raise ValueError(f"unknown export format {info.fmt!r}; expected 'onnx' or 'torchscript'")
+    return buffer.getvalue()
+
+
+def outputs_of(model: GeneralizedRCNN) -> tuple[str, ...]:
+    """The output names the traced graph of ``model`` will have."""
+    return OUTPUT_NAMES if getattr(model.roi_heads, "mask_on", False) else OUTPUT_NAMES[:3]
+
+
+def default_input_hw(model: GeneralizedRCNN, min_size_test: int) -> tuple[int, int]:
+    """The export size when none is given: the model's square padding if it has one (then eager and export
+    agree exactly), else ``min_size_test`` x 4/3 of it, the shape of most camera-trap frames, both rounded
+    up to the backbone's size divisibility."""
+    square = getattr(model.backbone, "padding_constraints", {}).get("square_size", 0)
+    if square:
+        return (square, square)
+    divisor = max(model.backbone.size_divisibility, 1)
+    round_up = lambda n: -(-n // divisor) * divisor  # noqa: E731
+    return (round_up(min_size_test), round_up(math.ceil(min_size_test * 4 / 3)))
