@@ -13,11 +13,15 @@ Examples:
   # evaluate a trained model
   python tools/train_net.py --config configs/ropevit_mrcnn.yaml --eval-only MODEL.WEIGHTS output/mine/model_final.pth
 
+  # a LazyConfig recipe (ViTDet's format); trailing key=value pairs override it
+  python tools/train_net.py --config lazy/ropevit_mrcnn.py --num-gpus 8 train.output_dir=output/lazy
+  python tools/train_net.py --config lazy/ropevit_mrcnn.py --eval-only train.init_checkpoint=output/lazy/model_final.pth
+
   # 2 machines x 8 GPUs: run on each machine with its rank
   python tools/train_net.py --config ... --num-gpus 8 --num-machines 2 --machine-rank R --dist-url tcp://HOST:PORT
 
 Without a GPU, MODEL.DEVICE falls back to cpu and ``--num-gpus N`` starts N CPU processes over gloo.
-Trailing KEY VALUE pairs override config keys (unknown keys are an error).
+Trailing KEY VALUE pairs override yacs config keys (unknown keys are an error); a .py (LazyConfig) takes key=value.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 import torch
 from detectron2.config import CfgNode
@@ -38,7 +43,7 @@ from ropevit_det.camera_trap.cct import register_cct_dataset
 from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
 from ropevit_det.config import load_config
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
-from ropevit_det.engine import Trainer
+from ropevit_det.engine import Trainer, build_lazy_model, lazy_test, lazy_train
 from ropevit_det.cli.common import config_arg
 
 logger = logging.getLogger("ropevit_det.train_net")
@@ -134,10 +139,39 @@ def register_cct_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(MetadataCatalog.get(name).thing_classes)
 
 
+def is_lazy_config(config_file: str) -> bool:
+    return config_file.endswith(".py")
+
+
+def setup_lazy(args: argparse.Namespace) -> Any:
+    """A LazyConfig (``configs/lazy/*.py``) with ``key=value`` overrides and the data flags applied."""
+    from detectron2.config import LazyConfig
+
+    cfg = LazyConfig.load(args.config_file)
+    try:
+        cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    except (KeyError, ValueError, AttributeError) as error:
+        raise SystemExit(f"ERROR: a LazyConfig takes key=value overrides (e.g. train.max_iter=100): {error}") from None
+    # The data flags are checked and registered by the same code as for yacs configs, on a stand-in node.
+    data = CfgNode({"DATASETS": {"TRAIN": (), "TEST": ()}, "MODEL": {"ROI_HEADS": {"NUM_CLASSES": None}}})
+    register_cli_datasets(args, data)
+    if data.DATASETS.TRAIN:
+        cfg.dataloader.train.dataset.names = data.DATASETS.TRAIN[0]
+    if data.DATASETS.TEST:
+        cfg.dataloader.test.dataset.names = data.DATASETS.TEST[0]
+    if data.MODEL.ROI_HEADS.NUM_CLASSES is not None:
+        cfg.model.roi_heads.num_classes = data.MODEL.ROI_HEADS.NUM_CLASSES
+    default_setup(cfg, args)
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="ropevit_det", abbrev_name="ropevit")
+    return cfg
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
     if not args.config_file:
         raise SystemExit("Pass a config file: --config configs/ropevit_mrcnn.yaml (a path, or a model-zoo name)")
     args.config_file = config_arg(args.config_file)  # default_setup reads it again to log and copy it
+    if is_lazy_config(args.config_file):
+        return setup_lazy(args)
     cfg = load_config(args.config_file, args.opts)
     register_cli_datasets(args, cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
@@ -183,6 +217,8 @@ def shutdown_distributed() -> None:
 
 def _main(args: argparse.Namespace):
     cfg = setup(args)
+    if not isinstance(cfg, CfgNode):
+        return _main_lazy(args, cfg)
     if args.eval_only:
         model = Trainer.build_model(cfg)
         meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
@@ -194,6 +230,15 @@ def _main(args: argparse.Namespace):
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
+
+
+def _main_lazy(args: argparse.Namespace, cfg: Any):
+    """As detectron2's ``tools/lazyconfig_train_net.py``, on our pieces (``ropevit_det.engine.lazy``)."""
+    if args.eval_only:
+        model = build_lazy_model(cfg)
+        RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
+        return lazy_test(cfg, model)
+    return lazy_train(cfg, resume=args.resume)
 
 
 def main(argv: list[str] | None = None) -> int:

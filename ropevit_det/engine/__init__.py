@@ -1,5 +1,6 @@
 """Training: the ViTDet recipe (optimizer, LSJ, mixed precision) on detectron2's trainer."""
-from .mixed_precision import CPUBF16Trainer, build_step_trainer
+from .lazy import build_lazy_model, lazy_test, lazy_train
+from .mixed_precision import CPUBF16Trainer, build_step_trainer, step_trainer
 from .optimizer import build_optimizer, optimizer_param_groups, rope_vit_lr_decay_rate
 from .trainer import Trainer, lsj_augmentations
 
@@ -7,7 +8,11 @@ __all__ = [
     "CPUBF16Trainer",
     "Trainer",
     "build_optimizer",
+    "build_lazy_model",
     "build_step_trainer",
+    "lazy_test",
+    "lazy_train",
+    "step_trainer",
     "lsj_augmentations",
     "optimizer_param_groups",
     "rope_vit_lr_decay_rate",

@@ -34,13 +34,23 @@ class CPUBF16Trainer(SimpleTrainer):
 
 def build_step_trainer(cfg: CfgNode, model, data_loader, optimizer) -> SimpleTrainer:
     """Pick the step loop from ``SOLVER.AMP.ENABLED`` / ``SOLVER.AMP.PRECISION`` and ``MODEL.DEVICE``."""
-    if not cfg.SOLVER.AMP.ENABLED:
+    try:
+        return step_trainer(
+            model, data_loader, optimizer,
+            amp=cfg.SOLVER.AMP.ENABLED, precision=cfg.SOLVER.AMP.PRECISION, device=cfg.MODEL.DEVICE,
+        )
+    except ValueError as error:
+        raise ValueError(f"SOLVER.AMP.PRECISION: {error}") from None
+
+
+def step_trainer(model, data_loader, optimizer, *, amp: bool, precision: str, device: str) -> SimpleTrainer:
+    """The step loop for ``amp`` in ``precision`` ("float16" or "bfloat16") on ``device`` (yacs and Lazy configs)."""
+    if not amp:
         return SimpleTrainer(model, data_loader, optimizer)
-    precision = cfg.SOLVER.AMP.PRECISION
     if precision not in PRECISIONS:
-        raise ValueError(f"SOLVER.AMP.PRECISION must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    if cfg.MODEL.DEVICE.startswith("cuda"):
+        raise ValueError(f"the autocast precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if device.startswith("cuda"):
         return AMPTrainer(model, data_loader, optimizer, precision=PRECISIONS[precision])
     if precision != "bfloat16":
-        raise ValueError("On the CPU only bf16 autocast is supported: set SOLVER.AMP.PRECISION bfloat16")
+        raise ValueError("on the CPU only bf16 autocast is supported: set the precision to bfloat16")
     return CPUBF16Trainer(model, data_loader, optimizer)

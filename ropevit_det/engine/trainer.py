@@ -55,8 +55,9 @@ class DatasetInfo:
     """Checkpointable that stores the training classes in every checkpoint (``checkpoint["dataset_info"]``),
     so that inference can name them (MegaDetector ids for animal/person/vehicle) without being told."""
 
-    def __init__(self, cfg: CfgNode) -> None:
-        self.datasets = list(cfg.DATASETS.TRAIN)
+    def __init__(self, cfg: CfgNode | None = None, *, datasets: list[str] | None = None) -> None:
+        """From a yacs ``cfg`` (``DATASETS.TRAIN``) or, for LazyConfigs, the training ``datasets`` by name."""
+        self.datasets = list(cfg.DATASETS.TRAIN) if cfg is not None else list(datasets or [])
         self.thing_classes = list(MetadataCatalog.get(self.datasets[0]).get("thing_classes", [])) if self.datasets else []
 
     def state_dict(self) -> dict:
