@@ -11,7 +11,7 @@ import torch
 
 from ropevit_det.camera_trap.journal import existing_journals, read_journal
 from ropevit_det.camera_trap.sharding import parse_shard, part_of
-from tests.camtrap_helpers import MINI_IMAGES
+from tests.camtrap_helpers import MINI_IMAGES, validate_md
 from tests.checkpoint_helpers import make_birder_net, save_birder_pt
 from tests.conftest import CONFIGS
 from tests.infer_helpers import kill_once_journaled, run_infer
@@ -91,3 +91,28 @@ def test_shards_split_the_sorted_input_deterministically():
     for bad in ("0/8", "9/8", "3", "a/b"):
         with pytest.raises(ValueError, match="shard"):
             parse_shard(bad)
+
+
+def test_shards_merge_back_into_the_single_process_result(setup, single, caplog):
+    from ropevit_det.cli import infer as cli
+    from ropevit_det.cli import merge as merge_cli
+
+    shards = [setup["root"] / f"shard_{k}.json" for k in (1, 2)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for k, out in zip((1, 2), shards):
+            assert cli.main([*setup["common"], "--output", str(out), "--shard", f"{k}/2", *OVERRIDES]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    parts = [json.loads(p.read_text()) for p in shards]
+    assert [[e["file"] for e in p["images"]] for p in parts] == [FILES[:4], FILES[4:]]
+    assert [p["info"]["shard"] for p in parts] == ["1/2", "2/2"]
+    merged = setup["root"] / "merged.json"
+    card = setup["common"][setup["common"].index("--input") + 1]
+    with caplog.at_level("INFO"):
+        assert merge_cli.main([*map(str, reversed(shards)), "--output", str(merged), "--input", card]) == 0
+    data = json.loads(merged.read_text())
+    assert data["images"] == single["data"]["images"] and "shard" not in data["info"]
+    assert "every one of the 8 input images" in caplog.text
+    assert validate_md(merged) == {**validate_md(merged), "errors": [], "warnings": []}

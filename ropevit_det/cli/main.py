@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("train", "tools/train_net.py", "train or evaluate a detector on COCO-format or CCT data"),
     "infer": ("infer", "tools/infer.py", "detect in camera-trap images; MegaDetector-format results"),
     "eval-camtrap": ("eval_camtrap", "tools/eval_camera_trap.py", "camera-trap metrics of a results file"),
+    "merge": ("merge", "tools/merge_results.py", "merge MegaDetector-format results files (e.g. --shard outputs)"),
     "split-cct": ("split_cct", "tools/split_cct.py", "split a COCO Camera Traps file by location"),
     "review": ("review", "tools/review.py", "MegaDetector's HTML review page of a results file"),
     "rde": ("rde", "tools/rde.py", "repeat-detection elimination (find | apply) on a results file"),

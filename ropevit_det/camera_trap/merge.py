@@ -1,0 +1,92 @@
+"""Merge MegaDetector results files of one detector (job-array shards, or runs over different folders).
+
+MegaDetector's ``combine_batch_outputs`` keeps the first entry of a repeated image and the first file's
+categories; for shards of one run, either would hide a mistake (overlapping inputs, a different model), so
+this merge refuses both and names the files. Given the input list, it also names the images no file holds.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .md_format import load_results
+
+__all__ = ["MergeError", "MergeResult", "merge_results"]
+
+# info keys that describe one part, not the merged whole.
+_PER_PART_INFO = ("shard", "detection_completion_time")
+
+
+class MergeError(ValueError):
+    """The files cannot be merged: repeated images, or category maps / detectors that differ."""
+
+
+@dataclass
+class MergeResult:
+    """The merged results and what the input list says is missing."""
+
+    data: dict[str, Any]
+    unprocessed: list[str] = field(default_factory=list)  # input files no results file holds
+    sources: dict[str, str] = field(default_factory=dict)  # image -> results file it came from
+
+
+def merge_results(paths: Sequence[str | os.PathLike], *, expected_files: Sequence[str] | None = None,
+                  max_listed: int = 5) -> MergeResult:
+    """Merge MD results files into one (images sorted by file, as MegaDetector writes them).
+
+    Args:
+        paths: results files of the same detector, with the same category maps.
+        expected_files: relative paths of every input; those in no file are returned as ``unprocessed``.
+        max_listed: how many repeated images an error names.
+
+    Raises:
+        MergeError: an image in two files, or files whose ``detection_categories``, ``classification_categories``
+            or ``info.detector`` differ; the message names the files.
+    """
+    if not paths:
+        raise MergeError("no results files to merge")
+    first_path = Path(paths[0])
+    first = load_results(first_path)
+    sources: dict[str, str] = {}
+    images: dict[str, dict[str, Any]] = {}
+    repeated: list[str] = []
+    classification_categories = first.get("classification_categories")
+    for path in map(Path, paths):
+        data = first if path == first_path else load_results(path)
+        _check_same(first_path, first, path, data, "detection_categories")
+        _check_same(first_path, first, path, data, "classification_categories")
+        if (data["info"] or {}).get("detector") != (first.get("info") or {}).get("detector"):
+            raise MergeError(f"{path} was written by detector {data['info'].get('detector')!r} and {first_path} "
+                             f"by {first['info'].get('detector')!r}: merge results of one detector only")
+        classification_categories = classification_categories or data.get("classification_categories")
+        for entry in data["images"]:
+            file = entry["file"]
+            if file in sources:
+                repeated.append(f"{file} (in {sources[file]} and {path})")
+                continue
+            sources[file] = str(path)
+            images[file] = entry
+    if repeated:
+        listed = "; ".join(repeated[:max_listed])
+        more = f" and {len(repeated) - max_listed} more" if len(repeated) > max_listed else ""
+        raise MergeError(f"{len(repeated)} images are in more than one results file: {listed}{more}")
+    info = {k: v for k, v in (first.get("info") or {}).items() if k not in _PER_PART_INFO}
+    info["detection_completion_time"] = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    merged: dict[str, Any] = {"info": info, "detection_categories": first["detection_categories"],
+                              "images": [images[f] for f in sorted(images)]}
+    if classification_categories is not None:
+        merged["classification_categories"] = classification_categories
+    unprocessed = [f for f in expected_files if f not in images] if expected_files is not None else []
+    return MergeResult(merged, unprocessed, sources)
+
+
+def _check_same(first_path: Path, first: dict[str, Any], path: Path, data: dict[str, Any], key: str) -> None:
+    mine, theirs = first.get(key), data.get(key)
+    if key == "classification_categories" and (mine is None or theirs is None):
+        return  # a file without species labels merges with one that has them
+    if mine != theirs:
+        raise MergeError(f"{key} differ: {first_path} has {mine}, {path} has {theirs}")
