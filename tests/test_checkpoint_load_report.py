@@ -58,3 +58,14 @@ def test_tensors_skipped_by_the_loader_are_not_counted():
     assert load_report(model_state, offered, skipped) == (
         "backbone: 2/3 tensors loaded; heads: 1/2 tensors loaded, the rest initialised from scratch"
     )
+
+
+def test_a_file_without_classifier_says_so(tmp_path, caplog):
+    """As the self-supervised rope_vit_reg4_b14_capi: an encoder with no classification head."""
+    path = save_birder_pt(make_birder_net(num_classes=0), tmp_path, num_classes=0)
+    model = build_d2_model(tiny_cfg())
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        RoPEViTCheckpointer(model).load(str(path))
+    match = _report(caplog)
+    assert match[1] == match[2]
+    assert match[3] == "initialised from scratch; classifier: none in the file (an encoder without a classification head)"

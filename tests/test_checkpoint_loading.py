@@ -83,7 +83,9 @@ def test_classifier_is_loaded_when_the_model_has_one(birder_net, tmp_path, caplo
     with torch.no_grad():
         torch.testing.assert_close(model.backbone.net.vit.forward_classification(x), birder_net(x), atol=1e-5, rtol=0)
     n = len(model.backbone.net.vit.state_dict())
-    assert f"backbone: {n}/{n} tensors loaded; heads: initialised from scratch" in caplog.messages
+    assert f"backbone: {n}/{n} tensors loaded; heads: initialised from scratch; classifier: 3 classes loaded" in (
+        caplog.messages
+    )
 
 
 def test_classifier_of_the_wrong_size_names_the_tensor(birder_net, tmp_path):

@@ -9,8 +9,11 @@ from birder.model_registry import registry
 from ropevit_det.checkpoint import PUBLISHED_WEIGHTS, get_published
 
 
-def test_table_holds_the_two_inat21_checkpoints():
-    assert sorted(PUBLISHED_WEIGHTS) == ["rope_vit_reg4_b14_capi-inat21", "rope_vit_reg4_b14_capi-inat21-224px"]
+def test_table_holds_every_published_rope_vit_reg4_b14_checkpoint():
+    theirs = [n for n in registry.list_pretrained_models("rope_vit_reg4_b14*")
+              if registry.get_pretrained_metadata(n)["net"]["network"] == "rope_vit_reg4_b14"]
+    assert len(theirs) == 6 and sorted(PUBLISHED_WEIGHTS) == sorted(theirs)
+    assert get_published("rope_vit_reg4_b14_capi").classifier == ""  # the self-supervised encoder has no head
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_WEIGHTS))

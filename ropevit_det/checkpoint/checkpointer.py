@@ -114,7 +114,7 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
                 f"ViT weights failed to load: missing {vit_missing}, unexpected {incompatible.unexpected_keys}, "
                 f"wrong shapes {incompatible.incorrect_shapes}"
             )
-        logger.info(load_report(model_state, offered, incompatible))
+        logger.info(load_report(model_state, offered, incompatible) + classifier_report(checkpoint, model_state))
         # None tells fvcore there is nothing left to report (it would list every head tensor as missing).
         return None
 
@@ -138,6 +138,20 @@ def load_report(model_state: Mapping[str, torch.Tensor], offered: Sequence[str],
     else:
         heads = f"{head_copied}/{head_total} tensors loaded, the rest initialised from scratch"
     return f"backbone: {vit_copied}/{vit_total} tensors loaded; heads: {heads}"
+
+
+def classifier_report(checkpoint: Mapping[str, Any], model_state: Mapping[str, torch.Tensor]) -> str:
+    """The load report's classifier clause: said only when the file has no classifier, or the model uses it.
+
+    A file's classifier that the detector does not use (``MODEL.ROPE_VIT.NUM_CLASSES`` 0) goes unmentioned.
+    """
+    source = checkpoint.get("source_num_classes", len(checkpoint.get("class_to_idx") or {}))
+    model_has = f"{VIT_PREFIX}classifier.weight" in model_state
+    if source == 0:
+        return "; classifier: none in the file (an encoder without a classification head)"
+    if model_has:
+        return f"; classifier: {source} classes loaded"
+    return ""
 
 
 def check_pixel_stats(cfg: Any, meta: Mapping[str, Any], atol: float = 0.01) -> list[str]:

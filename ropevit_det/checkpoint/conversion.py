@@ -224,7 +224,8 @@ def birder_to_d2_checkpoint(
     Returns:
         ``{"model": state, "__author__": "ropevit_det", "matching_heuristics": False}`` plus the provenance and
         preprocessing metadata: ``rgb_stats``, ``pixel_mean``/``pixel_std`` (0-255, RGB), ``input_format``,
-        ``resolution``, ``class_to_idx``, ``source_file``, ``source_sha256``, ``birder_version``.
+        ``resolution``, ``class_to_idx``, ``source_num_classes``, ``source_file``, ``source_sha256``,
+        ``birder_version``.
     """
     converted = convert_birder_state(checkpoint.state, keep_classifier, prefix)
     if model_state is not None:
@@ -240,6 +241,10 @@ def birder_to_d2_checkpoint(
         "resolution": list(checkpoint.resolution),
         # The source classifier's classes, kept even when the classifier is dropped (provenance).
         "class_to_idx": dict(checkpoint.class_to_idx),
+        # Outputs of the file's classifier (0: the file has none, e.g. a self-supervised encoder).
+        "source_num_classes": int(checkpoint.state["classifier.weight"].shape[0])
+        if "classifier.weight" in checkpoint.state
+        else 0,
         "source_file": checkpoint.source_name,
         "source_sha256": checkpoint.sha256,
         "birder_version": checkpoint.birder_version,
