@@ -39,6 +39,7 @@ from ..checkpoint.birder_format import (
 from ..checkpoint.conversion import VIT_PREFIX, KeyMappingError, check_against_model, convert_birder_state
 from ..modeling.rope_vit import RoPEViT
 from ..modeling.sfp_backbone import rope_vit_kwargs_from_cfg
+from .species_filter import LabelPolicy
 
 __all__ = [
     "DEFAULT_CONTEXT_MARGIN",
@@ -186,10 +187,21 @@ class SpeciesClassifier:
         self.name = name
         self.transform = classification_transform(self.input_size, self.rgb_stats)
         self.fill = tuple(int(round(255 * m)) for m in self.rgb_stats["mean"])
+        # Which classes may be named and whether labels roll up the taxonomy (see species_filter.LabelPolicy).
+        self.label_policy: LabelPolicy | None = None
+
+    def set_label_policy(self, policy: LabelPolicy | None) -> None:
+        """Name detections through ``policy`` (class mask, roll-up); None restores the plain top-k."""
+        if policy is not None and policy.class_names != self.class_names:
+            raise ValueError("the label policy was built for other classes than this classifier's")
+        self.label_policy = policy
 
     @property
     def categories(self) -> dict[str, str]:
-        """MD ``classification_categories``: ``{"0": name, ...}`` (ids are the classifier's indices)."""
+        """MD ``classification_categories``: ``{"0": name, ...}`` (ids are the classifier's indices; with a label
+        policy, only the classes it allows, plus its roll-up taxa)."""
+        if self.label_policy is not None:
+            return dict(self.label_policy.categories)
         return {str(i): name for i, name in enumerate(self.class_names)}
 
     def preprocess(self, image: np.ndarray, box_xyxy: Sequence[float]) -> torch.Tensor:
@@ -209,6 +221,9 @@ class SpeciesClassifier:
         results: list[list[tuple[str, float]]] = []
         for start in range(0, len(crops), self.batch_size):
             probs = self.logits(torch.stack(list(crops[start:start + self.batch_size]))).softmax(dim=1)
+            if self.label_policy is not None:
+                results.extend(self.label_policy(probs))
+                continue
             conf, idx = probs.topk(self.top_k, dim=1)
             results.extend([(str(i), float(c)) for i, c in zip(row_idx.tolist(), row_conf.tolist())]
                            for row_idx, row_conf in zip(idx, conf))

@@ -50,6 +50,7 @@ from detectron2.utils.env import seed_all_rng
 
 from ropevit_det.checkpoint import WeightsDownloadError
 from ropevit_det.cli.common import config_arg
+from ropevit_det.cli.species_args import add_species_args, build_species_filter, smooth_species_labels
 from ropevit_det.cli.train import shutdown_distributed
 from ropevit_det.config import load_config
 from ropevit_det.camera_trap.coco_results import md_to_coco_results
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     species.add_argument("--top-k", type=int, default=5, help="classes written per detection (default: %(default)s)")
     species.add_argument("--crop-margin", type=float, default=DEFAULT_CONTEXT_MARGIN,
                          help="context around each box, fraction of its longer side (default: %(default)s)")
+    add_species_args(species)  # --taxa, --species-list, --rollup, --smooth-sequences (cli/species_args.py)
     video = parser.add_argument_group("videos (.mp4, .avi, .mov, .mkv)")
     video.add_argument("--frame-sample", type=int, default=None, metavar="N",
                        help="detect every N-th frame (default: every frame)")
@@ -259,6 +261,7 @@ def worker(args: argparse.Namespace, shard: tuple[int, int] | None, sampling: Fr
         classifier = build_classifier(args, cfg, model, meta) if args.classify else None
     except (ValueError, FileNotFoundError, WeightsDownloadError) as exc:
         raise SystemExit(f"ERROR: --classifier-weights: {exc}") from None
+    classifier = build_species_filter(args, classifier)
 
     typical = args.typical_threshold
     info = make_info(Path(args.weights).name, typical_detection_threshold=typical,
@@ -299,6 +302,7 @@ def worker(args: argparse.Namespace, shard: tuple[int, int] | None, sampling: Fr
             writer.finalize()
     if rank == 0:
         logger.info("results in %s", args.output)
+        smooth_species_labels(args)
         if args.coco_results:
             try:
                 results, _ = md_to_coco_results(writer.to_dict(complete=True), root, args.coco_gt)

@@ -1,0 +1,137 @@
+"""Species labels that fit the place: keep only some classes, and roll uncertain labels up the taxonomy.
+
+A classifier trained on all of iNat21 will offer North American squirrels on a Kenyan camera. Two remedies,
+applied to the classifier's probabilities before the top-k is taken:
+
+* a class mask (``--taxa Mammalia,Aves``, ``--species-list``): classes outside it get probability 0 and the
+  rest are renormalised to sum to 1 (the softmax over the allowed classes' logits); a masked class never
+  appears in the output, nor among the ``classification_categories``;
+* roll-up (``--rollup T``), as SpeciesNet rolls its predictions up: if the best species has probability
+  ``>= T`` it is the label; otherwise the probabilities are summed per genus, then per family, order, class,
+  phylum and kingdom, and the first rank whose best taxon reaches ``T`` gives the label, written as
+  ``"<taxon> (<rank>)"`` and followed by the top-k species.
+
+Taxon labels get classification category ids after the class indices (``"C"``, ``"C+1"``, ...), so every id
+in the file stays in ``classification_categories``. Done here, on probabilities, rather than with
+MegaDetector's ``restrict_to_taxa_list``: that one post-processes top-k lists, so it cannot renormalise over
+the full distribution, and it needs SpeciesNet's taxonomy file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .taxonomy import RANKS, Taxonomy
+
+__all__ = ["LabelPolicy", "ROLLUP_RANKS", "read_species_list"]
+
+ROLLUP_RANKS: tuple[str, ...] = tuple(reversed(RANKS[:-1]))  # genus, family, order, class, phylum, kingdom
+
+
+class LabelPolicy:
+    """Turn a batch of class probabilities into MD ``classifications`` under a class mask and a roll-up.
+
+    Args:
+        class_names: the classifier's classes (index order).
+        allowed: class indices that may be named (None: all).
+        taxonomy: needed for roll-up.
+        rollup: roll-up threshold in (0, 1] (None: no roll-up).
+        top_k: species written per detection.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        *,
+        allowed: set[int] | None = None,
+        taxonomy: Taxonomy | None = None,
+        rollup: float | None = None,
+        top_k: int = 5,
+    ):
+        num_classes = len(class_names)
+        self.class_names = list(class_names)
+        self.allowed = np.zeros(num_classes, dtype=bool)
+        self.allowed[sorted(allowed) if allowed is not None else slice(None)] = True
+        if not self.allowed.any():
+            raise ValueError("no class is left to name: the allowed set is empty")
+        if rollup is not None:
+            if not 0.0 < rollup <= 1.0:
+                raise ValueError(f"roll-up threshold must be in (0, 1], got {rollup}")
+            if taxonomy is None or taxonomy.known == 0:
+                raise ValueError("roll-up needs the classes' taxonomy: iNat21-style class names or a taxonomy file")
+        self.rollup = rollup
+        self.top_k = max(1, min(top_k, int(self.allowed.sum())))
+        self.categories = {str(i): name for i, name in enumerate(self.class_names) if self.allowed[i]}
+        # Roll-up: per rank, a 0/1 membership matrix (classes x taxa) over the allowed classes, and the taxa's ids.
+        self._rank_members: list[tuple[str, torch.Tensor, list[str]]] = []
+        if rollup is not None:
+            next_id = num_classes
+            for rank in ROLLUP_RANKS:
+                taxa = sorted({t for i in np.flatnonzero(self.allowed) if (t := taxonomy.taxon(int(i), rank))})
+                column = {t: j for j, t in enumerate(taxa)}
+                members = torch.zeros(num_classes, len(taxa))
+                for i in np.flatnonzero(self.allowed):
+                    t = taxonomy.taxon(int(i), rank)
+                    if t:
+                        members[int(i), column[t]] = 1.0
+                ids = [str(next_id + j) for j in range(len(taxa))]
+                next_id += len(taxa)
+                self.categories.update({cid: f"{t} ({rank})" for cid, t in zip(ids, taxa)})
+                self._rank_members.append((rank, members, ids))
+        self._mask = torch.from_numpy(self.allowed)
+
+    def renormalise(self, probs: torch.Tensor) -> torch.Tensor:
+        """Zero the masked classes and rescale each row to sum to 1."""
+        kept = probs.float() * self._mask
+        return kept / kept.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+
+    def __call__(self, probs: torch.Tensor) -> list[list[tuple[str, float]]]:
+        """``(N, C)`` softmax probabilities -> per row, ``[(category id, probability), ...]`` best first."""
+        probs = self.renormalise(probs)
+        conf, idx = probs.topk(self.top_k, dim=1)
+        out = [[(str(i), float(c)) for i, c in zip(row_i.tolist(), row_c.tolist())] for row_i, row_c in zip(idx, conf)]
+        if self.rollup is None:
+            return out
+        sums = [(ids, probs @ members) for _, members, ids in self._rank_members]
+        for row, species in enumerate(out):
+            if species[0][1] >= self.rollup:
+                continue
+            for ids, rank_sums in sums:
+                if rank_sums.shape[1] == 0:
+                    continue
+                best, column = rank_sums[row].max(dim=0)
+                if float(best) >= self.rollup:
+                    species.insert(0, (ids[int(column)], float(best)))
+                    break
+        return out
+
+
+def read_species_list(path: str | Path) -> list[str]:
+    """Latin names from a text file (one per line, ``#`` comments) or a CSV with a ``latin`` column
+    (MegaDetector's ``restrict_to_taxa_list`` format; its rows may name genera or families too).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file names nothing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"species list {path} does not exist")
+    text = path.read_text(encoding="utf-8-sig")
+    first = text.splitlines()[0] if text.strip() else ""
+    header = [c.strip().lower() for c in next(csv.reader([first]))] if first else []
+    if "latin" in header:
+        column = header.index("latin")
+        rows = list(csv.reader(io.StringIO(text)))[1:]
+        names = [r[column].strip() for r in rows if len(r) > column and r[column].strip()]
+    else:
+        names = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"species list {path} names no species")
+    return names
