@@ -158,3 +158,26 @@ def test_real_sample_frames_read():
     result = read_image_rgb(MINI_IMAGES / "serengeti_S1_E03_R3_PICT0038.jpeg")
     assert result.image.shape == (1536, 2048, 3) and result.original_hw == (1536, 2048)
     assert result.image.flags.writeable  # torch.from_numpy needs a writable array
+
+
+@pytest.mark.parametrize("written, expected", [
+    ("2023:11:05 06:42:17", "2023:11:05 06:42:17"),
+    ("0000:00:00 00:00:00", None),  # a camera whose clock battery is flat: no time rather than a wrong one
+])
+def test_capture_time_comes_from_exif_date_time_original(tmp_path, written, expected):
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = written  # Exif IFD, DateTimeOriginal
+    path = tmp_path / "timed.jpg"
+    Image.new("RGB", (8, 6)).save(path, exif=exif)
+    assert read_image_rgb(path).datetime == expected
+    assert read_image_rgb(save_rgb(tmp_path / "plain.jpg", 8, 6)).datetime is None
+
+
+def test_listing_keeps_videos_of_any_case(tmp_path):
+    for rel in ("a/clip.MP4", "a/b.mkv", "a/c.Mov", "a/d.avi", "a/x.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    (tmp_path / "a/e.wmv").write_bytes(b"")
+    listing = scan_inputs(tmp_path)
+    assert listing.files == ["a/b.mkv", "a/c.Mov", "a/clip.MP4", "a/d.avi", "a/x.jpg"]
+    assert listing.skipped == ["a/e.wmv"]
