@@ -11,11 +11,23 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog
+from detectron2.engine import DefaultTrainer
 from detectron2.utils.file_io import PathManager
 
-from ropevit_det.checkpoint import PUBLISHED_WEIGHTS, RoPEViTCheckpointer, WeightsDownloadError, fetch_published
+from ropevit_det.checkpoint import (
+    PUBLISHED_WEIGHTS,
+    RawBirderCheckpointError,
+    RoPEViTCheckpointer,
+    WeightsDownloadError,
+    fetch_published,
+)
+from ropevit_det.data import register_coco_dataset
 from ropevit_det.checkpoint.path_handler import BASE_URL_ENV, CACHE_ENV, cache_dir
 from tests.checkpoint_helpers import TINY_SIZE, build_d2_model, make_birder_net, neck_parity, save_birder_pt, tiny_cfg
+from tests.conftest import CAMTRAP_MINI
 
 NAME = "rope_vit_reg4_b14_capi-inat21"
 
@@ -88,13 +100,50 @@ def _cache_files(tmp_path):
 
 
 def test_download_verifies_and_second_use_hits_the_cache(server, table_matches_served_file, served_bytes, tmp_path):
-    local = PathManager.get_local_path(f"birder://{NAME}")
-    assert local == str(tmp_path / "cache" / f"{NAME}.pt")
-    assert open(local, "rb").read() == served_bytes
+    local = fetch_published(NAME)
+    assert local == tmp_path / "cache" / f"{NAME}.pt"
+    assert local.read_bytes() == served_bytes
     assert server.requests == [f"/{NAME}.pt"]
-    assert PathManager.get_local_path(f"birder://{NAME}") == local
+    assert fetch_published(NAME) == local
     assert server.requests == [f"/{NAME}.pt"]  # not fetched again
     assert _cache_files(tmp_path) == [f"{NAME}.pt", f"{NAME}.pt.sha256"]  # no partial files left
+
+
+def test_path_manager_resolves_the_name_to_the_converted_detectron2_file(server, table_matches_served_file, tmp_path):
+    """What detectron2's own tools get: a detectron2 checkpoint (classifier kept, as the published file has one)."""
+    local = PathManager.get_local_path(f"birder://{NAME}")
+    assert local == str(tmp_path / "cache" / f"{NAME}.d2-with-classifier.pth")
+    converted = torch.load(local, weights_only=True)
+    assert converted["__author__"] == "ropevit_det" and not converted["matching_heuristics"]
+    assert "backbone.net.vit.classifier.weight" in converted["model"]
+    assert PathManager.get_local_path(f"birder://{NAME}") == local and server.requests == [f"/{NAME}.pt"]
+
+
+def test_stock_default_trainer_loads_birder_name_exactly(server, table_matches_served_file, birder_net, tmp_path):
+    """detectron2's DefaultTrainer (not ours), from our config, with MODEL.WEIGHTS birder://NAME."""
+    if "stock_camtrap" not in DatasetCatalog.list():
+        register_coco_dataset("stock_camtrap", CAMTRAP_MINI / "annotations.json", CAMTRAP_MINI / "images")
+    cfg = tiny_cfg()
+    cfg.merge_from_list(["MODEL.WEIGHTS", f"birder://{NAME}", "MODEL.MASK_ON", False, "OUTPUT_DIR", str(tmp_path / "out"),
+                         "DATASETS.TRAIN", ("stock_camtrap",), "DATALOADER.NUM_WORKERS", 0, "SOLVER.IMS_PER_BATCH", 2])
+    trainer = DefaultTrainer(cfg)
+    assert type(trainer.checkpointer) is DetectionCheckpointer
+    assert neck_parity(trainer.model, birder_net, TINY_SIZE) > 1e-2
+    trainer.resume_or_load(resume=False)
+    assert neck_parity(trainer.model, birder_net, TINY_SIZE) < 1e-5
+    vit_state = trainer.model.backbone.net.vit.state_dict()
+    for key, value in birder_net.state_dict().items():
+        if not key.startswith("classifier."):
+            assert torch.equal(vit_state[key], value), key
+
+
+def test_stock_checkpointer_refuses_a_raw_birder_file_with_the_fix(birder_net, tmp_path):
+    model = build_d2_model(tiny_cfg())
+    raw = save_birder_pt(birder_net, tmp_path)
+    with pytest.raises(RawBirderCheckpointError, match=r"raw birder checkpoint.*tools/convert_birder_to_d2\.py"):
+        DetectionCheckpointer(model).load(str(raw))
+    RoPEViTCheckpointer(model).load(str(raw))  # ours converts it
+    assert neck_parity(model, birder_net, TINY_SIZE) < 1e-5
 
 
 def test_hand_copied_cache_file_is_verified_before_use(server, table_matches_served_file, served_bytes, tmp_path):
@@ -186,7 +235,7 @@ def test_model_weights_birder_name_loads_and_caches_the_converted_form(
     stamp = converted.stat().st_mtime_ns
 
     again = build_d2_model(tiny_cfg())
-    with caplog.at_level(logging.INFO, logger="ropevit_det.checkpoint.checkpointer"):
+    with caplog.at_level(logging.INFO, logger="ropevit_det.checkpoint"):
         RoPEViTCheckpointer(again).load(f"birder://{NAME}")
     assert neck_parity(again, birder_net, TINY_SIZE) < 1e-5
     assert server.requests == [f"/{NAME}.pt"]  # downloaded once

@@ -6,6 +6,10 @@
 * a raw birder ``.pt`` / ``.safetensors`` file: converted in memory;
 * ``birder://NAME``: downloaded and verified once (see ``path_handler``), converted once, and both cached.
 
+detectron2's own ``DetectionCheckpointer`` loads ``birder://NAME`` too (the name resolves to the converted file);
+given a raw birder file it fails with a message naming ``tools/convert_birder_to_d2.py`` and this class
+(:func:`install_stock_checkpointer_guard`).
+
 For weights that came from birder, loading is strict on the ViT: every ViT tensor of the model must be
 filled, every tensor of the file must land in the model with the same shape, or loading stops with an error
 naming the tensors. The pyramid and the detection heads are not in such files and start from scratch. Instead
@@ -14,16 +18,11 @@ of fvcore's per-key warnings, one line says what happened.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.utils.file_io import PathManager
-from iopath.common.file_io import file_lock
 
 from .birder_format import (
     BirderCheckpoint,
@@ -34,9 +33,9 @@ from .birder_format import (
     read_birder_checkpoint,
 )
 from .conversion import CHECKPOINT_AUTHOR, VIT_PREFIX, birder_to_d2_checkpoint, check_against_model
-from .path_handler import BIRDER_PREFIX
+from .path_handler import BIRDER_PREFIX, converted_published
 
-__all__ = ["RoPEViTCheckpointer", "check_pixel_stats", "load_report"]
+__all__ = ["RoPEViTCheckpointer", "check_pixel_stats", "install_stock_checkpointer_guard", "load_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,33 +50,13 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
 
     def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if path and path.startswith(BIRDER_PREFIX):
-            path = str(self._converted_published(path))
+            # With or without the classifier, as the model has one or not (the bare name keeps it when it exists).
+            path = str(converted_published(path[len(BIRDER_PREFIX) :], keep_classifier=self._keep_classifier()))
         return super().load(path, *args, **kwargs)
 
     def _keep_classifier(self) -> bool:
         """Keep birder's classifier exactly when the model has one (``MODEL.ROPE_VIT.NUM_CLASSES > 0``)."""
         return f"{VIT_PREFIX}classifier.weight" in self.model.state_dict()
-
-    def _converted_published(self, path: str) -> Path:
-        """Download (or find) the published ``.pt`` and return its converted detectron2 form, cached beside it."""
-        raw = Path(PathManager.get_local_path(path))
-        keep = self._keep_classifier()
-        converted = raw.with_name(raw.stem + (".d2-with-classifier.pth" if keep else ".d2.pth"))
-        if converted.is_file():
-            logger.info(f"{path}: using the cached converted checkpoint {converted}")
-            return converted
-        with file_lock(str(converted)):
-            if not converted.is_file():
-                d2_checkpoint = birder_to_d2_checkpoint(read_birder_checkpoint(raw), keep_classifier=keep)
-                # Written under a temporary name, then renamed: an interrupted save never leaves a cached file.
-                tmp = converted.with_name(f"{converted.name}.{uuid.uuid4().hex}.partial")
-                try:
-                    torch.save(d2_checkpoint, tmp)
-                    os.replace(tmp, converted)
-                finally:
-                    tmp.unlink(missing_ok=True)
-                logger.info(f"{path}: converted to detectron2 format and cached as {converted}")
-        return converted
 
     def _torch_load(self, f: str) -> Any:
         """Every non-``.pkl`` file comes through here (``DetectionCheckpointer._load_file``)."""
@@ -138,6 +117,37 @@ def load_report(model_state: Mapping[str, torch.Tensor], offered: Sequence[str],
     else:
         heads = f"{head_copied}/{head_total} tensors loaded, the rest initialised from scratch"
     return f"backbone: {vit_copied}/{vit_total} tensors loaded; heads: {heads}"
+
+
+class RawBirderCheckpointError(ValueError):
+    """A raw birder checkpoint reached detectron2's stock ``DetectionCheckpointer``, which cannot load it."""
+
+
+def install_stock_checkpointer_guard() -> None:
+    """Make detectron2's ``DetectionCheckpointer`` refuse a raw birder file with the fix, not a type error.
+
+    Left alone, it wraps the birder dict as ``{"model": {"state": ..., "signature": ...}}`` and fails deep in
+    fvcore with "Unsupported type found in checkpoint! state: OrderedDict". detectron2 has no hook for
+    checkpoint formats, so ``_load_file`` is wrapped once, at import: a file that loads today loads unchanged;
+    only this failure gets a message. ``RoPEViTCheckpointer`` converts such files before this check sees them.
+    """
+    if getattr(DetectionCheckpointer._load_file, "_ropevit_guard", False):
+        return
+    stock_load_file = DetectionCheckpointer._load_file
+
+    def _load_file(self, filename: str) -> Any:
+        loaded = stock_load_file(self, filename)
+        if isinstance(loaded, dict) and is_birder_dict(loaded.get("model")):
+            raise RawBirderCheckpointError(
+                f"{filename} is a raw birder checkpoint, which detectron2's DetectionCheckpointer cannot load. "
+                "Convert it once with `python tools/convert_birder_to_d2.py SRC DST` and load DST, or load it "
+                "with ropevit_det.checkpoint.RoPEViTCheckpointer (ropevit-det train does), or name published "
+                "weights as birder://NAME, which resolve to the converted file."
+            )
+        return loaded
+
+    _load_file._ropevit_guard = True  # type: ignore[attr-defined]
+    DetectionCheckpointer._load_file = _load_file
 
 
 def classifier_report(checkpoint: Mapping[str, Any], model_state: Mapping[str, torch.Tensor]) -> str:

@@ -1,7 +1,10 @@
 """``birder://NAME``: published weights, downloaded once into a local cache and verified by sha256.
 
 Registered with detectron2's ``PathManager``, so ``MODEL.WEIGHTS: birder://rope_vit_reg4_b14_capi-inat21``
-works wherever detectron2 resolves a path. Where the file lands:
+works wherever detectron2 resolves a path, detectron2's own ``DetectionCheckpointer`` (``DefaultTrainer``,
+``lazyconfig_train_net.py``) included: the name resolves to the *converted* detectron2 checkpoint, written once
+beside the download (``NAME.d2-with-classifier.pth``, or ``NAME.d2.pth`` for a file without classifier), which
+the stock checkpointer loads as is. ``fetch_published`` gives the raw birder file. Where the files land:
 
 * ``$ROPEVIT_DET_CACHE`` (default ``~/.cache/ropevit_det``) / ``NAME.pt``;
 * the transfer goes to a uniquely named ``*.partial`` file in that folder, renamed into place only after its
@@ -24,10 +27,13 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
+import torch
 from detectron2.utils.file_io import PathHandler, PathManager
 from iopath.common.file_io import file_lock
 from tqdm import tqdm
 
+from .birder_format import read_birder_checkpoint
+from .conversion import birder_to_d2_checkpoint
 from .published import PublishedWeights, get_published
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "WeightsDownloadError",
     "cache_dir",
     "fetch_published",
+    "converted_published",
     "BirderPathHandler",
     "register_birder_handler",
 ]
@@ -100,6 +107,35 @@ def fetch_published(
         logger.info(f"{BIRDER_PREFIX}{name}: downloading {url} ({weights.size_mb} MB) to {dst}")
         _download_verified(url, dst, weights, timeout, progress)
     return dst
+
+
+def converted_published(name: str, *, keep_classifier: bool | None = None, force: bool = False) -> Path:
+    """The published checkpoint in detectron2's format, converted once and cached beside the raw download.
+
+    Args:
+        name: a name from ``PUBLISHED_WEIGHTS``.
+        keep_classifier: keep birder's ``classifier.*`` (``None``: when the published file has one).
+        force: download again (see :func:`fetch_published`).
+    """
+    if keep_classifier is None:
+        keep_classifier = bool(get_published(name).classifier)
+    raw = fetch_published(name, force=force)
+    converted = raw.with_name(raw.stem + (".d2-with-classifier.pth" if keep_classifier else ".d2.pth"))
+    if converted.is_file() and not force:
+        logger.info(f"{BIRDER_PREFIX}{name}: using the cached converted checkpoint {converted}")
+        return converted
+    with file_lock(str(converted)):
+        if force or not converted.is_file():
+            d2_checkpoint = birder_to_d2_checkpoint(read_birder_checkpoint(raw), keep_classifier=keep_classifier)
+            # Written under a temporary name, then renamed: an interrupted save never leaves a cached file.
+            tmp = converted.with_name(f"{converted.name}.{uuid.uuid4().hex}.partial")
+            try:
+                torch.save(d2_checkpoint, tmp)
+                os.replace(tmp, converted)
+            finally:
+                tmp.unlink(missing_ok=True)
+            logger.info(f"{BIRDER_PREFIX}{name}: converted to detectron2 format and cached as {converted}")
+    return converted
 
 
 def _sha256_marker(dst: Path) -> Path:
@@ -194,14 +230,15 @@ def _download_verified(url: str, dst: Path, weights: PublishedWeights, timeout: 
 
 
 class BirderPathHandler(PathHandler):
-    """iopath handler for ``birder://NAME`` (published weights, see :mod:`ropevit_det.checkpoint.published`)."""
+    """iopath handler for ``birder://NAME`` (published weights, see :mod:`ropevit_det.checkpoint.published`):
+    the local path is the converted detectron2 checkpoint (:func:`converted_published`)."""
 
     def _get_supported_prefixes(self) -> list[str]:
         return [BIRDER_PREFIX]
 
     def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
         self._check_kwargs(kwargs)
-        return str(fetch_published(path[len(BIRDER_PREFIX) :], force=force))
+        return str(converted_published(path[len(BIRDER_PREFIX) :], force=force))
 
     def _open(self, path: str, mode: str = "r", buffering: int = -1, **kwargs: Any) -> IO[Any]:
         self._check_kwargs(kwargs)
