@@ -146,3 +146,23 @@ def test_missing_browser_fails_with_the_install_command(monkeypatch):
     monkeypatch.setattr(browser_helpers.shutil, "which", lambda name: None)
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium chromium-driver"):
         browser_helpers.require_chromium()
+
+
+def test_definitional_differences_with_megadetectors_numbers(results_file, tmp_path, capsys):
+    """The numbers docs/REVIEW.md quotes: one positive frame without any detection, threshold 0.2 exactly on a
+    true box. MegaDetector's printed AP lets the missed frame in at score 0, ours never retrieves it; its printed
+    precision/recall use conf > 0.2, its pages and ours conf >= 0.2."""
+    data = json.loads(results_file.read_text())
+    data["images"][0]["detections"] = []  # a positive frame the detector misses entirely
+    missed = write_json(tmp_path / "missed.json", data)
+    ours = evaluate_results(missed, MINI_COCO, EvalOptions(threshold=0.2, box_ap=False))["image_level"]
+    capsys.readouterr()
+    summary = write_review(missed, MINI_IMAGES, tmp_path / "page",
+                           ReviewOptions(gt_file=MINI_COCO, image_width=100, workers=0))
+    printed = capsys.readouterr().out
+    assert ours["average_precision"] == pytest.approx(0.919, abs=5e-4)
+    assert "Average precision: 96.7%" in printed
+    # Printed, strict >: the true box at exactly 0.2 is left out (14 TP, 2 FP: 87.5%; 14 of 18: 77.8%).
+    assert "precision=87.5%, recall=77.8%" in printed
+    # Pages, >= like ours: 15 TP.
+    assert page_counts(summary.index_html) == {k: ours[k] for k in PAGES} == {"tp": 15, "tn": 1, "fp": 2, "fn": 3}
