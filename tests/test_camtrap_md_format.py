@@ -1,4 +1,4 @@
-"""MegaDetector-format output: validator-approved files, journal checkpoints, atomic final write, resume after a kill."""
+"""MegaDetector-format output: validator-approved files, journal checkpoints, an atomic final write, resume."""
 from __future__ import annotations
 
 import json

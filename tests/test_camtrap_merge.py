@@ -24,7 +24,8 @@ def _results(path: Path, files: list[str], *, categories=None, detector="model.p
 def test_merge_keeps_every_image_once_sorted_and_valid(tmp_path):
     a = _results(tmp_path / "a.json", ["cam2/b.jpg", "cam1/a.jpg"])
     b = _results(tmp_path / "b.json", ["cam3/c.jpg"], classes={"0": "Vulpes vulpes"})
-    write_json(tmp_path / "c.json", {"info": make_info("model.pth"), "detection_categories": {"1": "animal", "2": "person"},
+    write_json(tmp_path / "c.json", {"info": make_info("model.pth"),
+                                     "detection_categories": {"1": "animal", "2": "person"},
                                      "images": [failure_entry("cam0/broken.jpg", "cannot read image")]})
     merged = merge_results([a, b, tmp_path / "c.json"])
     assert [e["file"] for e in merged.data["images"]] == ["cam0/broken.jpg", "cam1/a.jpg", "cam2/b.jpg", "cam3/c.jpg"]

@@ -30,9 +30,24 @@ def test_missing_json_names_path_and_fix(tmp_path):
     with pytest.raises(DatasetError, match="not found") as excinfo:
         validate_coco_dataset(missing, tmp_path, for_training=True)
     assert str(missing) in str(excinfo.value)
-    assert "--train-json" in str(excinfo.value)
-    with pytest.raises(DatasetError, match="--val-json"):
+    # The library says which set it is; only the command line knows which options gave the paths.
+    assert excinfo.value.role == "training" and "--" not in str(excinfo.value)
+    with pytest.raises(DatasetError) as excinfo:
         validate_coco_dataset(missing, tmp_path, for_training=False)
+    assert excinfo.value.role == "evaluation"
+
+
+def test_command_line_adds_the_options_to_the_message(tmp_path):
+    import argparse
+
+    from ropevit_det.cli.train import register_cli_datasets
+    from tests.conftest import CONFIGS, tiny_cfg
+
+    missing = tmp_path / "nope" / "val.json"
+    args = argparse.Namespace(train_json=None, train_images=None, val_json=str(missing), val_images=str(tmp_path))
+    cfg = tiny_cfg(CONFIGS / "quick_schedules" / "ropevit_mrcnn_instant_test.yaml")
+    with pytest.raises(SystemExit, match=f"ERROR: --val-json / --val-images: COCO annotation file not found: {missing}"):
+        register_cli_datasets(args, cfg)
 
 
 def test_malformed_json_reports_line_and_column(tmp_path):
@@ -55,7 +70,7 @@ def test_missing_images_counted_and_first_five_listed(tmp_path):
     assert "7 of 8 image files are missing" in msg
     listed = re.findall(r"img_(\d)\.png", msg)
     assert listed == ["1", "2", "3", "4", "5"] and "and 2 more" in msg  # the first five, sorted
-    assert str(image_root) in msg and "--train-images" in msg
+    assert str(image_root) in msg and "the 'file_name' entries are relative to" in msg
 
 
 def test_missing_image_folder_is_one_problem(tmp_path):

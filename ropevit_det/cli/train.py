@@ -88,7 +88,9 @@ def register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
     try:
         _register_cli_datasets(args, cfg)
     except DatasetError as error:
-        raise SystemExit(f"ERROR: {error}") from None
+        # The library names files and fields; the options that gave them are the command line's to name.
+        flags = {"training": "--train-json / --train-images", "evaluation": "--val-json / --val-images"}
+        raise SystemExit(f"ERROR: {flags.get(error.role, '--train-json / --val-json')}: {error}") from None
 
 
 def _register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:

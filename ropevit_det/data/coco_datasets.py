@@ -30,7 +30,15 @@ _MAX_EXAMPLES = 5
 
 
 class DatasetError(ValueError):
-    """A COCO-format dataset cannot be used as given. The message lists every problem found and a fix."""
+    """A COCO-format dataset cannot be used as given. The message lists every problem found and a fix.
+
+    ``role`` says which set it is (``"training"``, ``"evaluation"``, or None when not known), so that a
+    command line can name the options that gave its paths.
+    """
+
+    def __init__(self, message: str, role: str | None = None):
+        super().__init__(message)
+        self.role = role
 
 
 # Parsed "categories" per JSON file, keyed by (path, mtime, size). The pre-flight check already parses
@@ -60,17 +68,17 @@ def _is_id(x: Any) -> bool:
     return (isinstance(x, int) and not isinstance(x, bool)) or isinstance(x, str)
 
 
-def _load_json(json_file: str, flag: str) -> Any:
+def _load_json(json_file: str, role: str | None) -> Any:
     """Parse the annotation file, or raise a DatasetError saying what is wrong with it."""
     if not os.path.exists(json_file):
         raise DatasetError(
             f"COCO annotation file not found: {json_file}\n"
-            f"  Fix: pass the path of an existing COCO-format JSON file ({flag}); relative paths are "
-            f"resolved from the current directory {os.getcwd()}."
+            f"  Fix: give the path of an existing COCO-format JSON file; relative paths are "
+            f"resolved from the current directory {os.getcwd()}.", role
         )
     if not os.path.isfile(json_file):
         raise DatasetError(
-            f"COCO annotation path is not a file: {json_file}\n  Fix: pass the JSON file itself ({flag})."
+            f"COCO annotation path is not a file: {json_file}\n  Fix: give the JSON file itself, not a folder.", role
         )
     try:
         with open(json_file, encoding="utf-8") as f:
@@ -79,11 +87,11 @@ def _load_json(json_file: str, flag: str) -> Any:
         raise DatasetError(
             f"COCO annotation file is not valid JSON: {json_file}\n"
             f"  line {e.lineno}, column {e.colno}: {e.msg}\n"
-            "  Fix: repair or re-export the file; `python -m json.tool FILE` shows the same position."
+            "  Fix: repair or re-export the file; `python -m json.tool FILE` shows the same position.", role
         ) from e
     except UnicodeDecodeError as e:
         raise DatasetError(
-            f"COCO annotation file is not UTF-8 text: {json_file} ({e})\n  Fix: re-export it as UTF-8 JSON."
+            f"COCO annotation file is not UTF-8 text: {json_file} ({e})\n  Fix: re-export it as UTF-8 JSON.", role
         ) from e
 
 
@@ -199,7 +207,7 @@ def _is_valid_image_entry(img: Any) -> bool:
     )
 
 
-def _check_images(raw_images: list[Any], image_root: str, images_flag: str) -> tuple[list[str], set]:
+def _check_images(raw_images: list[Any], image_root: str) -> tuple[list[str], set]:
     """Problems with 'images' and their files, and the set of valid image ids."""
     problems = []
     bad = [img.get("id", f"#{i}") if isinstance(img, dict) else f"#{i}"
@@ -217,15 +225,15 @@ def _check_images(raw_images: list[Any], image_root: str, images_flag: str) -> t
     file_names = [img["file_name"] for img in images if isinstance(img.get("file_name"), str)]
     if file_names and not os.path.isdir(image_root):
         problems.append(
-            f"the image folder does not exist: {image_root}. Fix: pass the folder that the "
-            f"'file_name' entries are relative to ({images_flag})."
+            f"the image folder does not exist: {image_root}. Fix: give the folder that the "
+            "'file_name' entries are relative to."
         )
     elif file_names:
         missing = _missing_image_files(image_root, file_names)
         if missing:
             problems.append(
                 f"{len(missing)} of {len(file_names)} image files are missing: {_examples(missing)}. "
-                f"Fix: check that {images_flag} is the folder the 'file_name' entries are relative to, "
+                f"Fix: check that the image folder {image_root} is the one the 'file_name' entries are relative to, "
                 "and that the images were copied completely."
             )
     return problems, set(ids)
@@ -280,12 +288,12 @@ def validate_coco_dataset(json_file: str | os.PathLike, image_root: str | os.Pat
         DatasetError: with one line per problem (counts, the first few offending paths or ids, a fix).
     """
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
-    json_flag, images_flag = ("--train-json", "--train-images") if for_training else ("--val-json", "--val-images")
-    data = _load_json(json_file, json_flag)
+    role = "training" if for_training else "evaluation"
+    data = _load_json(json_file, role)
     if not isinstance(data, dict):
         raise DatasetError(
             f"COCO annotation file {json_file} holds a JSON {type(data).__name__}, not an object with "
-            "'images', 'annotations' and 'categories'.\n  Fix: export the dataset in COCO instances format."
+            "'images', 'annotations' and 'categories'.\n  Fix: export the dataset in COCO instances format.", role
         )
 
     problems: list[str] = []
@@ -302,14 +310,14 @@ def validate_coco_dataset(json_file: str | os.PathLike, image_root: str | os.Pat
         problems.append("'categories' is empty. Fix: list the classes as {'id': ..., 'name': ...}.")
 
     category_problems, category_ids = _check_categories(categories)
-    image_problems, image_ids = _check_images(raw_images, image_root, images_flag)
+    image_problems, image_ids = _check_images(raw_images, image_root)
     problems += category_problems + image_problems + _check_annotations(annotations, image_ids, category_ids)
 
     # An empty set is a problem of its own, reported even when the pieces above are fine.
     if isinstance(data.get("images"), list) and not raw_images:
         problems.append(
             f"the {'training' if for_training else 'evaluation'} set has no images ('images' is empty). "
-            f"Fix: point {json_flag} at the annotation file of a non-empty dataset."
+            "Fix: use the annotation file of a non-empty dataset."
         )
     elif for_training and isinstance(data.get("annotations"), list):
         usable = [
@@ -325,7 +333,7 @@ def validate_coco_dataset(json_file: str | os.PathLike, image_root: str | os.Pat
     if problems:
         raise DatasetError(
             f"COCO dataset check failed: {len(problems)} problem(s) in {json_file} (images under {image_root}):\n"
-            + "\n".join(f"  - {p}" for p in problems)
+            + "\n".join(f"  - {p}" for p in problems), role
         )
     # Only a clean file is worth remembering: registration then needs no second parse.
     _CATEGORY_CACHE[_file_key(json_file)] = [dict(c) for c in categories]
@@ -341,7 +349,7 @@ def read_coco_categories(json_file: str | os.PathLike) -> list[dict[str, Any]]:
     key = _file_key(json_file) if os.path.isfile(json_file) else None
     if key is not None and key in _CATEGORY_CACHE:
         return _CATEGORY_CACHE[key]
-    data = _load_json(json_file, "--train-json / --val-json")
+    data = _load_json(json_file, None)
     categories = data.get("categories") if isinstance(data, dict) else None
     if not isinstance(categories, list) or not categories:
         raise DatasetError(f"{json_file} has no 'categories' list. Fix: export the dataset in COCO instances format.")
