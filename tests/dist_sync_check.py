@@ -1,9 +1,10 @@
-"""Run by tests/test_training.py: a 2-process (gloo) training run through ropevit-det train's (tools/train_net.py) own setup and
-Trainer, then every rank reports a checksum of its parameters, so the test can prove they stayed in sync."""
+"""Run by tests/test_training.py: a 2-process (gloo) training run through ``ropevit-det train``'s own setup and
+Trainer (tools/train_net.py). Every rank reports, per parameter tensor, a checksum before and after training
+and the iteration counter, so the test can prove that the run trained (parameters moved, iterations advanced)
+and that the ranks stayed in sync."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -13,15 +14,21 @@ from detectron2.utils import comm
 from ropevit_det.cli import train as train_net
 
 
+def checksums(model: torch.nn.Module) -> dict[str, float]:
+    return {name: p.detach().double().sum().item() + p.detach().double().abs().sum().item()
+            for name, p in model.named_parameters() if p.requires_grad}
+
+
 def main(args) -> None:
     cfg = train_net.setup(args)
     trainer = train_net.Trainer(cfg)
     trainer.resume_or_load(resume=False)
-    trainer.train()
     model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
-    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
-    report = {"rank": comm.get_rank(), "world": comm.get_world_size(), "sum": flat.double().sum().item(),
-              "first": flat[:8].tolist(), "iter": trainer.iter}
+    before = checksums(model)
+    trainer.train()
+    after = checksums(model)
+    report = {"rank": comm.get_rank(), "world": comm.get_world_size(), "iter": trainer.iter,
+              "max_iter": cfg.SOLVER.MAX_ITER, "before": before, "after": after}
     all_reports = comm.all_gather(report)
     if comm.is_main_process():
         Path(cfg.OUTPUT_DIR, "sync_report.json").write_text(json.dumps(all_reports))

@@ -85,14 +85,23 @@ def test_eval_only_reports_ap(trained_run) -> None:
     assert "copypaste: AP,AP50,AP75" in proc.stdout + proc.stderr
 
 
-def test_two_process_gloo_run_keeps_parameters_in_sync(tmp_path) -> None:
+def test_two_process_gloo_run_trains_and_keeps_parameters_in_sync(tmp_path) -> None:
     proc = run_tool("tests/dist_sync_check.py", "--config", str(QUICK), "--num-gpus", "2", *CAMTRAP_ARGS,
                     "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2",
                     "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE", "56")
     assert proc.returncode == 0, proc.stderr[-3000:]
     reports = json.loads((tmp_path / "sync_report.json").read_text())
     assert sorted(r["rank"] for r in reports) == [0, 1] and all(r["world"] == 2 for r in reports)
-    assert reports[0]["sum"] == reports[1]["sum"] and reports[0]["first"] == reports[1]["first"]
+    # The iteration counter advanced as configured.
+    assert all(r["iter"] == r["max_iter"] == 2 for r in reports)
+    # It trained: most trainable tensors moved (a few may get no gradient, e.g. unused anchors' deltas).
+    for r in reports:
+        moved = [name for name in r["before"] if r["after"][name] != r["before"][name]]
+        assert len(moved) >= 0.8 * len(r["before"]), f"rank {r['rank']}: only {len(moved)} tensors moved"
+        assert any(name.startswith("backbone.net.vit.encoder.block.") for name in moved)
+    # The ranks started equal and ended equal, tensor by tensor.
+    assert reports[0]["before"] == reports[1]["before"]
+    assert reports[0]["after"] == reports[1]["after"]
 
 
 def test_bad_dataset_stops_before_training_with_a_clear_message(tmp_path) -> None:

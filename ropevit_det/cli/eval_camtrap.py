@@ -48,9 +48,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# The library names its options; on the command line they are these flags.
+FLAG_OF_OPTION = {"gt_strip_prefix": "--gt-strip-prefix", "gt_add_prefix": "--gt-add-prefix",
+                  "mapping_file": "--mapping", "image_root": "--image-root"}
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     args = parse_args(argv)
+    try:
+        return _evaluate(args)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        message = str(error)
+        for option, flag in FLAG_OF_OPTION.items():
+            message = message.replace(option, flag)
+        raise SystemExit(f"ERROR: {message}") from None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     options = EvalOptions(
         threshold=args.threshold, positive_class=args.category, target_precision=args.target_precision,
         target_recall=args.target_recall, mapping_file=args.mapping, image_root=args.image_root,
