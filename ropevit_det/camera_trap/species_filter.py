@@ -67,22 +67,21 @@ class LabelPolicy:
         self.rollup = rollup
         self.top_k = max(1, min(top_k, int(self.allowed.sum())))
         self.categories = {str(i): name for i, name in enumerate(self.class_names) if self.allowed[i]}
-        # Roll-up: per rank, a 0/1 membership matrix (classes x taxa) over the allowed classes, and the taxa's ids.
-        self._rank_members: list[tuple[str, torch.Tensor, list[str]]] = []
+        # Roll-up: per rank, each allowed class's taxon column (classes without that rank left out) and the taxa's
+        # ids. Index lists, not a classes x taxa matrix: for iNat21 that matrix would hold 10,000 x ~5,000 floats.
+        self._ranks: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
         if rollup is not None:
             next_id = num_classes
             for rank in ROLLUP_RANKS:
-                taxa = sorted({t for i in np.flatnonzero(self.allowed) if (t := taxonomy.taxon(int(i), rank))})
+                of_class = {int(i): t for i in np.flatnonzero(self.allowed) if (t := taxonomy.taxon(int(i), rank))}
+                taxa = sorted(set(of_class.values()))
                 column = {t: j for j, t in enumerate(taxa)}
-                members = torch.zeros(num_classes, len(taxa))
-                for i in np.flatnonzero(self.allowed):
-                    t = taxonomy.taxon(int(i), rank)
-                    if t:
-                        members[int(i), column[t]] = 1.0
+                classes = torch.tensor(sorted(of_class), dtype=torch.long)
+                columns = torch.tensor([column[of_class[i]] for i in sorted(of_class)], dtype=torch.long)
                 ids = [str(next_id + j) for j in range(len(taxa))]
                 next_id += len(taxa)
                 self.categories.update({cid: f"{t} ({rank})" for cid, t in zip(ids, taxa)})
-                self._rank_members.append((rank, members, ids))
+                self._ranks.append((classes, columns, ids))
         self._mask = torch.from_numpy(self.allowed)
 
     def renormalise(self, probs: torch.Tensor) -> torch.Tensor:
@@ -97,12 +96,13 @@ class LabelPolicy:
         out = [[(str(i), float(c)) for i, c in zip(row_i.tolist(), row_c.tolist())] for row_i, row_c in zip(idx, conf)]
         if self.rollup is None:
             return out
-        sums = [(ids, probs @ members) for _, members, ids in self._rank_members]
+        sums = [(ids, torch.zeros(len(probs), len(ids)).index_add_(1, columns, probs[:, classes]))
+                for classes, columns, ids in self._ranks]
         for row, species in enumerate(out):
             if species[0][1] >= self.rollup:
                 continue
             for ids, rank_sums in sums:
-                if rank_sums.shape[1] == 0:
+                if not ids:
                     continue
                 best, column = rank_sums[row].max(dim=0)
                 if float(best) >= self.rollup:
