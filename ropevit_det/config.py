@@ -52,6 +52,11 @@ def add_ropevit_config(cfg: CN) -> None:
     cfg.INPUT.LSJ.MIN_SCALE = 0.1  # ResizeScale range, relative to IMAGE_SIZE
     cfg.INPUT.LSJ.MAX_SCALE = 2.0
 
+    # Exponential moving average of the weights (EVA-02's detection option; not in ViTDet's recipe).
+    cfg.MODEL_EMA = CN()
+    cfg.MODEL_EMA.ENABLED = False  # keep an EMA, save it in checkpoints (model_ema), and evaluate it
+    cfg.MODEL_EMA.DECAY = 0.9999  # weight of the running average per step
+
 
 def load_config(config_file: str, opts: Sequence[str] = ()) -> CN:
     """detectron2's defaults plus ours, then ``config_file``, then ``KEY VALUE`` overrides (unknown keys fail)."""
@@ -67,7 +72,13 @@ CAPPED_ROI_HEADS = ("CandidateCappedROIHeads",)
 
 
 def check_config(cfg: CN) -> None:
-    """Combinations that detectron2 would silently ignore: fail with the fix instead."""
+    """Combinations that detectron2 would silently ignore, or fail on later: fail with the fix instead."""
+    square, aug = cfg.MODEL.SFP.SQUARE_PAD, cfg.TEST.AUG
+    if aug.ENABLED and 0 < square < aug.MAX_SIZE:
+        raise ValueError(
+            f"TEST.AUG.MAX_SIZE {aug.MAX_SIZE} exceeds MODEL.SFP.SQUARE_PAD {square}, the square every batch is "
+            f"padded to: set TEST.AUG.MAX_SIZE {square} (or less)"
+        )
     cap, heads = cfg.MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST, cfg.MODEL.ROI_HEADS.NAME
     if cap < 0:
         raise ValueError(f"MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST must be >= 0 (0 = no cap), got {cap}")

@@ -43,7 +43,7 @@ from ropevit_det.camera_trap.cct import register_cct_dataset
 from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
 from ropevit_det.config import load_config
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
-from ropevit_det.engine import Trainer, build_lazy_model, lazy_test, lazy_train
+from ropevit_det.engine import Trainer, build_lazy_model, lazy_test, lazy_train, load_ema_weights
 from ropevit_det.cli.common import config_arg
 
 logger = logging.getLogger("ropevit_det.train_net")
@@ -224,8 +224,11 @@ def _main(args: argparse.Namespace):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        use_ema_weights(model, meta or {}, cfg.MODEL_EMA.ENABLED)
         check_pixel_stats(cfg, meta or {})
         results = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            results.update(Trainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
             verify_results(cfg, results)
         return results
@@ -234,11 +237,22 @@ def _main(args: argparse.Namespace):
     return trainer.train()
 
 
+def use_ema_weights(model: torch.nn.Module, meta: dict, enabled: bool) -> None:
+    """With the model EMA enabled, evaluate the checkpoint's EMA weights (when it has them)."""
+    if not enabled:
+        return
+    if load_ema_weights(model, meta):
+        logger.info("evaluating the EMA weights saved in the checkpoint (model_ema)")
+    else:
+        logger.warning("the model EMA is enabled but the checkpoint holds no EMA weights: evaluating its model weights")
+
+
 def _main_lazy(args: argparse.Namespace, cfg: Any):
     """As detectron2's ``tools/lazyconfig_train_net.py``, on our pieces (``ropevit_det.engine.lazy``)."""
     if args.eval_only:
         model = build_lazy_model(cfg)
-        RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
+        meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
+        use_ema_weights(model, meta or {}, bool(cfg.train.get("model_ema", {}).get("enabled", False)))
         return lazy_test(cfg, model)
     return lazy_train(cfg, resume=args.resume)
 

@@ -4,7 +4,8 @@ detectron2's ``tools/lazyconfig_train_net.py`` is a script, not a library, and i
 ``DetectionCheckpointer`` (no raw birder files), ``create_ddp_model`` (``device_ids`` that DDP refuses for CPU
 modules over gloo) and ``AMPTrainer`` (CUDA only). These functions follow its ``do_train`` / ``do_test`` step for
 step with ours instead: ``RoPEViTCheckpointer``, ``wrap_for_distributed``, the bf16 CPU step, the checkpoint's
-class names. The layer decay over ``encoder.block.N`` comes with the config (``optimizer.params``).
+class names, the model EMA (``train.model_ema``). The layer decay over ``encoder.block.N`` comes with the config
+(``optimizer.params``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from ..checkpoint import RoPEViTCheckpointer
+from .ema import EMA_CHECKPOINT_KEY, ModelEMA
 from .mixed_precision import step_trainer
 from .trainer import DatasetInfo, wrap_for_distributed
 
@@ -70,11 +72,16 @@ def lazy_train(cfg: Any, *, resume: bool = False) -> None:
         model, cfg.train.output_dir, trainer=trainer,
         dataset_info=DatasetInfo(datasets=_names(cfg.dataloader.train.dataset.names)),
     )
+    ema_cfg = cfg.train.get("model_ema", {})
+    ema = ModelEMA(model, float(ema_cfg.get("decay", 0.9999))) if ema_cfg.get("enabled", False) else None
+    if ema is not None:
+        checkpointer.add_checkpointable(EMA_CHECKPOINT_KEY, ema.averaged)
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+        ema,  # updated before checkpointing and evaluation
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
-        hooks.EvalHook(cfg.train.eval_period, lambda: lazy_test(cfg, model)),
+        hooks.EvalHook(cfg.train.eval_period, lambda: lazy_test(cfg, ema.module if ema is not None else model)),
         hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
         if comm.is_main_process()
         else None,

@@ -4,6 +4,8 @@ What differs from ``DefaultTrainer`` and why:
 * optimizer: AdamW with layer-wise lr decay over ``encoder.block.N`` (``optimizer.py``);
 * train loader: large-scale jitter when ``INPUT.LSJ.ENABLED``;
 * evaluator: COCO, with faster-coco-eval when detectron2's C++ COCOeval is missing;
+* ``TEST.AUG.ENABLED``: also evaluates with detectron2's ``GeneralizedRCNNWithTTA``, as its ``train_net.py``;
+* ``MODEL_EMA.ENABLED``: keeps an EMA of the weights (``ema.py``), saved as ``model_ema`` and evaluated;
 * checkpointer: understands raw birder files and ``birder://`` names (``ropevit_det.checkpoint``);
 * ``__init__`` is rewritten because ``DefaultTrainer`` hard-codes ``create_ddp_model(device_ids=[rank])``,
   which DDP rejects for CPU modules (our gloo multi-process runs), and picks ``AMPTrainer``, which needs CUDA.
@@ -11,19 +13,23 @@ What differs from ``DefaultTrainer`` and why:
 from __future__ import annotations
 
 import logging
+import os
 import weakref
+from collections import OrderedDict
 
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
 from detectron2.data import transforms as T
-from detectron2.engine import DefaultTrainer, TrainerBase
+from detectron2.engine import DefaultTrainer, TrainerBase, hooks
+from detectron2.modeling import GeneralizedRCNNWithTTA
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import RoPEViTCheckpointer, check_pixel_stats
 from ..evaluation.fast_coco import build_coco_evaluator
+from .ema import EMA_CHECKPOINT_KEY, ModelEMA
 from .mixed_precision import build_step_trainer
 from .optimizer import build_optimizer
 
@@ -83,6 +89,9 @@ class Trainer(DefaultTrainer):
         self.checkpointer = RoPEViTCheckpointer(
             model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), dataset_info=DatasetInfo(cfg)
         )
+        self.ema = ModelEMA(model, cfg.MODEL_EMA.DECAY) if cfg.MODEL_EMA.ENABLED else None
+        if self.ema is not None:
+            self.checkpointer.add_checkpointable(EMA_CHECKPOINT_KEY, self.ema.averaged)
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -94,6 +103,37 @@ class Trainer(DefaultTrainer):
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1  # the checkpoint stores the iteration that just finished
         check_pixel_stats(self.cfg, meta or {})
+
+    def build_hooks(self) -> list:
+        """``DefaultTrainer``'s hooks (no PreciseBN: the model has no BatchNorm), with the EMA update before
+        checkpointing and evaluation, evaluation of the EMA weights when enabled, and TTA evaluation at the end."""
+        cfg = self.cfg
+        ret = [hooks.IterationTimer(), hooks.LRScheduler(), self.ema]
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
+
+        def test_and_save_results():
+            self._last_eval_results = self.test(cfg, self.ema.module if self.ema is not None else self.model)
+            return self._last_eval_results
+
+        ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
+        if cfg.TEST.AUG.ENABLED:
+            ret.append(hooks.EvalHook(0, lambda: self.test_with_TTA(cfg, self.ema.module if self.ema else self.model)))
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=20))
+        return ret
+
+    @classmethod
+    def test_with_TTA(cls, cfg: CfgNode, model: torch.nn.Module) -> dict:  # noqa: N802 (detectron2's name)
+        """As detectron2's ``tools/train_net.py``: ``GeneralizedRCNNWithTTA`` (``TEST.AUG``), results keyed ``*_TTA``."""
+        logging.getLogger(__name__).info("Running inference with test-time augmentation ...")
+        model = GeneralizedRCNNWithTTA(cfg, model.module if isinstance(model, DistributedDataParallel) else model)
+        evaluators = [
+            cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA"))
+            for name in cfg.DATASETS.TEST
+        ]
+        results = cls.test(cfg, model, evaluators)
+        return OrderedDict((name + "_TTA", value) for name, value in results.items())
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
