@@ -90,7 +90,9 @@ if has "${MD_MODULES[@]}"; then
 else
   say "installing megadetector (without its training dependencies)"
   "${PIP[@]}" --no-deps "megadetector==10.0.28" || die "could not install megadetector==10.0.28"
-  "${PIP[@]}" -e "$ROOT[camtrap]" || die "could not install the camtrap extra (megadetector's post-processing needs)"
+  # The camtrap extra came with step 3; install it again only if something it brings is missing.
+  has "${MD_MODULES[@]}" || "${PIP[@]}" -e "$ROOT[camtrap]" \
+    || die "could not install the camtrap extra (megadetector's post-processing needs)"
   has "${MD_MODULES[@]}" || die "megadetector's post-processing does not import: $("$PY" -c \
     "import megadetector.postprocessing.postprocess_batch_results" 2>&1 | tail -1)"
 fi
