@@ -89,6 +89,19 @@ def test_coco_ground_truth_keeps_the_empty_frames(results_file, tmp_path):
     assert summary.threshold == 0.2  # the results file's typical_detection_threshold
 
 
+def test_without_ground_truth_frames_split_at_the_threshold(results_file, tmp_path):
+    # Choosing a threshold: frames with a detection >= 0.2 (one sits exactly on it) and frames without.
+    summary = write_review(results_file, MINI_IMAGES, tmp_path / "page",
+                           ReviewOptions(image_width=100, workers=0, quiet=True))
+    text = summary.index_html.read_text(encoding="utf-8")
+    images = json.loads(results_file.read_text())["images"]
+    with_detection = sum(any(d["conf"] >= 0.2 for d in e["detections"]) for e in images)
+    assert with_detection == 18
+    assert f'href="detections_animal.html">Detections: animal</a> ({with_detection},' in text
+    assert f'href="non_detections.html">Non-detections</a> ({21 - with_detection},' in text
+    assert len(list((tmp_path / "page" / "detections_animal").iterdir())) == with_detection
+
+
 def test_cli_rewrites_ground_truth_paths_and_reports_flags(results_file, tmp_path, capsys):
     gt = json.loads(MINI_COCO.read_text())
     for im in gt["images"]:
