@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "benchmark": ("benchmark", "tools/benchmark.py", "speed against detectron2's ViTDet-B, same run"),
     "benchmark-eval": ("benchmark_eval", "tools/benchmark_eval.py", "COCO evaluation and data-loading speed"),
     "profile": ("profile_inference", "tools/profile_inference.py", "operator-level profile of inference"),
+    "benchmark-journal": ("benchmark_journal", "tools/benchmark_journal.py",
+                          "checkpoint cost of the results journal over 1,000,000 images"),
+    "benchmark-scaling": ("benchmark_scaling", "tools/benchmark_scaling.py",
+                          "images/s of infer with 2 processes against 1, same machine"),
     "env": ("env", "-", "what a bug report needs: versions, devices, detectron2 build, weights cache"),
     "export": ("export", "tools/export_model.py", "export a detector to ONNX or TorchScript (fixed input size)"),
 }
