@@ -162,6 +162,14 @@ def test_cli_flags_build_the_policy_and_say_the_fix(classifier, tmp_path):
         classifier.set_label_policy(None)
     with pytest.raises(SystemExit, match="--taxa: no class of the classifier is under Mamalia"):
         species_args.build_species_filter(parse([*base, "--classify", "--taxa", "Mamalia"]), classifier)
+    with pytest.raises(SystemExit, match="--taxonomy: taxonomy file .* does not exist"):
+        species_args.build_species_filter(parse([*base, "--classify", "--taxonomy", str(tmp_path / "no.csv"),
+                                                 "--taxa", "Felidae"]), classifier)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"{NAMES[0]},Animalia,Chordata\n")
+    with pytest.raises(SystemExit, match="--taxonomy: .*bad.csv:1: expected 8 fields"):
+        species_args.build_species_filter(parse([*base, "--classify", "--taxonomy", str(bad), "--rollup", "0.5"]),
+                                          classifier)
     with pytest.raises(SystemExit, match="add --classify"):
         species_args.build_species_filter(parse([*base, "--rollup", "0.5"]), None)
     assert species_args.build_species_filter(parse(base), None) is None
