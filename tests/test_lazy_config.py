@@ -17,7 +17,12 @@ from ropevit_det.engine import Trainer, build_optimizer, lsj_augmentations
 
 from .conftest import CONFIGS, tiny_cfg
 
-PAIRS = [("ropevit_mrcnn.yaml", "lazy/ropevit_mrcnn.py"), ("ropevit_cascade_mrcnn.yaml", "lazy/ropevit_cascade_mrcnn.py")]
+PAIRS = [
+    ("ropevit_mrcnn.yaml", "lazy/ropevit_mrcnn.py"),
+    ("ropevit_cascade_mrcnn.yaml", "lazy/ropevit_cascade_mrcnn.py"),
+    ("LVIS/ropevit_mrcnn.yaml", "LVIS/ropevit_mrcnn.py"),
+    ("LVIS/ropevit_cascade_mrcnn.yaml", "LVIS/ropevit_cascade_mrcnn.py"),
+]
 # The Lazy spelling of conftest.TINY_VIT_OVERRIDES (a 2-block, 64-wide ViT).
 TINY_LAZY_OVERRIDES = [
     "model.backbone.net.vit.embed_dim=64",
@@ -35,7 +40,7 @@ def lazy_cfg(name: str, extra: list[str] | None = None):
     return LazyConfig.apply_overrides(cfg, TINY_LAZY_OVERRIDES + (extra or []))
 
 
-@pytest.fixture(scope="module", params=PAIRS, ids=["mask_rcnn", "cascade"])
+@pytest.fixture(scope="module", params=PAIRS, ids=["mask_rcnn", "cascade", "lvis_mask_rcnn", "lvis_cascade"])
 def built(request):
     yacs_name, lazy_name = request.param
     cfg, lazy = tiny_cfg(CONFIGS / yacs_name), lazy_cfg(lazy_name)
@@ -52,6 +57,24 @@ def test_same_modules_and_parameters(built):
     assert shapes(yacs_model) == shapes(lazy_model)
     assert (yacs_model.pixel_mean == lazy_model.pixel_mean).all() and yacs_model.input_format == lazy_model.input_format
     assert yacs_model.backbone.padding_constraints == lazy_model.backbone.padding_constraints
+
+
+def test_same_box_predictor_settings(built):
+    """Test thresholds, detections per image, sigmoid CE and federated loss (LVIS), per cascade stage."""
+    _, _, yacs_model, lazy_model, _ = built
+    keys = ("test_score_thresh", "test_nms_thresh", "test_topk_per_image", "use_sigmoid_ce", "use_fed_loss",
+            "fed_loss_num_classes", "num_classes", "smooth_l1_beta", "box_reg_loss_type")
+
+    def settings(model):
+        heads = model.roi_heads
+        predictors = list(heads.box_predictor) if isinstance(heads.box_predictor, torch.nn.ModuleList) else [
+            heads.box_predictor]
+        # loss_weight: yacs lists only loss_box_reg, Lazy both; a missing key weighs 1.0 (FastRCNNOutputLayers.losses).
+        return [{**{k: getattr(p, k) for k in keys}, "weights": [p.loss_weight.get(k, 1.0) for k in ("loss_cls", "loss_box_reg")]}
+                for p in predictors], heads.num_classes
+
+    assert settings(yacs_model) == settings(lazy_model)
+    assert yacs_model.roi_heads.mask_on and lazy_model.roi_heads.mask_on
 
 
 def test_same_lr_and_weight_decay_per_parameter(built):
@@ -75,7 +98,8 @@ def test_same_lr_schedule(built):
     yacs_sched = Trainer.build_lr_scheduler(cfg, yacs_opt)
     assert isinstance(yacs_sched, LRMultiplier)
     multiplier = instantiate(lazy.lr_multiplier)
-    for it in [0, 1, 125, 249, 250, 100000, 163888, 163889, 177545, 177546, cfg.SOLVER.MAX_ITER - 1]:
+    first, second = cfg.SOLVER.STEPS
+    for it in [0, 1, 125, 249, 250, 100000, first - 1, first, second - 1, second, cfg.SOLVER.MAX_ITER - 1]:
         where = it / cfg.SOLVER.MAX_ITER
         assert yacs_sched._multiplier(where) == pytest.approx(multiplier(where), rel=1e-12), it
 
@@ -105,8 +129,13 @@ def test_same_augmentations_and_run_settings(built):
     yacs = (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.CHECKPOINT_PERIOD, cfg.TEST.EVAL_PERIOD, cfg.SOLVER.AMP.ENABLED,
             cfg.SOLVER.AMP.PRECISION, cfg.MODEL.WEIGHTS, cfg.SOLVER.CLIP_GRADIENTS.ENABLED,
             cfg.DATASETS.TRAIN[0], cfg.DATASETS.TEST[0], cfg.DATALOADER.NUM_WORKERS)
+    sampler = lazy.dataloader.train.get("sampler")
+    yacs += (cfg.DATALOADER.SAMPLER_TRAIN, cfg.DATALOADER.REPEAT_THRESHOLD if sampler else None, cfg.SOLVER.BASE_LR,
+             cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     t = lazy.train
     ours = (lazy.dataloader.train.total_batch_size, t.checkpointer.period, t.eval_period, t.amp.enabled,
             t.amp.precision, t.init_checkpoint, False,
-            lazy.dataloader.train.dataset.names, lazy.dataloader.test.dataset.names, lazy.dataloader.train.num_workers)
+            lazy.dataloader.train.dataset.names, lazy.dataloader.test.dataset.names, lazy.dataloader.train.num_workers,
+            sampler._target_.__name__ if sampler else "TrainingSampler",
+            sampler.repeat_factors.repeat_thresh if sampler else None, lazy.optimizer.lr, lazy.model.roi_heads.num_classes)
     assert yacs == ours

@@ -97,6 +97,17 @@ else
     "import megadetector.postprocessing.postprocess_batch_results" 2>&1 | tail -1)"
 fi
 
+# 4b. The LVIS API (detectron2's LVISEvaluator). Installed without deps: lvis 0.5.3's metadata pulls
+#     opencv-python, which would overwrite the cv2 of opencv-python-headless (camtrap extra); what it imports
+#     (cv2, matplotlib, pycocotools, numpy) is already there.
+if has lvis.eval; then
+  say "lvis present"
+else
+  say "installing lvis (LVIS evaluation, without its opencv-python requirement)"
+  "${PIP[@]}" --no-deps "lvis==0.5.3" || die "could not install lvis==0.5.3"
+  has lvis.eval || die "lvis does not import: $("$PY" -c "import lvis.eval" 2>&1 | tail -1)"
+fi
+
 # 5. A real browser for the review-page test: Debian's chromium and chromium-driver (selenium drives it).
 if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
   say "chromium and chromedriver present"

@@ -3,7 +3,7 @@
 What differs from ``DefaultTrainer`` and why:
 * optimizer: AdamW with layer-wise lr decay over ``encoder.block.N`` (``optimizer.py``);
 * train loader: large-scale jitter when ``INPUT.LSJ.ENABLED``;
-* evaluator: COCO, with faster-coco-eval when detectron2's C++ COCOeval is missing;
+* evaluator: COCO, with faster-coco-eval when detectron2's C++ COCOeval is missing; LVIS for LVIS data;
 * ``TEST.AUG.ENABLED``: also evaluates with detectron2's ``GeneralizedRCNNWithTTA``, as its ``train_net.py``;
 * ``MODEL_EMA.ENABLED``: keeps an EMA of the weights (``ema.py``), saved as ``model_ema`` and evaluated;
 * checkpointer: understands raw birder files and ``birder://`` names (``ropevit_det.checkpoint``);
@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import RoPEViTCheckpointer, check_pixel_stats
 from ..evaluation.fast_coco import build_coco_evaluator
+from ..evaluation.lvis import LVISEvaluatorNumpy2
 from .ema import EMA_CHECKPOINT_KEY, ModelEMA
 from .mixed_precision import build_step_trainer
 from .optimizer import build_optimizer
@@ -148,4 +149,10 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
-        return build_coco_evaluator(dataset_name, output_folder or f"{cfg.OUTPUT_DIR}/inference")
+        """detectron2's ``LVISEvaluator`` (NumPy-2-safe) for LVIS data (``evaluator_type`` "lvis"), else COCO's."""
+        output_folder = output_folder or f"{cfg.OUTPUT_DIR}/inference"
+        if MetadataCatalog.get(dataset_name).get("evaluator_type") == "lvis":
+            return LVISEvaluatorNumpy2(
+                dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE
+            )
+        return build_coco_evaluator(dataset_name, output_folder)
