@@ -46,7 +46,7 @@ def windowed_copy(vit: RoPEViT, window_size: int, global_blocks: Sequence[int]) 
     tables are recomputed, not copied (they are a function of the grid).
     """
     windowed = RoPEViT(
-        img_size=vit.pretrain_grid[0] * vit.patch_size,
+        img_size=vit.pos_embed_grid[0] * vit.patch_size,
         patch_size=vit.patch_size,
         embed_dim=vit.embed_dim,
         depth=len(vit.encoder.block),
@@ -55,7 +55,7 @@ def windowed_copy(vit: RoPEViT, window_size: int, global_blocks: Sequence[int]) 
         num_reg_tokens=vit.num_reg_tokens,
         rope_temperature=vit.rope_temperature,
         rope_positions=vit.rope_positions,
-        pt_grid_size=vit.pt_grid_size,
+        rope_reference_grid=vit.rope_reference_grid,
         window_size=window_size,
         global_block_indexes=tuple(global_blocks),
         num_classes=0 if vit.classifier is None else vit.classifier.out_features,

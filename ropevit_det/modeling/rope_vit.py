@@ -10,8 +10,9 @@ Position policy, decided here once:
 * The learned absolute embedding covers the 5 special tokens and the pretraining grid
   (``img_size // patch_size``, 24x24 at 336 px). For any other grid, its patch part is resized
   bicubically in float32 (as birder does); the special-token part is used as is.
-* RoPE coordinates are mapped onto the pretraining grid (``rope_positions="interpolate"``, birder's
-  ``pt_grid_size`` semantics) or left as raw integer positions (``"extrapolate"``).
+* RoPE coordinates are mapped onto a reference grid, by default the pretraining grid
+  (``rope_positions="interpolate"``; ``rope_reference_grid`` is birder's ``pt_grid_size``), or left as raw
+  integer positions (``"extrapolate"``).
 
 Inputs whose height or width is not a multiple of the patch size are zero-padded at the bottom and
 right. After pixel normalisation zero is the dataset mean colour, so the last row/column of patches
@@ -36,7 +37,7 @@ from .windows import windowed_attention
 class RoPEAttention(nn.Module):
     """Multi-head self-attention with RoPE on the patch tokens; special tokens are not rotated."""
 
-    def __init__(self, dim: int, num_heads: int, num_special_tokens: int, window_size: int = 0) -> None:
+    def __init__(self, *, dim: int, num_heads: int, num_special_tokens: int, window_size: int = 0) -> None:
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
@@ -65,6 +66,7 @@ class EncoderBlock(nn.Module):
 
     def __init__(
         self,
+        *,
         dim: int,
         num_heads: int,
         mlp_dim: int,
@@ -75,7 +77,8 @@ class EncoderBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = RoPEAttention(dim, num_heads, num_special_tokens, window_size)
+        self.attn = RoPEAttention(dim=dim, num_heads=num_heads, num_special_tokens=num_special_tokens,
+                                  window_size=window_size)
         self.drop_path = StochasticDepth(drop_path, mode="row")
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = nn.Sequential(
@@ -104,9 +107,10 @@ class RoPEViT(nn.Module):
         patch_size, embed_dim, depth, num_heads, mlp_dim: the transformer's shape (B/14: 14, 768, 12, 12, 3072).
         num_reg_tokens: register tokens, placed before the class token as in birder: ``[REG x4, CLS, PATCH...]``.
         rope_temperature: RoPE frequency base (birder: 100).
-        rope_positions: ``"interpolate"`` maps RoPE coordinates onto ``pt_grid_size`` for any input size;
-            ``"extrapolate"`` uses raw integer patch positions.
-        pt_grid_size: the RoPE pretraining grid; defaults to ``(img_size // patch_size,) * 2``.
+        rope_positions: ``"interpolate"`` maps RoPE coordinates onto ``rope_reference_grid`` for any input
+            size; ``"extrapolate"`` uses raw integer patch positions.
+        rope_reference_grid: the grid whose coordinate range RoPE positions are mapped onto (birder's
+            ``pt_grid_size``); defaults to the absolute embedding's grid, ``(img_size // patch_size,) * 2``.
         drop_path_rate: stochastic depth, linearly increasing to this value over the blocks.
         window_size: ViTDet-style windowed attention on the patch grid (0 = global everywhere, as pretrained).
             In windowed blocks each window attends to its own patches plus the special tokens, and the special
@@ -122,6 +126,7 @@ class RoPEViT(nn.Module):
 
     def __init__(
         self,
+        *,
         img_size: int = 336,
         patch_size: int = 14,
         embed_dim: int = 768,
@@ -131,7 +136,7 @@ class RoPEViT(nn.Module):
         num_reg_tokens: int = 4,
         rope_temperature: float = 100.0,
         rope_positions: RoPEPositions = "interpolate",
-        pt_grid_size: tuple[int, int] | None = None,
+        rope_reference_grid: tuple[int, int] | None = None,
         drop_path_rate: float = 0.0,
         window_size: int = 0,
         global_block_indexes: Sequence[int] = (),
@@ -159,8 +164,11 @@ class RoPEViT(nn.Module):
         self.in_chans = in_chans
         self.num_reg_tokens = num_reg_tokens
         self.num_special_tokens = num_reg_tokens + 1
-        self.pretrain_grid = (img_size // patch_size, img_size // patch_size)
-        self.pt_grid_size = tuple(pt_grid_size) if pt_grid_size is not None else self.pretrain_grid
+        # Two grids with different jobs: the learned absolute embedding is stored on ``pos_embed_grid`` (and
+        # resized from it); RoPE coordinates are mapped onto ``rope_reference_grid`` (birder: pt_grid_size).
+        self.pos_embed_grid = (img_size // patch_size, img_size // patch_size)
+        self.rope_reference_grid = (
+            tuple(rope_reference_grid) if rope_reference_grid is not None else self.pos_embed_grid)
         self.rope_positions = rope_positions
         self.rope_temperature = rope_temperature
         self.use_act_checkpoint = use_act_checkpoint
@@ -170,7 +178,7 @@ class RoPEViT(nn.Module):
         self.conv_proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.class_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.reg_tokens = nn.Parameter(torch.zeros(1, num_reg_tokens, embed_dim))
-        num_positions = self.num_special_tokens + self.pretrain_grid[0] * self.pretrain_grid[1]
+        num_positions = self.num_special_tokens + self.pos_embed_grid[0] * self.pos_embed_grid[1]
         self.pos_embedding = nn.Parameter(torch.empty(1, num_positions, embed_dim).normal_(std=0.02))
 
         drop_rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth > 1 else [drop_path_rate]
@@ -179,7 +187,13 @@ class RoPEViT(nn.Module):
             block_window = 0 if i in self.global_block_indexes else window_size
             blocks.append(
                 EncoderBlock(
-                    embed_dim, num_heads, mlp_dim, self.num_special_tokens, drop_rates[i], block_window, norm_eps
+                    dim=embed_dim,
+                    num_heads=num_heads,
+                    mlp_dim=mlp_dim,
+                    num_special_tokens=self.num_special_tokens,
+                    drop_path=drop_rates[i],
+                    window_size=block_window,
+                    norm_eps=norm_eps,
                 )
             )
         self.encoder = Encoder(blocks)
@@ -211,11 +225,11 @@ class RoPEViT(nn.Module):
 
     def position_embedding(self, grid_size: tuple[int, int]) -> torch.Tensor:
         """Absolute embedding for ``[special tokens, patches]`` on ``grid_size``, resized when it differs."""
-        if grid_size == self.pretrain_grid:
+        if grid_size == self.pos_embed_grid:
             return self.pos_embedding
         n = self.num_special_tokens
         special, patches = self.pos_embedding[:, :n], self.pos_embedding[:, n:]
-        patches = patches.reshape(1, *self.pretrain_grid, -1).permute(0, 3, 1, 2).float()
+        patches = patches.reshape(1, *self.pos_embed_grid, -1).permute(0, 3, 1, 2).float()
         patches = F.interpolate(patches, size=grid_size, mode="bicubic", align_corners=False, antialias=False)
         patches = patches.permute(0, 2, 3, 1).reshape(1, grid_size[0] * grid_size[1], -1)
         return torch.cat([special, patches.to(special.dtype)], dim=1)
@@ -227,7 +241,7 @@ class RoPEViT(nn.Module):
         if key not in self._rope_cache:
             head_dim = self.embed_dim // self.num_heads
             patches = build_rope_embedding(
-                head_dim, self.rope_temperature, grid_size, self.pt_grid_size, self.rope_positions, device=device
+                head_dim, self.rope_temperature, grid_size, self.rope_reference_grid, self.rope_positions, device=device
             )
             identity = torch.cat([torch.zeros(self.num_special_tokens, head_dim, device=device),
                                   torch.ones(self.num_special_tokens, head_dim, device=device)], dim=1)

@@ -109,11 +109,11 @@ def rope_vit_kwargs_from_cfg(cfg: CfgNode) -> dict:
 
 
 def build_sfp(
-    vit: RoPEViT, out_channels: int = 256, norm: str = "LN", square_pad: int = 0
+    vit: RoPEViT, *, out_channels: int = 256, norm: str = "LN", square_pad: int = 0
 ) -> RoPEViTSimpleFeaturePyramid:
     """ViTDet's pyramid over the stride-16 neck: p2..p5 at strides 4..32, p6 (stride 64) by max-pooling p5."""
     return RoPEViTSimpleFeaturePyramid(
-        net=RoPEViTStride16(vit),
+        net=RoPEViTStride16(vit=vit),
         in_feature="neck",
         out_channels=out_channels,
         scale_factors=(4.0, 2.0, 1.0, 0.5),
@@ -132,4 +132,5 @@ def build_ropevit_sfp_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backbone
             "set MODEL.PIXEL_MEAN / PIXEL_STD to 3 values and INPUT.FORMAT to 'RGB'."
         )
     vit = RoPEViT(**rope_vit_kwargs_from_cfg(cfg))
-    return build_sfp(vit, cfg.MODEL.SFP.OUT_CHANNELS, cfg.MODEL.SFP.NORM, cfg.MODEL.SFP.SQUARE_PAD)
+    return build_sfp(vit, out_channels=cfg.MODEL.SFP.OUT_CHANNELS, norm=cfg.MODEL.SFP.NORM,
+                     square_pad=cfg.MODEL.SFP.SQUARE_PAD)
