@@ -1,11 +1,11 @@
 """Multi-head attention (global, or with a key mask for windows), with a faster CPU path for bf16 inference.
 
-On CPU in bf16, PyTorch's fused flash-attention kernel (``F.scaled_dot_product_attention``) reaches only
-about 20% of the bf16 matrix-product peak: at 1024 px (5,481 tokens, 12 heads of 64) one global block takes
-0.53 s on 2 cores. The same attention written as per-head 2-D products, ``softmax(q_c k^T) v`` over chunks
-of 256 queries, runs its two products on oneDNN's bf16 GEMM at close to the peak and takes 0.19 s; the
-256 x N score block of one head stays in cache. No maintained library offers this (SDPA's CPU backends are
-flash and the slower math path), hence the few lines here.
+On CPU in bf16, PyTorch's fused flash-attention kernel (``F.scaled_dot_product_attention``) runs far below
+the bf16 matrix-product peak. The same attention written as per-head 2-D products, ``softmax(q_c k^T) v``
+over chunks of queries, runs its two products on oneDNN's bf16 GEMM close to the peak, and the chunk x N
+score block of one head stays in cache (docs/PERFORMANCE.md has the measurements and the command). No
+maintained library offers this (SDPA's CPU backends are flash and the slower math path), hence the few
+lines here.
 
 The chunked path (global blocks, and the windows of windowed blocks) is taken only for bf16 inference on a CPU:
 
@@ -28,7 +28,7 @@ __all__ = [
     "uses_chunked_cpu_attention",
 ]
 
-# Queries per chunk: a 256 x 5,481 bf16 score block is 2.7 MiB. 192-512 measured within 2% of each other
+# Queries per chunk: a 256 x 5,481 bf16 score block (1024 px) is 2.7 MiB, cache-sized. Nearby sizes measured alike
 # at 1024 px on the 2-core benchmark machine; 64 is 25% slower (too many small products).
 CPU_QUERY_CHUNK = 256
 # Bytes of one block of scores: about a core's L2 share, so softmax reads the scores from cache.

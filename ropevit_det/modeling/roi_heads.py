@@ -3,8 +3,8 @@
 Why: ``FastRCNNOutputLayers.inference`` sends every (proposal, class) pair above ``SCORE_THRESH_TEST`` to
 class-wise NMS. At a low threshold (camera-trap tools keep detections down to 0.005; benchmarks use 0)
 that is up to 1,000 proposals x 80 classes per image, and on a GPU torchvision's batched NMS then loops
-over the classes, one synchronising call each: 60% of a whole Mask R-CNN inference on an H200 (see the
-docs/PERFORMANCE.md). detectron2's RetinaNet bounds the same step with ``TOPK_CANDIDATES_TEST``;
+over the classes, one synchronising call each, which dominates a whole Mask R-CNN inference on a GPU
+(docs/PERFORMANCE.md has the profile). detectron2's RetinaNet bounds the same step with ``TOPK_CANDIDATES_TEST``;
 its ROI heads have no such option, hence this small subclass. With ``MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST``
 at 0 (the default) nothing changes; at K > 0 only the K highest-scoring pairs of each image enter NMS.
 Outputs can then differ only when NMS suppresses so many of the top K that fewer than
