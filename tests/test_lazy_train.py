@@ -69,3 +69,7 @@ def test_lazy_mask_rcnn_trains_and_evaluates_through_our_tool(shapes, tmp_path: 
                      *SMALL, f"train.output_dir={out / 'eval'}", f"train.init_checkpoint={out / 'model_final.pth'}")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "copypaste: AP,AP50,AP75" in proc.stdout + proc.stderr
+    table = (out / "eval" / "eval_report.md").read_text().splitlines()
+    assert table[2].startswith(f"| ropevit_mrcnn | {weights} | ")  # pre-train: the run's init weights
+    record = json.loads((out / "eval" / "eval_report.json").read_text())
+    assert set(record["metrics"]) == {"bbox", "segm"} and record["datasets"] == ["ropevit_cli_val"]

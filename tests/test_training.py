@@ -1,6 +1,7 @@
 """tools/train_net.py end to end on tests/data/camtrap_mini, from a random-weight birder checkpoint."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -51,7 +52,7 @@ def trained_run(tmp_path_factory, birder_weights) -> tuple[Path, subprocess.Comp
     return out, proc
 
 
-def test_training_writes_metrics_checkpoints_and_ap(trained_run) -> None:
+def test_training_writes_metrics_checkpoints_and_ap(trained_run, birder_weights) -> None:
     out, proc = trained_run
     log = proc.stdout + proc.stderr
     # Every tensor of the birder file (minus its classifier) went into the ViT, strictly.
@@ -64,7 +65,8 @@ def test_training_writes_metrics_checkpoints_and_ap(trained_run) -> None:
     assert (out / "model_final.pth").exists() and (out / "inference" / "coco_instances_results.json").exists()
     # The checkpoint names its classes, so that tools/infer.py needs no --class-names.
     saved = torch.load(out / "model_final.pth", weights_only=True)
-    assert saved["dataset_info"] == {"datasets": ["ropevit_cli_train"], "thing_classes": ["animal"]}
+    assert saved["dataset_info"] == {"datasets": ["ropevit_cli_train"], "thing_classes": ["animal"],
+                                     "init_weights": str(birder_weights)}
 
 
 def test_resume_continues_at_the_saved_iteration(trained_run) -> None:
@@ -77,12 +79,22 @@ def test_resume_continues_at_the_saved_iteration(trained_run) -> None:
     assert resumed and min(resumed) >= 4 and max(resumed) == 5  # picked up after iteration 3, not from 0
 
 
-def test_eval_only_reports_ap(trained_run) -> None:
+def test_eval_only_reports_ap(trained_run, birder_weights) -> None:
     out, _ = trained_run
     proc = run_tool("tools/train_net.py", "--config", str(QUICK), *CAMTRAP_ARGS, "--eval-only",
                     "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(out / "eval"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "copypaste: AP,AP50,AP75" in proc.stdout + proc.stderr
+    # The ViTDet-README-style table and the record that reproduces it.
+    table = (out / "eval" / "eval_report.md").read_text().splitlines()
+    assert table[0] == "| Name | pre-train | box AP | mask AP |"
+    assert table[2].startswith(f"| ropevit_faster_rcnn_instant_test | {birder_weights} | ") and table[2].endswith(" - |")
+    record = json.loads((out / "eval" / "eval_report.json").read_text())
+    assert record["metrics"]["bbox"]["AP"] == pytest.approx(float(table[2].split("|")[3]), abs=0.05)
+    assert record["weights_sha256"] == hashlib.sha256((out / "model_final.pth").read_bytes()).hexdigest()
+    assert len(record["config_sha256"]) == 64 and record["code_version"].startswith("git ")
+    versions = record["versions"]
+    assert {"python", "torch", "birder"} <= set(versions) and ("detectron2" in versions or "sal-detectron2" in versions)
 
 
 def test_two_process_gloo_run_trains_and_keeps_parameters_in_sync(tmp_path) -> None:

@@ -38,12 +38,14 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from omegaconf import OmegaConf
 
 from ropevit_det.camera_trap.cct import register_cct_dataset
 from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
 from ropevit_det.config import load_config
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
 from ropevit_det.engine import Trainer, build_lazy_model, lazy_test, lazy_train, load_ema_weights
+from ropevit_det.evaluation.report import write_eval_report
 from ropevit_det.cli.common import config_arg
 
 logger = logging.getLogger("ropevit_det.train_net")
@@ -230,11 +232,22 @@ def _main(args: argparse.Namespace):
         if cfg.TEST.AUG.ENABLED:
             results.update(Trainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
+            report(cfg.OUTPUT_DIR, results, args.config_file, cfg.dump(), cfg.MODEL.WEIGHTS, meta or {},
+                   list(cfg.DATASETS.TEST))
             verify_results(cfg, results)
         return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
+
+
+def report(output_dir: str, results: dict, config_file: str, config_text: str, weights: str, meta: dict,
+           datasets: list[str]) -> None:
+    """The ViTDet-README-style table and the JSON record of an --eval-only run (``evaluation/report.py``)."""
+    pretrain = (meta.get("dataset_info") or {}).get("init_weights") or (weights if "__author__" in meta else None)
+    md, js = write_eval_report(output_dir, results=results, config_name=config_file, config_text=config_text,
+                               weights=weights, pretrain=pretrain, datasets=datasets)
+    logger.info(f"results table ({md}), full record in {js}:\n{md.read_text()}")
 
 
 def use_ema_weights(model: torch.nn.Module, meta: dict, enabled: bool) -> None:
@@ -253,7 +266,12 @@ def _main_lazy(args: argparse.Namespace, cfg: Any):
         model = build_lazy_model(cfg)
         meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
         use_ema_weights(model, meta or {}, bool(cfg.train.get("model_ema", {}).get("enabled", False)))
-        return lazy_test(cfg, model)
+        results = lazy_test(cfg, model)
+        if comm.is_main_process():
+            names = cfg.dataloader.test.dataset.names
+            report(cfg.train.output_dir, results, args.config_file, OmegaConf.to_yaml(cfg), str(cfg.train.init_checkpoint),
+                   meta or {}, [names] if isinstance(names, str) else list(names))
+        return results
     return lazy_train(cfg, resume=args.resume)
 
 

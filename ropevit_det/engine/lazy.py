@@ -70,7 +70,9 @@ def lazy_train(cfg: Any, *, resume: bool = False) -> None:
     )
     checkpointer = RoPEViTCheckpointer(
         model, cfg.train.output_dir, trainer=trainer,
-        dataset_info=DatasetInfo(datasets=_names(cfg.dataloader.train.dataset.names)),
+        dataset_info=DatasetInfo(
+            datasets=_names(cfg.dataloader.train.dataset.names), init_weights=str(cfg.train.init_checkpoint)
+        ),
     )
     ema_cfg = cfg.train.get("model_ema", {})
     ema = ModelEMA(model, float(ema_cfg.get("decay", 0.9999))) if ema_cfg.get("enabled", False) else None

@@ -62,16 +62,21 @@ class DatasetInfo:
     """Checkpointable that stores the training classes in every checkpoint (``checkpoint["dataset_info"]``),
     so that inference can name them (MegaDetector ids for animal/person/vehicle) without being told."""
 
-    def __init__(self, cfg: CfgNode | None = None, *, datasets: list[str] | None = None) -> None:
-        """From a yacs ``cfg`` (``DATASETS.TRAIN``) or, for LazyConfigs, the training ``datasets`` by name."""
+    def __init__(
+        self, cfg: CfgNode | None = None, *, datasets: list[str] | None = None, init_weights: str = ""
+    ) -> None:
+        """From a yacs ``cfg`` (``DATASETS.TRAIN``, ``MODEL.WEIGHTS``) or, for LazyConfigs, ``datasets`` by name
+        and ``init_weights``. The initial weights are kept so that evaluation reports can name the pre-training."""
         self.datasets = list(cfg.DATASETS.TRAIN) if cfg is not None else list(datasets or [])
+        self.init_weights = cfg.MODEL.WEIGHTS if cfg is not None else init_weights
         self.thing_classes = list(MetadataCatalog.get(self.datasets[0]).get("thing_classes", [])) if self.datasets else []
 
     def state_dict(self) -> dict:
-        return {"datasets": self.datasets, "thing_classes": self.thing_classes}
+        return {"datasets": self.datasets, "thing_classes": self.thing_classes, "init_weights": self.init_weights}
 
     def load_state_dict(self, state: dict) -> None:
-        """Nothing to restore: the current run's datasets are authoritative."""
+        """On resume: the current run's datasets are authoritative; the initial weights stay the first run's."""
+        self.init_weights = state.get("init_weights", self.init_weights)
 
 
 class Trainer(DefaultTrainer):
