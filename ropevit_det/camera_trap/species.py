@@ -29,13 +29,7 @@ from detectron2.utils.file_io import PathManager
 from PIL import Image
 from torchvision.transforms import v2
 
-from ..checkpoint.birder_format import (
-    birder_checkpoint_from_dict,
-    is_birder_dict,
-    is_safetensors_file,
-    load_torch_file,
-    read_birder_checkpoint,
-)
+from ..checkpoint.birder_format import BirderCheckpoint, read_checkpoint_file
 from ..checkpoint.conversion import VIT_PREFIX, KeyMappingError, check_against_model, convert_birder_state
 from ..modeling.rope_vit import RoPEViT
 from ..modeling.sfp_backbone import rope_vit_kwargs_from_cfg
@@ -250,28 +244,24 @@ def _rgb_stats(meta: Mapping[str, Any], cfg: CfgNode) -> dict[str, Any]:
 
 def _read_classifier_state(local_path: str, source: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(bare RoPEViT state with classifier.*, metadata)`` from a birder or detectron2 checkpoint file."""
-    if is_safetensors_file(local_path):
-        birder = read_birder_checkpoint(local_path)
-    else:
-        loaded = load_torch_file(local_path)
-        birder = birder_checkpoint_from_dict(loaded, local_path) if is_birder_dict(loaded) else None
-        if birder is None:
-            if not (isinstance(loaded, dict) and isinstance(loaded.get("model"), dict)):
-                raise ValueError(f"{source} is neither a birder checkpoint nor a detectron2 checkpoint "
-                                 "(a dict with 'model'); pass a birder .pt/.safetensors file or birder://NAME")
-            state = {k[len(VIT_PREFIX):]: v for k, v in loaded["model"].items() if k.startswith(VIT_PREFIX)}
-            if "classifier.weight" not in state:
-                raise ValueError(
-                    f"{source} has no classifier ({VIT_PREFIX}classifier.weight): a fine-tuned detector does not "
-                    "keep one. Use a classification checkpoint: birder://rope_vit_reg4_b14_capi-inat21, a birder "
-                    "file, or a detectron2 file converted with its classifier kept.")
-            meta = {k: loaded.get(k) for k in ("class_to_idx", "rgb_stats", "resolution")}
-            return state, meta
+    loaded = read_checkpoint_file(local_path)
+    if not isinstance(loaded, BirderCheckpoint):
+        if not (isinstance(loaded, dict) and isinstance(loaded.get("model"), dict)):
+            raise ValueError(f"{source} is neither a birder checkpoint nor a detectron2 checkpoint "
+                             "(a dict with 'model'); pass a birder .pt/.safetensors file or birder://NAME")
+        state = {k[len(VIT_PREFIX):]: v for k, v in loaded["model"].items() if k.startswith(VIT_PREFIX)}
+        if "classifier.weight" not in state:
+            raise ValueError(
+                f"{source} has no classifier ({VIT_PREFIX}classifier.weight): a fine-tuned detector does not "
+                "keep one. Use a classification checkpoint: birder://rope_vit_reg4_b14_capi-inat21, a birder "
+                "file, or a detectron2 file converted with its classifier kept.")
+        meta = {k: loaded.get(k) for k in ("class_to_idx", "rgb_stats", "resolution")}
+        return state, meta
     try:
-        state = convert_birder_state(birder.state, keep_classifier=True, prefix="")
+        state = convert_birder_state(loaded.state, keep_classifier=True, prefix="")
     except KeyMappingError as exc:
         raise ValueError(f"{source}: cannot be used as a species classifier: {exc}") from None
-    meta = {"class_to_idx": birder.class_to_idx, "rgb_stats": birder.rgb_stats, "resolution": birder.resolution}
+    meta = {"class_to_idx": loaded.class_to_idx, "rgb_stats": loaded.rgb_stats, "resolution": loaded.resolution}
     return state, meta
 
 

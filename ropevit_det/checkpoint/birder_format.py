@@ -116,6 +116,21 @@ def read_birder_checkpoint(path: str | os.PathLike) -> BirderCheckpoint:
     return birder_checkpoint_from_dict(obj, path)
 
 
+def read_checkpoint_file(path: str | os.PathLike) -> BirderCheckpoint | Any:
+    """The one reader of checkpoint files: a birder checkpoint (``.pt`` or ``.safetensors``, decided by the
+    file's first bytes) comes back as a validated :class:`BirderCheckpoint`; any other file that
+    ``torch.load(weights_only=True)`` reads (a detectron2 checkpoint dict, say) comes back as loaded.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the file is truncated, corrupt, or holds pickled objects ``weights_only=True`` refuses.
+    """
+    if is_safetensors_file(path):
+        return _read_safetensors(Path(path))
+    loaded = load_torch_file(path)
+    return birder_checkpoint_from_dict(loaded, path) if is_birder_dict(loaded) else loaded
+
+
 def load_torch_file(path: str | os.PathLike) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with every failure turned into a clear ``ValueError``.
 

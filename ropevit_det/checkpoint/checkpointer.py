@@ -24,14 +24,7 @@ from typing import Any
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .birder_format import (
-    BirderCheckpoint,
-    birder_checkpoint_from_dict,
-    is_birder_dict,
-    is_safetensors_file,
-    load_torch_file,
-    read_birder_checkpoint,
-)
+from .birder_format import BirderCheckpoint, is_birder_dict, read_checkpoint_file
 from .conversion import CHECKPOINT_AUTHOR, VIT_PREFIX, birder_to_d2_checkpoint, check_against_model
 from .path_handler import BIRDER_PREFIX, converted_published
 
@@ -60,13 +53,9 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
 
     def _torch_load(self, f: str) -> Any:
         """Every non-``.pkl`` file comes through here (``DetectionCheckpointer._load_file``)."""
-        if is_safetensors_file(f):
-            return self._convert(read_birder_checkpoint(f))
         # weights_only=True for every file, birder's or detectron2's: nothing from a file is ever executed.
-        loaded = load_torch_file(f)
-        if is_birder_dict(loaded):
-            return self._convert(birder_checkpoint_from_dict(loaded, f))
-        return loaded
+        loaded = read_checkpoint_file(f)
+        return self._convert(loaded) if isinstance(loaded, BirderCheckpoint) else loaded
 
     def _convert(self, checkpoint: BirderCheckpoint) -> dict[str, Any]:
         logger.info(

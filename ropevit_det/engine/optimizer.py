@@ -12,9 +12,9 @@ from detectron2.config import CfgNode
 from detectron2.layers.batch_norm import LayerNorm as Detectron2LayerNorm
 from detectron2.solver.build import maybe_add_gradient_clipping, reduce_param_groups
 
+from ..checkpoint.conversion import VIT_PREFIX  # where the ViT's tensors sit in a detector's state dict
 from ..modeling.norms import ChannelLayerNorm
 
-VIT_PREFIX = "backbone.net.vit."
 # The embedding parameters sit "below" block 0 in the decay schedule and never get weight decay.
 EMBEDDING_PARAMS = ("conv_proj.", "pos_embedding", "class_token", "reg_tokens")
 NO_DECAY_PARAMS = ("pos_embedding", "class_token", "reg_tokens")
