@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from ropevit_det.camera_trap.image_io import list_inputs, make_inference_loader, read_image_rgb, scan_inputs
+from ropevit_det.camera_trap.detector import InputSpec
+from ropevit_det.camera_trap.image_io import list_inputs, read_image_rgb, scan_inputs
+from ropevit_det.camera_trap.inputs import DetectorInputDataset, make_input_loader
 from tests.camtrap_helpers import MINI_IMAGES, save_exif_rotated_jpeg, save_rgb
 
 
@@ -146,10 +148,12 @@ def test_loader_decodes_in_workers_in_order(tmp_path):
     (root / "b.jpg").write_bytes(b"garbage")
     save_rgb(root / "c.png", 10, 12)
     top, files = list_inputs(root)
-    loader = make_inference_loader(top, files, batch_size=2, num_workers=1)
-    items = [item for batch in loader for item in batch]
-    assert [i.rel_path for i in items] == ["a.jpg", "b.jpg", "c.png"]
+    spec = InputSpec(min_size=0, max_size=0)  # no resizing: the model input is the decoded image
+    loader = make_input_loader(DetectorInputDataset(top, files, spec, keep_image=True), batch_size=2, num_workers=2)
+    items = list(loader)
+    assert [i.rel_path for i in items] == ["a.jpg", "b.jpg", "c.png"]  # two workers, input order kept
     assert items[0].image.shape == (20, 30, 3) and items[0].original_hw == (20, 30)
+    assert items[0].model_input["image"].shape == (3, 20, 30)
     assert items[1].image is None and items[1].failure
     assert items[2].image.shape == (12, 10, 3)
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch.utils.data
 from PIL import Image, ImageOps
 
 from .exif import capture_datetime, displayed_size
@@ -199,67 +198,3 @@ def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
         low, high = float(values.min()), float(values.max())
         scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-class LoadedImage(NamedTuple):
-    """One item from :class:`InferenceImageDataset`."""
-
-    rel_path: str
-    image: np.ndarray | None  # RGB uint8 HWC
-    failure: str | None
-    original_hw: tuple[int, int] | None
-
-
-class InferenceImageDataset(torch.utils.data.Dataset):
-    """Decode images by index, so a DataLoader's workers do JPEG decoding while the model runs.
-
-    Args:
-        root: folder the relative paths start from.
-        files: relative paths (from :func:`list_inputs`, minus those a resumed run already did).
-        max_pixels: see :func:`read_image_rgb`.
-    """
-
-    def __init__(self, root: str | os.PathLike, files: Sequence[str], max_pixels: int | None = DEFAULT_MAX_PIXELS):
-        self.root = Path(root)
-        self.files = list(files)
-        self.max_pixels = max_pixels
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> LoadedImage:
-        rel = self.files[index]
-        result = read_image_rgb(self.root / rel, self.max_pixels)
-        return LoadedImage(rel, result.image, result.failure, result.original_hw)
-
-
-def collate_as_list(batch: list[LoadedImage]) -> list[LoadedImage]:
-    """Keep a batch as a list: images differ in size and failed ones are None, so they cannot be stacked."""
-    return batch
-
-
-def make_inference_loader(
-    root: str | os.PathLike,
-    files: Sequence[str],
-    *,
-    batch_size: int = 1,
-    num_workers: int = 2,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader that yields lists of :class:`LoadedImage` in input order, decoded by ``num_workers`` processes.
-
-    Args:
-        root, files, max_pixels: see :class:`InferenceImageDataset`.
-        batch_size: images per yielded list.
-        num_workers: decoding processes (0 decodes in the calling process).
-    """
-    dataset = InferenceImageDataset(root, files, max_pixels)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,  # results are checkpointed in order; order also makes runs reproducible
-        num_workers=num_workers,
-        collate_fn=collate_as_list,
-        prefetch_factor=4 if num_workers > 0 else None,
-        persistent_workers=False,
-    )

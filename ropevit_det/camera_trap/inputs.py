@@ -105,11 +105,17 @@ class DetectorInputDataset(torch.utils.data.IterableDataset):
         yield PreparedItem(rel, reader.failure, None, None, None, datetime=reader.creation_time, video_end=end)
 
 
+def _as_is(item: PreparedItem) -> PreparedItem:
+    # The default for unbatched items, default_convert, would turn tuples such as original_hw into lists.
+    return item
+
+
 def make_input_loader(dataset: DetectorInputDataset, batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
     """Single items from ``num_workers`` decoding processes; the loop batches them (videos yield many)."""
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=None,  # items, not batches: a video yields a variable number of them
+        collate_fn=_as_is,
         num_workers=num_workers,
         # Two batches ahead per worker keeps the model fed; more only holds more decoded frames in memory.
         prefetch_factor=2 * batch_size if num_workers > 0 else None,
