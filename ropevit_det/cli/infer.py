@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None,
                         help="cpu, cuda or cuda:N (default: MODEL.DEVICE, or cpu when CUDA is not available)")
     parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast (GPU, or CPUs with AVX-512 BF16)")
+    parser.add_argument("--backend", choices=("pytorch", "int8", "onnxruntime", "openvino"), default="pytorch",
+                        help="CPUs without bf16: int8 (the ViT's linear layers quantized to int8), or the "
+                             "model exported at start-up and run by onnxruntime / openvino (default: %(default)s)")
     parser.add_argument("--checkpoint-every", type=int, default=1000,
                         help="fsync the journal every N images: a power cut loses at most N, a killed process "
                              "none but the batch in flight (default: %(default)s)")
@@ -195,6 +198,8 @@ def check_args(args: argparse.Namespace) -> tuple[tuple[int, int] | None, FrameS
         raise SystemExit("--batch-size must be >= 1 and --num-workers >= 0")
     if args.coco_gt and not args.coco_results:
         raise SystemExit("--coco-gt only applies with --coco-results FILE")
+    if args.backend != "pytorch" and (args.bf16 or (args.device or "cpu") != "cpu"):
+        raise SystemExit(f"--backend {args.backend} runs on the CPU in fp32: drop --bf16 and --device")
     if args.num_gpus < 1 or args.num_machines < 1 or not 0 <= args.machine_rank < args.num_machines:
         raise SystemExit("--num-gpus and --num-machines must be >= 1 and --machine-rank in 0..num-machines-1")
     if args.num_machines > 1 and args.dist_url == "auto":
@@ -283,9 +288,15 @@ def worker(args: argparse.Namespace, shard: tuple[int, int] | None, sampling: Fr
     except (ResultsFileError, JournalError, ValueError) as exc:
         raise SystemExit(f"ERROR: --output {args.output}: {exc}. Use another --output, or move the file away and "
                          "start again without --resume.") from None
+    if args.backend == "pytorch":
+        detector = Detector(model, cfg.MODEL.DEVICE, bf16=args.bf16)
+    else:
+        from ropevit_det.export import cpu_detector  # imported only when chosen (onnx, quantization)
+
+        detector = cpu_detector(args.backend, model, cfg)
     with writer:  # one process: finalized on leaving; several: each closes its journal
         summary = run_inference(
-            Detector(model, cfg.MODEL.DEVICE, bf16=args.bf16), spec, root, mine, writer, classes,
+            detector, spec, root, mine, writer, classes,
             threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, batch_size=args.batch_size, num_workers=args.num_workers,
             classifier=classifier,
             classify_threshold=typical if args.classify_threshold is None else args.classify_threshold,

@@ -1,10 +1,16 @@
 """Export (ONNX, TorchScript) through detectron2's TracingAdapter, and runtimes that run the export or a CPU
 fast path behind the camera-trap ``Detector`` interface."""
+from .cpu_backend import CPU_BACKENDS, Int8Detector, cpu_detector, export_for_runtime, quantize_vit_linears
 from .info import EXPORT_INFO_KEY, INPUT_NAMES, OUTPUT_NAMES, ExportInfo
 from .runtime import RUNTIMES, ExportedDetector, read_export_info
-from .tracing import ONNX_OPSET, default_input_hw, export_model, fixed_rope_table, outputs_of, patch_grid, traceable_model
+from .tracing import ONNX_OPSET, default_input_hw, export_model, export_vit_onnx, fixed_rope_table, outputs_of, patch_grid, traceable_model
 
 __all__ = [
+    "CPU_BACKENDS",
+    "Int8Detector",
+    "cpu_detector",
+    "export_for_runtime",
+    "quantize_vit_linears",
     "EXPORT_INFO_KEY",
     "INPUT_NAMES",
     "OUTPUT_NAMES",
@@ -15,6 +21,7 @@ __all__ = [
     "ONNX_OPSET",
     "default_input_hw",
     "export_model",
+    "export_vit_onnx",
     "fixed_rope_table",
     "outputs_of",
     "patch_grid",

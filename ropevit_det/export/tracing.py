@@ -26,7 +26,7 @@ from detectron2.structures import ImageList
 from ..modeling.rope_vit import RoPEViT
 from .info import EXPORT_INFO_KEY, INPUT_NAMES, OUTPUT_NAMES, ExportInfo
 
-__all__ = ["ONNX_OPSET", "default_input_hw", "export_model", "fixed_rope_table", "outputs_of", "patch_grid", "traceable_model"]
+__all__ = ["ONNX_OPSET", "default_input_hw", "export_model", "export_vit_onnx", "fixed_rope_table", "outputs_of", "patch_grid", "traceable_model"]
 
 # detectron2's STABLE_ONNX_OPSET_VERSION (11) has no repeat_interleave / bicubic-resize forms this model needs.
 ONNX_OPSET = 17
@@ -133,3 +133,23 @@ def default_input_hw(model: GeneralizedRCNN, min_size_test: int) -> tuple[int, i
     divisor = max(model.backbone.size_divisibility, 1)
     round_up = lambda n: -(-n // divisor) * divisor  # noqa: E731
     return (round_up(min_size_test), round_up(math.ceil(min_size_test * 4 / 3)))
+
+
+class _NeckOnly(torch.nn.Module):
+    def __init__(self, vit: RoPEViT) -> None:
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.detection_features(x)["neck"]
+
+
+def export_vit_onnx(vit: RoPEViT, input_hw: tuple[int, int]) -> bytes:
+    """The ViT alone (``detection_features``' neck for a (1, 3, H, W) normalised input) as ONNX, at ``input_hw``:
+    what the accuracy guard and the benchmark compare, without the detection heads."""
+    buffer = io.BytesIO()
+    sample = torch.zeros(1, 3, *input_hw, device=vit.pos_embedding.device)
+    with fixed_rope_table(vit, patch_grid(vit, input_hw)), torch.no_grad():
+        torch.onnx.export(_NeckOnly(vit).eval(), (sample,), buffer, opset_version=ONNX_OPSET, dynamo=False,
+                          input_names=["image"], output_names=["neck"])
+    return buffer.getvalue()

@@ -1,0 +1,133 @@
+"""The fast paths for CPUs without bf16 (``tools/infer.py --backend int8|onnxruntime``) against fp32 eager,
+on the briefly trained shapes detector (``shapes_detector`` in conftest.py: confident boxes, so that the
+comparison is of real detections, not of near-tied noise):
+
+* neck cosine (per location, mean) >= 0.999 for the exact export (ONNX Runtime), >= 0.99 for int8;
+* every fp32 detection above 0.3 has a detection of its class with IoU >= 0.9 from the backend.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, pairwise_iou
+from PIL import Image
+
+from ropevit_det import model_zoo
+
+from .trained_shapes import MODEL_OVERRIDES
+
+try:
+    import onnxruntime
+except ImportError as exc:  # a failure, not a skip: setup_env.sh installs it (setup.py test extra)
+    raise ImportError(f"{exc}: pip install onnx onnxruntime (or bash tools/setup_env.sh)") from None
+
+MIN_SCORE, MIN_IOU = 0.3, 0.9
+EXACT_MIN_COSINE, INT8_MIN_COSINE = 0.999, 0.99
+
+
+@pytest.fixture(scope="module")
+def trained(shapes_detector):
+    cfg = model_zoo.get_config("demo/ropevit_shapes_cpu.yaml", shapes_detector.overrides)
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(str(shapes_detector.weights))
+    inputs = []
+    for path in shapes_detector.val_images:
+        rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+        inputs.append({"image": rgb, "height": rgb.shape[1], "width": rgb.shape[2]})
+    return cfg, model, inputs
+
+
+def _neck_cosine(reference: torch.Tensor, candidate: torch.Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(reference.flatten(2), candidate.flatten(2), dim=1).mean().item()
+
+
+def _normalised(model, inputs) -> torch.Tensor:
+    return torch.stack([(i["image"].float() - model.pixel_mean.view(3, 1, 1)) / model.pixel_std.view(3, 1, 1)
+                        for i in inputs[:2]])
+
+
+def test_int8_neck_cosine(trained):
+    from ropevit_det.export import quantize_vit_linears
+
+    _, model, inputs = trained
+    vit = model.backbone.net.vit
+    images = _normalised(model, inputs)
+    quantized = quantize_vit_linears(__import__("copy").deepcopy(vit))
+    assert any("quantized" in type(m).__module__ for m in quantized.modules()), "nothing was quantized"
+    with torch.no_grad():
+        cosine = _neck_cosine(vit(images)["neck"], quantized(images)["neck"])
+    assert INT8_MIN_COSINE <= cosine < 1.0, cosine  # < 1: int8 really ran
+
+
+def test_onnx_neck_cosine(trained, tmp_path):
+    from ropevit_det.export import export_vit_onnx
+
+    _, model, inputs = trained
+    vit = model.backbone.net.vit
+    images = _normalised(model, inputs)[:1]
+    path = tmp_path / "vit.onnx"
+    path.write_bytes(export_vit_onnx(vit, tuple(images.shape[-2:])))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    neck = torch.from_numpy(session.run(None, {"image": images.numpy()})[0])
+    with torch.no_grad():
+        assert _neck_cosine(vit(images)["neck"], neck) >= EXACT_MIN_COSINE
+
+
+def _detections(instances) -> list[tuple[list[float], float, int]]:
+    return [(b.tolist(), float(s), int(c))
+            for b, s, c in zip(instances.pred_boxes.tensor, instances.scores, instances.pred_classes)]
+
+
+@pytest.mark.parametrize("backend", ["int8", "onnxruntime"])
+def test_backend_keeps_every_confident_fp32_detection(trained, backend):
+    from ropevit_det.camera_trap.detector import Detector
+    from ropevit_det.export import cpu_detector
+
+    cfg, model, inputs = trained
+    # The export at the frames' own size: a larger canvas would add padding tokens to global attention and
+    # test the padding, not the runtime (eager batches of mixed sizes pad the same way).
+    fast = cpu_detector(backend, model, cfg, threads=1, input_hw=tuple(inputs[0]["image"].shape[-2:]))
+    reference = Detector(model, "cpu")
+    confident_total = 0
+    for item in inputs:
+        ref, out = _detections(reference([item])[0]), _detections(fast([item])[0])
+        for box, score, cls in (d for d in ref if d[1] > MIN_SCORE):
+            same_class = [d for d in out if d[2] == cls]
+            assert same_class, f"{backend}: fp32 detection {box} (class {cls}, {score:.3f}) has no match"
+            iou = pairwise_iou(Boxes(torch.tensor([box])), Boxes(torch.tensor([d[0] for d in same_class])))[0].max()
+            assert iou >= MIN_IOU, f"{backend}: fp32 box {box} ({score:.3f}): best IoU {iou:.3f}"
+            confident_total += 1
+    assert confident_total >= len(inputs), "too few confident detections: the guard would prove little"
+
+
+def test_infer_tool_runs_the_int8_backend(shapes_detector, trained, tmp_path, monkeypatch):
+    import json
+
+    from ropevit_det.cli import infer
+    from ropevit_det.export import cpu_backend
+
+    calls: list[int] = []
+    original = cpu_backend.Int8Detector.__call__
+    monkeypatch.setattr(cpu_backend.Int8Detector, "__call__", lambda self, inputs: calls.append(1) or original(self, inputs))
+    out = tmp_path / "int8.json"
+    assert infer.main(["--config", shapes_detector.config_file, "--weights", str(shapes_detector.weights),
+                       "--input", str(shapes_detector.val_images[0].parent), "--output", str(out),
+                       "--class-names", "circle,square,triangle", "--num-workers", "0", "--no-progress",
+                       "--backend", "int8", *MODEL_OVERRIDES]) == 0
+    assert calls, "--backend int8 did not run the int8 detector"
+    images = json.loads(out.read_text())["images"]
+    assert len(images) == len(shapes_detector.val_images)
+    assert sum(len(i.get("detections", [])) for i in images) >= len(images)
+
+
+def test_infer_tool_refuses_a_backend_with_bf16(tmp_path):
+    from ropevit_det.cli import infer
+
+    with pytest.raises(SystemExit, match="--backend int8 runs on the CPU in fp32"):
+        infer.main(["--config", "x.yaml", "--weights", "w.pth", "--input", str(tmp_path), "--output",
+                    str(tmp_path / "o.json"), "--backend", "int8", "--bf16"])
