@@ -8,6 +8,7 @@ image counts that the federated loss weighs by, from the file itself; loading st
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections import defaultdict
@@ -20,7 +21,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.lvis import load_lvis_json
 from detectron2.data.detection_utils import get_fed_loss_cls_weights
 
-__all__ = ["fed_loss_cls_weights", "lvis_format_metadata", "register_lvis_format_dataset"]
+__all__ = ["fed_loss_cls_weights", "lvis_format_metadata", "register_lvis_format_dataset", "require_lvis"]
 
 
 def lvis_format_metadata(json_file: str | os.PathLike) -> dict[str, Any]:
@@ -48,8 +49,25 @@ def lvis_format_metadata(json_file: str | os.PathLike) -> dict[str, Any]:
     }
 
 
+LVIS_INSTALL = "python -m pip install --no-deps lvis==0.5.3 (tools/setup_env.sh does it)"
+
+
+def require_lvis() -> None:
+    """The ``lvis`` package (LVIS API) that detectron2's LVIS loader and evaluator import.
+
+    Raises:
+        ImportError: it is missing; the message gives the install command. ``--no-deps``: its metadata pulls
+            opencv-python, which would replace the cv2 of opencv-python-headless.
+    """
+    try:
+        importlib.import_module("lvis")
+    except ImportError as error:
+        raise ImportError(f"LVIS data and evaluation need the lvis package: {LVIS_INSTALL}") from error
+
+
 def register_lvis_format_dataset(name: str, json_file: str | os.PathLike, image_root: str | os.PathLike) -> None:
     """Register an LVIS-format file (images located by ``coco_url``'s last two parts under ``image_root``)."""
+    require_lvis()
     json_file, image_root = str(json_file), os.path.join(str(image_root), "")
     meta = lvis_format_metadata(json_file)
     DatasetCatalog.register(name, lambda: load_lvis_json(json_file, image_root, dataset_name=None))

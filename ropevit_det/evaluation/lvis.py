@@ -32,6 +32,12 @@ def numpy_float_alias() -> Iterator[None]:
 class LVISEvaluatorNumpy2(LVISEvaluator):
     """``LVISEvaluator`` (same arguments and results) whose evaluation runs with :func:`numpy_float_alias`."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        from ..data.lvis_datasets import require_lvis
+
+        require_lvis()
+        super().__init__(*args, **kwargs)
+
     def evaluate(self):
         with numpy_float_alias():
             return super().evaluate()
