@@ -79,6 +79,12 @@ def check_config(cfg: CN) -> None:
             f"TEST.AUG.MAX_SIZE {aug.MAX_SIZE} exceeds MODEL.SFP.SQUARE_PAD {square}, the square every batch is "
             f"padded to: set TEST.AUG.MAX_SIZE {square} (or less)"
         )
+    box, num_classes = cfg.MODEL.ROI_BOX_HEAD, cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if box.USE_FED_LOSS and box.FED_LOSS_NUM_CLASSES > num_classes:
+        raise ValueError(
+            f"MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES {box.FED_LOSS_NUM_CLASSES} exceeds MODEL.ROI_HEADS.NUM_CLASSES "
+            f"{num_classes}: the federated loss samples that many classes per step; set it to {num_classes} or less"
+        )
     cap, heads = cfg.MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST, cfg.MODEL.ROI_HEADS.NAME
     if cap < 0:
         raise ValueError(f"MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST must be >= 0 (0 = no cap), got {cap}")

@@ -91,3 +91,8 @@ def test_category_ids_must_be_one_to_n(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"categories": [{"id": 0, "name": "a"}], "annotations": []}))
     with pytest.raises(ValueError, match=r"LVIS category ids must be 1..1"):
         lvis_format_metadata(tmp_path / "bad.json")
+
+
+def test_federated_loss_sampling_more_classes_than_exist_is_refused():
+    with pytest.raises(ValueError, match=r"FED_LOSS_NUM_CLASSES 50 exceeds MODEL.ROI_HEADS.NUM_CLASSES 3"):
+        tiny_cfg(CONFIGS / "LVIS" / "ropevit_mrcnn.yaml", ["MODEL.ROI_HEADS.NUM_CLASSES", "3"])

@@ -42,7 +42,7 @@ from omegaconf import OmegaConf
 
 from ropevit_det.camera_trap.cct import register_cct_dataset
 from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
-from ropevit_det.config import load_config
+from ropevit_det.config import check_config, load_config
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
 from ropevit_det.engine import Trainer, build_lazy_model, lazy_test, lazy_train, load_ema_weights
 from ropevit_det.evaluation.report import write_eval_report
@@ -176,8 +176,12 @@ def setup(args: argparse.Namespace) -> CfgNode:
     args.config_file = config_arg(args.config_file)  # default_setup reads it again to log and copy it
     if is_lazy_config(args.config_file):
         return setup_lazy(args)
-    cfg = load_config(args.config_file, args.opts)
-    register_cli_datasets(args, cfg)
+    try:
+        cfg = load_config(args.config_file, args.opts)
+        register_cli_datasets(args, cfg)
+        check_config(cfg)  # again: the data flags may have changed the class count
+    except ValueError as error:  # a key combination that cannot work; the message says the fix
+        raise SystemExit(f"ERROR: {error}") from None
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
