@@ -92,6 +92,18 @@ setup(
             "opencv-python-headless>=4.8",
             "pytest",  # megadetector.utils.path_utils imports it at module level
         ],
+        # MegaDetector v5a's network as a benchmark peer (ropevit-det benchmark --mdv5a-modes): what the yolov5
+        # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by
+        # tools/setup_env.sh: yolov5's requirements pull a training stack (sahi, roboflow, boto3) and pin old hubs.
+        "bench": [
+            "pandas",
+            "seaborn",
+            "thop",
+            "psutil",
+            "PyYAML",
+            "scipy",
+            "opencv-python-headless>=4.8",
+        ],
     },
     entry_points={"console_scripts": ["ropevit-det = ropevit_det.cli.main:main"]},
 )

@@ -108,6 +108,22 @@ else
   has lvis.eval || die "lvis does not import: $("$PY" -c "import lvis.eval" 2>&1 | tail -1)"
 fi
 
+# 4c. The bench extra: MegaDetector v5a's network (YOLOv5x6) from the yolov5 package, for the benchmark peer and
+#     its test. yolov5 and ultralytics go in without deps (their requirements pull a training stack and pin old
+#     hub clients); the bench extra brings what their import needs. Optional: where it does not install cleanly,
+#     say so and go on (tests/test_benchmark_mdv5a.py then fails, naming the install command).
+if has yolov5.models.yolo yolov5.utils.augmentations; then
+  say "yolov5 (bench extra) present"
+else
+  say "installing the bench extra (yolov5==7.0.14 and ultralytics without deps)"
+  if "${PIP[@]}" -e "$ROOT[bench]" && "${PIP[@]}" --no-deps "yolov5==7.0.14" "ultralytics==8.4.190" \
+       && has yolov5.models.yolo yolov5.utils.augmentations; then
+    say "yolov5 installed"
+  else
+    say "WARNING: the bench extra did not install cleanly; the MegaDetector peer of the benchmark is unavailable"
+  fi
+fi
+
 # 5. A real browser for the review-page test: Debian's chromium and chromium-driver (selenium drives it).
 if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
   say "chromium and chromedriver present"

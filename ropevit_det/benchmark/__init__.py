@@ -1,7 +1,7 @@
 """Speed, memory, FLOPs and accuracy-guard measurements behind ``tools/benchmark.py``."""
 from .accuracy import BF16_MIN_COSINE, NeckAgreement, neck_agreement, windowed_copy
 from .measure import PeakMemory, count_flops, matmul_peak_gflops, time_repeats
-from .models import OUR_MODES, VITDET_MODES, ModelSpec, auto_window_size, build_benchmark_model
+from .models import MDV5A_MODES, OUR_MODES, VITDET_MODES, ModelSpec, auto_window_size, build_benchmark_model
 from .report import markdown_report
 from .runner import TASKS, BenchmarkSettings, compute_ratios, run_benchmark
 
@@ -14,6 +14,7 @@ __all__ = [
     "count_flops",
     "matmul_peak_gflops",
     "time_repeats",
+    "MDV5A_MODES",
     "OUR_MODES",
     "VITDET_MODES",
     "ModelSpec",

@@ -2,6 +2,7 @@
 
 * ``ours``: Mask R-CNN from ``configs/ropevit_mrcnn.yaml`` (RoPE ViT-B/14 + SFP), random weights unless given.
 * ``vitdet``: detectron2's own ViTDet ViT-B Mask R-CNN (``common/models/mask_rcnn_vitdet.py``), random weights.
+* ``mdv5a``: MegaDetector v5a's YOLOv5x6 (``megadetector.py``), random weights, at its own 1280 px letterbox.
 
 Both get the same synthetic images and ground truth, the same square padding (the benchmark size) and the
 same test score threshold.
@@ -26,6 +27,7 @@ from ..model_zoo import get_config_file
 from ..modeling.roi_heads import CandidateCappedFastRCNNOutputLayers
 
 __all__ = [
+    "MDV5A_MODES",
     "ModelSpec",
     "auto_window_size",
     "build_benchmark_model",
@@ -68,6 +70,7 @@ class ModelSpec:
     description: str = ""
     extra_opts: tuple = field(default=())
     compile_blocks: bool = False
+    int8_linears: bool = False  # ours: the ViT's linear layers in int8 (torch.ao dynamic quantization)
 
     @property
     def precision(self) -> str:
@@ -83,6 +86,18 @@ OUR_MODES = {
     "fast_compiled": ModelSpec("ours", "fast_compiled", torch.bfloat16, True,
                                "fast, with each ViT block compiled by torch.compile (fuses norms, RoPE, GELU, "
                                "residuals)", compile_blocks=True),
+    # The paths for CPUs without bf16 (tools/infer.py --backend int8); inference only (no backward in int8).
+    "int8": ModelSpec("ours", "int8", None, False, "fp32 with the ViT's linear layers in int8 (torch.ao dynamic "
+                      "quantization), global attention: the no-bf16 path", int8_linears=True),
+    "int8_fast": ModelSpec("ours", "int8_fast", None, True, "int8 linear layers, fp32 windowed attention, global "
+                           "blocks 2/5/8/11: the no-bf16 counterpart of fast", int8_linears=True),
+}
+# MegaDetector v5a: fp32 is what it runs on CPUs, fp16 (model.half()) what it runs on GPUs.
+MDV5A_MODES = {
+    "fp32": ModelSpec("mdv5a", "fp32", None, False, "MegaDetector v5a (YOLOv5x6), fp32, 1280 px letterbox"),
+    "fp16": ModelSpec("mdv5a", "fp16", torch.float16, False, "MegaDetector v5a, fp16 weights and inputs (GPU)"),
+    "bf16": ModelSpec("mdv5a", "bf16", torch.bfloat16, False, "MegaDetector v5a, bf16 autocast (not what "
+                      "MegaDetector runs; for reference)"),
 }
 VITDET_MODES = {
     "fp32": ModelSpec("vitdet", "fp32", None, False, "detectron2 ViTDet-B, fp32 (its own window attention)"),
@@ -111,6 +126,7 @@ def ours_cfg(
     weights: str = "",
     tiny: bool = False,
     topk_candidates: int = 0,
+    boxes_only: bool = False,
 ) -> CfgNode:
     """``configs/ropevit_mrcnn.yaml`` set up for the benchmark (see ``build_benchmark_model``)."""
     opts = [
@@ -122,6 +138,8 @@ def ours_cfg(
         "MODEL.ROPE_VIT.WINDOW_SIZE", window if spec.windowed else 0,
         "MODEL.ROPE_VIT.GLOBAL_BLOCKS", list(global_blocks) if spec.windowed else [],
     ]
+    if boxes_only:  # Faster R-CNN heads, as the camera-trap config: what MegaDetector's boxes compare with
+        opts += ["MODEL.MASK_ON", False]
     return load_config(get_config_file(OURS_CONFIG), opts + (OURS_TINY_OPTS if tiny else []) + list(spec.extra_opts))
 
 
@@ -169,6 +187,7 @@ def build_benchmark_model(
     weights: str = "",
     tiny: bool = False,
     topk_candidates: int = 0,
+    boxes_only: bool = False,
 ) -> torch.nn.Module:
     """The detectron2 ``GeneralizedRCNN`` for ``spec`` at input ``size``, on ``device``, in train mode.
 
@@ -181,13 +200,14 @@ def build_benchmark_model(
         weights: ours only: a checkpoint for ``MODEL.WEIGHTS`` ("" = random initialisation).
         tiny: 2-block, 64-wide ViTs (smoke tests of the tool; timings meaningless).
         topk_candidates: cap on the (proposal, class) pairs entering test-time NMS, both models (0 = none).
+        boxes_only: ours only: no mask head (``MODEL.MASK_ON False``).
     """
     if spec.model == "vitdet":
         return build_vitdet(size, device, score_thresh, tiny, topk_candidates)
     if spec.model != "ours":
         raise ValueError(f"unknown model {spec.model!r}; expected 'ours' or 'vitdet'")
     global_blocks = TINY_GLOBAL_BLOCKS if tiny else VITDET_GLOBAL_BLOCKS
-    cfg = ours_cfg(size, spec, device, score_thresh, window, global_blocks, weights, tiny, topk_candidates)
+    cfg = ours_cfg(size, spec, device, score_thresh, window, global_blocks, weights, tiny, topk_candidates, boxes_only)
     model = build_model(cfg)
     if spec.compile_blocks:
         # Block by block: the backbone calls vit.detection_features, not forward, so compiling the ViT
@@ -203,6 +223,10 @@ def build_benchmark_model(
         from ..checkpoint import RoPEViTCheckpointer
 
         RoPEViTCheckpointer(model).load(weights)
+    if spec.int8_linears:
+        from ..export.cpu_backend import quantize_vit_linears
+
+        quantize_vit_linears(model)
     return model
 
 

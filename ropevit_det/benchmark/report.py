@@ -11,6 +11,8 @@ def _num(value: float | None, fmt: str) -> str:
 def _window(row: dict) -> str:
     if row["model"] == "vitdet":
         return "14, own layout"  # ViTDet-B's config: window 14, global blocks 2/5/8/11
+    if row["model"] == "mdv5a":
+        return "n/a (CNN)"
     return f"{row['window']}" if row["window"] else "global"
 
 
@@ -49,10 +51,14 @@ def markdown_report(result: dict) -> str:
         )
     at = result["ratios_at"]
     train_batch = at.get("train_batch", at["batch"])
-    lines += ["", f"Ratios, ours / ViTDet-B fp32, at {at['size']} px, batch {at['batch']} (training: batch "
-                  f"{train_batch}); lower is better:", "",
+    lines += ["", f"Ratios at {at['size']} px, batch {at['batch']} (training: batch {train_batch}); `*_vs_vitdet`: "
+                  "ours / ViTDet-B fp32, lower is better; `*_speedup_*`: higher is better:", "",
               "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {_num(v, '.3f')} |" for k, v in result["ratios"].items() if v is not None]
+    if "mdv5a" in at:
+        lines += ["", f"`*_vs_mdv5a`: ours at {at['size']} px against MegaDetector v5a ({at['mdv5a']} long side, "
+                      "letterboxed 4:3 frame), same batch; task backbone = the network alone; "
+                      "`images_per_second_*` is higher-is-better."]
     if result.get("ratios_vs_vitdet_bf16"):
         lines += ["", "Against ViTDet-B in bf16 autocast:", "", "| ratio | value |", "|---|---|"]
         lines += [f"| {k} | {_num(v, '.3f')} |" for k, v in result["ratios_vs_vitdet_bf16"].items() if v is not None]

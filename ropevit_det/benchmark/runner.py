@@ -5,6 +5,7 @@ Models are built one at a time and freed before the next, so each peak-memory fi
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import platform
@@ -17,7 +18,9 @@ from detectron2.utils.events import EventStorage
 
 from .accuracy import BF16_MIN_COSINE, neck_agreement, windowed_copy
 from .measure import PeakMemory, matmul_peak_gflops, time_repeats
+from .megadetector import MDV5A_IMAGE_SIZE, build_mdv5a, letterboxed_frame, mdv5a_postprocess
 from .models import (
+    MDV5A_MODES,
     OUR_MODES,
     TINY_GLOBAL_BLOCKS,
     VITDET_GLOBAL_BLOCKS,
@@ -31,6 +34,7 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
+INT8_MIN_COSINE = 0.99  # the quantization guard (tests/test_cpu_backend.py holds the same bound)
 TASKS = ("backbone", "inference", "train_step")
 
 __all__ = ["TASKS", "BenchmarkSettings", "Row", "compute_ratios", "run_benchmark"]
@@ -47,6 +51,8 @@ class BenchmarkSettings:
     tasks: Sequence[str] = TASKS
     ours_modes: Sequence[str] = ("parity", "bf16", "fast")
     vitdet_modes: Sequence[str] = ("fp32",)
+    mdv5a_modes: Sequence[str] = ()  # MegaDetector v5a peer: fp32 (CPU) and/or fp16 (GPU)
+    boxes_only: bool = False  # ours without the mask head (Faster R-CNN, as the camera-trap config)
     warmup: int = 1
     repeats: int = 3
     window: int | None = None  # None: auto_window_size(size)
@@ -64,10 +70,14 @@ class BenchmarkSettings:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
-        for name, modes, table in (("ours", self.ours_modes, OUR_MODES), ("vitdet", self.vitdet_modes, VITDET_MODES)):
+        for name, modes, table in (("ours", self.ours_modes, OUR_MODES), ("vitdet", self.vitdet_modes, VITDET_MODES),
+                                   ("mdv5a", self.mdv5a_modes, MDV5A_MODES)):
             bad = [m for m in modes if m not in table]
             if bad:
                 raise ValueError(f"unknown {name} mode(s) {bad}; choose from {sorted(table)}")
+        if self.mdv5a_modes and self.topk_candidates <= 0:
+            raise ValueError("the MegaDetector peer needs a candidate cap for both models (e.g. topk_candidates "
+                             "1000): random weights pass every anchor, so uncapped post-processing measures noise")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
         if self.topk_candidates < 0:
@@ -165,7 +175,7 @@ def measure_model(
     memory.set_baseline()
     torch.manual_seed(0)
     model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window, settings.weights,
-                                  settings.tiny, settings.topk_candidates)
+                                  settings.tiny, settings.topk_candidates, settings.boxes_only)
     rows = []
     train_batches = settings.batches if settings.train_batches is None else settings.train_batches
     for batch in sorted(set(settings.batches) | set(train_batches if "train_step" in settings.tasks else ())):
@@ -173,6 +183,8 @@ def measure_model(
         for task in settings.tasks:
             if batch not in (train_batches if task == "train_step" else settings.batches):
                 continue
+            if task == "train_step" and spec.int8_linears:
+                continue  # dynamically quantized layers have no backward: an inference-only mode
             fn, cleanup = _task_fn(task, model, spec, images, settings)
             memory.reset_peak()
             started = time.perf_counter()
@@ -180,7 +192,9 @@ def measure_model(
             # run after it compiles again): give it two more warm-up runs.
             warmup = settings.warmup + (2 if spec.compile_blocks else 0)
             try:
-                timed = time_repeats(fn, device, warmup, settings.repeats, settings.count_flops)
+                # torch's FLOP counter does not see the quantized linear kernels: no (partial) count for int8.
+                timed = time_repeats(fn, device, warmup, settings.repeats,
+                                     settings.count_flops and not spec.int8_linears)
             except torch.cuda.OutOfMemoryError as e:
                 # One configuration that does not fit must not lose the rest of the run: keep a row saying so.
                 cleanup()
@@ -200,6 +214,62 @@ def measure_model(
                         spec.model, spec.mode, task, size, batch, row.seconds_median,
                         time.perf_counter() - started, _fmt(peak_mb), _fmt(gflops))
         del images
+    del model
+    return rows
+
+
+MDV5A_TINY_IMAGE_SIZE = 320  # --tiny: a small letterbox, for smoke tests of the peer path
+
+
+def mdv5a_image_size(settings: BenchmarkSettings) -> int:
+    return MDV5A_TINY_IMAGE_SIZE if settings.tiny else MDV5A_IMAGE_SIZE
+
+
+def measure_mdv5a(spec: ModelSpec, settings: BenchmarkSettings, peaks: dict[str, float], memory: PeakMemory
+                  ) -> list[Row]:
+    """MegaDetector v5a's network alone (task "backbone") and with its post-processing (task "inference"), on
+    a letterboxed 4:3 frame (see ``megadetector.py``); rows carry the letterbox's long side as their size."""
+    device = torch.device(settings.device)
+    image_size = mdv5a_image_size(settings)
+    memory.set_baseline()
+    model = build_mdv5a(settings.device, tiny=settings.tiny)
+    half = spec.autocast_dtype == torch.float16  # MegaDetector runs model.half() on GPUs, not autocast
+    if half:
+        model.half()
+    frame = torch.from_numpy(letterboxed_frame(image_size)).permute(2, 0, 1).to(device)
+    postprocess = mdv5a_postprocess(settings.topk_candidates)
+    autocast = spec.autocast_dtype if spec.autocast_dtype == torch.bfloat16 else None
+    rows = []
+    for batch in settings.batches:
+        pixels = frame.unsqueeze(0).repeat(batch, 1, 1, 1)
+
+        def scaled() -> torch.Tensor:  # MegaDetector's preprocessing of a uint8 batch
+            x = pixels.float() / 255.0
+            return x.half() if half else x
+
+        network_input = scaled()
+
+        def network() -> object:
+            with torch.no_grad(), _autocast(device, autocast):
+                return model(network_input)[0]
+
+        def inference() -> object:
+            with torch.no_grad(), _autocast(device, autocast):
+                prediction = model(scaled())[0]
+            return postprocess(prediction)
+
+        for task, fn in (("backbone", network), ("inference", inference)):
+            if task not in settings.tasks:
+                continue
+            memory.reset_peak()
+            timed = time_repeats(fn, device, settings.warmup, settings.repeats, settings.count_flops)
+            gflops = timed.flops / 1e9 if timed.flops is not None else None
+            fraction = gflops / timed.median / _peak_for(spec, peaks) if gflops else None
+            row = Row("mdv5a", spec.mode, task, image_size, batch, timed.median, memory.peak_mb(), gflops, fraction,
+                      spec.precision, 0, timed.seconds)
+            rows.append(row)
+            logger.info("mdv5a/%s %s %dx%d x%d: %.3f s median, peak %s MB, %s GFLOP", spec.mode, task,
+                        *frame.shape[-2:], batch, row.seconds_median, _fmt(row.peak_mem_mb), _fmt(gflops))
     del model
     return rows
 
@@ -224,15 +294,24 @@ def accuracy_guard(size: int, settings: BenchmarkSettings) -> list[dict]:
     with torch.no_grad():
         reference = vit.detection_features(images)["neck"]
     results = []
+    from ..export.cpu_backend import quantize_vit_linears
+
+    int8 = quantize_vit_linears(copy.deepcopy(vit))
+    int8_windowed = quantize_vit_linears(copy.deepcopy(windowed))
     for mode, candidate, dtype in (
         ("bf16", vit, precision),
         (f"windowed{window} fp32", windowed, None),
         (f"fast (bf16 + windowed{window})", windowed, precision),
+        ("int8 (linear layers)", int8, None),
+        (f"int8_fast (int8 + windowed{window} fp32)", int8_windowed, None),
     ):
         agreement = neck_agreement(vit, candidate, images, dtype, mode, reference_neck=reference).as_dict()
         if dtype is not None and candidate is vit:
             agreement["guard"] = f"cosine_mean >= {BF16_MIN_COSINE}"
             agreement["passed"] = agreement["cosine_mean"] >= BF16_MIN_COSINE
+        elif candidate is int8:
+            agreement["guard"] = f"cosine_mean >= {INT8_MIN_COSINE}"
+            agreement["passed"] = agreement["cosine_mean"] >= INT8_MIN_COSINE
         else:
             agreement["guard"] = "reported only: windowed attention is a fine-tuning choice"
             agreement["passed"] = None
@@ -249,12 +328,14 @@ def _lookup(rows: Sequence[Row], model: str, mode: str, task: str, size: int, ba
 
 
 def compute_ratios(
-    rows: Sequence[Row], size: int, batch: int, baseline_mode: str = "fp32", train_batch: int | None = None
+    rows: Sequence[Row], size: int, batch: int, baseline_mode: str = "fp32", train_batch: int | None = None,
+    mdv5a_mode: str | None = None, mdv5a_size: int = MDV5A_IMAGE_SIZE,
 ) -> dict[str, float | None]:
     """Ours / ViTDet-B (``baseline_mode``) at one size and batch; ``None`` where a row was not measured.
 
     ``train_step_vs_vitdet`` and ``train_mem_vs_vitdet`` use our fastest training mode ("fast"); the
     per-mode figures are there too. ``train_batch`` (default ``batch``) is the batch of the train_step rows.
+    With ``mdv5a_mode``, the ``*_vs_mdv5a`` entries of :func:`mdv5a_ratios` are added.
     """
     train_batch = batch if train_batch is None else train_batch
 
@@ -276,6 +357,35 @@ def compute_ratios(
         for task in TASKS:
             ratios[f"{task}_{mode}_vs_vitdet"] = ratio(mode, task)
         ratios[f"train_mem_{mode}_vs_vitdet"] = ratio(mode, "train_step", "peak_mem_mb")
+    parity = _lookup(rows, "ours", "parity", "inference", size, batch)
+    for mode in ("int8", "int8_fast"):
+        row = _lookup(rows, "ours", mode, "inference", size, batch)
+        if parity is not None and row is not None and parity.seconds_median and row.seconds_median:
+            ratios[f"inference_speedup_{mode}_over_parity"] = parity.seconds_median / row.seconds_median
+    if mdv5a_mode is not None:
+        ratios.update(mdv5a_ratios(rows, size, batch, mdv5a_mode, mdv5a_size))
+    return ratios
+
+
+def mdv5a_ratios(rows: Sequence[Row], size: int, batch: int, mdv5a_mode: str, mdv5a_size: int
+                 ) -> dict[str, float]:
+    """Ours (``size``) against MegaDetector v5a (``mdv5a_mode``, letterboxed to ``mdv5a_size``), same batch:
+    ``{task}_{mode}_vs_mdv5a`` time ratios (lower is better; task "backbone" = the network alone) and
+    ``images_per_second_{mode}_vs_mdv5a`` (inference; higher is better: the issue's goals are stated in it),
+    ``inference_mem_{mode}_vs_mdv5a`` peak-memory ratios. Only pairs measured in this run."""
+    ratios: dict[str, float] = {}
+    modes = sorted({r.mode for r in rows if r.model == "ours"}, key=lambda m: list(OUR_MODES).index(m))
+    for mode in modes:
+        for task in ("backbone", "inference"):
+            ours = _lookup(rows, "ours", mode, task, size, batch)
+            peer = _lookup(rows, "mdv5a", mdv5a_mode, task, mdv5a_size, batch)
+            if ours is None or peer is None or not ours.seconds_median or not peer.seconds_median:
+                continue
+            ratios[f"{task}_{mode}_vs_mdv5a"] = ours.seconds_median / peer.seconds_median
+            if task == "inference":
+                ratios[f"images_per_second_{mode}_vs_mdv5a"] = peer.seconds_median / ours.seconds_median
+                if ours.peak_mem_mb and peer.peak_mem_mb:
+                    ratios[f"inference_mem_{mode}_vs_mdv5a"] = ours.peak_mem_mb / peer.peak_mem_mb
     return ratios
 
 
@@ -323,9 +433,14 @@ def run_benchmark(settings: BenchmarkSettings, on_progress: Callable[[dict], Non
     logger.info("matmul peak on %s: fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s", device, peaks["fp32"], peaks["bf16"])
     memory = PeakMemory(device)
     specs = [VITDET_MODES[m] for m in settings.vitdet_modes] + [OUR_MODES[m] for m in settings.ours_modes]
+    peer_specs = [MDV5A_MODES[m] for m in settings.mdv5a_modes]
     rows: list[Row] = []
+    # MegaDetector first, at its own size, once: its rows are the same whatever our sizes are.
+    for spec in peer_specs:
+        rows += measure_mdv5a(spec, settings, peaks, memory)
+    specs = peer_specs + specs
     for size in settings.sizes:
-        for spec in specs:
+        for spec in specs[len(peer_specs):]:
             rows += measure_model(spec, size, settings, peaks, memory)
             if on_progress is not None:
                 on_progress({**_result(settings, specs, rows, [], device, peaks), "partial": True})
@@ -339,10 +454,13 @@ def _result(settings: BenchmarkSettings, specs: Sequence[ModelSpec], rows: Seque
             device: torch.device, peaks: dict[str, float]) -> dict:
     first = (settings.sizes[0], settings.batches[0])
     first_train = settings.batches[0] if not settings.train_batches else settings.train_batches[0]
+    peer = dict(mdv5a_mode=settings.mdv5a_modes[0], mdv5a_size=mdv5a_image_size(settings)) if settings.mdv5a_modes \
+        else {}
     result = {
         "rows": [_row_dict(r) for r in rows],
-        "ratios": compute_ratios(rows, *first, train_batch=first_train),
-        "ratios_at": {"size": first[0], "batch": first[1], "train_batch": first_train, "baseline": "vitdet fp32"},
+        "ratios": compute_ratios(rows, *first, train_batch=first_train, **peer),
+        "ratios_at": {"size": first[0], "batch": first[1], "train_batch": first_train, "baseline": "vitdet fp32",
+                      **({"mdv5a": f"{peer['mdv5a_mode']} at {peer['mdv5a_size']} px"} if peer else {})},
         "ratios_all": {f"{s}px_batch{b}": compute_ratios(rows, s, b) for s in settings.sizes
                        for b in sorted({r.batch for r in rows})},
         "accuracy": accuracy,

@@ -13,6 +13,9 @@ Baseline: ViTDet-B fp32 (add bf16 with --vitdet-modes fp32,bf16).
     python tools/benchmark.py --quick                         # 448 px, ours parity + fast: < 5 min, 2 cores
     python tools/benchmark.py --json output/bench_cpu.json    # 1024 px, batch 1, full run
     python tools/benchmark.py --device cuda --batches 1,8 --vitdet-modes fp32,bf16 --json out.json
+    # against MegaDetector v5a (CPU, batch 1), our no-bf16 paths included:
+    python tools/benchmark.py --sizes 1024 --tasks backbone,inference --vitdet-modes '' --mdv5a-modes fp32 \
+        --ours-modes parity,bf16,fast,int8,int8_fast --boxes-only --topk-candidates 1000 --threads 2
 """
 from __future__ import annotations
 
@@ -48,8 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="batch sizes of the train_step task (default: --batches); training holds far more memory")
     p.add_argument("--tasks", type=_names, default=None, help="backbone,inference,train_step (default: all)")
     p.add_argument("--ours-modes", type=_names, default=None,
-                   help="parity,bf16,fast and/or fast_compiled (torch.compile; not in the default: parity,bf16,fast)")
-    p.add_argument("--vitdet-modes", type=_names, default=("fp32",), help="fp32 and/or bf16 (default fp32)")
+                   help="parity,bf16,fast, int8,int8_fast (no-bf16 paths) and/or fast_compiled (torch.compile); "
+                        "default: parity,bf16,fast")
+    p.add_argument("--vitdet-modes", type=_names, default=("fp32",), help="fp32 and/or bf16 (default fp32; '' for none)")
+    p.add_argument("--mdv5a-modes", type=_names, default=(),
+                   help="MegaDetector v5a (YOLOv5x6, 1280 px letterbox) as a peer: fp32 (what it runs on CPUs), fp16 "
+                        "(GPUs) and/or bf16; needs --topk-candidates and the bench extra (default: none)")
+    p.add_argument("--boxes-only", action="store_true",
+                   help="our model without its mask head (Faster R-CNN, as the camera-trap config)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs per measurement (default 1)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per measurement; the median is reported "
                                                               "(default 3)")
@@ -91,6 +100,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     return BenchmarkSettings(
         device=args.device,
         vitdet_modes=args.vitdet_modes,
+        mdv5a_modes=args.mdv5a_modes,
+        boxes_only=args.boxes_only,
         window=args.window,
         score_thresh=args.score_thresh,
         topk_candidates=args.topk_candidates,
