@@ -33,3 +33,11 @@ def tiny_cfg(config_file: str | Path, extra: list[str] | None = None):
 @pytest.fixture(autouse=True)
 def _deterministic_seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def shapes_detector(tmp_path_factory):
+    """A briefly trained detector with confident boxes, shared by the tests that compare fast paths with fp32."""
+    from .trained_shapes import train_shapes_detector
+
+    return train_shapes_detector(tmp_path_factory.mktemp("shapes_detector"))
