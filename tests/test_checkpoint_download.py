@@ -26,7 +26,15 @@ from ropevit_det.checkpoint import (
 )
 from ropevit_det.data import register_coco_dataset
 from ropevit_det.checkpoint.path_handler import BASE_URL_ENV, CACHE_ENV, cache_dir
-from tests.checkpoint_helpers import TINY_SIZE, build_d2_model, make_birder_net, neck_parity, save_birder_pt, tiny_cfg
+from tests.checkpoint_helpers import (
+    TINY_SIZE,
+    build_d2_model,
+    make_birder_net,
+    neck_parity,
+    save_birder_pt,
+    save_birder_safetensors,
+    tiny_cfg,
+)
 from tests.conftest import CAMTRAP_MINI
 
 NAME = "rope_vit_reg4_b14_capi-inat21"
@@ -137,9 +145,10 @@ def test_stock_default_trainer_loads_birder_name_exactly(server, table_matches_s
             assert torch.equal(vit_state[key], value), key
 
 
-def test_stock_checkpointer_refuses_a_raw_birder_file_with_the_fix(birder_net, tmp_path):
+@pytest.mark.parametrize("save", [save_birder_pt, save_birder_safetensors], ids=["pt", "safetensors"])
+def test_stock_checkpointer_refuses_a_raw_birder_file_with_the_fix(save, birder_net, tmp_path):
     model = build_d2_model(tiny_cfg())
-    raw = save_birder_pt(birder_net, tmp_path)
+    raw = save(birder_net, tmp_path)
     with pytest.raises(RawBirderCheckpointError, match=r"raw birder checkpoint.*tools/convert_birder_to_d2\.py"):
         DetectionCheckpointer(model).load(str(raw))
     RoPEViTCheckpointer(model).load(str(raw))  # ours converts it

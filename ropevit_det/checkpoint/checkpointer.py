@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .birder_format import BirderCheckpoint, is_birder_dict, read_checkpoint_file
+from .birder_format import BirderCheckpoint, is_birder_dict, is_safetensors_file, read_checkpoint_file
 from .conversion import CHECKPOINT_AUTHOR, VIT_PREFIX, birder_to_d2_checkpoint, check_against_model
 from .path_handler import BIRDER_PREFIX, converted_published
 
@@ -125,8 +125,10 @@ def install_stock_checkpointer_guard() -> None:
     stock_load_file = DetectionCheckpointer._load_file
 
     def _load_file(self, filename: str) -> Any:
-        loaded = stock_load_file(self, filename)
-        if isinstance(loaded, dict) and is_birder_dict(loaded.get("model")):
+        # A birder .safetensors would fail inside torch.load; ours reads it in _torch_load, never reaching here.
+        raw_safetensors = not isinstance(self, RoPEViTCheckpointer) and is_safetensors_file(filename)
+        loaded = None if raw_safetensors else stock_load_file(self, filename)
+        if raw_safetensors or (isinstance(loaded, dict) and is_birder_dict(loaded.get("model"))):
             raise RawBirderCheckpointError(
                 f"{filename} is a raw birder checkpoint, which detectron2's DetectionCheckpointer cannot load. "
                 "Convert it once with `python tools/convert_birder_to_d2.py SRC DST` and load DST, or load it "
