@@ -258,6 +258,9 @@ class ResultsWriter:
         self.checkpoint_every = checkpoint_every
         self.rank, self.world_size = rank, world_size
         self._entries: dict[str, dict[str, Any]] = {}
+        # Ranks other than 0 keep file names only: rank 0 re-reads every journal when it finalizes, so they need
+        # not hold a whole survey's entries in memory just to skip them.
+        self._done_names: set[str] = set()
         self._unsaved = 0
         if world_size == 1:
             prepare_output(self.output, resume=resume, overwrite=overwrite)
@@ -280,30 +283,36 @@ class ResultsWriter:
                 raise ResultsFileError(f"cannot resume {self.output}: its classification categories differ from "
                                        "this run's (another classifier?)")
             for entry in previous["images"]:
-                self._entries[entry["file"]] = entry
+                self._remember(entry)
         header = make_header(self.detection_categories, self.classification_categories)
         journaled = 0
         for path in existing_journals(self.output):
             contents = read_journal(path)
             check_header(path, contents.header, header)
             for entry in contents.entries:
-                self._entries[entry["file"]] = entry
+                self._remember(entry)
             journaled += len(contents.entries)
-        logger.info("resume: %d images already done in %s and %d journal entries", len(self._entries),
+        logger.info("resume: %d images already done in %s and %d journal entries", len(self),
                     self.output, journaled)
 
     @property
     def done(self) -> set[str]:
         """Relative paths already in the results (including failures), to skip on resume."""
-        return set(self._entries)
+        return set(self._entries) | self._done_names
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._done_names)
+
+    def _remember(self, entry: dict[str, Any]) -> None:
+        if self.rank == 0 or self.world_size == 1:
+            self._entries[entry["file"]] = entry
+        else:
+            self._done_names.add(entry["file"])
 
     def add(self, entry: Mapping[str, Any]) -> None:
         """Add one image entry (from :func:`image_entry` / :func:`failure_entry`): one journal line."""
         file = entry["file"]
-        if file in self._entries:
+        if file in self._entries or file in self._done_names:
             raise ValueError(f"{file} is already in the results; filter inputs with ResultsWriter.done")
         for det in entry.get("detections") or ():
             if det["category"] not in self.detection_categories:
@@ -315,7 +324,7 @@ class ResultsWriter:
                                      "classification_categories")
         entry = dict(entry)
         self._journal.append(entry)
-        self._entries[file] = entry
+        self._remember(entry)
         self._unsaved += 1
         if self._unsaved >= self.checkpoint_every:
             self.checkpoint()
