@@ -48,6 +48,7 @@ from tabulate import tabulate  # noqa: E402
 from ropevit_det.config import load_config  # noqa: E402
 from ropevit_det.data import SHAPE_CLASSES, generate_shapes_dataset, register_coco_dataset  # noqa: E402
 from ropevit_det.engine import Trainer  # noqa: E402
+from ropevit_det.engine.devices import available_device  # noqa: E402
 from ropevit_det.cli.common import config_arg  # noqa: E402
 
 logger = logging.getLogger("ropevit_det.demo")
@@ -95,8 +96,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     cfg.DATASETS.TEST = (VAL_NAME,)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(SHAPE_CLASSES)
     cfg.OUTPUT_DIR = os.path.join(args.output_dir, "train")
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DEVICE = available_device(cfg.MODEL.DEVICE)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg

@@ -50,6 +50,7 @@ from detectron2.utils.env import seed_all_rng
 
 from ropevit_det.checkpoint import WeightsDownloadError
 from ropevit_det.cli.common import config_arg
+from ropevit_det.engine.devices import available_device
 from ropevit_det.cli.species_args import add_species_args, build_species_filter, smooth_species_labels
 from ropevit_det.cli.train import shutdown_distributed
 from ropevit_det.config import load_config
@@ -171,8 +172,8 @@ def setup_cfg(args: argparse.Namespace, local_rank: int | None = None) -> CfgNod
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise SystemExit(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
         cfg.MODEL.DEVICE = args.device
-    elif cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    else:
+        cfg.MODEL.DEVICE = available_device(cfg.MODEL.DEVICE)
     if local_rank is not None and cfg.MODEL.DEVICE.startswith("cuda"):
         cfg.MODEL.DEVICE = f"cuda:{local_rank}"  # launch set this process's device; the model goes there
     cfg.freeze()

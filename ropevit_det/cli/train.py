@@ -45,6 +45,7 @@ from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, Weights
 from ropevit_det.config import check_config, load_config
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
 from ropevit_det.engine import Trainer, build_lazy_model, lazy_test, lazy_train, load_ema_weights
+from ropevit_det.engine.devices import available_device
 from ropevit_det.evaluation.report import write_eval_report
 from ropevit_det.cli.common import config_arg
 
@@ -182,8 +183,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
         check_config(cfg)  # again: the data flags may have changed the class count
     except ValueError as error:  # a key combination that cannot work; the message says the fix
         raise SystemExit(f"ERROR: {error}") from None
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DEVICE = available_device(cfg.MODEL.DEVICE)
     cfg.freeze()
     default_setup(cfg, args)
     # default_setup configures detectron2's and fvcore's loggers; ours (weights loading) goes to the same places.

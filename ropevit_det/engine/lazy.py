@@ -22,6 +22,7 @@ from detectron2.utils import comm
 
 from ..checkpoint import RoPEViTCheckpointer
 from .ema import EMA_CHECKPOINT_KEY, ModelEMA
+from .devices import available_device
 from .mixed_precision import step_trainer
 from .trainer import DatasetInfo, wrap_for_distributed
 
@@ -32,8 +33,7 @@ logger = logging.getLogger(__name__)
 
 def lazy_device(cfg: Any) -> str:
     """``train.device``, or the CPU when it asks for CUDA on a machine without it."""
-    device = str(cfg.train.get("device", "cuda"))
-    return "cpu" if device.startswith("cuda") and not torch.cuda.is_available() else device
+    return available_device(str(cfg.train.get("device", "cuda")))
 
 
 def build_lazy_model(cfg: Any) -> torch.nn.Module:
