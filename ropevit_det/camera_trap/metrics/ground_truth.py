@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 
-from ..cct import image_size_from_header, read_cct_json
+from ..cct import read_cct_json
+from ..exif import image_size_from_header
 from ..classes import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
 from ..matching import strip_path_prefix
 
