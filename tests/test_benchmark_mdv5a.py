@@ -90,3 +90,20 @@ def test_tiny_run_with_the_peer_writes_its_rows_and_ratios(tmp_path):
     assert all(r["seconds_median"] > 0 and r["gflops"] > 0 for r in peer)
     assert result["ratios"]["images_per_second_int8_vs_mdv5a"] > 0
     assert result["ratios_at"]["mdv5a"] == "fp32 at 320 px"
+
+
+def test_interleaved_run_measures_every_model_in_every_round(tmp_path):
+    from ropevit_det.cli import benchmark
+
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    try:
+        benchmark.main(["--tiny", "--sizes", "64", "--warmup", "1", "--repeats", "2", "--threads", "1",
+                        "--tasks", "inference", "--vitdet-modes", "", "--mdv5a-modes", "fp32", "--ours-modes",
+                        "parity,int8", "--boxes-only", "--topk-candidates", "100", "--no-accuracy", "--interleave",
+                        "--json", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["mode"]) for r in rows] == [("mdv5a", "fp32"), ("ours", "parity"), ("ours", "int8")]
+    assert all(len(r["seconds_all"]) == 2 and r["peak_mem_mb"] is None for r in rows)

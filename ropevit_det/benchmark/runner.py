@@ -9,6 +9,7 @@ import copy
 import logging
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,7 @@ import torch
 from detectron2.utils.events import EventStorage
 
 from .accuracy import BF16_MIN_COSINE, neck_agreement, windowed_copy
-from .measure import PeakMemory, matmul_peak_gflops, time_repeats
+from .measure import PeakMemory, matmul_peak_gflops, synchronize, time_repeats
 from .megadetector import MDV5A_IMAGE_SIZE, build_mdv5a, letterboxed_frame, mdv5a_postprocess
 from .models import (
     MDV5A_MODES,
@@ -53,6 +54,7 @@ class BenchmarkSettings:
     vitdet_modes: Sequence[str] = ("fp32",)
     mdv5a_modes: Sequence[str] = ()  # MegaDetector v5a peer: fp32 (CPU) and/or fp16 (GPU)
     boxes_only: bool = False  # ours without the mask head (Faster R-CNN, as the camera-trap config)
+    interleave: bool = False  # round-robin repeats over all models (see measure_interleaved)
     warmup: int = 1
     repeats: int = 3
     window: int | None = None  # None: auto_window_size(size)
@@ -225,40 +227,51 @@ def mdv5a_image_size(settings: BenchmarkSettings) -> int:
     return MDV5A_TINY_IMAGE_SIZE if settings.tiny else MDV5A_IMAGE_SIZE
 
 
+def mdv5a_task_fns(model: torch.nn.Module, spec: ModelSpec, settings: BenchmarkSettings, batch: int
+                   ) -> dict[str, Callable[[], object]]:
+    """``{"backbone": the network alone, "inference": network + post-processing}`` on a batch of letterboxed
+    4:3 frames (see ``megadetector.py``), for ``model`` from ``build_mdv5a`` (made ``half()`` for fp16)."""
+    device = torch.device(settings.device)
+    frame = torch.from_numpy(letterboxed_frame(mdv5a_image_size(settings))).permute(2, 0, 1).to(device)
+    pixels = frame.unsqueeze(0).repeat(batch, 1, 1, 1)
+    half = spec.autocast_dtype == torch.float16  # MegaDetector runs model.half() on GPUs, not autocast
+    autocast = spec.autocast_dtype if spec.autocast_dtype == torch.bfloat16 else None
+    postprocess = mdv5a_postprocess(settings.topk_candidates)
+
+    def scaled() -> torch.Tensor:  # MegaDetector's preprocessing of a uint8 batch
+        x = pixels.float() / 255.0
+        return x.half() if half else x
+
+    network_input = scaled()
+
+    def network() -> object:
+        with torch.no_grad(), _autocast(device, autocast):
+            return model(network_input)[0]
+
+    def inference() -> object:
+        with torch.no_grad(), _autocast(device, autocast):
+            prediction = model(scaled())[0]
+        return postprocess(prediction)
+
+    return {"backbone": network, "inference": inference}
+
+
+def _build_mdv5a(spec: ModelSpec, settings: BenchmarkSettings) -> torch.nn.Module:
+    model = build_mdv5a(settings.device, tiny=settings.tiny)
+    return model.half() if spec.autocast_dtype == torch.float16 else model
+
+
 def measure_mdv5a(spec: ModelSpec, settings: BenchmarkSettings, peaks: dict[str, float], memory: PeakMemory
                   ) -> list[Row]:
-    """MegaDetector v5a's network alone (task "backbone") and with its post-processing (task "inference"), on
-    a letterboxed 4:3 frame (see ``megadetector.py``); rows carry the letterbox's long side as their size."""
+    """MegaDetector v5a's network alone (task "backbone") and with its post-processing (task "inference");
+    rows carry the letterbox's long side as their size."""
     device = torch.device(settings.device)
     image_size = mdv5a_image_size(settings)
     memory.set_baseline()
-    model = build_mdv5a(settings.device, tiny=settings.tiny)
-    half = spec.autocast_dtype == torch.float16  # MegaDetector runs model.half() on GPUs, not autocast
-    if half:
-        model.half()
-    frame = torch.from_numpy(letterboxed_frame(image_size)).permute(2, 0, 1).to(device)
-    postprocess = mdv5a_postprocess(settings.topk_candidates)
-    autocast = spec.autocast_dtype if spec.autocast_dtype == torch.bfloat16 else None
+    model = _build_mdv5a(spec, settings)
     rows = []
     for batch in settings.batches:
-        pixels = frame.unsqueeze(0).repeat(batch, 1, 1, 1)
-
-        def scaled() -> torch.Tensor:  # MegaDetector's preprocessing of a uint8 batch
-            x = pixels.float() / 255.0
-            return x.half() if half else x
-
-        network_input = scaled()
-
-        def network() -> object:
-            with torch.no_grad(), _autocast(device, autocast):
-                return model(network_input)[0]
-
-        def inference() -> object:
-            with torch.no_grad(), _autocast(device, autocast):
-                prediction = model(scaled())[0]
-            return postprocess(prediction)
-
-        for task, fn in (("backbone", network), ("inference", inference)):
+        for task, fn in mdv5a_task_fns(model, spec, settings, batch).items():
             if task not in settings.tasks:
                 continue
             memory.reset_peak()
@@ -268,9 +281,62 @@ def measure_mdv5a(spec: ModelSpec, settings: BenchmarkSettings, peaks: dict[str,
             row = Row("mdv5a", spec.mode, task, image_size, batch, timed.median, memory.peak_mb(), gflops, fraction,
                       spec.precision, 0, timed.seconds)
             rows.append(row)
-            logger.info("mdv5a/%s %s %dx%d x%d: %.3f s median, peak %s MB, %s GFLOP", spec.mode, task,
-                        *frame.shape[-2:], batch, row.seconds_median, _fmt(row.peak_mem_mb), _fmt(gflops))
+            logger.info("mdv5a/%s %s %dpx x%d: %.3f s median, peak %s MB, %s GFLOP", spec.mode, task,
+                        image_size, batch, row.seconds_median, _fmt(row.peak_mem_mb), _fmt(gflops))
     del model
+    return rows
+
+
+def measure_interleaved(specs: Sequence[ModelSpec], size: int, settings: BenchmarkSettings) -> list[Row]:
+    """Every model built once, warmed up, then ``settings.repeats`` rounds in which each (model, task, batch)
+    runs once, in turn.
+
+    Why: on a shared machine the load drifts over minutes; measured one model after another, the drift lands
+    on whichever model ran during it and the ratios measure the neighbours. Round-robin spreads it over all
+    models. All models stay resident, so no per-model peak memory is given (``peak_mem_mb`` is None: take it
+    from a sequential run), and no FLOPs are counted."""
+    device = torch.device(settings.device)
+    jobs: list[tuple[ModelSpec, str, int, int, Callable[[], object]]] = []
+    models = []
+    for spec in specs:
+        torch.manual_seed(0)
+        if spec.model == "mdv5a":
+            model = _build_mdv5a(spec, settings)
+            for batch in settings.batches:
+                for task, fn in mdv5a_task_fns(model, spec, settings, batch).items():
+                    if task in settings.tasks:
+                        jobs.append((spec, task, mdv5a_image_size(settings), batch, fn))
+        else:
+            window = (settings.window or auto_window_size(size)) if spec.windowed else 0
+            model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window,
+                                          settings.weights, settings.tiny, settings.topk_candidates,
+                                          settings.boxes_only)
+            for batch in settings.batches:
+                images = synthetic_images(batch, size, device)
+                for task in settings.tasks:
+                    if task == "train_step":
+                        raise ValueError("interleaved runs measure inference tasks only (backbone, inference)")
+                    jobs.append((spec, task, size, batch, _task_fn(task, model, spec, images, settings)[0]))
+        models.append(model)
+    for _, _, _, _, fn in jobs:
+        for _ in range(settings.warmup):
+            fn()
+    seconds: list[list[float]] = [[] for _ in jobs]
+    for round_ in range(settings.repeats):
+        for times, (spec, task, job_size, batch, fn) in zip(seconds, jobs):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+            logger.info("round %d: %s/%s %s %dpx x%d: %.3f s", round_ + 1, spec.model, spec.mode, task, job_size,
+                        batch, times[-1])
+    rows = []
+    for times, (spec, task, job_size, batch, _) in zip(seconds, jobs):
+        window = (settings.window or auto_window_size(size)) if spec.windowed else 0
+        rows.append(Row(spec.model, spec.mode, task, job_size, batch, statistics.median(times), None, None, None,
+                        spec.precision, window, times))
+    del models
     return rows
 
 
@@ -436,10 +502,16 @@ def run_benchmark(settings: BenchmarkSettings, on_progress: Callable[[dict], Non
     peer_specs = [MDV5A_MODES[m] for m in settings.mdv5a_modes]
     rows: list[Row] = []
     # MegaDetector first, at its own size, once: its rows are the same whatever our sizes are.
-    for spec in peer_specs:
-        rows += measure_mdv5a(spec, settings, peaks, memory)
-    specs = peer_specs + specs
-    for size in settings.sizes:
+    if settings.interleave:
+        rows = []
+        for i, size in enumerate(settings.sizes):
+            rows += measure_interleaved((peer_specs if i == 0 else []) + specs, size, settings)
+        specs = peer_specs + specs
+    else:
+        for spec in peer_specs:
+            rows += measure_mdv5a(spec, settings, peaks, memory)
+        specs = peer_specs + specs
+    for size in settings.sizes if not settings.interleave else ():
         for spec in specs[len(peer_specs):]:
             rows += measure_model(spec, size, settings, peaks, memory)
             if on_progress is not None:

@@ -57,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mdv5a-modes", type=_names, default=(),
                    help="MegaDetector v5a (YOLOv5x6, 1280 px letterbox) as a peer: fp32 (what it runs on CPUs), fp16 "
                         "(GPUs) and/or bf16; needs --topk-candidates and the bench extra (default: none)")
+    p.add_argument("--interleave", action="store_true",
+                   help="build every model first, then run the repeats round-robin over them (backbone/inference "
+                        "tasks only; no peak memory or FLOPs): on a shared, loaded machine, load drift is spread "
+                        "over all models instead of landing on one")
     p.add_argument("--boxes-only", action="store_true",
                    help="our model without its mask head (Faster R-CNN, as the camera-trap config)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs per measurement (default 1)")
@@ -102,6 +106,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
         vitdet_modes=args.vitdet_modes,
         mdv5a_modes=args.mdv5a_modes,
         boxes_only=args.boxes_only,
+        interleave=args.interleave,
         window=args.window,
         score_thresh=args.score_thresh,
         topk_candidates=args.topk_candidates,
