@@ -1,0 +1,124 @@
+"""bf16 inference agrees with fp32 on a model whose detections are not noise (the briefly trained shapes
+detector), both through the camera-trap ``Detector`` and through ``tools/infer.py --bf16``; the heads stay in
+float32, and on the CPU the chunked attention kernel is the one that runs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, pairwise_iou
+from PIL import Image
+
+import ropevit_det.modeling.attention as attention_module
+from ropevit_det import model_zoo
+from ropevit_det.camera_trap.detector import Detector
+
+from .trained_shapes import MODEL_OVERRIDES
+
+MIN_SCORE, MIN_IOU, MAX_SCORE_DIFF = 0.3, 0.9, 0.02
+
+
+@pytest.fixture
+def chunked_calls(monkeypatch) -> list[int]:
+    """Counts the calls of the chunked CPU attention kernel (``attention()`` looks it up by module name)."""
+    calls: list[int] = []
+    original = attention_module.chunked_cpu_attention
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attention_module, "chunked_cpu_attention", counting)
+    return calls
+
+
+def _model(detector):
+    cfg = model_zoo.get_config("demo/ropevit_shapes_cpu.yaml", detector.overrides)
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(str(detector.weights))
+    return model
+
+
+def _inputs(detector) -> list[dict]:
+    inputs = []
+    for path in detector.val_images:
+        rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
+        inputs.append({"image": rgb.permute(2, 0, 1).float(), "height": rgb.shape[0], "width": rgb.shape[1]})
+    return inputs
+
+
+def assert_matched(reference: list[tuple[list[float], float, int]], candidate: list[tuple[list[float], float, int]]):
+    """Every reference detection above MIN_SCORE has a candidate of its class with IoU >= MIN_IOU and a score
+    within MAX_SCORE_DIFF. Detections are (box x1y1x2y2, score, class)."""
+    confident = [d for d in reference if d[1] > MIN_SCORE]
+    assert confident, "the trained model gave no confident detection: the comparison would prove nothing"
+    for box, score, cls in confident:
+        same_class = [d for d in candidate if d[2] == cls]
+        assert same_class, f"fp32 detection {box} (class {cls}, {score:.3f}) has no bf16 detection of its class"
+        ious = pairwise_iou(Boxes(torch.tensor([box])), Boxes(torch.tensor([d[0] for d in same_class])))[0]
+        best = int(ious.argmax())
+        assert ious[best] >= MIN_IOU, f"fp32 box {box}: best bf16 IoU {ious[best]:.3f}"
+        assert abs(same_class[best][1] - score) <= MAX_SCORE_DIFF, (score, same_class[best][1])
+
+
+def _as_list(instances) -> list[tuple[list[float], float, int]]:
+    return [(b.tolist(), float(s), int(c))
+            for b, s, c in zip(instances.pred_boxes.tensor, instances.scores, instances.pred_classes)]
+
+
+def test_bf16_detector_matches_fp32_heads_stay_fp32_and_chunked_kernel_runs(shapes_detector, chunked_calls):
+    model = _model(shapes_detector)
+    inputs = _inputs(shapes_detector)
+    head_dtypes: list[torch.dtype] = []
+    hook = model.roi_heads.box_predictor.register_forward_hook(
+        lambda _m, _i, out: head_dtypes.extend(t.dtype for t in out))
+
+    fp32 = Detector(model, "cpu", bf16=False)(inputs)
+    assert not chunked_calls, "fp32 inference must keep SDPA (parity with birder)"
+    head_dtypes.clear()
+    bf16 = Detector(model, "cpu", bf16=True)(inputs)
+    hook.remove()
+
+    assert chunked_calls, "bf16 CPU inference did not take the chunked attention path"
+    assert head_dtypes and all(d == torch.float32 for d in head_dtypes), head_dtypes
+    for out in bf16:
+        assert out.scores.dtype == torch.float32 and out.pred_boxes.tensor.dtype == torch.float32
+    for ref, cand in zip(fp32, bf16):
+        assert_matched(_as_list(ref), _as_list(cand))
+
+
+def _md_detections(path, width: int, height: int) -> dict[str, list[tuple[list[float], float, int]]]:
+    """MegaDetector results (normalised x, y, w, h) back to pixel x1y1x2y2, per file."""
+    results = {}
+    for entry in json.loads(path.read_text())["images"]:
+        dets = []
+        for d in entry.get("detections") or []:
+            x, y, w, h = d["bbox"]
+            dets.append(([x * width, y * height, (x + w) * width, (y + h) * height], d["conf"], int(d["category"])))
+        results[entry["file"]] = dets
+    return results
+
+
+def test_infer_tool_bf16_matches_fp32(shapes_detector, chunked_calls, tmp_path):
+    from ropevit_det.cli import infer
+
+    folder = shapes_detector.val_images[0].parent
+    flags = ["--config", shapes_detector.config_file, "--weights", str(shapes_detector.weights),
+             "--input", str(folder), "--class-names", "shape", "--num-workers", "0",
+             "--threshold", "0.05", "--no-progress"]
+    # Trailing KEY VALUE overrides come last: the tool takes everything after them as overrides.
+    assert infer.main([*flags, "--output", str(tmp_path / "fp32.json"), *MODEL_OVERRIDES]) == 0
+    assert not chunked_calls
+    assert infer.main([*flags, "--output", str(tmp_path / "bf16.json"), "--bf16", *MODEL_OVERRIDES]) == 0
+    assert chunked_calls, "--bf16 on the CPU did not take the chunked attention path"
+
+    width, height = Image.open(shapes_detector.val_images[0]).size
+    fp32 = _md_detections(tmp_path / "fp32.json", width, height)
+    bf16 = _md_detections(tmp_path / "bf16.json", width, height)
+    assert sorted(fp32) == sorted(bf16) and len(fp32) == len(shapes_detector.val_images)
+    for name in fp32:
+        assert_matched(fp32[name], bf16[name])
