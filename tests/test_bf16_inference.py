@@ -10,14 +10,13 @@ import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, pairwise_iou
 from PIL import Image
 
 import ropevit_det.modeling.attention as attention_module
 from ropevit_det import model_zoo
 from ropevit_det.camera_trap.detector import Detector
 
-from .trained_shapes import MODEL_OVERRIDES
+from .trained_shapes import MODEL_OVERRIDES, Detection, assert_matched, detections_of
 
 MIN_SCORE, MIN_IOU, MAX_SCORE_DIFF = 0.3, 0.9, 0.02
 
@@ -51,23 +50,10 @@ def _inputs(detector) -> list[dict]:
     return inputs
 
 
-def assert_matched(reference: list[tuple[list[float], float, int]], candidate: list[tuple[list[float], float, int]]):
-    """Every reference detection above MIN_SCORE has a candidate of its class with IoU >= MIN_IOU and a score
-    within MAX_SCORE_DIFF. Detections are (box x1y1x2y2, score, class)."""
-    confident = [d for d in reference if d[1] > MIN_SCORE]
-    assert confident, "the trained model gave no confident detection: the comparison would prove nothing"
-    for box, score, cls in confident:
-        same_class = [d for d in candidate if d[2] == cls]
-        assert same_class, f"fp32 detection {box} (class {cls}, {score:.3f}) has no bf16 detection of its class"
-        ious = pairwise_iou(Boxes(torch.tensor([box])), Boxes(torch.tensor([d[0] for d in same_class])))[0]
-        best = int(ious.argmax())
-        assert ious[best] >= MIN_IOU, f"fp32 box {box}: best bf16 IoU {ious[best]:.3f}"
-        assert abs(same_class[best][1] - score) <= MAX_SCORE_DIFF, (score, same_class[best][1])
-
-
-def _as_list(instances) -> list[tuple[list[float], float, int]]:
-    return [(b.tolist(), float(s), int(c))
-            for b, s, c in zip(instances.pred_boxes.tensor, instances.scores, instances.pred_classes)]
+def assert_bf16_matches(reference: list[Detection], candidate: list[Detection]) -> None:
+    checked = assert_matched(reference, candidate, min_score=MIN_SCORE, min_iou=MIN_IOU,
+                             max_score_diff=MAX_SCORE_DIFF, label="bf16")
+    assert checked, "the trained model gave no confident detection: the comparison would prove nothing"
 
 
 def test_bf16_detector_matches_fp32_heads_stay_fp32_and_chunked_kernel_runs(shapes_detector, chunked_calls):
@@ -88,10 +74,10 @@ def test_bf16_detector_matches_fp32_heads_stay_fp32_and_chunked_kernel_runs(shap
     for out in bf16:
         assert out.scores.dtype == torch.float32 and out.pred_boxes.tensor.dtype == torch.float32
     for ref, cand in zip(fp32, bf16):
-        assert_matched(_as_list(ref), _as_list(cand))
+        assert_bf16_matches(detections_of(ref), detections_of(cand))
 
 
-def _md_detections(path, width: int, height: int) -> dict[str, list[tuple[list[float], float, int]]]:
+def _md_detections(path, width: int, height: int) -> dict[str, list[Detection]]:
     """MegaDetector results (normalised x, y, w, h) back to pixel x1y1x2y2, per file."""
     results = {}
     for entry in json.loads(path.read_text())["images"]:
@@ -121,4 +107,4 @@ def test_infer_tool_bf16_matches_fp32(shapes_detector, chunked_calls, tmp_path):
     bf16 = _md_detections(tmp_path / "bf16.json", width, height)
     assert sorted(fp32) == sorted(bf16) and len(fp32) == len(shapes_detector.val_images)
     for name in fp32:
-        assert_matched(fp32[name], bf16[name])
+        assert_bf16_matches(fp32[name], bf16[name])

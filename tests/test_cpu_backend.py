@@ -12,12 +12,11 @@ import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, pairwise_iou
 from PIL import Image
 
 from ropevit_det import model_zoo
 
-from .trained_shapes import MODEL_OVERRIDES
+from .trained_shapes import MODEL_OVERRIDES, assert_matched, detections_of
 
 try:
     import onnxruntime
@@ -78,11 +77,6 @@ def test_onnx_neck_cosine(trained, tmp_path):
         assert _neck_cosine(vit(images)["neck"], neck) >= EXACT_MIN_COSINE
 
 
-def _detections(instances) -> list[tuple[list[float], float, int]]:
-    return [(b.tolist(), float(s), int(c))
-            for b, s, c in zip(instances.pred_boxes.tensor, instances.scores, instances.pred_classes)]
-
-
 @pytest.mark.parametrize("backend", ["int8", "onnxruntime"])
 def test_backend_keeps_every_confident_fp32_detection(trained, backend):
     from ropevit_det.camera_trap.detector import Detector
@@ -95,13 +89,8 @@ def test_backend_keeps_every_confident_fp32_detection(trained, backend):
     reference = Detector(model, "cpu")
     confident_total = 0
     for item in inputs:
-        ref, out = _detections(reference([item])[0]), _detections(fast([item])[0])
-        for box, score, cls in (d for d in ref if d[1] > MIN_SCORE):
-            same_class = [d for d in out if d[2] == cls]
-            assert same_class, f"{backend}: fp32 detection {box} (class {cls}, {score:.3f}) has no match"
-            iou = pairwise_iou(Boxes(torch.tensor([box])), Boxes(torch.tensor([d[0] for d in same_class])))[0].max()
-            assert iou >= MIN_IOU, f"{backend}: fp32 box {box} ({score:.3f}): best IoU {iou:.3f}"
-            confident_total += 1
+        confident_total += assert_matched(detections_of(reference([item])[0]), detections_of(fast([item])[0]),
+                                          min_score=MIN_SCORE, min_iou=MIN_IOU, label=backend)
     assert confident_total >= len(inputs), "too few confident detections: the guard would prove little"
 
 

@@ -85,3 +85,29 @@ def train_shapes_detector(out_dir: Path) -> ShapesDetector:
     assert weights.is_file()
     return ShapesDetector(config_file=config_file, overrides=[*MODEL_OVERRIDES, "MODEL.WEIGHTS", str(weights)],
                           weights=weights, val_images=sorted(paths["val_images"].glob("*.png")))
+
+
+Detection = tuple[list[float], float, int]  # (box x1 y1 x2 y2, score, class)
+
+
+def detections_of(instances) -> list[Detection]:
+    return [(b.tolist(), float(s), int(c))
+            for b, s, c in zip(instances.pred_boxes.tensor, instances.scores, instances.pred_classes)]
+
+
+def assert_matched(reference: list[Detection], candidate: list[Detection], *, min_score: float = 0.3,
+                   min_iou: float = 0.9, max_score_diff: float | None = None, label: str = "") -> int:
+    """Every reference detection above ``min_score`` has a candidate of its class with IoU >= ``min_iou`` (and,
+    if given, a score within ``max_score_diff``). Returns how many reference detections were checked."""
+    from detectron2.structures import Boxes, pairwise_iou
+
+    confident = [d for d in reference if d[1] > min_score]
+    for box, score, cls in confident:
+        same_class = [d for d in candidate if d[2] == cls]
+        assert same_class, f"{label}: reference detection {box} (class {cls}, {score:.3f}) has no match of its class"
+        ious = pairwise_iou(Boxes(torch.tensor([box])), Boxes(torch.tensor([d[0] for d in same_class])))[0]
+        best = int(ious.argmax())
+        assert ious[best] >= min_iou, f"{label}: reference box {box} ({score:.3f}): best IoU {ious[best]:.3f}"
+        if max_score_diff is not None:
+            assert abs(same_class[best][1] - score) <= max_score_diff, (label, score, same_class[best][1])
+    return len(confident)
