@@ -121,7 +121,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[benchmark] %(message)s")
     command = "python tools/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_json(result)
     if args.json:
         print(f"\nwrote {args.json}")
-    return result
+    return 0  # tools/benchmark.py exits with it (a dict there would print itself to stderr and exit 1)
 
 
 if __name__ == "__main__":
