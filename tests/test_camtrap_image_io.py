@@ -89,6 +89,18 @@ def test_corrupt_and_truncated_files_become_failures(tmp_path):
     assert read_image_rgb(tmp_path / "nope.jpg").failure == "file not found"
 
 
+def test_truncated_file_is_a_failure_even_when_pillow_is_told_to_load_truncated_images(tmp_path, monkeypatch):
+    # Importing megadetector's visualization_utils switches this process-wide flag on.
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    good = save_rgb(tmp_path / "good.jpg", 256, 256, color=(10, 20, 30))
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert "truncated" in read_image_rgb(truncated).failure
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored for whoever set it
+
+
 def test_large_jpeg_is_downscaled_within_the_pixel_budget(tmp_path, monkeypatch):
     path = save_rgb(tmp_path / "big.jpg", 3000, 2000)
     decoded_sizes = []

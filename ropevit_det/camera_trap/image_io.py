@@ -12,13 +12,14 @@ import glob
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from .exif import capture_datetime, displayed_size
 from .video import VIDEO_EXTENSIONS, is_video_file
@@ -130,6 +131,22 @@ class ImageReadResult(NamedTuple):
     datetime: str | None = None  # EXIF DateTimeOriginal, "YYYY:MM:DD HH:MM:SS"
 
 
+@contextmanager
+def truncated_images_refused() -> Iterator[None]:
+    """Decode with Pillow's ``LOAD_TRUNCATED_IMAGES`` off, whatever the process set it to.
+
+    The flag is process-wide, and megadetector's ``visualization_utils`` switches it on when imported (our review
+    and repeat-detection tools import it). A cut file must still come back as a failure, not as a grey-bottomed
+    image with made-up detections, so the reader turns it off for its own decode and restores it after.
+    """
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
 def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageReadResult:
     """Read an image as displayed, as 8-bit RGB, without raising on bad files.
 
@@ -143,7 +160,7 @@ def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX
         "decompression bomb", ...) when the file cannot be read.
     """
     try:
-        with Image.open(path) as img:
+        with truncated_images_refused(), Image.open(path) as img:
             width, height = img.size
             shown_w, shown_h = displayed_size(img)
             original_hw = (shown_h, shown_w)
