@@ -26,8 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                           "checkpoint cost of the results journal over 1,000,000 images"),
     "benchmark-scaling": ("benchmark_scaling", "tools/benchmark_scaling.py",
                           "images/s of infer with 2 processes against 1, same machine"),
-    "env": ("env", "-", "what a bug report needs: versions, devices, detectron2 build, weights cache"),
     "export": ("export", "tools/export_model.py", "export a detector to ONNX or TorchScript (fixed input size)"),
+    "env": ("env", "-", "what a bug report needs: versions, devices, detectron2 build, weights cache"),
 }
 
 
