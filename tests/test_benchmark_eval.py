@@ -33,5 +33,7 @@ def test_lsj_mapper_runs_on_generated_jpegs(tmp_path) -> None:
     paths = write_synthetic_jpegs(tmp_path, 2)
     result = loader_benchmark(paths, CONFIGS / "ropevit_mrcnn.yaml", passes=1)
     assert result["images"] == 2
-    assert result["output_size"] == [3, 1024, 1024]  # LSJ crops (and pads) to the configured 1024
+    # ViTDet's LSJ: a random scale, then a crop of at most 1024 x 1024 and no padding (the model pads).
+    channels, height, width = result["output_size"]
+    assert channels == 3 and 0 < height <= 1024 and 0 < width <= 1024
     assert result["images_per_second_per_worker"] > 0
