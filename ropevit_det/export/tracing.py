@@ -57,6 +57,13 @@ def fixed_rope_table(vit: RoPEViT, grid: tuple[int, int]) -> Iterator[torch.Tens
         del vit.rope_embedding
 
 
+def _size_divisibility(model: GeneralizedRCNN) -> int:
+    """What detectron2 pads inputs to a multiple of: ``padding_constraints`` wins over the property (our pyramid
+    reports 32 there and 0 in ``size_divisibility``, as ``ImageList.from_tensors`` reads them)."""
+    constraints = getattr(model.backbone, "padding_constraints", {}) or {}
+    return max(int(constraints.get("size_divisibility", model.backbone.size_divisibility)), 1)
+
+
 def _find_vit(model: GeneralizedRCNN) -> RoPEViT:
     for module in model.backbone.modules():
         if isinstance(module, RoPEViT):
@@ -81,7 +88,7 @@ def traceable_model(model: GeneralizedRCNN, input_hw: tuple[int, int]) -> tuple[
     """detectron2's ``TracingAdapter`` around ``model`` (eval mode) and sample inputs of size ``input_hw``."""
     if not isinstance(model, GeneralizedRCNN) or model.proposal_generator is None:
         raise ValueError(f"only two-stage GeneralizedRCNN models are exported, got {type(model).__name__}")
-    divisor = max(model.backbone.size_divisibility, 1)
+    divisor = _size_divisibility(model)
     if input_hw[0] % divisor or input_hw[1] % divisor:
         raise ValueError(f"export input size {input_hw} must be a multiple of the backbone's size divisibility "
                          f"{divisor}")
@@ -130,7 +137,7 @@ def default_input_hw(model: GeneralizedRCNN, min_size_test: int) -> tuple[int, i
     square = getattr(model.backbone, "padding_constraints", {}).get("square_size", 0)
     if square:
         return (square, square)
-    divisor = max(model.backbone.size_divisibility, 1)
+    divisor = _size_divisibility(model)
     round_up = lambda n: -(-n // divisor) * divisor  # noqa: E731
     return (round_up(min_size_test), round_up(math.ceil(min_size_test * 4 / 3)))
 
