@@ -44,7 +44,7 @@ def cpu_bf16_support() -> str:
     found = [f for f in BF16_CPU_FLAGS if f in flags]
     if found:
         return f"yes ({', '.join(found)}): --bf16 and the fast mode are real speed-ups on this CPU"
-    return "no (neither avx512_bf16 nor amx_bf16): bf16 is emulated here; use fp32"
+    return "no (neither avx512_bf16 nor amx_bf16): bf16 is slow here; use fp32, or infer --backend int8"
 
 
 def detectron2_rows() -> list[Row]:
