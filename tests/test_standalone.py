@@ -3,6 +3,7 @@ wheel installed away from the clone works on its own (``ropevit-det`` console co
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ from ropevit_det import model_zoo
 
 from .conftest import REPO, TINY_VIT_OVERRIDES
 
-# Built from parts so that this file does not itself name the sibling folder it forbids.
-SIBLING_SHARED = "/".join(("..", "shared"))
+# A relative path that climbs out of its folder through one or more parent steps, then names something.
+PARENT_PATH = re.compile(r"(?<![\w.])((?:\.\./)+)([\w.-]+)")
 
 
 def tracked_files() -> list[Path]:
@@ -26,15 +27,37 @@ def tracked_files() -> list[Path]:
     return [p for p in REPO.rglob("*") if p.is_file() and not skip.intersection(p.relative_to(REPO).parts)]
 
 
-def test_no_tracked_file_names_the_sibling_shared_folder() -> None:
-    offenders = []
+def paths_outside_the_clone(path: Path) -> list[str]:
+    """The relative paths in ``path``'s text that, read from its folder, lead outside the repository."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    outside = []
+    for match in PARENT_PATH.finditer(text):
+        target = (path.parent / match.group(1) / match.group(2)).resolve()
+        if not target.is_relative_to(REPO):
+            outside.append(match.group(0))
+    return outside
+
+
+def test_no_tracked_file_points_outside_the_clone() -> None:
+    """A clone has nothing beside it: no test, tool, config or doc may read or name a sibling folder."""
+    offenders = {}
     for path in tracked_files():
         if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".pt", ".pth"):
             continue
-        text = path.read_text(encoding="utf-8", errors="replace")
-        offenders += [f"{path.relative_to(REPO)}:{i}" for i, line in enumerate(text.splitlines(), 1)
-                      if SIBLING_SHARED in line]
+        found = paths_outside_the_clone(path)
+        if found:
+            offenders[str(path.relative_to(REPO))] = found
     assert not offenders, f"tracked files reach outside the clone: {offenders}"
+
+
+def test_the_outside_check_sees_a_sibling_folder(tmp_path) -> None:
+    # The check itself must catch a path to a folder beside the clone, or the test above proves nothing.
+    probe = REPO / "tests" / f"_probe_{tmp_path.name}.md"
+    probe.write_text("data in " + "../" * 2 + "sibling/data/images and ../README.md\n", encoding="utf-8")
+    try:
+        assert paths_outside_the_clone(probe) == ["../" * 2 + "sibling"]
+    finally:
+        probe.unlink()
 
 
 def test_sample_data_lives_in_the_repository_with_its_attribution() -> None:
