@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from .camtrap_helpers import CAMTRAP_MINI  # noqa: F401  (the sample frames in tests/data)
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-# Real camera-trap frames kept in the repository, with their sources and licences (data/camtrap_mini/SOURCES.md).
-CAMTRAP_MINI = REPO / "tests" / "data" / "camtrap_mini"
 
 # A narrow, shallow ViT with the real patch size and token layout: same code paths, a fraction of the cost.
 TINY_VIT_OVERRIDES = [

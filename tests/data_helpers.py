@@ -2,16 +2,11 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.camtrap_helpers import CAMTRAP_MINI as CAMTRAP_DIR  # the sample frames kept in tests/data
-
-
-def unique_name(prefix: str) -> str:
-    """A dataset name not yet in detectron2's global catalogs (tests share one process)."""
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+from tests.camtrap_helpers import CAMTRAP_MINI as CAMTRAP_DIR  # noqa: F401  (the sample frames in tests/data)
+from tests.camtrap_helpers import unique_name  # noqa: F401  (re-exported for the data tests)
 
 
 def tiny_coco(num_images: int = 3, size: int = 64) -> dict[str, Any]:

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
 from PIL import Image
 
 import ropevit_det.modeling.attention as attention_module
-from ropevit_det import model_zoo
 from ropevit_det.camera_trap.detector import Detector
 
-from .trained_shapes import MODEL_OVERRIDES, Detection, assert_matched, detections_of
+from .trained_shapes import (
+    MODEL_OVERRIDES,
+    Detection,
+    assert_matched,
+    detections_of,
+    load_shapes_model,
+    shapes_inputs,
+)
 
 MIN_SCORE, MIN_IOU, MAX_SCORE_DIFF = 0.3, 0.9, 0.02
 
@@ -35,21 +38,6 @@ def chunked_calls(monkeypatch) -> list[int]:
     return calls
 
 
-def _model(detector):
-    cfg = model_zoo.get_config("demo/ropevit_shapes_cpu.yaml", detector.overrides)
-    model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(str(detector.weights))
-    return model
-
-
-def _inputs(detector) -> list[dict]:
-    inputs = []
-    for path in detector.val_images:
-        rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
-        inputs.append({"image": rgb.permute(2, 0, 1).float(), "height": rgb.shape[0], "width": rgb.shape[1]})
-    return inputs
-
-
 def assert_bf16_matches(reference: list[Detection], candidate: list[Detection]) -> None:
     checked = assert_matched(reference, candidate, min_score=MIN_SCORE, min_iou=MIN_IOU,
                              max_score_diff=MAX_SCORE_DIFF, label="bf16")
@@ -57,8 +45,8 @@ def assert_bf16_matches(reference: list[Detection], candidate: list[Detection]) 
 
 
 def test_bf16_detector_matches_fp32_heads_stay_fp32_and_chunked_kernel_runs(shapes_detector, chunked_calls):
-    model = _model(shapes_detector)
-    inputs = _inputs(shapes_detector)
+    _, model = load_shapes_model(shapes_detector)
+    inputs = shapes_inputs(shapes_detector)
     head_dtypes: list[torch.dtype] = []
     hook = model.roi_heads.box_predictor.register_forward_hook(
         lambda _m, _i, out: head_dtypes.extend(t.dtype for t in out))

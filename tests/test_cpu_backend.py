@@ -7,16 +7,11 @@ comparison is of real detections, not of near-tied noise):
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
-from PIL import Image
 
-from ropevit_det import model_zoo
 
-from .trained_shapes import MODEL_OVERRIDES, assert_matched, detections_of
+from .trained_shapes import MODEL_OVERRIDES, assert_matched, detections_of, load_shapes_model, shapes_inputs
 
 try:
     import onnxruntime
@@ -29,14 +24,8 @@ EXACT_MIN_COSINE, INT8_MIN_COSINE = 0.999, 0.99
 
 @pytest.fixture(scope="module")
 def trained(shapes_detector):
-    cfg = model_zoo.get_config("demo/ropevit_shapes_cpu.yaml", shapes_detector.overrides)
-    model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(str(shapes_detector.weights))
-    inputs = []
-    for path in shapes_detector.val_images:
-        rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
-        inputs.append({"image": rgb, "height": rgb.shape[1], "width": rgb.shape[2]})
-    return cfg, model, inputs
+    cfg, model = load_shapes_model(shapes_detector)
+    return cfg, model, shapes_inputs(shapes_detector)
 
 
 def _neck_cosine(reference: torch.Tensor, candidate: torch.Tensor) -> float:

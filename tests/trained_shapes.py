@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-TRAIN_NAME, VAL_NAME = "tests_shapes_train", "tests_shapes_val"
+TRAIN_NAME = "tests_shapes_train"
 # The model: the demo config, boxes only, with a 2-block 96-wide ViT. Needed again at inference.
 MODEL_OVERRIDES = [
     "MODEL.MASK_ON", "False",
@@ -111,3 +111,28 @@ def assert_matched(reference: list[Detection], candidate: list[Detection], *, mi
         if max_score_diff is not None:
             assert abs(same_class[best][1] - score) <= max_score_diff, (label, score, same_class[best][1])
     return len(confident)
+
+
+def load_shapes_model(detector: ShapesDetector) -> tuple[object, torch.nn.Module]:
+    """The trained detector rebuilt from its config, in eval mode: ``(cfg, model)``."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    from ropevit_det import model_zoo
+
+    cfg = model_zoo.get_config("demo/ropevit_shapes_cpu.yaml", detector.overrides)
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(str(detector.weights))
+    return cfg, model
+
+
+def shapes_inputs(detector: ShapesDetector) -> list[dict]:
+    """The held-out images as detectron2 inputs (RGB, uint8 CHW, the model's own format)."""
+    import numpy as np
+    from PIL import Image
+
+    inputs = []
+    for path in detector.val_images:
+        rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+        inputs.append({"image": rgb, "height": rgb.shape[1], "width": rgb.shape[2]})
+    return inputs
