@@ -53,9 +53,9 @@ def detectron2_rows() -> list[Row]:
     except ImportError:
         return [("detectron2", "not installed: bash tools/setup_env.sh, or see docs/INSTALL.md")]
     path = Path(detectron2.__file__).parent
-    dists = {d: _version(d) for d in ("detectron2", "sal-detectron2")}
-    if dists["sal-detectron2"] != "not installed":
-        build = f"registry fallback sal-detectron2 {dists['sal-detectron2']}"
+    fallback = _version("sal-detectron2")
+    if fallback != "not installed":
+        build = f"registry fallback sal-detectron2 {fallback}"
     else:
         build = f"official build {detectron2.__version__}"
     rows: list[Row] = [("detectron2", f"{detectron2.__version__} @{path} ({build})")]
