@@ -207,11 +207,13 @@ def _handle(item: PreparedItem, instances: Instances | None, writer: ResultsWrit
         summary.failed_files.append(item.rel_path)
     if options.include_datetime and item.datetime is not None:
         entry["datetime"] = item.datetime
-    writer.add(entry)
-    summary.detections += len(entry["detections"] or ())
+    # Render before the journal marks the image done: a run killed in between then redoes the image (and its
+    # render) on --resume, instead of skipping an image whose render was never written.
     if options.render_dir is not None and item.image is not None and item.video_end is None:
         _render(item, entry, options.render_dir, writer, options.render_threshold)
         summary.rendered += 1
+    writer.add(entry)
+    summary.detections += len(entry["detections"] or ())
     summary.images += 1
     return True
 
@@ -244,4 +246,7 @@ def _render(item: PreparedItem, entry: dict[str, Any], render_dir: str | os.Path
     out.parent.mkdir(parents=True, exist_ok=True)
     picture = render_entry(item.image.numpy(), entry, writer.detection_categories,
                            writer.classification_categories or {}, threshold)
-    picture.save(out, quality=90)
+    # Through a temporary name: a kill mid-write never leaves a truncated render under the final name.
+    partial = out.with_name(out.name + ".partial")
+    picture.save(partial, format="JPEG", quality=90)
+    os.replace(partial, out)
