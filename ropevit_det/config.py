@@ -71,14 +71,22 @@ def load_config(config_file: str, opts: Sequence[str] = ()) -> CN:
 CAPPED_ROI_HEADS = ("CandidateCappedROIHeads",)
 
 
+def check_tta_fits_square(
+    enabled: bool, max_size: int, square_pad: int, *,
+    max_key: str = "TEST.AUG.MAX_SIZE", square_key: str = "MODEL.SFP.SQUARE_PAD", assign: str = " ",
+) -> None:
+    """TTA resizes images up to ``max_size``; the model pads every batch to ``square_pad`` (0: off), which must
+    hold them. The key names are the config system's (the Lazy path passes ``test.aug.max_size``, ``=``)."""
+    if enabled and 0 < square_pad < max_size:
+        raise ValueError(
+            f"{max_key} {max_size} exceeds {square_key} {square_pad}, the square every batch is "
+            f"padded to: set {max_key}{assign}{square_pad} (or less)"
+        )
+
+
 def check_config(cfg: CN) -> None:
     """Combinations that detectron2 would silently ignore, or fail on later: fail with the fix instead."""
-    square, aug = cfg.MODEL.SFP.SQUARE_PAD, cfg.TEST.AUG
-    if aug.ENABLED and 0 < square < aug.MAX_SIZE:
-        raise ValueError(
-            f"TEST.AUG.MAX_SIZE {aug.MAX_SIZE} exceeds MODEL.SFP.SQUARE_PAD {square}, the square every batch is "
-            f"padded to: set TEST.AUG.MAX_SIZE {square} (or less)"
-        )
+    check_tta_fits_square(cfg.TEST.AUG.ENABLED, cfg.TEST.AUG.MAX_SIZE, cfg.MODEL.SFP.SQUARE_PAD)
     box, num_classes = cfg.MODEL.ROI_BOX_HEAD, cfg.MODEL.ROI_HEADS.NUM_CLASSES
     if box.USE_FED_LOSS and box.FED_LOSS_NUM_CLASSES > num_classes:
         raise ValueError(

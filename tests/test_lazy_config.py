@@ -132,10 +132,14 @@ def test_same_augmentations_and_run_settings(built):
     sampler = lazy.dataloader.train.get("sampler")
     yacs += (cfg.DATALOADER.SAMPLER_TRAIN, cfg.DATALOADER.REPEAT_THRESHOLD if sampler else None, cfg.SOLVER.BASE_LR,
              cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    aug = cfg.TEST.AUG  # test-time augmentation: the Lazy test.aug node mirrors it
+    yacs += (aug.ENABLED, list(aug.MIN_SIZES), aug.MAX_SIZE, aug.FLIP)
     t = lazy.train
     ours = (lazy.dataloader.train.total_batch_size, t.checkpointer.period, t.eval_period, t.amp.enabled,
             t.amp.precision, t.init_checkpoint, False,
             lazy.dataloader.train.dataset.names, lazy.dataloader.test.dataset.names, lazy.dataloader.train.num_workers,
             sampler._target_.__name__ if sampler else "TrainingSampler",
-            sampler.repeat_factors.repeat_thresh if sampler else None, lazy.optimizer.lr, lazy.model.roi_heads.num_classes)
+            sampler.repeat_factors.repeat_thresh if sampler else None, lazy.optimizer.lr,
+            lazy.model.roi_heads.num_classes,
+            lazy.test.aug.enabled, list(lazy.test.aug.min_sizes), lazy.test.aug.max_size, lazy.test.aug.flip)
     assert yacs == ours

@@ -1,5 +1,6 @@
 """A LazyConfig recipe trains and evaluates through our tool (``ropevit-det train --config lazy/...py``), from a
-birder checkpoint, on synthetic shapes with masks."""
+birder checkpoint, on synthetic shapes with masks: in one process, in two (gloo, ranks in sync), and with
+test-time augmentation (``test.aug``) in ``--eval-only``."""
 from __future__ import annotations
 
 import json
@@ -9,12 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from detectron2.config import instantiate
 
 from ropevit_det.data import generate_shapes_dataset
+from ropevit_det.engine import check_lazy_config
 
 from .checkpoint_helpers import TINY_SIZE, make_birder_net, save_birder_pt
 from .conftest import REPO
-from .test_lazy_config import TINY_LAZY_OVERRIDES
+from .test_lazy_config import TINY_LAZY_OVERRIDES, lazy_cfg
+from .test_training import assert_trained_in_sync, run_tool
 
 # Small images instead of LSJ's 1024 px crop (same augmentation types, smaller target).
 SMALL = [
@@ -73,3 +78,45 @@ def test_lazy_mask_rcnn_trains_and_evaluates_through_our_tool(shapes, tmp_path: 
     assert table[2].startswith(f"| ropevit_mrcnn | {weights} | ")  # pre-train: the run's init weights
     record = json.loads((out / "eval" / "eval_report.json").read_text())
     assert set(record["metrics"]) == {"bbox", "segm"} and record["datasets"] == ["ropevit_cli_val"]
+
+
+def test_lazy_two_process_gloo_run_trains_and_keeps_parameters_in_sync(shapes, tmp_path: Path) -> None:
+    """The Lazy twin of test_training's 2-process test, through the same tests/dist_sync_check.py."""
+    weights = save_birder_pt(make_birder_net(), tmp_path / "weights")
+    out = tmp_path / "run"
+    proc = run_tool("tests/dist_sync_check.py", "--config", "lazy/ropevit_mrcnn.py", "--num-gpus", "2",
+                    *data_flags(shapes), *TINY_LAZY_OVERRIDES, *SMALL,  # batch 2: one image per rank
+                    f"train.output_dir={out}", "train.max_iter=2", f"train.init_checkpoint={weights}")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert_trained_in_sync(out / "sync_report.json", max_iter=2)
+
+
+def test_lazy_eval_only_runs_tta_and_the_ema_weights(shapes, tmp_path: Path) -> None:
+    """As test_ema_tta's yacs test: ``test.aug.enabled=True`` adds GeneralizedRCNNWithTTA's results to the report."""
+    model = instantiate(lazy_cfg("lazy/ropevit_mrcnn.py", [*SMALL, "model.roi_heads.num_classes=3"]).model)
+    state = model.state_dict()
+    ema = {"n_averaged": torch.tensor(3), **{f"module.{k}": v for k, v in state.items()}}
+    torch.save({"model": state, "model_ema": ema}, tmp_path / "with_ema.pth")
+    out = tmp_path / "eval"
+    proc = run_train("--config", "lazy/ropevit_mrcnn.py", "--eval-only", *data_flags(shapes), *TINY_LAZY_OVERRIDES,
+                     *SMALL, f"train.output_dir={out}", f"train.init_checkpoint={tmp_path / 'with_ema.pth'}",
+                     "train.model_ema.enabled=True", "test.aug.enabled=True", "test.aug.min_sizes=[128,160]",
+                     "test.aug.max_size=224")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "evaluating the EMA weights saved in the checkpoint" in log
+    assert "Running inference with test-time augmentation" in log
+    assert (out / "inference_TTA" / "coco_instances_results.json").is_file()
+    record = json.loads((out / "eval_report.json").read_text())
+    assert set(record["metrics"]) == {"bbox", "segm", "bbox_TTA", "segm_TTA"}
+    rows = (out / "eval_report.md").read_text().splitlines()
+    assert any(row.startswith("| ropevit_mrcnn (TTA) | ") for row in rows)
+
+
+def test_lazy_tta_larger_than_the_square_padding_is_refused() -> None:
+    cfg = lazy_cfg("lazy/ropevit_mrcnn.py", ["model.backbone.square_pad=1024", "test.aug.enabled=True"])
+    with pytest.raises(ValueError, match=r"test.aug.max_size 4000 exceeds model.backbone.square_pad 1024.*"
+                                         r"set test.aug.max_size=1024 \(or less\)"):
+        check_lazy_config(cfg)
+    check_lazy_config(lazy_cfg("lazy/ropevit_mrcnn.py", ["model.backbone.square_pad=1024", "test.aug.enabled=True",
+                                                         "test.aug.max_size=1024"]))

@@ -102,10 +102,15 @@ def test_two_process_gloo_run_trains_and_keeps_parameters_in_sync(tmp_path) -> N
                     "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2",
                     "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE", "56")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    reports = json.loads((tmp_path / "sync_report.json").read_text())
+    assert_trained_in_sync(tmp_path / "sync_report.json", max_iter=2)
+
+
+def assert_trained_in_sync(report: Path, *, max_iter: int) -> None:
+    """tests/dist_sync_check.py's report of a 2-process run: it trained, and the ranks stayed equal."""
+    reports = json.loads(report.read_text())
     assert sorted(r["rank"] for r in reports) == [0, 1] and all(r["world"] == 2 for r in reports)
     # The iteration counter advanced as configured.
-    assert all(r["iter"] == r["max_iter"] == 2 for r in reports)
+    assert all(r["iter"] == r["max_iter"] == max_iter for r in reports)
     # It trained: most trainable tensors moved (a few may get no gradient, e.g. unused anchors' deltas).
     for r in reports:
         moved = [name for name in r["before"] if r["after"][name] != r["before"][name]]

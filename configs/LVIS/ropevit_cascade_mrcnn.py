@@ -5,7 +5,7 @@ from detectron2.config import LazyCall as L
 from ropevit_det.data.lvis_datasets import fed_loss_cls_weights
 
 from ..lazy.common.cascade_heads import make_cascade
-from .ropevit_mrcnn import dataloader, lr_multiplier, model, optimizer, train
+from .ropevit_mrcnn import dataloader, lr_multiplier, model, optimizer, test, train
 
 model.roi_heads.num_classes = 1203
 make_cascade(
@@ -19,4 +19,4 @@ make_cascade(
     ),
 )
 
-__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
+__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "test", "train"]

@@ -6,7 +6,7 @@ from detectron2.data.samplers import RepeatFactorTrainingSampler
 from ropevit_det.data.lvis_datasets import fed_loss_cls_weights
 from ropevit_det.evaluation.lvis import LVISEvaluatorNumpy2
 
-from ..lazy.ropevit_mrcnn import dataloader, lr_multiplier, model, optimizer, train
+from ..lazy.ropevit_mrcnn import dataloader, lr_multiplier, model, optimizer, test, train
 
 dataloader.train.dataset.names = "lvis_v1_train"
 dataloader.train.sampler = L(RepeatFactorTrainingSampler)(
@@ -42,4 +42,4 @@ lr_multiplier.warmup_length = 250 / train.max_iter
 
 optimizer.lr = 2e-4
 
-__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
+__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "test", "train"]

@@ -1,5 +1,5 @@
 """Mask R-CNN, RoPE ViT-B/14 from the iNat21 weights, on COCO 2017: ViTDet-B's recipe as a full LazyConfig
-(``model``, ``dataloader``, ``optimizer``, ``lr_multiplier``, ``train``), after detectron2's
+(``model``, ``dataloader``, ``optimizer``, ``lr_multiplier``, ``train``, and our ``test``), after detectron2's
 projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py. Its yacs twin is configs/ropevit_mrcnn.yaml;
 tests/test_lazy_config.py checks that both build the same model, optimizer, schedule and augmentations.
 
@@ -64,6 +64,12 @@ train.amp.enabled = True
 train.amp.precision = "bfloat16"  # ours (ViTDet: fp16); our tools read it, detectron2's ignore it
 train.init_checkpoint = "birder://rope_vit_reg4_b14_capi-inat21"
 train.model_ema = dict(enabled=False, decay=0.9999)  # ours: EMA of the weights, used for evaluation when enabled
+
+# Ours, as the yacs TEST.AUG (detectron2's defaults): when enabled, --eval-only also evaluates detectron2's
+# GeneralizedRCNNWithTTA (results keyed *_TTA). With square_pad=1024, max_size must be at most 1024 to enable it.
+test = dict(
+    aug=dict(enabled=False, min_sizes=[400, 500, 600, 700, 800, 900, 1000, 1100, 1200], max_size=4000, flip=True)
+)
 
 # Schedule: 100 ep = 184375 iters * 64 images/iter / 118000 images/ep
 train.max_iter = 184375

@@ -44,7 +44,8 @@ from ropevit_det.camera_trap.cct import register_cct_dataset
 from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
 from ropevit_det.config import check_config, load_config
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
-from ropevit_det.engine import Trainer, build_lazy_model, lazy_test, lazy_train, load_ema_weights
+from ropevit_det.engine import (Trainer, build_lazy_model, check_lazy_config, lazy_test, lazy_test_with_tta,
+                                lazy_train, lazy_tta_enabled, load_ema_weights)
 from ropevit_det.engine.devices import available_device
 from ropevit_det.evaluation.report import write_eval_report
 from ropevit_det.cli.common import config_arg
@@ -166,6 +167,10 @@ def setup_lazy(args: argparse.Namespace) -> Any:
         cfg.dataloader.test.dataset.names = data.DATASETS.TEST[0]
     if data.MODEL.ROI_HEADS.NUM_CLASSES is not None:
         cfg.model.roi_heads.num_classes = data.MODEL.ROI_HEADS.NUM_CLASSES
+    try:
+        check_lazy_config(cfg)
+    except ValueError as error:  # a key combination that cannot work; the message says the fix
+        raise SystemExit(f"ERROR: {error}") from None
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="ropevit_det", abbrev_name="ropevit")
     return cfg
@@ -271,6 +276,8 @@ def _main_lazy(args: argparse.Namespace, cfg: Any):
         meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
         use_ema_weights(model, meta or {}, bool(cfg.train.get("model_ema", {}).get("enabled", False)))
         results = lazy_test(cfg, model)
+        if lazy_tta_enabled(cfg):
+            results.update(lazy_test_with_tta(cfg, model))
         if comm.is_main_process():
             names = cfg.dataloader.test.dataset.names
             report(cfg.train.output_dir, results, args.config_file, OmegaConf.to_yaml(cfg), str(cfg.train.init_checkpoint),

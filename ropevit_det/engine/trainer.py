@@ -58,6 +58,21 @@ def wrap_for_distributed(model: torch.nn.Module) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
+TTA_OUTPUT_SUBDIR = "inference_TTA"  # beside detectron2's "inference" folder, as its train_net.py
+
+
+def tta_model(cfg: CfgNode, model: torch.nn.Module) -> GeneralizedRCNNWithTTA:
+    """detectron2's TTA wrapper around the bare model; ``cfg`` needs only the keys it reads (``TEST.AUG.*``,
+    ``MODEL.MASK_ON`` ..., see ``lazy.lazy_tta_cfg``). Shared by the yacs and the Lazy paths."""
+    logging.getLogger(__name__).info("Running inference with test-time augmentation ...")
+    return GeneralizedRCNNWithTTA(cfg, model.module if isinstance(model, DistributedDataParallel) else model)
+
+
+def tta_results(results: dict) -> OrderedDict:
+    """TTA results keyed ``*_TTA`` (``bbox_TTA``, or ``<dataset>_TTA``): reports list them beside the plain ones."""
+    return OrderedDict((name + "_TTA", value) for name, value in results.items())
+
+
 class DatasetInfo:
     """Checkpointable that stores the training classes in every checkpoint (``checkpoint["dataset_info"]``),
     so that inference can name them (MegaDetector ids for animal/person/vehicle) without being told."""
@@ -132,14 +147,11 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test_with_TTA(cls, cfg: CfgNode, model: torch.nn.Module) -> dict:  # noqa: N802 (detectron2's name)
         """As detectron2's ``tools/train_net.py``: ``GeneralizedRCNNWithTTA`` (``TEST.AUG``), results keyed ``*_TTA``."""
-        logging.getLogger(__name__).info("Running inference with test-time augmentation ...")
-        model = GeneralizedRCNNWithTTA(cfg, model.module if isinstance(model, DistributedDataParallel) else model)
         evaluators = [
-            cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA"))
+            cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, TTA_OUTPUT_SUBDIR))
             for name in cfg.DATASETS.TEST
         ]
-        results = cls.test(cfg, model, evaluators)
-        return OrderedDict((name + "_TTA", value) for name, value in results.items())
+        return tta_results(cls.test(cfg, tta_model(cfg, model), evaluators))
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
