@@ -20,6 +20,7 @@ TINY_VIT_OVERRIDES = [
     "MODEL.DEVICE", "cpu",
     "MODEL.WEIGHTS", "",
     "MODEL.SFP.SQUARE_PAD", "0",  # LSJ configs pad every batch to 1024; tests use small images
+    "MODEL.ROPE_VIT.GLOBAL_BLOCKS", "[1]",  # where a config windows attention (ViTDet-B: 2, 5, 8, 11), the last block stays global
 ]
 
 
