@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from ropevit_det.camera_trap.detector import InputSpec
-from ropevit_det.camera_trap.image_io import list_inputs, read_image_rgb, scan_inputs
+from ropevit_det.camera_trap.image_io import InputRootError, list_inputs, read_image_rgb, scan_inputs
 from ropevit_det.camera_trap.inputs import DetectorInputDataset, make_input_loader
 from tests.camtrap_helpers import MINI_IMAGES, save_exif_rotated_jpeg, save_rgb
 
@@ -197,3 +197,21 @@ def test_listing_keeps_videos_of_any_case(tmp_path):
     listing = scan_inputs(tmp_path)
     assert listing.files == ["a/b.mkv", "a/c.Mov", "a/clip.MP4", "a/d.avi", "a/x.jpg"]
     assert listing.skipped == ["a/e.wmv"]
+
+
+def test_input_root_keeps_sub_folders_and_refuses_outsiders(tmp_path):
+    card = tmp_path / "card"
+    save_rgb(card / "cam3/d.jpg", 4, 4)
+    save_rgb(tmp_path / "elsewhere/frame.jpg", 4, 4)
+    (card / "cam3/linked.jpg").symlink_to(tmp_path / "elsewhere/frame.jpg")  # a linked frame keeps its own name
+    listing = tmp_path / "todo.txt"
+    listing.write_text(f"{card / 'cam3/d.jpg'}\n{card / 'cam3/linked.jpg'}\n")
+    assert list_inputs(listing) == (card.resolve() / "cam3", ["d.jpg", "linked.jpg"])
+    assert list_inputs(listing, root=card) == (card.resolve(), ["cam3/d.jpg", "cam3/linked.jpg"])
+    assert list_inputs(card / "cam3", root=card)[1] == ["cam3/d.jpg", "cam3/linked.jpg"]
+    assert list_inputs(str(card / "cam3" / "*.jpg"), root=card)[1] == ["cam3/d.jpg", "cam3/linked.jpg"]
+    assert list_inputs(card / "cam3/d.jpg", root=card)[1] == ["cam3/d.jpg"]
+    with pytest.raises(InputRootError, match=r"1 of 1 inputs are not under the input root .*card .*frame\.jpg"):
+        list_inputs(tmp_path / "elsewhere/frame.jpg", root=card)
+    with pytest.raises(InputRootError, match="is not a folder"):
+        list_inputs(listing, root=listing)

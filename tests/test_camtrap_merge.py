@@ -68,3 +68,61 @@ def test_cli_reports_and_lists_unprocessed_images(tmp_path, caplog):
         cli.main([str(a), "--output", str(out)])
     with pytest.raises(SystemExit, match="cannot merge: .*a.json and .*a.json"):
         cli.main([str(a), str(a), "--output", str(tmp_path / "again.json")])
+
+
+def test_unprocessed_list_rerun_with_input_root_completes_the_merge(tmp_path, caplog):
+    """The recipe of docs/SCALE.md: shards with one missing, merge, re-run the list with --input-root, merge again.
+
+    The missing images sit in cam3/ and cam3/sub/: without --input-root the list's common folder (cam3) would
+    become the root and the entries would read d.jpg and sub/e.jpg, which match nothing in the first merge.
+    """
+    from ropevit_det.camera_trap.image_io import list_inputs
+    from ropevit_det.cli import infer as infer_cli
+    from tests.checkpoint_helpers import make_birder_net, save_birder_pt
+    from tests.conftest import CONFIGS
+
+    card = tmp_path / "card"
+    files = ["cam1/a.jpg", "cam1/b.jpg", "cam3/d.jpg", "cam3/sub/e.jpg"]
+    for k, rel in enumerate(files):
+        save_rgb(card / rel, 96, 64, color=(40 * k, 120, 60))
+    weights = save_birder_pt(make_birder_net(), tmp_path / "weights")
+    common = ["--config", str(CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"),
+              "--weights", str(weights), "--threshold", "0", "--class-names", "animal", "--num-workers", "0",
+              "--no-progress"]
+    overrides = ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "2", "MODEL.SFP.SQUARE_PAD", "0"]
+
+    def infer(*args: str) -> None:
+        assert infer_cli.main([*common, *args, *overrides]) == 0
+
+    # A 2-shard job array whose second task never ran.
+    infer("--input", str(card), "--shard", "1/2", "--output", str(tmp_path / "shard_1.json"))
+    todo, first = tmp_path / "todo.txt", tmp_path / "results.json"
+    with caplog.at_level("INFO"):
+        assert cli.main([str(tmp_path / "shard_1.json"), "--output", str(first), "--input", str(card),
+                         "--unprocessed-list", str(todo)]) == 0
+    assert "2 of 4 input images are in no results file, e.g. cam3/d.jpg, cam3/sub/e.jpg" in caplog.text
+    assert f"--input {todo} --input-root {card.resolve()} --output rest.json" in caplog.text
+    assert list_inputs(todo)[1] == ["d.jpg", "sub/e.jpg"]  # the default root, the list's common folder: wrong here
+
+    # The re-run, itself as two shards: each lists the paths under --input-root and takes its part of them.
+    rest = [tmp_path / f"rest_{k}.json" for k in (1, 2)]
+    for k, out in zip((1, 2), rest):
+        infer("--input", str(todo), "--input-root", str(card), "--shard", f"{k}/2", "--output", str(out))
+    assert [[e["file"] for e in json.loads(p.read_text())["images"]] for p in rest] == [files[2:3], files[3:]]
+    caplog.clear()
+    complete = tmp_path / "complete.json"
+    with caplog.at_level("INFO"):
+        assert cli.main([str(first), *map(str, rest), "--output", str(complete), "--input", str(card)]) == 0
+    assert "every one of the 4 input images is in the merged results" in caplog.text
+    data = json.loads(complete.read_text())
+    assert [e["file"] for e in data["images"]] == files and all("failure" not in e for e in data["images"])
+    assert validate_md(complete) == {**validate_md(complete), "errors": [], "warnings": []}
+
+    # A root that does not hold the listed images is refused before any model is loaded, with the fix.
+    with pytest.raises(SystemExit, match=r"--input-root: 2 of 2 inputs are not under the input root .*cam1 .*"
+                                         r"give a root that holds them all"):
+        infer_cli.main([*common, "--input", str(todo), "--input-root", str(card / "cam1"),
+                        "--output", str(tmp_path / "never.json")])
+    with pytest.raises(SystemExit, match="--input-root: input root .* is not a folder"):
+        infer_cli.main([*common, "--input", str(todo), "--input-root", str(tmp_path / "nowhere"),
+                        "--output", str(tmp_path / "never.json")])

@@ -35,6 +35,10 @@ DEFAULT_MAX_PIXELS = 64_000_000
 _GLOB_CHARS = set("*?[")
 
 
+class InputRootError(ValueError):
+    """The input root is not a folder, or does not hold every input (``infer --input-root``)."""
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     """Whether the extension is one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
@@ -49,7 +53,7 @@ class InputListing:
     skipped: list[str] = field(default_factory=list)
 
 
-def scan_inputs(path: str | os.PathLike) -> InputListing:
+def scan_inputs(path: str | os.PathLike, root: str | os.PathLike | None = None) -> InputListing:
     """List the images and videos behind an input argument.
 
     Args:
@@ -57,33 +61,43 @@ def scan_inputs(path: str | os.PathLike) -> InputListing:
             path per line (relative lines are relative to the text file's folder; ``#`` starts a comment;
             listed files that do not exist are kept, so they become "file not found" failure entries),
             a glob pattern (``**`` allowed), or a single image file.
+        root: the folder that the ``files`` paths are relative to (``infer --input-root``); every input must
+            lie under it. Default: the folder itself, the common folder of a list's paths, the folder part of
+            a glob before its first wildcard, or a single file's folder.
 
     Returns:
         An :class:`InputListing`. ``files`` (images and videos) are relative to ``root`` with forward slashes,
         as MD results files want them; ``skipped`` are the other paths left out (by extension).
+
+    Raises:
+        InputRootError: ``root`` is not a folder, or some input lies outside it.
+        ValueError: a ``.txt`` list is empty.
+        FileNotFoundError: nothing matches.
     """
     text = os.fspath(path)
     p = Path(text)
     if p.is_dir():
-        root = p.resolve()
+        folder = p.resolve()
         candidates = []
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, dirnames, filenames in os.walk(folder):
             # Hidden folders hold tool state (.thumbnails, .Trash, Timelapse backups), not camera frames.
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             candidates.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith("."))
-        return _split_images(root, candidates)
+        return _split_images(_checked_root(root, candidates) or folder, candidates)
     if p.is_file() and p.suffix.lower() == ".txt":
         base = p.resolve().parent
         candidates = []
         for line in p.read_text(encoding="utf-8").splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
-                candidates.append(str((base / line).resolve()))
+                candidates.append(_absolute(base / line))
         if not candidates:
             raise ValueError(f"input list {p} holds no paths")
-        return _split_images(Path(os.path.commonpath([os.path.dirname(c) for c in candidates])), candidates)
+        common = Path(os.path.commonpath([os.path.dirname(c) for c in candidates]))
+        return _split_images(_checked_root(root, candidates) or common, candidates)
     if p.is_file():
-        return _split_images(p.resolve().parent, [str(p.resolve())])
+        candidates = [_absolute(p)]
+        return _split_images(_checked_root(root, candidates) or Path(candidates[0]).parent, candidates)
     if _GLOB_CHARS & set(text):
         matches = [m for m in glob.glob(text, recursive=True) if os.path.isfile(m)]
         if not matches:
@@ -94,21 +108,48 @@ def scan_inputs(path: str | os.PathLike) -> InputListing:
             if _GLOB_CHARS & set(part):
                 break
             fixed.append(part)
-        root = Path(*fixed).resolve() if fixed else Path.cwd()
-        return _split_images(root, [str(Path(m).resolve()) for m in matches])
+        prefix = Path(*fixed).resolve() if fixed else Path.cwd()
+        candidates = [_absolute(m) for m in matches]
+        return _split_images(_checked_root(root, candidates) or prefix, candidates)
     raise FileNotFoundError(f"input {text!r} is neither a folder, a .txt list, an image file nor a glob that matches")
 
 
-def list_inputs(path: str | os.PathLike) -> tuple[Path, list[str]]:
+def list_inputs(path: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[Path, list[str]]:
     """``(root, relative image paths)`` for a folder, ``.txt`` list, glob or file; skipped files are logged.
 
-    See :func:`scan_inputs` for the rules.
+    See :func:`scan_inputs` for the rules and ``root``.
     """
-    listing = scan_inputs(path)
+    listing = scan_inputs(path, root)
     if listing.skipped:
         logger.warning("skipped %d non-image files (extension not in %s), e.g. %s", len(listing.skipped),
                        sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS), ", ".join(listing.skipped[:3]))
     return listing.root, listing.files
+
+
+def _absolute(path: str | os.PathLike) -> str:
+    """The absolute path with its folders resolved but the file name kept as written.
+
+    A listed file that is a symbolic link keeps its own name (and so its place under the root): resolving
+    it too would put a linked frame under its target's folder, outside the card it was listed from.
+    """
+    path = Path(os.path.abspath(path))
+    return str(path.parent.resolve() / path.name)
+
+
+def _checked_root(root: str | os.PathLike | None, absolute_paths: Sequence[str]) -> Path | None:
+    """``root`` resolved, after checking that every path lies under it; None when no root was given."""
+    if root is None:
+        return None
+    folder = Path(root).resolve()
+    if not folder.is_dir():
+        raise InputRootError(f"input root {os.fspath(root)!r} is not a folder; give the folder that the "
+                                "results' file paths are relative to (the --input of the first run)")
+    outside = [p for p in absolute_paths if os.path.commonpath([folder, p]) != str(folder)]
+    if outside:
+        raise InputRootError(f"{len(outside)} of {len(absolute_paths)} inputs are not under the input root {folder} "
+                         f"(e.g. {', '.join(outside[:3])}); give a root that holds them all, such as the --input "
+                         "of the first run")
+    return folder
 
 
 def _split_images(root: Path, absolute_paths: Sequence[str]) -> InputListing:

@@ -18,7 +18,11 @@ Examples:
 
   # a SLURM job array of 8 shards (sbatch --array=1-8), then one merged file
   python tools/infer.py ... --shard ${SLURM_ARRAY_TASK_ID}/8 --output shards/results_${SLURM_ARRAY_TASK_ID}.json
-  python tools/merge_results.py --output results.json --input /data/card_2024_06 shards/results_*.json
+  python tools/merge_results.py --output results.json --input /data/card_2024_06 shards/results_*.json \
+      --unprocessed-list todo.txt
+  # the images no shard holds (the merge prints this command), then one complete file
+  python tools/infer.py ... --input todo.txt --input-root /data/card_2024_06 --output rest.json
+  python tools/merge_results.py --output complete.json --input /data/card_2024_06 results.json rest.json
 
 --input is a folder, a .txt file with one path per line, a glob, or one image or video. Files that are neither
 are skipped; unreadable images and videos become 'failure' entries and the run goes on. Videos (.mp4, .avi,
@@ -57,7 +61,7 @@ from ropevit_det.config import load_config
 from ropevit_det.camera_trap.coco_results import md_to_coco_results
 from ropevit_det.camera_trap.detection_classes import detection_classes, parse_class_names
 from ropevit_det.camera_trap.detector import Detector, InputSpec, load_detector
-from ropevit_det.camera_trap.image_io import list_inputs
+from ropevit_det.camera_trap.image_io import InputRootError, list_inputs
 from ropevit_det.camera_trap.inference import run_inference
 from ropevit_det.camera_trap.journal import JournalError
 from ropevit_det.camera_trap.md_format import (
@@ -89,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "birder://NAME load too but carry no trained detection heads")
     parser.add_argument("--input", required=True,
                         help="folder (recursive), .txt list of paths, glob, or one image or video")
+    parser.add_argument("--input-root", default=None, metavar="DIR",
+                        help="the folder that the results' file paths are relative to; every input must lie under "
+                             "it. Give the first run's --input when re-running a merge's --unprocessed-list, so the "
+                             "entries keep their sub-folders (default: the --input folder, the common folder of a "
+                             ".txt list's paths, a glob's folder before its first wildcard, or a file's folder)")
     parser.add_argument("--output", required=True, help="MegaDetector-format results JSON")
     parser.add_argument("--threshold", type=float, default=None,
                         help="detections below this confidence are not written (default: the config's "
@@ -218,9 +227,23 @@ def check_args(args: argparse.Namespace) -> tuple[tuple[int, int] | None, FrameS
     return shard, sampling
 
 
+def list_input_files(args: argparse.Namespace) -> tuple[Path, list[str]]:
+    """``(root, sorted relative paths)`` of ``--input`` under ``--input-root``; a bad input ends the run."""
+    try:
+        return list_inputs(args.input, root=args.input_root)
+    except InputRootError as exc:
+        raise SystemExit(f"ERROR: --input-root: {exc}") from None
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"ERROR: --input: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     shard, sampling = check_args(args)
+    if args.input_root is not None:
+        # Checked here, once, so that a root that does not hold every input ends the run with one message
+        # instead of one crash per spawned process; the workers list the same files again under the same root.
+        list_input_files(args)
     if args.machine_rank == 0:
         # Once, before any process opens its journal, so that every rank sees the same files.
         try:
@@ -241,10 +264,7 @@ def worker(args: argparse.Namespace, shard: tuple[int, int] | None, sampling: Fr
     tag = f" [rank {rank}/{world}]" if world > 1 else ""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
     cfg = setup_cfg(args, comm.get_local_rank() if world > 1 else None)
-    try:
-        root, files = list_inputs(args.input)
-    except (ValueError, FileNotFoundError) as exc:
-        raise SystemExit(f"ERROR: --input: {exc}") from None
+    root, files = list_input_files(args)  # --input-root travels in args, so every rank and shard uses it
     logger.info("%d images under %s", len(files), root)
     if shard is not None:
         files = part_of(files, shard[0] - 1, shard[1])

@@ -4,7 +4,9 @@ Examples:
   # 8 shards of one input (tools/infer.py --shard K/8), checked against the input for missing images
   python tools/merge_results.py --output results.json --input /data/card_2024_06 shards/results_*.json \
       --unprocessed-list todo.txt
-  # then, if images are missing: python tools/infer.py ... --input todo.txt --output rest.json
+  # then, if images are missing (the merge prints these commands), process them and merge again:
+  python tools/infer.py ... --input todo.txt --input-root /data/card_2024_06 --output rest.json
+  python tools/merge_results.py --output complete.json --input /data/card_2024_06 results.json rest.json
 
 Refused, with the files named: an image in two files (overlapping shards), and files whose detection or
 classification categories, or detector, differ. The merged file passes MegaDetector's validator.
@@ -72,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
             lines = [str(root / rel) for rel in merged.unprocessed]
             Path(args.unprocessed_list).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
             logger.info("%d unprocessed images listed in %s", len(lines), args.unprocessed_list)
+            if lines:
+                # --input-root keeps the entries' paths relative to this input (cam3/d.jpg, not d.jpg), so that
+                # the re-run's file merges with this one into the paths Timelapse expects.
+                logger.warning("process them with: ropevit-det infer ... --input %s --input-root %s --output "
+                               "rest.json; then merge again: ropevit-det merge --input %s --output complete.json %s "
+                               "rest.json", args.unprocessed_list, root, args.input, output)
     return 0
 
 
