@@ -107,3 +107,39 @@ def test_interleaved_run_measures_every_model_in_every_round(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["model"], r["mode"]) for r in rows] == [("mdv5a", "fp32"), ("ours", "parity"), ("ours", "int8")]
     assert all(len(r["seconds_all"]) == 2 and r["peak_mem_mb"] is None for r in rows)
+
+
+def test_interleaved_run_measures_the_exported_model_on_the_cpu_runtimes(tmp_path):
+    """Modes ort / openvino: the ONNX export of the same model at the benchmark size, run as `infer --backend
+    onnxruntime|openvino` runs it; inference rows only (no backbone row), ratios like the other modes."""
+    import importlib.util
+
+    from ropevit_det.cli import benchmark
+
+    runtimes = ["ort"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    try:
+        benchmark.main(["--tiny", "--sizes", "64", "--warmup", "1", "--repeats", "2", "--threads", "1",
+                        "--tasks", "backbone,inference", "--vitdet-modes", "", "--mdv5a-modes", "fp32",
+                        "--ours-modes", ",".join(["parity", *runtimes]), "--boxes-only", "--topk-candidates", "100",
+                        "--no-accuracy", "--interleave", "--json", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())
+    for mode in runtimes:
+        rows = [r for r in result["rows"] if r["mode"] == mode]
+        assert [(r["model"], r["task"], r["size"], r["precision"]) for r in rows] == [("ours", "inference", 64, "fp32")]
+        assert len(rows[0]["seconds_all"]) == 2 and rows[0]["seconds_median"] > 0
+        for ratio in (f"inference_speedup_{mode}_over_parity", f"inference_{mode}_vs_mdv5a",
+                      f"images_per_second_{mode}_vs_mdv5a"):
+            assert result["ratios"][ratio] > 0, ratio
+        assert f"backbone_{mode}_vs_mdv5a" not in result["ratios"]  # no backbone row: not invented
+    assert "onnxruntime" in result["modes"]["ours/ort"]
+
+
+def test_runtime_modes_need_the_inference_task_and_the_cpu():
+    with pytest.raises(ValueError, match="inference"):
+        BenchmarkSettings(ours_modes=("ort",), tasks=("backbone",)).validate()
+    with pytest.raises(ValueError, match="CPU"):
+        BenchmarkSettings(ours_modes=("ort",), tasks=("inference",), device="cuda").validate()

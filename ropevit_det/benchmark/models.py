@@ -28,6 +28,7 @@ from ..modeling.roi_heads import CandidateCappedFastRCNNOutputLayers
 
 __all__ = [
     "MDV5A_MODES",
+    "RUNTIME_TASKS",
     "ModelSpec",
     "auto_window_size",
     "build_benchmark_model",
@@ -71,6 +72,10 @@ class ModelSpec:
     extra_opts: tuple = field(default=())
     compile_blocks: bool = False
     int8_linears: bool = False  # ours: the ViT's linear layers in int8 (torch.ao dynamic quantization)
+    # ours: the whole detector exported to ONNX at the benchmark size and run by this runtime
+    # ("onnxruntime" / "openvino", fp32), as ``ropevit-det infer --backend RUNTIME`` runs it. Task
+    # ``inference`` only: the export is the whole detector (see RUNTIME_TASKS).
+    runtime: str | None = None
 
     @property
     def precision(self) -> str:
@@ -91,7 +96,19 @@ OUR_MODES = {
                       "quantization), global attention: the no-bf16 path", int8_linears=True),
     "int8_fast": ModelSpec("ours", "int8_fast", None, True, "int8 linear layers, fp32 windowed attention, global "
                            "blocks 2/5/8/11: the no-bf16 counterpart of fast", int8_linears=True),
+    # The exported model on the CPU runtimes (ropevit-det infer --backend onnxruntime|openvino): fp32, global
+    # attention, the whole detector as one graph at the benchmark size; inference only.
+    "ort": ModelSpec("ours", "ort", None, False, "the ONNX export (fp32, global attention) run by ONNX Runtime's "
+                     "CPU provider: ropevit-det infer --backend onnxruntime", runtime="onnxruntime"),
+    "openvino": ModelSpec("ours", "openvino", None, False, "the ONNX export (fp32, global attention) run by "
+                          "OpenVINO on the CPU, f32 precision hint: ropevit-det infer --backend openvino",
+                          runtime="openvino"),
 }
+# The tasks a runtime mode measures. The runtime runs what `infer` runs, the exported whole detector; a
+# backbone-only row would need a second, backbone-only export that nothing ships, and training has no export.
+RUNTIME_TASKS = ("inference",)
+# The Python package each runtime needs (the `test` extra has onnxruntime; openvino is optional).
+RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 # MegaDetector v5a: fp32 is what it runs on CPUs, fp16 (model.half()) what it runs on GPUs.
 MDV5A_MODES = {
     "fp32": ModelSpec("mdv5a", "fp32", None, False, "MegaDetector v5a (YOLOv5x6), fp32, 1280 px letterbox"),
@@ -188,8 +205,11 @@ def build_benchmark_model(
     tiny: bool = False,
     topk_candidates: int = 0,
     boxes_only: bool = False,
+    threads: int | None = None,
 ) -> torch.nn.Module:
-    """The detectron2 ``GeneralizedRCNN`` for ``spec`` at input ``size``, on ``device``, in train mode.
+    """The detectron2 ``GeneralizedRCNN`` for ``spec`` at input ``size``, on ``device``, in train mode; for a
+    runtime mode (``spec.runtime``), that model exported at ``size`` x ``size`` and loaded by the runtime (an
+    ``ExportedDetector``: detectron2 input dicts in, ``Instances`` out, CPU only).
 
     Args:
         spec: which model and mode.
@@ -201,6 +221,7 @@ def build_benchmark_model(
         tiny: 2-block, 64-wide ViTs (smoke tests of the tool; timings meaningless).
         topk_candidates: cap on the (proposal, class) pairs entering test-time NMS, both models (0 = none).
         boxes_only: ours only: no mask head (``MODEL.MASK_ON False``).
+        threads: runtime modes: the runtime's intra-op threads (default: torch's thread count).
     """
     if spec.model == "vitdet":
         return build_vitdet(size, device, score_thresh, tiny, topk_candidates)
@@ -227,6 +248,13 @@ def build_benchmark_model(
         from ..export.cpu_backend import quantize_vit_linears
 
         quantize_vit_linears(model)
+    if spec.runtime:
+        if not str(device).startswith("cpu"):
+            raise ValueError(f"mode {spec.mode!r} runs the export on the CPU ({spec.runtime}); got device {device!r}")
+        from ..export.cpu_backend import cpu_detector
+
+        # The same weights, heads, candidate cap and score threshold as the eager modes, traced in at this size.
+        return cpu_detector(spec.runtime, model.eval(), cfg, threads, (size, size))
     return model
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import logging
 import os
 import platform
@@ -23,6 +24,8 @@ from .megadetector import MDV5A_IMAGE_SIZE, build_mdv5a, letterboxed_frame, mdv5
 from .models import (
     MDV5A_MODES,
     OUR_MODES,
+    RUNTIME_PACKAGES,
+    RUNTIME_TASKS,
     TINY_GLOBAL_BLOCKS,
     VITDET_GLOBAL_BLOCKS,
     VITDET_MODES,
@@ -77,6 +80,17 @@ class BenchmarkSettings:
             bad = [m for m in modes if m not in table]
             if bad:
                 raise ValueError(f"unknown {name} mode(s) {bad}; choose from {sorted(table)}")
+        runtimes = [OUR_MODES[m] for m in self.ours_modes if OUR_MODES[m].runtime]
+        if runtimes and not self.device.startswith("cpu"):
+            raise ValueError(f"mode(s) {[s.mode for s in runtimes]} run the export on the CPU; device is "
+                             f"{self.device!r}")
+        for spec in runtimes:
+            if importlib.util.find_spec(RUNTIME_PACKAGES[spec.runtime]) is None:
+                raise ImportError(f"mode {spec.mode!r} needs the {RUNTIME_PACKAGES[spec.runtime]} package "
+                                  f"(pip install {RUNTIME_PACKAGES[spec.runtime]})")
+        if runtimes and not set(self.tasks) & set(RUNTIME_TASKS):
+            raise ValueError(f"mode(s) {[s.mode for s in runtimes]} measure task(s) {list(RUNTIME_TASKS)} only "
+                             f"(the export is the whole detector); tasks asked for: {list(self.tasks)}")
         if self.mdv5a_modes and self.topk_candidates <= 0:
             raise ValueError("the MegaDetector peer needs a candidate cap for both models (e.g. topk_candidates "
                              "1000): random weights pass every anchor, so uncapped post-processing measures noise")
@@ -128,6 +142,9 @@ def _task_fn(task: str, model: torch.nn.Module, spec: ModelSpec, images: torch.T
                 return model.backbone(normalized)
 
         return backbone, lambda: None
+    if task == "inference" and spec.runtime:
+        inputs = [{"image": image} for image in images]  # the exported detector pads and post-processes itself
+        return lambda: model(inputs), lambda: None
     if task == "inference":
         model.eval()
         inputs = [{"image": image} for image in images]
@@ -162,6 +179,12 @@ def _task_fn(task: str, model: torch.nn.Module, spec: ModelSpec, images: torch.T
     raise ValueError(f"unknown task {task!r}")
 
 
+def _skips(spec: ModelSpec, task: str) -> bool:
+    """Whether ``spec`` has no row for ``task``: int8 layers have no backward, a runtime mode runs the whole
+    exported detector only (``RUNTIME_TASKS``)."""
+    return (task == "train_step" and spec.int8_linears) or (spec.runtime is not None and task not in RUNTIME_TASKS)
+
+
 def _peak_for(spec: ModelSpec, peaks: dict[str, float]) -> float:
     return peaks["bf16" if spec.autocast_dtype is not None else "fp32"]
 
@@ -177,7 +200,7 @@ def measure_model(
     memory.set_baseline()
     torch.manual_seed(0)
     model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window, settings.weights,
-                                  settings.tiny, settings.topk_candidates, settings.boxes_only)
+                                  settings.tiny, settings.topk_candidates, settings.boxes_only, settings.threads)
     rows = []
     train_batches = settings.batches if settings.train_batches is None else settings.train_batches
     for batch in sorted(set(settings.batches) | set(train_batches if "train_step" in settings.tasks else ())):
@@ -185,8 +208,8 @@ def measure_model(
         for task in settings.tasks:
             if batch not in (train_batches if task == "train_step" else settings.batches):
                 continue
-            if task == "train_step" and spec.int8_linears:
-                continue  # dynamically quantized layers have no backward: an inference-only mode
+            if _skips(spec, task):
+                continue  # int8: no backward; runtime modes: the exported whole detector only
             fn, cleanup = _task_fn(task, model, spec, images, settings)
             memory.reset_peak()
             started = time.perf_counter()
@@ -194,9 +217,10 @@ def measure_model(
             # run after it compiles again): give it two more warm-up runs.
             warmup = settings.warmup + (2 if spec.compile_blocks else 0)
             try:
-                # torch's FLOP counter does not see the quantized linear kernels: no (partial) count for int8.
+                # torch's FLOP counter does not see the quantized linear kernels (no (partial) count for
+                # int8), nor what an ONNX runtime runs.
                 timed = time_repeats(fn, device, warmup, settings.repeats,
-                                     settings.count_flops and not spec.int8_linears)
+                                     settings.count_flops and not spec.int8_linears and not spec.runtime)
             except torch.cuda.OutOfMemoryError as e:
                 # One configuration that does not fit must not lose the rest of the run: keep a row saying so.
                 cleanup()
@@ -310,12 +334,14 @@ def measure_interleaved(specs: Sequence[ModelSpec], size: int, settings: Benchma
             window = (settings.window or auto_window_size(size)) if spec.windowed else 0
             model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window,
                                           settings.weights, settings.tiny, settings.topk_candidates,
-                                          settings.boxes_only)
+                                          settings.boxes_only, settings.threads)
             for batch in settings.batches:
                 images = synthetic_images(batch, size, device)
                 for task in settings.tasks:
                     if task == "train_step":
                         raise ValueError("interleaved runs measure inference tasks only (backbone, inference)")
+                    if _skips(spec, task):
+                        continue
                     jobs.append((spec, task, size, batch, _task_fn(task, model, spec, images, settings)[0]))
         models.append(model)
     for _, _, _, _, fn in jobs:
@@ -424,7 +450,7 @@ def compute_ratios(
             ratios[f"{task}_{mode}_vs_vitdet"] = ratio(mode, task)
         ratios[f"train_mem_{mode}_vs_vitdet"] = ratio(mode, "train_step", "peak_mem_mb")
     parity = _lookup(rows, "ours", "parity", "inference", size, batch)
-    for mode in ("int8", "int8_fast"):
+    for mode in ("int8", "int8_fast", "ort", "openvino"):
         row = _lookup(rows, "ours", mode, "inference", size, batch)
         if parity is not None and row is not None and parity.seconds_median and row.seconds_median:
             ratios[f"inference_speedup_{mode}_over_parity"] = parity.seconds_median / row.seconds_median

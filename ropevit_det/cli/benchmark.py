@@ -16,6 +16,9 @@ Baseline: ViTDet-B fp32 (add bf16 with --vitdet-modes fp32,bf16).
     # against MegaDetector v5a (CPU, batch 1), our no-bf16 paths included:
     python tools/benchmark.py --sizes 1024 --tasks backbone,inference --vitdet-modes '' --mdv5a-modes fp32 \
         --ours-modes parity,bf16,fast,int8,int8_fast --boxes-only --topk-candidates 1000 --threads 2
+    # the CPU backends of `infer` against each other (the export at 1024 px; inference only):
+    python tools/benchmark.py --sizes 1024 --tasks inference --vitdet-modes '' --mdv5a-modes fp32 \
+        --ours-modes parity,int8,ort,openvino --boxes-only --topk-candidates 1000 --threads 1 --interleave
 """
 from __future__ import annotations
 
@@ -51,8 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="batch sizes of the train_step task (default: --batches); training holds far more memory")
     p.add_argument("--tasks", type=_names, default=None, help="backbone,inference,train_step (default: all)")
     p.add_argument("--ours-modes", type=_names, default=None,
-                   help="parity,bf16,fast, int8,int8_fast (no-bf16 paths) and/or fast_compiled (torch.compile); "
-                        "default: parity,bf16,fast")
+                   help="parity,bf16,fast, int8,int8_fast (no-bf16 paths), ort,openvino (the ONNX export run by "
+                        "ONNX Runtime / OpenVINO, as infer --backend onnxruntime|openvino; CPU, task inference "
+                        "only) and/or fast_compiled (torch.compile); default: parity,bf16,fast")
     p.add_argument("--vitdet-modes", type=_names, default=("fp32",), help="fp32 and/or bf16 (default fp32; '' for none)")
     p.add_argument("--mdv5a-modes", type=_names, default=(),
                    help="MegaDetector v5a (YOLOv5x6, 1280 px letterbox) as a peer: fp32 (what it runs on CPUs), fp16 "
