@@ -1,7 +1,7 @@
 r"""Images/s of ``infer --num-gpus P`` against one process, on the same machine and inputs, in one run.
 
 Writes a random-weight detector checkpoint of ``--config`` and synthetic JPEG frames (or uses ``--input``),
-then runs ``tools/infer.py`` once per process count, each process on ``cores / P`` threads, and reads each
+then runs ``python -m ropevit_det infer`` once per process count, each process on ``cores / P`` threads, and reads each
 rank's "N images in S s" log line: throughput = all images / the slowest rank's seconds (model loading and
 process start-up are left out, as they do not grow with the input).
 
@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-REPO_TOOL = Path(__file__).resolve().parents[2] / "tools" / "infer.py"
 _RANK_LINE = re.compile(r"(\d+) images in ([\d.]+) s \(")
 
 
@@ -48,9 +47,10 @@ def random_checkpoint(config: str, opts: list[str], path: Path) -> None:
 def images_per_second(processes: int, args: argparse.Namespace, weights: Path, frames: str, out: Path) -> float:
     threads = max(1, (os.cpu_count() or 1) // processes)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    command = [sys.executable, str(REPO_TOOL), "--config", args.config, "--weights", str(weights), "--input", frames,
-               "--output", str(out), "--overwrite", "--no-progress", "--batch-size", str(args.batch_size),
-               "--num-workers", str(args.num_workers), "--num-gpus", str(processes), *args.opts]
+    # The package's own entry point, not the clone's tools/infer.py: after `pip install` there is no tools/ folder.
+    command = [sys.executable, "-m", "ropevit_det", "infer", "--config", args.config, "--weights", str(weights),
+               "--input", frames, "--output", str(out), "--overwrite", "--no-progress", "--batch-size",
+               str(args.batch_size), "--num-workers", str(args.num_workers), "--num-gpus", str(processes), *args.opts]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"ERROR: the {processes}-process run failed:\n{proc.stderr[-3000:]}")
