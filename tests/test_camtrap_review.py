@@ -15,6 +15,7 @@ from ropevit_det.camera_trap.review import NO_LABELS, ReviewOptions, write_revie
 from ropevit_det.cli.review import main as review_main
 
 from tests import browser_helpers
+from tests.artifacts import artifacts_dir, keep_artifact
 from tests.browser_helpers import headless_chromium, page_report
 from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES, write_json
 
@@ -131,7 +132,7 @@ def _local_file(url: str) -> Path:
 def test_review_page_in_a_real_browser(results_file, tmp_path):
     summary = write_review(results_file, MINI_IMAGES, tmp_path / "page",
                            ReviewOptions(gt_file=MINI_COCO, image_width=300, workers=2, quiet=True))
-    screenshot = tmp_path / "review_index.png"  # kept as the test's artefact
+    screenshot = tmp_path / "review_index.png"  # copied to the artefacts folder below, once checked
     with headless_chromium(tmp_path / "chromium-profile") as driver:
         index = page_report(driver, summary.index_html.as_uri())
         assert index["title"] == "Detection results preview"
@@ -152,6 +153,17 @@ def test_review_page_in_a_real_browser(results_file, tmp_path):
     with Image.open(screenshot) as shot:
         assert shot.width == 1280 and shot.height > 500
         assert len(shot.convert("RGB").getcolors(1 << 16) or range(1 << 16)) > 16  # not a blank page
+    kept = keep_artifact(screenshot)
+    assert kept == artifacts_dir() / "review_index.png" and kept.read_bytes() == screenshot.read_bytes()
+
+
+def test_artefacts_go_to_the_env_folder_else_output(tmp_path, monkeypatch):
+    shot = tmp_path / "shot.png"
+    shot.write_bytes(b"png")
+    monkeypatch.setenv("ROPEVIT_TEST_ARTIFACTS", str(tmp_path / "ci_upload"))
+    assert keep_artifact(shot).read_bytes() == b"png" and (tmp_path / "ci_upload" / "shot.png").is_file()
+    monkeypatch.delenv("ROPEVIT_TEST_ARTIFACTS")
+    assert artifacts_dir() == Path(__file__).resolve().parents[1] / "output" / "test_artifacts"
 
 
 def test_missing_browser_fails_with_the_install_command(monkeypatch):
