@@ -143,3 +143,18 @@ def test_runtime_modes_need_the_inference_task_and_the_cpu():
         BenchmarkSettings(ours_modes=("ort",), tasks=("backbone",)).validate()
     with pytest.raises(ValueError, match="CPU"):
         BenchmarkSettings(ours_modes=("ort",), tasks=("inference",), device="cuda").validate()
+
+
+def test_settings_errors_name_the_field_and_the_cli_names_the_flag(capsys):
+    from ropevit_det.benchmark.runner import SettingsError
+    from ropevit_det.cli import benchmark
+
+    with pytest.raises(SettingsError, match="topk_candidates must be >= 0") as info:
+        BenchmarkSettings(topk_candidates=-1).validate()
+    assert info.value.field == "topk_candidates" and "--" not in str(info.value)  # the library's terms
+    for argv, flag in ((["--topk-candidates", "-1"], "--topk-candidates"),
+                       (["--mdv5a-modes", "fp32"], "--topk-candidates"),
+                       (["--ours-modes", "ort", "--tasks", "backbone"], "--tasks")):
+        assert benchmark.main(["--tiny", "--vitdet-modes", "", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and f"(set by {flag})" in err, (argv, err)

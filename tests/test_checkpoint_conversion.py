@@ -104,8 +104,28 @@ def test_missing_source_key_is_an_error_naming_it(birder_net):
 
 def test_keep_classifier_without_a_classifier_is_an_error(birder_net):
     state = {k: v for k, v in birder_net.state_dict().items() if not k.startswith("classifier.")}
-    with pytest.raises(KeyMappingError, match=r"classifier\.weight.*without keep_classifier"):
+    with pytest.raises(KeyMappingError, match=r"classifier\.weight.*without keep_classifier") as info:
         convert_birder_state(state, keep_classifier=True)
+    assert info.value.argument == "keep_classifier" and "--" not in str(info.value)  # the library's terms
+
+
+def test_converter_names_the_flag_of_the_argument_at_fault(birder_net, tmp_path, capsys, monkeypatch):
+    """The library's error names ``keep_classifier``; the command line adds its flag."""
+    import dataclasses
+
+    real_read = convert_birder_to_d2.read_birder_checkpoint
+
+    def read_without_classifier(path):
+        checkpoint = real_read(path)
+        state = {k: v for k, v in checkpoint.state.items() if not k.startswith("classifier.")}
+        return dataclasses.replace(checkpoint, state=state)
+
+    monkeypatch.setattr(convert_birder_to_d2, "read_birder_checkpoint", read_without_classifier)
+    src = save_birder_pt(birder_net, tmp_path)
+    assert convert_birder_to_d2.main([str(src), str(tmp_path / "o.pth"), "--keep-classifier"]) == 1
+    err = capsys.readouterr().err
+    assert "without keep_classifier" in err and "--keep-classifier flag" in err
+    assert not (tmp_path / "o.pth").exists()
 
 
 def test_narrower_vit_into_wider_config_names_tensor_and_both_shapes(tmp_path):

@@ -41,7 +41,21 @@ logger = logging.getLogger(__name__)
 INT8_MIN_COSINE = 0.99  # the quantization guard (tests/test_cpu_backend.py holds the same bound)
 TASKS = ("backbone", "inference", "train_step")
 
-__all__ = ["TASKS", "BenchmarkSettings", "Row", "compute_ratios", "run_benchmark"]
+__all__ = ["TASKS", "BenchmarkSettings", "DeviceUnavailableError", "Row", "SettingsError", "compute_ratios",
+           "run_benchmark"]
+
+
+class SettingsError(ValueError):
+    """A ``BenchmarkSettings`` field holds a value the run cannot use. ``field`` names it, so that a command
+    line can name the flag that set it (``ropevit-det benchmark`` does)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DeviceUnavailableError(SettingsError, RuntimeError):
+    """The ``device`` asked for is not there (a ``RuntimeError`` too: the machine lacks it, not the value)."""
 
 
 @dataclass
@@ -72,34 +86,40 @@ class BenchmarkSettings:
     threads: int | None = None
 
     def validate(self) -> None:
+        """Raises ``SettingsError`` naming the field at fault (``DeviceUnavailableError`` for a missing CUDA
+        device); ``ImportError`` where a mode's runtime package is not installed."""
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
+            raise SettingsError(f"unknown task(s) {unknown}; choose from {list(TASKS)}", "tasks")
         for name, modes, table in (("ours", self.ours_modes, OUR_MODES), ("vitdet", self.vitdet_modes, VITDET_MODES),
                                    ("mdv5a", self.mdv5a_modes, MDV5A_MODES)):
             bad = [m for m in modes if m not in table]
             if bad:
-                raise ValueError(f"unknown {name} mode(s) {bad}; choose from {sorted(table)}")
+                raise SettingsError(f"unknown {name} mode(s) {bad}; choose from {sorted(table)}", f"{name}_modes")
         runtimes = [OUR_MODES[m] for m in self.ours_modes if OUR_MODES[m].runtime]
         if runtimes and not self.device.startswith("cpu"):
-            raise ValueError(f"mode(s) {[s.mode for s in runtimes]} run the export on the CPU; device is "
-                             f"{self.device!r}")
+            raise SettingsError(f"mode(s) {[s.mode for s in runtimes]} run the export on the CPU; device is "
+                                f"{self.device!r}", "device")
         for spec in runtimes:
             if importlib.util.find_spec(RUNTIME_PACKAGES[spec.runtime]) is None:
                 raise ImportError(f"mode {spec.mode!r} needs the {RUNTIME_PACKAGES[spec.runtime]} package "
                                   f"(pip install {RUNTIME_PACKAGES[spec.runtime]})")
         if runtimes and not set(self.tasks) & set(RUNTIME_TASKS):
-            raise ValueError(f"mode(s) {[s.mode for s in runtimes]} measure task(s) {list(RUNTIME_TASKS)} only "
-                             f"(the export is the whole detector); tasks asked for: {list(self.tasks)}")
+            raise SettingsError(f"mode(s) {[s.mode for s in runtimes]} measure task(s) {list(RUNTIME_TASKS)} only "
+                                f"(the export is the whole detector); tasks asked for: {list(self.tasks)}", "tasks")
         if self.mdv5a_modes and self.topk_candidates <= 0:
-            raise ValueError("the MegaDetector peer needs a candidate cap for both models (e.g. topk_candidates "
-                             "1000): random weights pass every anchor, so uncapped post-processing measures noise")
+            raise SettingsError("the MegaDetector peer needs a candidate cap for both models (e.g. topk_candidates "
+                                "1000): random weights pass every anchor, so uncapped post-processing measures noise",
+                                "topk_candidates")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+            raise DeviceUnavailableError(f"device {self.device!r} was asked for, but torch sees no CUDA device",
+                                         "device")
         if self.topk_candidates < 0:
-            raise ValueError(f"--topk-candidates must be >= 0 (0 = no cap), got {self.topk_candidates}")
+            raise SettingsError(f"topk_candidates must be >= 0 (0 = no cap), got {self.topk_candidates}",
+                                "topk_candidates")
         if any(s < 32 or s % 32 for s in self.sizes):
-            raise ValueError(f"sizes must be multiples of 32 (the pyramid's stride-32 level): {list(self.sizes)}")
+            raise SettingsError(f"sizes must be multiples of 32 (the pyramid's stride-32 level): {list(self.sizes)}",
+                                "sizes")
 
 
 @dataclass

@@ -54,7 +54,14 @@ _MAX_LISTED = 24
 
 
 class KeyMappingError(ValueError):
-    """The checkpoint's keys, or its tensor shapes, do not match the key table or the target model."""
+    """The checkpoint's keys, or its tensor shapes, do not match the key table or the target model.
+
+    ``argument``: the conversion argument whose value caused it (e.g. ``"keep_classifier"``), or ``None``; a
+    command line that sets the argument through a flag names the flag with it (``ropevit-det convert``)."""
+
+    def __init__(self, message: str, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 def birder_to_d2_key_table(depth: int, keep_classifier: bool = False, prefix: str = VIT_PREFIX) -> dict[str, str]:
@@ -115,11 +122,12 @@ def convert_birder_state(
             problems.append(f"source keys not in the key table (left over): {_listed(leftover)}")
         if missing:
             problems.append(f"table keys the checkpoint lacks (missing): {_listed(missing)}")
-        hint = ""
+        hint, argument = "", None
         if keep_classifier and any(k in _CLASSIFIER_KEYS for k in missing):
-            hint = " The checkpoint has no classifier: convert it without keep_classifier / --keep-classifier."
+            hint, argument = " The checkpoint has no classifier: convert it without keep_classifier.", "keep_classifier"
         raise KeyMappingError(
-            "the checkpoint does not match birder's rope_vit_reg4 layout; " + "; ".join(problems) + "." + hint
+            "the checkpoint does not match birder's rope_vit_reg4 layout; " + "; ".join(problems) + "." + hint,
+            argument,
         )
     return {table[key]: state[key] for key in table}
 
@@ -194,13 +202,13 @@ def _mismatch_hints(
         )
     if any(".classifier." in k or k.startswith("classifier.") for k in unexpected):
         hints.append(
-            "The file carries a classifier (converted with --keep-classifier) but the model has none: set "
-            "MODEL.ROPE_VIT.NUM_CLASSES to its number of classes, or convert without --keep-classifier."
+            "The file carries a classifier (converted with keep_classifier) but the model has none: set "
+            "MODEL.ROPE_VIT.NUM_CLASSES to its number of classes, or convert without keep_classifier."
         )
     if any(".classifier." in k or k.startswith("classifier.") for k in missing):
         hints.append(
             "The model has a classifier (MODEL.ROPE_VIT.NUM_CLASSES > 0) but the file has none: use a file "
-            "converted with --keep-classifier, a raw birder checkpoint, or set NUM_CLASSES to 0."
+            "converted with keep_classifier, a raw birder checkpoint, or set NUM_CLASSES to 0."
         )
     if any(".encoder.block." in k or k.startswith("encoder.block.") for k in unexpected + missing):
         hints.append("The number of blocks differs: match MODEL.ROPE_VIT.DEPTH to the weights.")

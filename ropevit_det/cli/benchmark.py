@@ -30,6 +30,7 @@ from pathlib import Path
 
 import ropevit_det  # noqa: F401  (registers the backbone)
 from ropevit_det.benchmark import BenchmarkSettings, markdown_report, run_benchmark
+from ropevit_det.benchmark.runner import SettingsError
 
 # 448 px: ViTDet's 28 x 28 grid fills 2 x 2 windows of 14 exactly, ours (32 x 32) 2 x 2 windows of 16. The
 # bf16-global mode is left out, so that the run stays well under 5 minutes on 2 idle cores.
@@ -135,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({**result, "command": command}, indent=2))
 
-    result = run_benchmark(settings_from_args(args), on_progress=write_json)
+    settings = settings_from_args(args)
+    try:
+        settings.validate()
+    except SettingsError as e:  # the library names the field; name the flag that set it too
+        print(f"error: {e} (set by --{e.field.replace('_', '-')})", file=sys.stderr)
+        return 2
+    result = run_benchmark(settings, on_progress=write_json)
     result["command"] = command
     print(markdown_report(result))
     write_json(result)

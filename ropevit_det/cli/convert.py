@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ropevit_det.checkpoint import birder_to_d2_checkpoint, read_birder_checkpoint
-from ropevit_det.checkpoint.conversion import VIT_PREFIX
+from ropevit_det.checkpoint.conversion import VIT_PREFIX, KeyMappingError
 
 DESCRIPTION = f"""\
 Convert a birder rope_vit_reg4_b14 checkpoint into a detectron2 checkpoint that DetectionCheckpointer
@@ -43,6 +43,10 @@ example:
 """
 
 
+# The conversion arguments this command sets through a flag: errors naming an argument name the flag too.
+ARGUMENT_FLAGS = {"keep_classifier": "--keep-classifier"}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = read_birder_checkpoint(args.src)
         converted = birder_to_d2_checkpoint(checkpoint, keep_classifier=args.keep_classifier)
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        flag = ARGUMENT_FLAGS.get(e.argument) if isinstance(e, KeyMappingError) else None
+        print(f"error: {e}" + (f" ({e.argument} is the {flag} flag here.)" if flag else ""), file=sys.stderr)
         return 1
     args.dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.dst.with_name(f"{args.dst.name}.{uuid.uuid4().hex}.partial")
