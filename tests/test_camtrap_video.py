@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from detectron2.modeling import build_model
 from PIL import Image
 
@@ -73,7 +74,10 @@ FILES = ["cam1/UPPER.AVI", "cam1/clip.mp4", "cam2/cut.mp4", "cam2/not_a_video.mo
 def _run(card: Path, out: Path, **options) -> dict:
     cfg = tiny_cfg(QUICK, ["MODEL.ROI_HEADS.NUM_CLASSES", "2", "TEST.DETECTIONS_PER_IMAGE", "3",
                            "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
-    model = build_model(cfg).eval()  # random weights: the boxes do not matter here, their bookkeeping does
+    # Random weights: the boxes do not matter here, their bookkeeping does. Seeded, so that two runs of this file
+    # (default and --all-frames) see the same model and can be compared detection by detection.
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
     classes = detection_classes(2, ["animal", "person"])
     with ResultsWriter(out, info=make_info("tiny"), detection_categories=classes.categories) as writer:
         summary = run_inference(Detector(model), InputSpec.from_cfg(cfg), card, FILES, writer, classes, threshold=0.0,
@@ -102,6 +106,24 @@ def test_video_entries_follow_the_megadetector_convention(every_third):
     upper = _entries(every_third)["cam1/UPPER.AVI"]  # upper-case extension, another container
     assert upper["frame_rate"] == FPS and upper["frames_processed"] == [0, 3]
     assert every_third["summary"].frames == 4 + 2 + len(_entries(every_third)["cam2/cut.mp4"]["frames_processed"])
+
+
+def test_default_keeps_each_categorys_most_confident_detection_of_all_frames(card, every_third, tmp_path):
+    """As MegaDetector's frame_results_to_video_results: per category, the --all-frames run's best detection."""
+    everything = _entries(_run(card, tmp_path / "all.json", sampling=FrameSampling(every_n_frames=3), all_frames=True))
+    videos = ["cam1/UPPER.AVI", "cam1/clip.mp4", "cam2/cut.mp4"]
+    for file in videos:
+        default, full = _entries(every_third)[file], everything[file]
+        assert default["frames_processed"] == full["frames_processed"]
+        assert {d["category"] for d in default["detections"]} == {d["category"] for d in full["detections"]}
+        for det in default["detections"]:
+            of_category = [d for d in full["detections"] if d["category"] == det["category"]]
+            best = max(d["conf"] for d in of_category)
+            # Ties (confidences are rounded) go to the earliest frame.
+            expected = min((d for d in of_category if d["conf"] == best), key=lambda d: d["frame_number"])
+            assert det == expected, f"{file}: {det} is not the best {det['category']} detection {expected}"
+    assert sum(len(everything[f]["detections"]) for f in videos) > sum(
+        len(_entries(every_third)[f]["detections"]) for f in videos)  # the default did drop detections
 
 
 def test_broken_videos_become_failures_or_partial_entries(every_third):
