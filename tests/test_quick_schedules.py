@@ -6,6 +6,7 @@ import math
 
 import pytest
 from detectron2.data import DatasetCatalog
+from detectron2.modeling.roi_heads import CascadeROIHeads
 
 from ropevit_det.data import generate_shapes_dataset, register_coco_dataset
 from ropevit_det.engine import Trainer
@@ -26,8 +27,8 @@ def _register(name: str, json_file, images) -> str:
     return name
 
 
-def _train_and_test(config: str, train: str, test: str, num_classes: int, out) -> tuple[set, dict]:
-    """The names of the losses trained, and the evaluation results."""
+def _train_and_test(config: str, train: str, test: str, num_classes: int, out) -> tuple[set, dict, object]:
+    """The names of the losses trained, the evaluation results, and the trained model's ROI heads."""
     cfg = tiny_cfg(QUICK / config, [
         "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{test}',)", "OUTPUT_DIR", str(out),
         "MODEL.ROI_HEADS.NUM_CLASSES", str(num_classes), "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
@@ -39,12 +40,12 @@ def _train_and_test(config: str, train: str, test: str, num_classes: int, out) -
     trainer.train()
     assert trainer.iter == 2  # TrainerBase leaves iter at MAX_ITER after the last step
     losses = {k for k in trainer.storage.latest() if k.startswith("loss_")}
-    return losses, Trainer.test(cfg, trainer.model)
+    return losses, Trainer.test(cfg, trainer.model), trainer.model.roi_heads
 
 
 def test_box_only_schedule_trains_on_camera_trap_frames(tmp_path):
     data = _register("quick_camtrap", CAMTRAP_MINI / "annotations.json", CAMTRAP_MINI / "images")
-    losses, results = _train_and_test("ropevit_faster_rcnn_instant_test.yaml", data, data, 1, tmp_path)
+    losses, results, _ = _train_and_test("ropevit_faster_rcnn_instant_test.yaml", data, data, 1, tmp_path)
     assert "loss_mask" not in losses and "loss_box_reg" in losses
     assert set(results) == {"bbox"} and math.isfinite(results["bbox"]["AP"])
 
@@ -55,7 +56,13 @@ def test_mask_schedules_train_masks_and_report_segm_ap(config, shapes, tmp_path)
     val = _register("quick_shapes_val", shapes["val_json"], shapes["val_images"])
     cfg = tiny_cfg(QUICK / config)
     assert cfg.MODEL.MASK_ON
-    losses, results = _train_and_test(config, train, val, 3, tmp_path)
+    losses, results, roi_heads = _train_and_test(config, train, val, 3, tmp_path)
     assert "loss_mask" in losses
+    if "cascade" in config:  # the three cascade stages ran: each logs its own box losses
+        assert isinstance(roi_heads, CascadeROIHeads) and len(roi_heads.box_predictor) == 3
+        assert {f"loss_{k}_stage{i}" for k in ("cls", "box_reg") for i in range(3)} <= losses, sorted(losses)
+        assert "loss_cls" not in losses
+    else:
+        assert not isinstance(roi_heads, CascadeROIHeads) and {"loss_cls", "loss_box_reg"} <= losses
     assert set(results) == {"bbox", "segm"}
     assert math.isfinite(results["segm"]["AP"]) and math.isfinite(results["bbox"]["AP"])
