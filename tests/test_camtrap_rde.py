@@ -90,3 +90,22 @@ def test_cameras_by_cct_location_and_the_command_line(tmp_path, capsys):
         rde_main(["apply", "--results", str(results), "--filtering-dir", str(tmp_path), "--output", "x.json"])
     with pytest.raises(SystemExit, match="--exclude"):
         rde_main([*common, "--output-dir", str(tmp_path / "x"), "--exclude", "unicorn"])
+
+
+def test_cameras_by_folder_levels_group_the_cards_of_one_camera(tmp_path, capsys):
+    # camera/card/IMG: cam1's two cards hold 4 frames each, below 6 per card but 8 per camera; cam2 has 4 in all.
+    results = make_cards(tmp_path, {"cam1/card1": 4, "cam1/card2": 4, "cam2/card1": 4})
+    common = ["find", "--results", str(results), "--images", str(tmp_path / "images"), "--occurrences", "6",
+              "--workers", "1", "--quiet"]
+    assert rde_main([*common, "--output-dir", str(tmp_path / "by_card")]) == 0
+    assert "0 recurring boxes" in capsys.readouterr().out
+    assert rde_main([*common, "--output-dir", str(tmp_path / "by_camera"), "--folder-levels", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "2 recurring boxes" in out and "in 8 images of cam1" in out and "of cam2" not in out
+    [folder] = (tmp_path / "by_camera").glob("filtering_*")
+    cleaned = tmp_path / "clean.json"
+    assert rde_main(["apply", "--results", str(results), "--filtering-dir", str(folder), "--output", str(cleaned),
+                     "--quiet"]) == 0
+    after = boxes_by_file(cleaned)
+    assert all(after[f] == [moving(int(f[-8:-4]))] for f in after if f.startswith("cam1/"))  # both cards cleaned
+    assert all(after[f] == [moving(int(f[-8:-4])), SLEEPER, ROCK] for f in after if f.startswith("cam2/"))  # untouched
