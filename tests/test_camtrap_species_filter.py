@@ -38,18 +38,33 @@ P = [0.30, 0.25, 0.15, 0.12, 0.10, 0.08]  # lion, leopard, fox, grey squirrel, r
 QUICK = CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    """A birder checkpoint (birder's own writer) whose head always gives the probabilities P."""
-    net = make_birder_net(num_classes=len(NAMES))
+PLAIN = ["Panthera leo", "Panthera pardus", "Vulpes vulpes", "Sciurus carolinensis", "Corvus corax", "Quercus robur"]
+
+
+def write_classifier(directory: Path, names: list[str]) -> Path:
+    """A birder checkpoint (birder's own writer) of classes ``names`` whose head always gives the probabilities P."""
+    net = make_birder_net(num_classes=len(names))
     with torch.no_grad():
         net.classifier.weight.zero_()
         net.classifier.bias.copy_(torch.tensor(P).log())
-    directory = tmp_path_factory.mktemp("inat_style")
+    directory.mkdir(parents=True, exist_ok=True)
     with mock.patch.object(settings, "MODELS_DIR", directory):
-        fs_ops.checkpoint_model("inat_style", 1, net, _signature(TINY_SIZE, len(NAMES)),
-                                {name: i for i, name in enumerate(NAMES)}, RGB_STATS, None, None, None, None)
-    return directory / "inat_style_1.pt"
+        fs_ops.checkpoint_model("classifier", 1, net, _signature(TINY_SIZE, len(names)),
+                                {name: i for i, name in enumerate(names)}, RGB_STATS, None, None, None, None)
+    return directory / "classifier_1.pt"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """iNat21-style class names (NAMES), probabilities P."""
+    return write_classifier(tmp_path_factory.mktemp("inat_style"), NAMES)
+
+
+def write_taxonomy_csv(path: Path) -> Path:
+    """``--taxonomy`` rows for the PLAIN names, with the ranks of their iNat21 twins in NAMES."""
+    path.write_text("name,kingdom,phylum,class,order,family,genus,species\n" + "".join(
+        f"{name},{','.join(parse_inat21_name(inat)[:6])},{name.split()[1]}\n" for name, inat in zip(PLAIN, NAMES)))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -129,15 +144,11 @@ def test_rollup_after_a_filter_uses_the_renormalised_probabilities(classifier):
 
 
 def test_species_list_and_taxonomy_file(tmp_path, classifier):
-    plain = ["Panthera leo", "Panthera pardus", "Vulpes vulpes", "Sciurus carolinensis", "Corvus corax",
-             "Quercus robur"]
-    csv_file = tmp_path / "taxonomy.csv"
-    csv_file.write_text("name,kingdom,phylum,class,order,family,genus,species\n" + "".join(
-        f"{name},{','.join(parse_inat21_name(inat)[:6])},{name.split()[1]}\n" for name, inat in zip(plain, NAMES)))
-    taxonomy = Taxonomy.from_csv(csv_file, plain)
+    csv_file = write_taxonomy_csv(tmp_path / "taxonomy.csv")
+    taxonomy = Taxonomy.from_csv(csv_file, PLAIN)
     assert taxonomy.lineages == Taxonomy.from_class_names(NAMES).lineages
     with pytest.raises(ValueError, match="is not one of the classifier's classes"):
-        Taxonomy.from_csv(csv_file, plain[:3])
+        Taxonomy.from_csv(csv_file, PLAIN[:3])
     # MegaDetector's taxa-list CSV (latin, common) and a plain list give the same classes.
     md_list = tmp_path / "taxa.csv"
     md_list.write_text("latin,common\nvulpes vulpes,red fox\ncorvus corax,common raven\nloxodonta africana,elephant\n")
@@ -236,3 +247,48 @@ def test_infer_with_taxa_rollup_and_smoothing(weights, tmp_path):
         # entry shows it ran: the genus, at 0.55 / 0.82 rounded as we round.
         [[cid, prob]] = det["classifications"]
         assert categories[cid] == "Panthera (genus)" and prob == round(0.55 / 0.82, 3)
+
+
+def run_infer_classify(weights: Path, tmp_path: Path, *species_flags: str) -> dict:
+    """``infer --classify`` over one sample frame with the classifier ``weights``; the results file, validated."""
+    card = tmp_path / "card"
+    card.mkdir(exist_ok=True)
+    (card / "frame.jpeg").symlink_to(MINI_IMAGES / "serengeti_S1_E03_R3_PICT0038.jpeg")
+    output = tmp_path / "results.json"
+    assert infer_main([
+        "--config", str(QUICK), "--weights", str(weights), "--input", str(card), "--output", str(output),
+        "--threshold", "0", "--class-names", "animal", "--classify", "--classifier-weights", str(weights),
+        "--classify-threshold", "0", "--top-k", "5", *species_flags, "--num-workers", "0", "--no-progress",
+        "MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "2", "MODEL.SFP.SQUARE_PAD", "0",
+        "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE", str(TINY_SIZE)]) == 0
+    results = json.loads(output.read_text())
+    assert validate_md(results)["errors"] == []
+    return results
+
+
+def written_labels(results: dict) -> list[list[tuple[str, float]]]:
+    """Each detection's classifications as (class name, probability), in the written order."""
+    names = results["classification_categories"]
+    detections = [d for e in results["images"] for d in e["detections"]]
+    assert detections and all("classifications" in d for d in detections)
+    return [[(names[cid], p) for cid, p in d["classifications"]] for d in detections]
+
+
+def test_infer_with_species_list_names_only_the_listed_species(weights, tmp_path):
+    species = tmp_path / "kenya_site3.txt"
+    species.write_text("# site 3\nVulpes vulpes\nCorvus corax\nLoxodonta africana\n")
+    results = run_infer_classify(weights, tmp_path, "--species-list", str(species))
+    assert set(results["classification_categories"].values()) == {NAMES[2], NAMES[4]}
+    for labels_of_detection in written_labels(results):  # fox 0.15 and raven 0.10, renormalised over 0.25
+        assert labels_of_detection == [(NAMES[2], round(0.15 / 0.25, 3)), (NAMES[4], round(0.10 / 0.25, 3))]
+
+
+def test_infer_with_taxonomy_file_filters_plain_class_names(tmp_path):
+    # Latin names alone carry no ranks: --taxa Felidae works only through the --taxonomy file.
+    plain_weights = write_classifier(tmp_path / "plain", PLAIN)
+    taxonomy = write_taxonomy_csv(tmp_path / "taxonomy.csv")
+    results = run_infer_classify(plain_weights, tmp_path, "--taxonomy", str(taxonomy), "--taxa", "Felidae")
+    assert set(results["classification_categories"].values()) == {"Panthera leo", "Panthera pardus"}
+    for labels_of_detection in written_labels(results):  # lion 0.30 and leopard 0.25, renormalised over 0.55
+        assert labels_of_detection == [("Panthera leo", round(0.30 / 0.55, 3)),
+                                       ("Panthera pardus", round(0.25 / 0.55, 3))]
