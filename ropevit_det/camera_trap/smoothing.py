@@ -71,8 +71,9 @@ def smooth_sequences(
         classification_threshold, detection_threshold: labels / detections below these are neither counted
             nor changed (MegaDetector's options of the same meaning).
 
-    MegaDetector keeps only the top label of each classified detection (the label it may have changed), and
-    records the labels before smoothing in each image's ``pre_smoothing_description``.
+    MegaDetector keeps only the top label of each classified detection (the label it may have changed). Its
+    ``pre_smoothing_description`` is written only for files with ``classification_category_descriptions``,
+    which ours do not carry, so the top-k alternatives are gone from the output.
     """
     if not results.get("classification_categories"):
         raise ValueError("the results carry no classification_categories: there are no species labels to smooth")
