@@ -143,12 +143,12 @@ def _checked_root(root: str | os.PathLike | None, absolute_paths: Sequence[str])
     folder = Path(root).resolve()
     if not folder.is_dir():
         raise InputRootError(f"input root {os.fspath(root)!r} is not a folder; give the folder that the "
-                                "results' file paths are relative to (the --input of the first run)")
+                                "results' file paths are relative to (the input folder of the first run)")
     outside = [p for p in absolute_paths if os.path.commonpath([folder, p]) != str(folder)]
     if outside:
         raise InputRootError(f"{len(outside)} of {len(absolute_paths)} inputs are not under the input root {folder} "
-                         f"(e.g. {', '.join(outside[:3])}); give a root that holds them all, such as the --input "
-                         "of the first run")
+                         f"(e.g. {', '.join(outside[:3])}); give a root that holds them all, such as the input "
+                         "folder of the first run")
     return folder
 
 
