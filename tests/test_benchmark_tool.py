@@ -100,6 +100,8 @@ def test_tiny_run_writes_the_documented_json(tmp_path, capsys) -> None:
         assert result["ratios"][name] > 0
     assert {"device", "threads", "torch"} <= set(result["machine"])
     assert result["machine"]["threads"] == 1
+    # Load is read before the first model and again at the end (a shared machine's load says what times are worth).
+    assert len(result["machine"]["load_average_at_start"]) == 3 and len(result["machine"]["load_average_at_end"]) == 3
     bf16_guard = [a for a in result["accuracy"] if a["mode"] == "bf16"][0]
     assert bf16_guard["passed"] is True
     assert "| ours | fast |" in capsys.readouterr().out

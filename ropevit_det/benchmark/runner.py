@@ -501,7 +501,13 @@ def mdv5a_ratios(rows: Sequence[Row], size: int, batch: int, mdv5a_mode: str, md
     return ratios
 
 
-def machine_info(device: torch.device, peaks: dict[str, float]) -> dict:
+def load_average() -> tuple[float, float, float] | None:
+    """The 1, 5 and 15-minute load averages (None where the OS has none): on a shared machine they say how far
+    absolute times can be trusted."""
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
+def machine_info(device: torch.device, peaks: dict[str, float], load_at_start: tuple | None = None) -> dict:
     info = {
         "device": device.type,
         "device_name": platform.processor() or platform.machine(),
@@ -509,7 +515,8 @@ def machine_info(device: torch.device, peaks: dict[str, float]) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "matmul_peak_gflops": peaks,
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": load_average(),
     }
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
@@ -535,6 +542,7 @@ def run_benchmark(settings: BenchmarkSettings, on_progress: Callable[[dict], Non
             stopped by a time limit still leaves what it measured.
     """
     settings.validate()
+    load_at_start = load_average()
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = torch.device(settings.device)
@@ -561,15 +569,15 @@ def run_benchmark(settings: BenchmarkSettings, on_progress: Callable[[dict], Non
         for spec in specs[len(peer_specs):]:
             rows += measure_model(spec, size, settings, peaks, memory)
             if on_progress is not None:
-                on_progress({**_result(settings, specs, rows, [], device, peaks), "partial": True})
+                on_progress({**_result(settings, specs, rows, [], device, peaks, load_at_start), "partial": True})
     accuracy = []
     if settings.accuracy:
         accuracy = accuracy_guard(settings.accuracy_size or settings.sizes[0], settings)
-    return _result(settings, specs, rows, accuracy, device, peaks)
+    return _result(settings, specs, rows, accuracy, device, peaks, load_at_start)
 
 
 def _result(settings: BenchmarkSettings, specs: Sequence[ModelSpec], rows: Sequence[Row], accuracy: list[dict],
-            device: torch.device, peaks: dict[str, float]) -> dict:
+            device: torch.device, peaks: dict[str, float], load_at_start: tuple | None = None) -> dict:
     first = (settings.sizes[0], settings.batches[0])
     first_train = settings.batches[0] if not settings.train_batches else settings.train_batches[0]
     peer = dict(mdv5a_mode=settings.mdv5a_modes[0], mdv5a_size=mdv5a_image_size(settings)) if settings.mdv5a_modes \
@@ -582,7 +590,7 @@ def _result(settings: BenchmarkSettings, specs: Sequence[ModelSpec], rows: Seque
         "ratios_all": {f"{s}px_batch{b}": compute_ratios(rows, s, b) for s in settings.sizes
                        for b in sorted({r.batch for r in rows})},
         "accuracy": accuracy,
-        "machine": machine_info(device, peaks),
+        "machine": machine_info(device, peaks, load_at_start),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "modes": {f"{s.model}/{s.mode}": s.description for s in specs},
     }
