@@ -11,8 +11,9 @@ from tests.conftest import CONFIGS, TINY_VIT_OVERRIDES
 
 def test_runs_infer_as_a_module_from_outside_the_clone(tmp_path, monkeypatch, capsys):
     frames = tmp_path / "frames"
-    for k in range(2):
-        save_rgb(frames / f"IMG_{k}.JPG", 96, 64, color=(60 * k, 120, 60))
+    # Enough work per rank that its loop time (logged to 0.01 s) is not 0.00 (a 1-frame rank could be).
+    for k in range(6):
+        save_rgb(frames / f"IMG_{k}.JPG", 320, 240, color=(40 * k, 120, 60))
     commands: list[list[str]] = []
     real_run = subprocess.run
 

@@ -57,7 +57,11 @@ def images_per_second(processes: int, args: argparse.Namespace, weights: Path, f
     ranks = [(int(n), float(s)) for n, s in _RANK_LINE.findall(proc.stderr)]
     if len(ranks) != processes:
         raise SystemExit(f"ERROR: expected {processes} rank summaries, found {len(ranks)}:\n{proc.stderr[-3000:]}")
-    return sum(n for n, _ in ranks) / max(s for _, s in ranks)
+    slowest = max(s for _, s in ranks)
+    if slowest <= 0:  # the log's rounding left nothing to divide by: a run far too short to time
+        raise SystemExit(f"ERROR: the {processes}-process run took under 0.01 s per rank; give more images "
+                         "(--images) or a larger test size")
+    return sum(n for n, _ in ranks) / slowest
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -325,7 +325,7 @@ def worker(args: argparse.Namespace, shard: tuple[int, int] | None, sampling: Fr
             render_threshold=typical if args.render_threshold is None else args.render_threshold,
             sampling=sampling, all_frames=args.all_frames,
             progress=not args.no_progress and rank == 0)
-    logger.info("%d images in %.1f s (%.2f images/s): %d detections, %d classified, %d failures%s",
+    logger.info("%d images in %.2f s (%.2f images/s): %d detections, %d classified, %d failures%s",
                 summary.images, summary.seconds, summary.images_per_second, summary.detections, summary.classified,
                 summary.failures, f" (e.g. {', '.join(summary.failed_files[:3])})" if summary.failures else "")
     if world > 1:
