@@ -13,7 +13,6 @@ from ropevit_det.benchmark.measure import PeakMemory, count_flops
 from ropevit_det.benchmark.models import auto_window_size
 from ropevit_det.benchmark.runner import Row, compute_ratios
 
-from .conftest import REPO
 
 
 def test_flops_of_a_matmul_and_of_cpu_attention() -> None:
