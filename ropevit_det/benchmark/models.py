@@ -106,8 +106,6 @@ OUR_MODES = {
 # The tasks a runtime mode measures. The runtime runs what `infer` runs, the exported whole detector; a
 # backbone-only row would need a second, backbone-only export that nothing ships, and training has no export.
 RUNTIME_TASKS = ("inference",)
-# The Python package each runtime needs (the `test` extra has onnxruntime; openvino is optional).
-RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 # MegaDetector v5a: fp32 is what it runs on CPUs, fp16 (model.half()) what it runs on GPUs.
 MDV5A_MODES = {
     "fp32": ModelSpec("mdv5a", "fp32", None, False, "MegaDetector v5a (YOLOv5x6), fp32, 1280 px letterbox"),

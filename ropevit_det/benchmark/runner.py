@@ -24,7 +24,6 @@ from .megadetector import MDV5A_IMAGE_SIZE, build_mdv5a, letterboxed_frame, mdv5
 from .models import (
     MDV5A_MODES,
     OUR_MODES,
-    RUNTIME_PACKAGES,
     RUNTIME_TASKS,
     TINY_GLOBAL_BLOCKS,
     VITDET_GLOBAL_BLOCKS,
@@ -100,10 +99,10 @@ class BenchmarkSettings:
         if runtimes and not self.device.startswith("cpu"):
             raise SettingsError(f"mode(s) {[s.mode for s in runtimes]} run the export on the CPU; device is "
                                 f"{self.device!r}", "device")
+        # A runtime is named by its package (the test extra has onnxruntime; openvino is optional).
         for spec in runtimes:
-            if importlib.util.find_spec(RUNTIME_PACKAGES[spec.runtime]) is None:
-                raise ImportError(f"mode {spec.mode!r} needs the {RUNTIME_PACKAGES[spec.runtime]} package "
-                                  f"(pip install {RUNTIME_PACKAGES[spec.runtime]})")
+            if importlib.util.find_spec(spec.runtime) is None:
+                raise ImportError(f"mode {spec.mode!r} needs the {spec.runtime} package (pip install {spec.runtime})")
         if runtimes and not set(self.tasks) & set(RUNTIME_TASKS):
             raise SettingsError(f"mode(s) {[s.mode for s in runtimes]} measure task(s) {list(RUNTIME_TASKS)} only "
                                 f"(the export is the whole detector); tasks asked for: {list(self.tasks)}", "tasks")
@@ -552,24 +551,22 @@ def run_benchmark(settings: BenchmarkSettings, on_progress: Callable[[dict], Non
     }
     logger.info("matmul peak on %s: fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s", device, peaks["fp32"], peaks["bf16"])
     memory = PeakMemory(device)
-    specs = [VITDET_MODES[m] for m in settings.vitdet_modes] + [OUR_MODES[m] for m in settings.ours_modes]
+    model_specs = [VITDET_MODES[m] for m in settings.vitdet_modes] + [OUR_MODES[m] for m in settings.ours_modes]
     peer_specs = [MDV5A_MODES[m] for m in settings.mdv5a_modes]
+    specs = peer_specs + model_specs
     rows: list[Row] = []
-    # MegaDetector first, at its own size, once: its rows are the same whatever our sizes are.
+    # MegaDetector once, at its own size: its rows are the same whatever our sizes are.
     if settings.interleave:
-        rows = []
         for i, size in enumerate(settings.sizes):
-            rows += measure_interleaved((peer_specs if i == 0 else []) + specs, size, settings)
-        specs = peer_specs + specs
+            rows += measure_interleaved((peer_specs if i == 0 else []) + model_specs, size, settings)
     else:
         for spec in peer_specs:
             rows += measure_mdv5a(spec, settings, peaks, memory)
-        specs = peer_specs + specs
-    for size in settings.sizes if not settings.interleave else ():
-        for spec in specs[len(peer_specs):]:
-            rows += measure_model(spec, size, settings, peaks, memory)
-            if on_progress is not None:
-                on_progress({**_result(settings, specs, rows, [], device, peaks, load_at_start), "partial": True})
+        for size in settings.sizes:
+            for spec in model_specs:
+                rows += measure_model(spec, size, settings, peaks, memory)
+                if on_progress is not None:
+                    on_progress({**_result(settings, specs, rows, [], device, peaks, load_at_start), "partial": True})
     accuracy = []
     if settings.accuracy:
         accuracy = accuracy_guard(settings.accuracy_size or settings.sizes[0], settings)
