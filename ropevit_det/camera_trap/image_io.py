@@ -74,7 +74,12 @@ def scan_inputs(path: str | os.PathLike, root: str | os.PathLike | None = None) 
         ValueError: a ``.txt`` list is empty.
         FileNotFoundError: nothing matches.
     """
-    text = os.fspath(path)
+    default_root, candidates = _input_candidates(os.fspath(path))
+    return _split_images(_checked_root(root, candidates) or default_root, candidates)
+
+
+def _input_candidates(text: str) -> tuple[Path, list[str]]:
+    """``(default root, absolute paths)`` behind an input argument (see :func:`scan_inputs`)."""
     p = Path(text)
     if p.is_dir():
         folder = p.resolve()
@@ -83,7 +88,7 @@ def scan_inputs(path: str | os.PathLike, root: str | os.PathLike | None = None) 
             # Hidden folders hold tool state (.thumbnails, .Trash, Timelapse backups), not camera frames.
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             candidates.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith("."))
-        return _split_images(_checked_root(root, candidates) or folder, candidates)
+        return folder, candidates
     if p.is_file() and p.suffix.lower() == ".txt":
         base = p.resolve().parent
         candidates = []
@@ -93,11 +98,10 @@ def scan_inputs(path: str | os.PathLike, root: str | os.PathLike | None = None) 
                 candidates.append(_absolute(base / line))
         if not candidates:
             raise ValueError(f"input list {p} holds no paths")
-        common = Path(os.path.commonpath([os.path.dirname(c) for c in candidates]))
-        return _split_images(_checked_root(root, candidates) or common, candidates)
+        return Path(os.path.commonpath([os.path.dirname(c) for c in candidates])), candidates
     if p.is_file():
         candidates = [_absolute(p)]
-        return _split_images(_checked_root(root, candidates) or Path(candidates[0]).parent, candidates)
+        return Path(candidates[0]).parent, candidates
     if _GLOB_CHARS & set(text):
         matches = [m for m in glob.glob(text, recursive=True) if os.path.isfile(m)]
         if not matches:
@@ -108,9 +112,7 @@ def scan_inputs(path: str | os.PathLike, root: str | os.PathLike | None = None) 
             if _GLOB_CHARS & set(part):
                 break
             fixed.append(part)
-        prefix = Path(*fixed).resolve() if fixed else Path.cwd()
-        candidates = [_absolute(m) for m in matches]
-        return _split_images(_checked_root(root, candidates) or prefix, candidates)
+        return (Path(*fixed).resolve() if fixed else Path.cwd()), [_absolute(m) for m in matches]
     raise FileNotFoundError(f"input {text!r} is neither a folder, a .txt list, an image file nor a glob that matches")
 
 
