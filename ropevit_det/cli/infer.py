@@ -62,6 +62,7 @@ from ropevit_det.camera_trap.coco_results import md_to_coco_results
 from ropevit_det.camera_trap.detection_classes import detection_classes, parse_class_names
 from ropevit_det.camera_trap.detector import Detector, InputSpec, load_detector
 from ropevit_det.camera_trap.image_io import InputRootError, list_inputs
+from ropevit_det.export.cpu_backend import CPU_BACKENDS, cpu_detector
 from ropevit_det.camera_trap.inference import run_inference
 from ropevit_det.camera_trap.journal import JournalError
 from ropevit_det.camera_trap.md_format import (
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None,
                         help="cpu, cuda or cuda:N (default: MODEL.DEVICE, or cpu when CUDA is not available)")
     parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast (GPU, or CPUs with AVX-512 BF16)")
-    parser.add_argument("--backend", choices=("pytorch", "int8", "onnxruntime", "openvino"), default="pytorch",
+    parser.add_argument("--backend", choices=("pytorch", *CPU_BACKENDS), default="pytorch",
                         help="CPUs without bf16: int8 (the ViT's linear layers quantized to int8), or the "
                              "model exported at start-up and run by onnxruntime / openvino (default: %(default)s)")
     parser.add_argument("--checkpoint-every", type=int, default=1000,
@@ -312,8 +313,6 @@ def worker(args: argparse.Namespace, shard: tuple[int, int] | None, sampling: Fr
     if args.backend == "pytorch":
         detector = Detector(model, cfg.MODEL.DEVICE, bf16=args.bf16)
     else:
-        from ropevit_det.export import cpu_detector  # imported only when chosen (onnx, quantization)
-
         detector = cpu_detector(args.backend, model, cfg)
     with writer:  # one process: finalized on leaving; several: each closes its journal
         summary = run_inference(
