@@ -183,6 +183,9 @@ def test_cli_flags_build_the_policy_and_say_the_fix(classifier, tmp_path):
                                           classifier)
     with pytest.raises(SystemExit, match="add --classify"):
         species_args.build_species_filter(parse([*base, "--rollup", "0.5"]), None)
+    # The policy's error names its argument; the command names the flag behind it.
+    with pytest.raises(SystemExit, match=r"ERROR: --rollup: roll-up threshold must be in \(0, 1\], got 1.5"):
+        species_args.build_species_filter(parse([*base, "--classify", "--rollup", "1.5"]), classifier)
     assert species_args.build_species_filter(parse(base), None) is None
 
 

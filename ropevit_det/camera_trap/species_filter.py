@@ -28,9 +28,18 @@ import torch
 
 from .taxonomy import RANKS, Taxonomy
 
-__all__ = ["LabelPolicy", "ROLLUP_RANKS", "read_species_list"]
+__all__ = ["LabelPolicy", "LabelPolicyError", "ROLLUP_RANKS", "read_species_list"]
 
 ROLLUP_RANKS: tuple[str, ...] = tuple(reversed(RANKS[:-1]))  # genus, family, order, class, phylum, kingdom
+
+
+class LabelPolicyError(ValueError):
+    """A ``LabelPolicy`` argument cannot be used; ``argument`` names it (``allowed`` or ``rollup``), so that a
+    command line can name the option that set it."""
+
+    def __init__(self, message: str, argument: str) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class LabelPolicy:
@@ -58,12 +67,13 @@ class LabelPolicy:
         self.allowed = np.zeros(num_classes, dtype=bool)
         self.allowed[sorted(allowed) if allowed is not None else slice(None)] = True
         if not self.allowed.any():
-            raise ValueError("no class is left to name: the allowed set is empty")
+            raise LabelPolicyError("no class is left to name: the allowed set is empty", "allowed")
         if rollup is not None:
             if not 0.0 < rollup <= 1.0:
-                raise ValueError(f"roll-up threshold must be in (0, 1], got {rollup}")
+                raise LabelPolicyError(f"roll-up threshold must be in (0, 1], got {rollup}", "rollup")
             if taxonomy is None or taxonomy.known == 0:
-                raise ValueError("roll-up needs the classes' taxonomy: iNat21-style class names or a taxonomy file")
+                raise LabelPolicyError("roll-up needs the classes' taxonomy: iNat21-style class names or a taxonomy "
+                                       "file", "rollup")
         self.rollup = rollup
         self.top_k = max(1, min(top_k, int(self.allowed.sum())))
         self.categories = {str(i): name for i, name in enumerate(self.class_names) if self.allowed[i]}

@@ -10,7 +10,7 @@ import logging
 
 from ropevit_det.camera_trap.md_format import ResultsFileError, load_results, write_json_atomic
 from ropevit_det.camera_trap.species import SpeciesClassifier
-from ropevit_det.camera_trap.species_filter import LabelPolicy, read_species_list
+from ropevit_det.camera_trap.species_filter import LabelPolicy, LabelPolicyError, read_species_list
 from ropevit_det.camera_trap.taxonomy import Taxonomy
 
 logger = logging.getLogger("ropevit_det.infer")
@@ -84,8 +84,8 @@ def build_species_filter(args: argparse.Namespace, classifier: SpeciesClassifier
         allowed = on_list if allowed is None else allowed & on_list
     try:
         policy = LabelPolicy(names, allowed=allowed, taxonomy=taxonomy, rollup=args.rollup, top_k=classifier.top_k)
-    except ValueError as exc:
-        flag = "--rollup" if "roll-up" in str(exc) else "--taxa / --species-list"
+    except LabelPolicyError as exc:
+        flag = "--rollup" if exc.argument == "rollup" else "--taxa / --species-list"
         raise SystemExit(f"ERROR: {flag}: {exc}") from None
     classifier.set_label_policy(policy)
     logger.info("species labels: %d of %d classes may be named%s", int(policy.allowed.sum()), len(names),
