@@ -17,6 +17,7 @@ from detectron2.utils import comm
 
 from ropevit_det.cli import train as train_net
 from ropevit_det.engine import build_lazy_trainer
+from ropevit_det.engine.distributed import unwrap_model
 
 
 def checksums(model: torch.nn.Module) -> dict[str, float]:
@@ -40,7 +41,7 @@ def lazy_run(cfg: Any) -> tuple[TrainerBase, Callable[[], Any], int, str]:
 def main(args) -> None:
     cfg = train_net.setup(args)  # a CfgNode for .yaml configs, a LazyConfig for .py
     trainer, train, max_iter, output_dir = (yacs_run if isinstance(cfg, CfgNode) else lazy_run)(cfg)
-    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+    model = unwrap_model(trainer.model)
     before = checksums(model)
     train()
     after = checksums(model)

@@ -13,16 +13,13 @@ from typing import Any
 
 import torch
 from detectron2.engine import HookBase
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .distributed import unwrap_model
 
 __all__ = ["EMA_CHECKPOINT_KEY", "ModelEMA", "load_ema_weights"]
 
 EMA_CHECKPOINT_KEY = "model_ema"
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 class ModelEMA(HookBase):
@@ -34,7 +31,7 @@ class ModelEMA(HookBase):
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.model = _unwrap(model)
+        self.model = unwrap_model(model)
         self.averaged = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.averaged.requires_grad_(False)
 
@@ -67,5 +64,5 @@ def load_ema_weights(model: torch.nn.Module, checkpoint_extra: Mapping[str, Any]
         return False
     prefix = "module."
     state = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
-    _unwrap(model).load_state_dict(state, strict=True)
+    unwrap_model(model).load_state_dict(state, strict=True)
     return True

@@ -20,14 +20,14 @@ from detectron2.engine import TrainerBase, hooks
 from detectron2.engine.defaults import default_writers
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
-from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import RoPEViTCheckpointer
 from ..config import check_tta_fits_square
 from .ema import EMA_CHECKPOINT_KEY, ModelEMA
 from .devices import available_device
 from .mixed_precision import step_trainer
-from .trainer import TTA_OUTPUT_SUBDIR, DatasetInfo, tta_model, tta_results, wrap_for_distributed
+from .distributed import unwrap_model, wrap_for_distributed
+from .trainer import TTA_OUTPUT_SUBDIR, DatasetInfo, tta_model, tta_results
 
 __all__ = [
     "build_lazy_model", "build_lazy_trainer", "check_lazy_config", "lazy_device", "lazy_test", "lazy_test_with_tta",
@@ -88,7 +88,7 @@ def lazy_tta_cfg(cfg: Any, model: torch.nn.Module) -> CfgNode:
     """The few yacs keys detectron2's ``GeneralizedRCNNWithTTA`` reads: the augmentation from ``test.aug``, the
     rest from the built model (what is evaluated), so no second copy of the model settings can drift."""
     aug = _tta_node(cfg)
-    model = model.module if isinstance(model, DistributedDataParallel) else model
+    model = unwrap_model(model)
     heads = model.roi_heads
     # Cascade heads hold one predictor per stage; the last stage's test settings are the ones applied.
     predictor = heads.box_predictor[-1] if isinstance(heads.box_predictor, torch.nn.ModuleList) else heads.box_predictor

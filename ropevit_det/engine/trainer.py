@@ -25,11 +25,11 @@ from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.modeling import GeneralizedRCNNWithTTA
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
-from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import RoPEViTCheckpointer, check_pixel_stats
 from ..evaluation.fast_coco import build_coco_evaluator
 from ..evaluation.lvis import LVISEvaluatorNumpy2
+from .distributed import unwrap_model, wrap_for_distributed
 from .ema import EMA_CHECKPOINT_KEY, ModelEMA
 from .mixed_precision import build_step_trainer
 from .optimizer import build_optimizer
@@ -49,15 +49,6 @@ def lsj_augmentations(cfg: CfgNode) -> list[T.Augmentation]:
     ]
 
 
-def wrap_for_distributed(model: torch.nn.Module) -> torch.nn.Module:
-    """DDP on GPUs (one device per process) and on the CPU (no device_ids), identity for one process."""
-    if comm.get_world_size() == 1:
-        return model
-    on_cuda = next(model.parameters()).is_cuda
-    device_ids = [comm.get_local_rank()] if on_cuda else None
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
-
-
 TTA_OUTPUT_SUBDIR = "inference_TTA"  # beside detectron2's "inference" folder, as its train_net.py
 
 
@@ -65,7 +56,7 @@ def tta_model(cfg: CfgNode, model: torch.nn.Module) -> GeneralizedRCNNWithTTA:
     """detectron2's TTA wrapper around the bare model; ``cfg`` needs only the keys it reads (``TEST.AUG.*``,
     ``MODEL.MASK_ON`` ..., see ``lazy.lazy_tta_cfg``). Shared by the yacs and the Lazy paths."""
     logging.getLogger(__name__).info("Running inference with test-time augmentation ...")
-    return GeneralizedRCNNWithTTA(cfg, model.module if isinstance(model, DistributedDataParallel) else model)
+    return GeneralizedRCNNWithTTA(cfg, unwrap_model(model))
 
 
 def tta_results(results: dict) -> OrderedDict:
