@@ -59,9 +59,9 @@ def merge_results(paths: Sequence[str | os.PathLike], *, expected_files: Sequenc
         data = first if path == first_path else load_results(path)
         _check_same(first_path, first, path, data, "detection_categories")
         _check_same(first_path, first, path, data, "classification_categories")
-        if (data["info"] or {}).get("detector") != (first.get("info") or {}).get("detector"):
-            raise MergeError(f"{path} was written by detector {data['info'].get('detector')!r} and {first_path} "
-                             f"by {first['info'].get('detector')!r}: merge results of one detector only")
+        if _detector(data) != _detector(first):
+            raise MergeError(f"{path} was written by detector {_detector(data)!r} and {first_path} "
+                             f"by {_detector(first)!r}: merge results of one detector only")
         classification_categories = classification_categories or data.get("classification_categories")
         for entry in data["images"]:
             file = entry["file"]
@@ -82,6 +82,11 @@ def merge_results(paths: Sequence[str | os.PathLike], *, expected_files: Sequenc
         merged["classification_categories"] = classification_categories
     unprocessed = [f for f in expected_files if f not in images] if expected_files is not None else []
     return MergeResult(merged, unprocessed, sources)
+
+
+def _detector(data: dict[str, Any]) -> Any:
+    """``info.detector`` (None where a file has no ``info`` or no detector name)."""
+    return (data.get("info") or {}).get("detector")
 
 
 def _check_same(first_path: Path, first: dict[str, Any], path: Path, data: dict[str, Any], key: str) -> None:

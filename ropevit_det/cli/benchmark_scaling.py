@@ -44,9 +44,13 @@ def random_checkpoint(config: str, opts: list[str], path: Path) -> None:
     torch.save({"model": build_model(cfg).state_dict()}, path)
 
 
+def threads_per_process(processes: int) -> int:
+    """The machine's cores shared out evenly, so that 1 and N processes use the same cores."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
 def images_per_second(processes: int, args: argparse.Namespace, weights: Path, frames: str, out: Path) -> float:
-    threads = max(1, (os.cpu_count() or 1) // processes)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process(processes))}
     # The package's own entry point, not the clone's tools/infer.py: after `pip install` there is no tools/ folder.
     command = [sys.executable, "-m", "ropevit_det", "infer", "--config", args.config, "--weights", str(weights),
                "--input", frames, "--output", str(out), "--overwrite", "--no-progress", "--batch-size",
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| processes | threads each | images/s | vs {args.processes[0]} |")
     print("| --- | --- | --- | --- |")
     for p, rate in rates.items():
-        print(f"| {p} | {max(1, (os.cpu_count() or 1) // p)} | {rate:.2f} | {rate / base:.2f}x |")
+        print(f"| {p} | {threads_per_process(p)} | {rate:.2f} | {rate / base:.2f}x |")
     return 0
 
 
