@@ -5,10 +5,44 @@ file or on the command line fails loudly instead of being ignored.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
+import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+
+from .errors import UserInputError
+from .model_zoo.resolve import ZOO_SCHEME, get_config_file
+
+
+class RoPEViTCfgNode(CN):
+    """detectron2's ``CfgNode``, reading YAML files in two ways of its own.
+
+    - ``_BASE_: ropevit://NAME`` names a config of the installed model zoo, so a user's config in any folder
+      (a pip install has no ``configs/`` beside it) can inherit a packaged one.
+    - YAML is always read with ``yaml.safe_load``. detectron2 falls back to ``yaml.unsafe_load``, which builds
+      arbitrary Python objects (and so runs code) from tags in a file someone handed over.
+    """
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> dict:
+        # detectron2 joins a relative _BASE_ to the including file's folder, so a zoo name arrives as
+        # "<folder>/ropevit://NAME": what follows the scheme is the name.
+        if ZOO_SCHEME in filename:
+            filename = get_config_file(filename.split(ZOO_SCHEME, 1)[1])
+        try:
+            return super().load_yaml_with_base(filename, allow_unsafe=False)
+        except yaml.constructor.ConstructorError as error:
+            raise UserInputError(
+                f"config {filename} holds a Python object tag ({error.problem}): configs are read as plain YAML "
+                "and nothing in them is executed; remove the tag"
+            ) from None
+        except yaml.YAMLError as error:
+            raise UserInputError(f"config {filename} is not valid YAML: {error}") from None
+        except OSError as error:  # a _BASE_ that names no file
+            raise UserInputError(f"config {filename} cannot be read ({error.strerror}): check the path, and the "
+                                 "_BASE_ entries of the files that include it") from None
 
 
 def add_ropevit_config(cfg: CN) -> None:
@@ -58,12 +92,40 @@ def add_ropevit_config(cfg: CN) -> None:
     cfg.MODEL_EMA.DECAY = 0.9999  # weight of the running average per step
 
 
-def load_config(config_file: str, opts: Sequence[str] = ()) -> CN:
-    """detectron2's defaults plus ours, then ``config_file``, then ``KEY VALUE`` overrides (unknown keys fail)."""
+def load_config(config_file: str | os.PathLike, opts: Sequence[str] = ()) -> CN:
+    """detectron2's defaults plus ours, then ``config_file``, then ``KEY VALUE`` overrides (unknown keys fail).
+
+    ``config_file`` is a path or ``ropevit://NAME`` (a config of the installed model zoo).
+
+    Raises:
+        UserInputError: an unknown key, an odd number of overrides, a value of the wrong type, a Python tag in
+            the YAML, or a key combination that cannot work; the message names the key and the fix.
+    """
+    config_file = os.fspath(config_file)
+    if config_file.startswith(ZOO_SCHEME):
+        config_file = get_config_file(config_file[len(ZOO_SCHEME):])
+    opts = list(opts)
+    if len(opts) % 2:
+        raise UserInputError(
+            f"config overrides come in KEY VALUE pairs, but {len(opts)} items were given; the last, "
+            f"{opts[-1]!r}, has no value (e.g. SOLVER.MAX_ITER 1000)", argument="opts"
+        )
     cfg = get_cfg()
     add_ropevit_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    cfg = RoPEViTCfgNode(cfg)  # the whole tree, so that merging compares nodes of one type
+    try:
+        cfg.merge_from_file(config_file)
+    except KeyError as error:  # yacs: "Non-existent config key: X"
+        raise UserInputError(f"config {config_file}: {error.args[0]}. Check its spelling: detectron2's keys are "
+                             "in detectron2/config/defaults.py, this project's in ropevit_det/config.py") from None
+    try:
+        cfg.merge_from_list(opts)
+    except KeyError as error:
+        raise UserInputError(f"override: {error.args[0]}. Check its spelling: detectron2's keys are in "
+                             "detectron2/config/defaults.py, this project's in ropevit_det/config.py",
+                             argument="opts") from None
+    except (ValueError, TypeError, AssertionError) as error:  # yacs: a value of another type than the default's
+        raise UserInputError(f"override: {error}", argument="opts") from None
     check_config(cfg)
     return cfg
 
@@ -78,7 +140,7 @@ def check_tta_fits_square(
     """TTA resizes images up to ``max_size``; the model pads every batch to ``square_pad`` (0: off), which must
     hold them. The key names are the config system's (the Lazy path passes ``test.aug.max_size``, ``=``)."""
     if enabled and 0 < square_pad < max_size:
-        raise ValueError(
+        raise UserInputError(
             f"{max_key} {max_size} exceeds {square_key} {square_pad}, the square every batch is "
             f"padded to: set {max_key}{assign}{square_pad} (or less)"
         )
@@ -89,15 +151,15 @@ def check_config(cfg: CN) -> None:
     check_tta_fits_square(cfg.TEST.AUG.ENABLED, cfg.TEST.AUG.MAX_SIZE, cfg.MODEL.SFP.SQUARE_PAD)
     box, num_classes = cfg.MODEL.ROI_BOX_HEAD, cfg.MODEL.ROI_HEADS.NUM_CLASSES
     if box.USE_FED_LOSS and box.FED_LOSS_NUM_CLASSES > num_classes:
-        raise ValueError(
+        raise UserInputError(
             f"MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES {box.FED_LOSS_NUM_CLASSES} exceeds MODEL.ROI_HEADS.NUM_CLASSES "
             f"{num_classes}: the federated loss samples that many classes per step; set it to {num_classes} or less"
         )
     cap, heads = cfg.MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST, cfg.MODEL.ROI_HEADS.NAME
     if cap < 0:
-        raise ValueError(f"MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST must be >= 0 (0 = no cap), got {cap}")
+        raise UserInputError(f"MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST must be >= 0 (0 = no cap), got {cap}")
     if cap > 0 and heads not in CAPPED_ROI_HEADS:
-        raise ValueError(
+        raise UserInputError(
             f"MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST={cap} has no effect with MODEL.ROI_HEADS.NAME {heads!r}: "
             f"use {CAPPED_ROI_HEADS[0]!r} (a StandardROIHeads with the cap), or set the cap to 0 "
             "(cascade heads run their own post-processing and have no cap)"

@@ -1,5 +1,7 @@
-"""What every command shares: config lookup by path or zoo name, turned into a one-line error for the user."""
+"""What every command shares: config lookup by path or zoo name, and the checks of overrides, as one-line errors."""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from ..model_zoo import ConfigNotFoundError, resolve_config
 
@@ -10,3 +12,17 @@ def config_arg(path_or_name: str) -> str:
         return resolve_config(path_or_name)
     except ConfigNotFoundError as error:
         raise SystemExit(f"ERROR: --config: {error}") from None
+
+
+def reject_flags_among_overrides(opts: Sequence[str]) -> None:
+    """A ``--flag`` written after the ``KEY VALUE`` overrides ends the run, naming it.
+
+    argparse hands everything after the first override to them (``nargs=REMAINDER``), so such a flag would
+    otherwise be read as a config key, and its error would name the wrong thing.
+    """
+    flags = [item for item in opts if item.startswith("--")]
+    if flags:
+        raise SystemExit(
+            f"ERROR: {flags[0]} comes after the KEY VALUE config overrides, where it would be read as a config key: "
+            "write every flag before the overrides"
+        )

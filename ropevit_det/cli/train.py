@@ -26,9 +26,11 @@ Trailing KEY VALUE pairs override yacs config keys (unknown keys are an error); 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,7 +50,7 @@ from ropevit_det.engine import (Trainer, build_lazy_model, check_lazy_config, la
                                 lazy_train, lazy_tta_enabled, load_ema_weights)
 from ropevit_det.engine.devices import available_device
 from ropevit_det.evaluation.report import write_eval_report
-from ropevit_det.cli.common import config_arg
+from ropevit_det.cli.common import config_arg, reject_flags_among_overrides
 
 logger = logging.getLogger("ropevit_det.train_net")
 
@@ -60,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--config", dest="config_file", metavar="FILE", help="config file (same as --config-file)")
     data = parser.add_argument_group(
-        "COCO-format data", "register your own dataset; it replaces DATASETS.TRAIN / DATASETS.TEST"
+        "COCO-format data",
+        "register your own dataset: --train-json replaces DATASETS.TRAIN and --val-json replaces DATASETS.TEST. "
+        "Training data without --val-json means no evaluation (DATASETS.TEST is emptied, never left at COCO's). "
+        "The flags are recorded in OUTPUT_DIR/datasets.json, so --resume and --eval-only on that OUTPUT_DIR "
+        "find the same data (and read the run's own OUTPUT_DIR/config.yaml) without repeating them",
     )
     data.add_argument("--train-json", help="COCO-format training annotations")
     data.add_argument("--train-images", help="folder the training file_name entries are relative to")
@@ -68,13 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--val-images", help="folder the validation file_name entries are relative to")
     cct = parser.add_argument_group(
         "COCO Camera Traps data",
-        "CCT files (string ids, category 0 'empty', image-level labels, seq_id/location); "
-        "see configs/camera_trap/ and docs/CAMERA_TRAPS.md",
+        "CCT files (string ids, category 0 'empty', image-level labels, seq_id/location); they replace "
+        "DATASETS.TRAIN / DATASETS.TEST as the COCO flags do; see configs/camera_trap/ and docs/CAMERA_TRAPS.md",
     )
     cct.add_argument("--cct-train-json", help="CCT training file (tools/split_cct.py splits one by location)")
     cct.add_argument("--cct-val-json", help="CCT validation file; its empty frames are always kept")
     cct.add_argument("--cct-images", help="image root the CCT file_name entries are resolved against")
-    cct.add_argument("--cct-class-mode", choices=("species", "megadetector"), default="species",
+    cct.add_argument("--cct-class-mode", choices=("species", "megadetector"), default=None,
                      help="the file's species, or MegaDetector's animal/person/vehicle (default: species)")
     cct.add_argument("--cct-mapping", help="JSON {species: animal|person|vehicle|ignore} for megadetector mode")
     cct.add_argument("--cct-strip-prefix", help="prefix to strip from file_name before matching local files")
@@ -84,17 +90,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The data flags: recorded beside the run's config.yaml, so that --resume and --eval-only find the same data.
+DATA_FLAGS = ("train_json", "train_images", "val_json", "val_images", "cct_train_json", "cct_val_json", "cct_images",
+              "cct_class_mode", "cct_mapping", "cct_strip_prefix", "cct_add_prefix", "cct_drop_empty")
+DATA_RECORD = "datasets.json"
+
+
+def data_flags_given(args: argparse.Namespace) -> bool:
+    return any(getattr(args, flag) not in (None, False, "") for flag in DATA_FLAGS)
+
+
+def record_data_flags(args: argparse.Namespace, output_dir: str) -> None:
+    """Write the data flags (paths made absolute) to ``OUTPUT_DIR/datasets.json``, for --resume and --eval-only."""
+    record = {}
+    for flag in DATA_FLAGS:
+        value = getattr(args, flag)
+        if isinstance(value, str) and value and flag != "cct_class_mode" and not flag.endswith("prefix"):
+            value = os.path.abspath(value)
+        record[flag] = value
+    os.makedirs(output_dir, exist_ok=True)
+    Path(output_dir, DATA_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def restore_data_flags(args: argparse.Namespace, output_dir: str) -> bool:
+    """Fill the data flags from a previous run's record (only when none were given); True if a record was read."""
+    path = Path(output_dir, DATA_RECORD)
+    if data_flags_given(args) or not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"ERROR: {path} cannot be read ({error}): pass the data flags (--train-json ...) again") from None
+    for flag in DATA_FLAGS:
+        if flag in record:
+            setattr(args, flag, record[flag])
+    logger.info(f"data flags of the run in {output_dir} read from {path}")
+    return True
+
+
 def register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
     """Check, then register ``--train-*`` / ``--val-*`` data, and point the config at it.
 
+    Training data without validation data empties ``DATASETS.TEST``: the run evaluates nothing rather than
+    falling back to the config's default test set (COCO) and failing at the first evaluation, hours in.
     A failed check ends the run before any model is built, with the check's message and no traceback.
     """
+    if args.cct_class_mode is None:
+        args.cct_class_mode = "species"
     try:
         _register_cli_datasets(args, cfg)
     except DatasetError as error:
         # The library names files and fields; the options that gave them are the command line's to name.
         flags = {"training": "--train-json / --train-images", "evaluation": "--val-json / --val-images"}
         raise SystemExit(f"ERROR: {flags.get(error.role, '--train-json / --val-json')}: {error}") from None
+    if (args.train_json or args.cct_train_json) and not (args.val_json or args.cct_val_json):
+        cfg.DATASETS.TEST = ()
 
 
 def _register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
@@ -180,20 +230,49 @@ def setup(args: argparse.Namespace) -> CfgNode:
     if not args.config_file:
         raise SystemExit("Pass a config file: --config configs/ropevit_mrcnn.yaml (a path, or a model-zoo name)")
     args.config_file = config_arg(args.config_file)  # default_setup reads it again to log and copy it
+    reject_flags_among_overrides(args.opts)
     if is_lazy_config(args.config_file):
         return setup_lazy(args)
     try:
         cfg = load_config(args.config_file, args.opts)
+        run_config = own_run_config(args, cfg.OUTPUT_DIR)
+        if run_config is not None:
+            cfg = load_config(run_config, args.opts)  # the run's own config, this command's overrides on top
         register_cli_datasets(args, cfg)
         check_config(cfg)  # again: the data flags may have changed the class count
     except ValueError as error:  # a key combination that cannot work; the message says the fix
         raise SystemExit(f"ERROR: {error}") from None
+    if args.eval_only and not cfg.DATASETS.TEST:
+        raise SystemExit("ERROR: --eval-only has no test set to evaluate: pass --val-json and --val-images "
+                         "(or --cct-val-json), or set DATASETS.TEST")
     cfg.MODEL.DEVICE = available_device(cfg.MODEL.DEVICE)
     cfg.freeze()
     default_setup(cfg, args)
     # default_setup configures detectron2's and fvcore's loggers; ours (weights loading) goes to the same places.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="ropevit_det", abbrev_name="ropevit")
+    if run_config is not None:
+        logger.info(f"--resume / --eval-only: using the run's own config {run_config}, with this command's overrides")
+    if not cfg.DATASETS.TEST:
+        logger.warning("no test set (no --val-json): this run evaluates nothing, during or after training")
+    if comm.is_main_process() and not args.eval_only:
+        record_data_flags(args, cfg.OUTPUT_DIR)
     return cfg
+
+
+def own_run_config(args: argparse.Namespace, output_dir: str) -> str | None:
+    """With --resume or --eval-only on an OUTPUT_DIR this tool trained in: that run's ``config.yaml``.
+
+    The run's own file holds every override it was started with (the schedule, the class count, the datasets);
+    the data flags come back from its ``datasets.json``. Returns None for a fresh run, or an OUTPUT_DIR that
+    holds no run of this tool (a record is what marks one: a stale config.yaml alone is not trusted).
+    """
+    if not (args.resume or args.eval_only):
+        return None
+    config_file = Path(output_dir, "config.yaml")
+    if not (config_file.is_file() and Path(output_dir, DATA_RECORD).is_file()):
+        return None
+    restore_data_flags(args, output_dir)
+    return str(config_file)
 
 
 def worker(args: argparse.Namespace):

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_SUFFIXES = (".yaml", ".py")
+# A config of the installed zoo, by name, from anywhere: `--config ropevit://ropevit_mrcnn.yaml`, or in a user's
+# YAML `_BASE_: ropevit://Base-RoPEViT-SFP.yaml` (ropevit_det.config.RoPEViTCfgNode resolves it).
+ZOO_SCHEME = "ropevit://"
 
 
 class ConfigNotFoundError(FileNotFoundError):
@@ -40,7 +43,7 @@ def get_config_file(name: str) -> str:
     Raises:
         ConfigNotFoundError: ``name`` is not in the zoo; the message lists the names that are.
     """
-    clean = name.replace("\\", "/").lstrip("/")
+    clean = name.removeprefix(ZOO_SCHEME).replace("\\", "/").lstrip("/")
     if clean.startswith("configs/"):  # the path as written in a clone: configs/ropevit_mrcnn.yaml
         clean = clean[len("configs/"):]
     path = configs_root() / clean
