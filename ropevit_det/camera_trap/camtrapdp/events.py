@@ -10,6 +10,8 @@ An event is what Camtrap DP counts animals in (event-level observations, ``event
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,8 +50,10 @@ def group_events(
             seq_of[item["file_name"]] = f"cct:{deployment_of[item['file_name']]}:{item['seq_id']}"
         from_cct = len(seq_of)
     rest = [m for m in media if m["file"] not in seq_of]
-    for item in sequences_from_capture_times({"images": rest}, interval_seconds=gap_seconds,
-                                             camera_of=lambda f: deployment_of[f]):
+    with contextlib.redirect_stderr(io.StringIO()):  # MegaDetector's progress bar, meaningless here
+        sequences = sequences_from_capture_times({"images": rest}, interval_seconds=gap_seconds,
+                                                 camera_of=lambda f: deployment_of[f])
+    for item in sequences:
         seq_of[item["file_name"]] = f"time:{item['seq_id']}"
     missing = [m["file"] for m in media if m["file"] not in seq_of]
     if missing:
