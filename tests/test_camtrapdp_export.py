@@ -134,7 +134,7 @@ def test_undated_media_are_refused_or_skipped_with_a_count(tmp_path: Path) -> No
         if entry["file"].startswith("pw/"):
             del entry["datetime"]
     survey.results.write_text(json.dumps(survey.data), encoding="utf-8")
-    kwargs = dict(results=survey.results, deployments=survey.deployments, images=survey.root)
+    kwargs = {"results": survey.results, "deployments": survey.deployments, "images": survey.root}
     with pytest.raises(ExportError, match="14 of 21 media have no capture time.*--skip-undated"):
         export_package(output=tmp_path / "a", **kwargs)
     assert not (tmp_path / "a" / "media.csv").exists()
@@ -149,7 +149,7 @@ def test_failed_images_are_refused_or_skipped_with_a_count(tmp_path: Path) -> No
     survey.data["images"].append({"file": "pw/broken.jpg", "failure": "image could not be decoded",
                                   "detections": None})
     survey.results.write_text(json.dumps(survey.data), encoding="utf-8")
-    kwargs = dict(results=survey.results, deployments=survey.deployments, images=survey.root)
+    kwargs = {"results": survey.results, "deployments": survey.deployments, "images": survey.root}
     with pytest.raises(ExportError, match="1 of 22 images failed.*could not be decoded.*--skip-failed"):
         export_package(output=tmp_path / "a", **kwargs)
     report = export_package(output=tmp_path / "b", options=ExportOptions(skip_failed=True), **kwargs)
@@ -222,3 +222,31 @@ def test_export_command_reports_a_bad_deployments_file_in_one_line(tmp_path: Pat
                      "--images", str(survey.root), "--output", str(tmp_path / "p")])
     err = capsys.readouterr().err
     assert code == 1 and "line 3, field latitude" in err and len(err.strip().splitlines()) == 1
+
+
+def test_videos_are_media_with_observations_but_no_box(tmp_path: Path, no_network) -> None:
+    from .test_camtrap_video import _frames, make_video
+
+    survey = make_survey(tmp_path)
+    make_video(survey.root / "pw" / "clip.mp4", _frames())
+    survey.data["images"].append({"file": "pw/clip.mp4", "datetime": "2021:06:01 10:05:00", "frame_rate": 10.0,
+                                  "frames_processed": [0, 3, 6],
+                                  "detections": [{"category": "1", "conf": 0.7, "bbox": [0.1, 0.2, 0.3, 0.4],
+                                                  "frame_number": 3}]})
+    survey.results.write_text(json.dumps(survey.data), encoding="utf-8")
+    output = tmp_path / "package"
+    report = export_package(results=survey.results, deployments=survey.deployments, images=survey.root,
+                            output=output)
+    assert (report.images, report.videos, report.events) == (21, 1, 7)  # 5 min after the pw burst: its own event
+    assert validate_package(output).valid
+    _, media = read_csv(output / "media.csv")
+    clip = next(m for m in media if m["fileName"] == "clip.mp4")
+    assert clip["fileMediatype"] == "video/mp4" and clip["timestamp"] == "2021-06-01T10:05:00-07:00"
+    _, observations = read_csv(output / "observations.csv")
+    on_clip = [o for o in observations if o["mediaID"] == clip["mediaID"]]
+    assert [(o["observationType"], o["bboxX"]) for o in on_clip] == [("animal", "")]
+
+    from ropevit_det.camera_trap.camtrapdp.import_coco import package_to_cct
+
+    data, imported = package_to_cct(output, survey.root)
+    assert imported.videos == 1 and len(data["images"]) == 21

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -285,7 +284,3 @@ def _check_folders(deployments: list[Deployment], name: str) -> None:
                     f"{b.deployment_id!r} (line {b.line}) overlap: {what}, so a media file there would belong to "
                     "both; give each deployment its own folder, none inside another", line=b.line, field="folder")
 
-
-def posix_relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
-    """``path`` relative to ``root`` with forward slashes (how results files and deployments name media)."""
-    return posixpath.join(*Path(os.path.relpath(path, root)).parts)

@@ -102,9 +102,9 @@ class ExportReport:
 
     def describe(self) -> str:
         types = ", ".join(f"{n} {t}" for t, n in sorted(self.observation_types.items()))
-        lines = [f"wrote {self.output}: {self.media} media ({self.images} images, {self.videos} videos) in "
-                 f"{self.events} events; {self.media_observations} media-level observations ({types}) at "
-                 f"threshold {self.threshold:g}, {self.event_observations} event-level observations"]
+        lines = [(f"wrote {self.output}: {self.media} media ({self.images} images, {self.videos} videos) in "
+                  f"{self.events} events; {self.media_observations} media-level observations ({types}) at "
+                  f"threshold {self.threshold:g}, {self.event_observations} event-level observations")]
         if self.skipped_undated:
             lines.append(f"skipped {len(self.skipped_undated)} media without a capture time "
                          f"(e.g. {self.skipped_undated[0]})")
@@ -147,8 +147,10 @@ def _classified_by(info: dict[str, Any]) -> str:
 
     metadata = info.get("detector_metadata") or {}
     detector = str(info.get("detector", "unknown detector"))
-    version = metadata.get("model_version") or metadata.get("version")
-    parts = [f"detector {detector}" + (f" {version}" if version else "")]
+    # ropevit-det infer names the checkpoint file and its config; MegaDetector writes megadetector_version.
+    version = metadata.get("megadetector_version") or metadata.get("model_version") or metadata.get("version")
+    extra = [str(v) for v in (version, metadata.get("config") and f"config {metadata['config']}") if v]
+    parts = [f"detector {detector}" + (f" ({', '.join(extra)})" if extra else "")]
     if info.get("classifier"):
         parts.append(f"classifier {info['classifier']}")
     return f"ropevit-det {__version__} (MegaDetector format {info.get('format_version', '?')}): " + "; ".join(parts)
@@ -204,7 +206,6 @@ def export_package(
     report = ExportReport(output=output, threshold=threshold)
 
     # Which media go in: every entry, or a clear refusal naming what is wrong with how many.
-    entries = []
     failed = [e["file"] for e in data["images"] if e.get("failure") or e.get("detections") is None]
     undated = [e["file"] for e in data["images"] if not (e.get("failure") or e.get("detections") is None)
                and not e.get("datetime")]

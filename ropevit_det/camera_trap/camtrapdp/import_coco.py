@@ -44,8 +44,9 @@ class ImportReport:
     categories: Counter = field(default_factory=Counter)
 
     def describe(self) -> str:
+        categories = ", ".join(f"{n} {c}" for c, n in self.categories.most_common())
         lines = [f"{self.images} images, {self.boxes} boxes, {self.labels_without_box} labels without a box; "
-                 f"categories: {', '.join(f'{n} {c}' for c, n in self.categories.most_common())}"]
+                 + f"categories: {categories}"]
         if self.missing_media:
             lines.append(f"{len(self.missing_media)} media not found under the image root (with {self.missing_boxes} "
                          f"boxes), left out, e.g. {', '.join(self.missing_media[:3])}")
