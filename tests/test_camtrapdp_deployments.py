@@ -116,3 +116,13 @@ def test_media_belonging_to_no_deployment(tmp_path: Path) -> None:
         deps.assign(["pw/pw_1.jpg", "card7/IMG_0001.JPG", "card7/IMG_0002.JPG"])
     assert info.value.field == "folder"
     assert "2 media file(s)" in str(info.value) and "card7/IMG_0001.JPG" in str(info.value)
+
+
+def test_more_values_than_columns(tmp_path: Path) -> None:
+    rows = [list(r) for r in DEPLOYMENTS]
+    rows[1][-1] = "Browning"
+    rows[1].append("BTC-8E")  # an unquoted "Browning, BTC-8E" splits into two values
+    path = write_deployments(tmp_path / "d.csv", rows)
+    with pytest.raises(DeploymentsError, match="line 3: 1 more value") as info:
+        read_deployments(path)
+    assert info.value.line == 3

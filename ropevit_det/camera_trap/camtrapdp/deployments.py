@@ -215,8 +215,13 @@ def read_deployments(path: str | os.PathLike) -> Deployments:
                 f"{name} line 1 (header): column {unknown[0]!r} is not a column of the Camtrap DP deployments table "
                 f"(nor timezone / folder), so it would be lost; rename it to one of {', '.join(table_columns)}, "
                 "or remove it", line=1, field=unknown[0])
-        rows = [({k.strip(): (v or "").strip() for k, v in row.items() if k is not None}, reader.line_num)
-                for row in reader]
+        rows = []
+        for row in reader:
+            if None in row:  # DictReader's key for values beyond the header
+                raise DeploymentsError(f"{name} line {reader.line_num}: {len(row[None])} more value(s) than the "
+                                       f"header has columns ({row[None]}); quote values that hold a comma",
+                                       line=reader.line_num)
+            rows.append(({k.strip(): (v or "").strip() for k, v in row.items()}, reader.line_num))
     if not rows:
         raise DeploymentsError(f"{name} has a header but no deployment rows; add one row per deployment", line=2)
     deployments = [_read_row(row, line, name, table_columns) for row, line in rows]
