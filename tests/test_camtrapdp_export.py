@@ -250,3 +250,25 @@ def test_videos_are_media_with_observations_but_no_box(tmp_path: Path, no_networ
 
     data, imported = package_to_cct(output, survey.root)
     assert imported.videos == 1 and len(data["images"]) == 21
+
+
+def test_metadata_file_may_not_set_what_the_export_writes(tmp_path: Path, capsys) -> None:
+    survey = make_survey(tmp_path)
+    argv = ["export", "--results", str(survey.results), "--deployments", str(survey.deployments), "--images",
+            str(survey.root), "--output", str(tmp_path / "p"), "--package-metadata", str(tmp_path / "meta.json")]
+    (tmp_path / "meta.json").write_text(json.dumps({"profile": "tabular-data-package"}), encoding="utf-8")
+    assert cli.main(argv) == 1 and "'profile' is written by the export itself" in capsys.readouterr().err
+    (tmp_path / "meta.json").write_text(json.dumps({"project": "Pond mammals"}), encoding="utf-8")
+    assert cli.main(argv) == 1 and "'project' must be a mapping" in capsys.readouterr().err
+
+
+def test_without_the_shipped_files_frictionless_would_reach_for_the_network(tmp_path: Path, no_network) -> None:
+    # The guard above is real: plain frictionless fetches the profile URL and fails on the blocked socket.
+    import contextlib
+
+    from frictionless import validate
+
+    output, _ = export(tmp_path)
+    with contextlib.chdir(output):
+        report = validate(json.loads((output / "datapackage.json").read_text(encoding="utf-8")))
+    assert not report.valid and "network access attempted" in str(report.flatten(["note"]))

@@ -59,6 +59,10 @@ def read_package_metadata(path: str | os.PathLike | None) -> dict[str, Any]:
     for key in _COMPUTED:
         if key in data:
             raise MetadataError(f"{path}: {key!r} is written by the export itself; remove it from the metadata file")
+    for key, kind in (("project", dict), ("contributors", list), ("licenses", list)):
+        if key in data and not isinstance(data[key], kind):
+            raise MetadataError(f"{path}: {key!r} must be a {'mapping' if kind is dict else 'list'} "
+                                "(see https://camtrap-dp.tdwg.org/metadata/)")
     return data
 
 
