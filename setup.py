@@ -48,7 +48,10 @@ setup(
     long_description=README.read_text(encoding="utf-8") if README.exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
-    package_data={"ropevit_det.model_zoo": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"]},
+    package_data={"ropevit_det.model_zoo": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"],
+                  # The Camtrap DP 1.0.2 profile, table schemas and the schemas they refer to, with their licences:
+                  # validation runs offline against these files.
+                  "ropevit_det.camera_trap.camtrapdp": ["profile/*.json", "profile/LICENSE-*", "profile/*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",
@@ -76,6 +79,8 @@ setup(
             "onnx>=1.16",  # ropevit-det export --format onnx, and its tests
             "onnxruntime>=1.17",  # runs the ONNX export (tests, infer --backend onnxruntime)
             "selenium>=4.10",  # drives headless Chromium in the review-page test (chromium-driver from apt)
+            "frictionless>=5.13.1",  # the Camtrap DP tests validate packages as TDWG's own tests do
+            "PyYAML",  # the Camtrap DP export test reads a YAML metadata file
         ],
         # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,
         # sort, CSV, classification smoothing). The megadetector package itself is installed with --no-deps
@@ -91,6 +96,9 @@ setup(
             "requests>=2.31.0",
             "opencv-python-headless>=4.8",
             "pytest",  # megadetector.utils.path_utils imports it at module level
+            # ropevit-det camtrapdp: validation (TDWG's camtrap-dp tests use frictionless), YAML package metadata.
+            "frictionless>=5.13.1",
+            "PyYAML",
         ],
         # MegaDetector v5a's network as a benchmark peer (ropevit-det benchmark --mdv5a-modes): what the yolov5
         # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by

@@ -7,6 +7,9 @@ sequence's dominant label. It needs the sequences; they come from
 * a CCT file's ``seq_id`` (files matched to the results as our metrics match them), or
 * the capture times we write (``datetime``, EXIF's ``DateTimeOriginal``), cut into sequences per camera
   folder wherever two frames are more than ``interval_seconds`` apart (MegaDetector's ``create_sequences``).
+
+The Camtrap DP export (:mod:`.camtrapdp.events`) forms its events with the same two functions, a camera being a
+deployment there.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import contextlib
 import copy
 import io
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +28,12 @@ from .md_tools import import_md
 __all__ = ["sequences_from_capture_times", "sequences_from_cct", "smooth_sequences"]
 
 
-def sequences_from_capture_times(results: Mapping[str, Any], *, interval_seconds: float = 60.0
-                                 ) -> list[dict[str, Any]]:
+def sequences_from_capture_times(results: Mapping[str, Any], *, interval_seconds: float = 60.0,
+                                 camera_of: Callable[[str], str] = posixpath.dirname) -> list[dict[str, Any]]:
     """``[{"file_name", "seq_id"}, ...]`` for the results' images that have a ``datetime``; the camera of an
-    image is its folder. Images without a capture time are left out (they are not smoothed)."""
-    images = [{"file_name": e["file"], "datetime": e["datetime"], "location": posixpath.dirname(e["file"])}
+    image is ``camera_of(its file)``, by default its folder (frames of two cameras never share a sequence).
+    Images without a capture time are left out (they are not smoothed)."""
+    images = [{"file_name": e["file"], "datetime": e["datetime"], "location": camera_of(e["file"])}
               for e in results["images"] if e.get("datetime")]
     if not images:
         return []
