@@ -167,3 +167,16 @@ def test_the_index_holds_only_what_the_find_step_writes(tmp_path, where, value, 
     with pytest.raises(FilteringIndexError, match=named) as error:
         apply_repeats(results, folder, tmp_path / "clean.json", quiet=True)
     assert str(index_file) in str(error.value)
+
+
+@pytest.mark.parametrize("outside", ["../camA/IMG_0000.JPG", "/etc/passwd"])
+def test_find_refuses_entries_outside_the_image_folder(tmp_path, outside):
+    results = make_cards(tmp_path, {"camA": 6})
+    data = json.loads(results.read_text())
+    data["images"].append({**data["images"][0], "file": outside})
+    results.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as error:
+        rde_main(["find", "--results", str(results), "--images", str(tmp_path / "images"), "--output-dir",
+                  str(tmp_path / "rde"), "--occurrences", "5", "--workers", "1", "--quiet"])
+    assert "\n" not in str(error.value) and repr(outside) in str(error.value)
+    assert not (tmp_path / "rde").exists()

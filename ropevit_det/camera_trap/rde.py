@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .cct import read_cct_json
-from .matching import TrailingPathMatcher
+from .matching import TrailingPathMatcher, check_relative_paths
 from .md_format import load_results, write_json_atomic
 from .md_tools import import_md
 
@@ -232,7 +232,8 @@ def find_repeats(
         MegaDetector's ``detectionIndex.json``.
 
     Raises:
-        ValueError: an option is out of range or names an unknown category.
+        ValueError: an option is out of range or names an unknown category, or an entry's ``file`` leaves
+            ``image_dir`` (absolute, ``..``).
         FileNotFoundError: the first image of the results is not under ``image_dir``.
     """
     options = options or RdeOptions()
@@ -243,6 +244,8 @@ def find_repeats(
     if options.cct_file is not None and options.folder_levels:
         raise ValueError("group cameras either by CCT location or by folder_levels, not both")
     results = load_results(results_file)
+    # MegaDetector reads image_dir/file for every entry and renders tiles from them.
+    check_relative_paths([e["file"] for e in results["images"]], source=str(results_file), root=str(image_dir))
     names = {name: cat_id for cat_id, name in results["detection_categories"].items()}
     unknown = [c for c in options.exclude_categories if c not in names]
     if unknown:
