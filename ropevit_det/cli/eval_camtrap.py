@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return _evaluate(args)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        message = str(error)
+    except (ValueError, OSError, KeyError) as error:
+        message = str(error) if not isinstance(error, OSError) or error.filename is None else \
+            f"{error.filename}: {error.strerror or error}"
         for option, flag in FLAG_OF_OPTION.items():
             message = message.replace(option, flag)
         raise SystemExit(f"ERROR: {message}") from None

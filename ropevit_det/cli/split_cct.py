@@ -29,12 +29,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# The library names its arguments; on the command line they are these flags.
+FLAG_OF_ARGUMENT = {"val_fraction": "--val-fraction", "test_fraction": "--test-fraction"}
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = parse_args(argv)
+    try:
+        return _split(args)
+    except (ValueError, OSError) as error:
+        message = str(error) if not isinstance(error, OSError) or error.filename is None else \
+            f"{error.filename}: {error.strerror or error}"
+        for argument, flag in FLAG_OF_ARGUMENT.items():
+            message = message.replace(argument, flag)
+        raise SystemExit(f"ERROR: {message}") from None
+
+
+def _split(args: argparse.Namespace) -> int:
     data = read_cct_json(args.cct_json)
-    splits, summary = split_by_location(data, val_fraction=args.val_fraction,
-                                        test_fraction=args.test_fraction, seed=args.seed)
+    splits, summary = split_by_location(data, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                                        seed=args.seed, source=f"CCT file {args.cct_json}")
     out_dir = Path(args.output_dir)
     stem = args.name or Path(args.cct_json).stem
     outputs = {name: out_dir / f"{stem}_{name}.json" for name in splits}
