@@ -85,7 +85,7 @@ def _ids_hint(value: Any, known: set[Any]) -> str:
     """Why ``value`` is not among ``known``: a type mismatch ("12" vs 12) is the usual cause."""
     same_text = [k for k in known if str(k) == str(value)]
     if same_text:
-        return (f" (the image id is {same_text[0]!r}, a {type(same_text[0]).__name__}; the annotation's is a "
+        return (f" (image id {same_text[0]!r} is a {type(same_text[0]).__name__}, annotation image_id {value!r} a "
                 f"{type(value).__name__}: write both as the same type)")
     return ""
 
@@ -141,11 +141,13 @@ def check_cct_consistency(data: dict[str, Any], source: str | Path, *, max_liste
     image_ids = {image["id"] for image in data["images"]}
     category_ids = {c["id"] for c in data["categories"] if "id" in c}
     orphans, unknown_categories, bad_boxes = [], [], []
+    type_hint = ""
     for i, ann in enumerate(data.get("annotations", [])):
         name = f"annotation {ann.get('id', f'#{i}')!r}"
         image_id = ann.get("image_id")
         if not valid_id(image_id) or image_id not in image_ids:
-            orphans.append(f"{name} of image_id {image_id!r}{_ids_hint(image_id, image_ids)}")
+            orphans.append(f"{name} of image_id {image_id!r}")
+            type_hint = type_hint or _ids_hint(image_id, image_ids)
         if ann.get("category_id") not in category_ids:
             unknown_categories.append(f"{name} of category_id {ann.get('category_id')!r}")
         bbox = ann.get("bbox")
@@ -155,7 +157,7 @@ def check_cct_consistency(data: dict[str, Any], source: str | Path, *, max_liste
         if not numbers or min(bbox) < 0:
             bad_boxes.append(f"{name} bbox {bbox!r}")
     if orphans:
-        raise fail("annotations of images that are not in 'images'", orphans,
+        raise fail(f"annotations of images that are not in 'images'{type_hint}", orphans,
                    "add the images or remove the annotations (results would be scored without them)")
     if unknown_categories:
         raise fail("annotations of categories that are not in 'categories'", unknown_categories,
