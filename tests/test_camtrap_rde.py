@@ -180,3 +180,34 @@ def test_find_refuses_entries_outside_the_image_folder(tmp_path, outside):
                   str(tmp_path / "rde"), "--occurrences", "5", "--workers", "1", "--quiet"])
     assert "\n" not in str(error.value) and repr(outside) in str(error.value)
     assert not (tmp_path / "rde").exists()
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n"), "cannot be read as JSON"),
+    (lambda p: p.mkdir(), "cannot be read as JSON"),
+    (lambda p: p.write_text("[]"), "lacks 'suspicious_detections'"),
+])
+def test_an_unreadable_index_is_one_line(tmp_path, make, named):
+    results = make_cards(tmp_path, {"camA": 3})
+    folder = tmp_path / "filtering_x"
+    folder.mkdir()
+    make(folder / "detectionIndex.json")
+    if (folder / "detectionIndex.json").is_dir():  # apply asks for a file: a folder there is "not made by find"
+        named = "filtering_"
+    with pytest.raises(SystemExit, match=named) as error:
+        rde_main(["apply", "--results", str(results), "--filtering-dir", str(folder), "--output",
+                  str(tmp_path / "clean.json")])
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: p.write_bytes(b"\x00\xff" * 50), "is not valid JSON"),
+])
+def test_an_unreadable_results_file_is_one_line(tmp_path, make, named):
+    results = tmp_path / "results.json"
+    make(results)
+    with pytest.raises(SystemExit, match=named) as error:
+        rde_main(["find", "--results", str(results), "--images", str(tmp_path), "--output-dir", str(tmp_path / "r")])
+    assert str(results) in str(error.value) and "\n" not in str(error.value)

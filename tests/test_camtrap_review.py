@@ -241,3 +241,26 @@ def test_html_in_names_never_reaches_the_page(tmp_path):
                            tmp_path / "page", ReviewOptions(image_width=100, workers=0, quiet=True))
     text = summary.index_html.read_text(encoding="utf-8")
     assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: p.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF"), "is not valid JSON"),
+    (lambda p: p.write_text('{"images": [], "detection_categories": {"1": 7}}'), "name strings"),
+])
+def test_an_unreadable_results_file_is_one_line(tmp_path, make, named):
+    results = tmp_path / "results.json"
+    make(results)
+    with pytest.raises(SystemExit, match=named) as error:
+        review_main(["--results", str(results), "--images", str(MINI_IMAGES), "--output-dir", str(tmp_path / "p")])
+    assert str(results) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unreadable_ground_truth_is_one_line(results_file, tmp_path):
+    gt = tmp_path / "gt.json"
+    gt.mkdir()
+    with pytest.raises(SystemExit, match=f"ERROR: CCT file {gt} is a folder") as error:
+        review_main(["--results", str(results_file), "--images", str(MINI_IMAGES), "--output-dir",
+                     str(tmp_path / "p"), "--gt", str(gt), "--quiet"])
+    assert "\n" not in str(error.value)

@@ -10,3 +10,13 @@ def config_arg(path_or_name: str) -> str:
         return resolve_config(path_or_name)
     except ConfigNotFoundError as error:
         raise SystemExit(f"ERROR: --config: {error}") from None
+
+
+def os_error_sentence(error: OSError) -> str:
+    """An ``OSError`` as one line naming the path and the problem (``[Errno 21] ...`` is not for users)."""
+    if error.filename is None:
+        return str(error)
+    problem = {FileNotFoundError: "does not exist", IsADirectoryError: "is a folder where a file is expected",
+               NotADirectoryError: "is a file where a folder is expected", PermissionError: "cannot be accessed "
+               "(permission denied)"}.get(type(error), error.strerror or str(error))
+    return f"{error.filename} {problem}"

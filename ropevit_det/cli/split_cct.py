@@ -15,6 +15,7 @@ from pathlib import Path
 from ropevit_det.camera_trap.cct import read_cct_json
 from ropevit_det.camera_trap.md_format import write_json_atomic
 from ropevit_det.camera_trap.split import split_by_location
+from ropevit_det.cli.common import os_error_sentence
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _split(args)
     except (ValueError, OSError) as error:
-        message = str(error) if not isinstance(error, OSError) or error.filename is None else \
-            f"{error.filename}: {error.strerror or error}"
+        message = os_error_sentence(error) if isinstance(error, OSError) else str(error)
         for argument, flag in FLAG_OF_ARGUMENT.items():
             message = message.replace(argument, flag)
         raise SystemExit(f"ERROR: {message}") from None
