@@ -76,6 +76,7 @@ setup(
             "onnx>=1.16",  # ropevit-det export --format onnx, and its tests
             "onnxruntime>=1.17",  # runs the ONNX export (tests, infer --backend onnxruntime)
             "selenium>=4.10",  # drives headless Chromium in the review-page test (chromium-driver from apt)
+            "hypothesis>=6.100",  # property-based tests of the readers of results, CCT and merge inputs
         ],
         # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,
         # sort, CSV, classification smoothing). The megadetector package itself is installed with --no-deps
