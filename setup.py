@@ -81,6 +81,7 @@ setup(
             "selenium>=4.10",  # drives headless Chromium in the review-page test (chromium-driver from apt)
             "frictionless>=5.13.1",  # the Camtrap DP tests validate packages as TDWG's own tests do
             "PyYAML",  # the Camtrap DP export test reads a YAML metadata file
+            "hypothesis>=6.100",  # property-based tests of the readers of results, CCT and merge inputs
         ],
         # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,
         # sort, CSV, classification smoothing). The megadetector package itself is installed with --no-deps

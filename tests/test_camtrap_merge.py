@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,30 @@ def test_unprocessed_list_rerun_with_input_root_completes_the_merge(tmp_path, ca
     with pytest.raises(SystemExit, match="--input-root: input root .* is not a folder"):
         infer_cli.main([*common, "--input", str(todo), "--input-root", str(tmp_path / "nowhere"),
                         "--output", str(tmp_path / "never.json")])
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: p.write_bytes(bytes(range(256)) * 4), "is not valid JSON"),  # a binary file (an image, a .pth)
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: None, "does not exist"),
+    (lambda p: p.write_text('{"images": [{"file": "q.jpg", "detections": "none"}], "detection_categories": {}}'),
+     r"'q\.jpg'.*'detections' that are not a list"),
+])
+def test_a_shard_that_is_not_a_results_file_is_one_line(tmp_path, make, named):
+    good = _results(tmp_path / "a.json", ["x.jpg"])
+    bad = tmp_path / "shard_2.json"
+    make(bad)
+    with pytest.raises(SystemExit) as error:
+        cli.main(["--output", str(tmp_path / "merged.json"), str(good), str(bad)])
+    message = str(error.value)
+    assert message.startswith("ERROR: ") and str(bad) in message and "\n" not in message
+    assert re.search(named, message), message
+    assert not (tmp_path / "merged.json").exists()
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
+    good = _results(tmp_path / "a.json", ["x.jpg"])
+    (tmp_path / "merged.json").mkdir()
+    with pytest.raises(SystemExit, match="cannot write --output") as error:
+        cli.main(["--output", str(tmp_path / "merged.json"), "--overwrite", str(good)])
+    assert "\n" not in str(error.value)

@@ -109,3 +109,105 @@ def test_cameras_by_folder_levels_group_the_cards_of_one_camera(tmp_path, capsys
     after = boxes_by_file(cleaned)
     assert all(after[f] == [moving(int(f[-8:-4]))] for f in after if f.startswith("cam1/"))  # both cards cleaned
     assert all(after[f] == [moving(int(f[-8:-4])), SLEEPER, ROCK] for f in after if f.startswith("cam2/"))  # untouched
+
+
+def _tamper(folder: Path, edit) -> Path:
+    """Rewrite the filtering folder's index through ``edit(index)``, as someone passing the folder on might."""
+    index_file = folder / "detectionIndex.json"
+    index = json.loads(index_file.read_text())
+    edit(index)
+    index_file.write_text(json.dumps(index))
+    return index_file
+
+
+def test_a_crafted_index_runs_no_code(tmp_path, capsys):
+    results = make_cards(tmp_path, {"camA": 6})
+    folder, _ = find_repeats(results, tmp_path / "images", tmp_path / "rde", RdeOptions(occurrences=5, workers=1,
+                                                                                       quiet=True))
+    marker = tmp_path / "marker"
+    payload = {"py/reduce": [{"py/function": "builtins.open"}, {"py/tuple": [str(marker), "w"]}]}
+    index_file = _tamper(folder, lambda index: index["options"].__setitem__("customDirNameFunction", payload))
+    with pytest.raises(SystemExit) as error:
+        rde_main(["apply", "--results", str(results), "--filtering-dir", str(folder), "--output",
+                  str(tmp_path / "clean.json"), "--quiet"])
+    assert not marker.exists()  # jsonpickle.decode would have called open(marker, "w")
+    message = str(error.value)
+    assert "\n" not in message and str(index_file) in message and "py/reduce" in message
+    assert not (tmp_path / "clean.json").exists()
+
+
+@pytest.mark.parametrize("where, value, named", [
+    ("options.py/object", "subprocess.Popen", "options"),
+    ("options.py/newargs", {"py/tuple": [["touch", "x"]]}, "py/newargs"),
+    ("options.filenameReplacements", {"json://{\"py/reduce\": []}": "x"}, "json://"),
+    ("options.customDirNameFunction", {"py/object": "os.system"}, "'os.system'"),
+    ("options.smartSort", {"py/repr": "os/os.system('touch x')"}, "py/repr"),
+    ("options.smartSort", {"py/type": "builtins.eval"}, "py/type"),
+    ("options.filenameReplacements", {"py/set": []}, "py/set"),
+    ("detection.__class__", {"py/type": "builtins.dict"}, "'__class__'"),
+    ("detection.instances", [{"py/object": "ropevit_det.camera_trap.rde.CameraByLocation", "locations": {}}],
+     "CameraByLocation"),
+    ("detection.sampleImageRelativeFileName", "../../etc/passwd", "tile"),
+    ("options.filteredFileListToLoad", "/etc/passwd", "filteredFileListToLoad"),
+])
+def test_the_index_holds_only_what_the_find_step_writes(tmp_path, where, value, named):
+    from ropevit_det.camera_trap.rde import FilteringIndexError, read_filtering_index
+
+    results = make_cards(tmp_path, {"camA": 6})
+    folder, _ = find_repeats(results, tmp_path / "images", tmp_path / "rde", RdeOptions(occurrences=5, workers=1,
+                                                                                       quiet=True))
+    read_filtering_index(folder / "detectionIndex.json")  # MegaDetector's own index passes
+
+    def edit(index):
+        owner, key = where.split(".", 1)
+        target = index["options"] if owner == "options" else index["suspicious_detections"][0][0]
+        target[key] = value
+
+    index_file = _tamper(folder, edit)
+    with pytest.raises(FilteringIndexError, match=named) as error:
+        apply_repeats(results, folder, tmp_path / "clean.json", quiet=True)
+    assert str(index_file) in str(error.value)
+
+
+@pytest.mark.parametrize("outside", ["../camA/IMG_0000.JPG", "/etc/passwd"])
+def test_find_refuses_entries_outside_the_image_folder(tmp_path, outside):
+    results = make_cards(tmp_path, {"camA": 6})
+    data = json.loads(results.read_text())
+    data["images"].append({**data["images"][0], "file": outside})
+    results.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as error:
+        rde_main(["find", "--results", str(results), "--images", str(tmp_path / "images"), "--output-dir",
+                  str(tmp_path / "rde"), "--occurrences", "5", "--workers", "1", "--quiet"])
+    assert "\n" not in str(error.value) and repr(outside) in str(error.value)
+    assert not (tmp_path / "rde").exists()
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n"), "cannot be read as JSON"),
+    (lambda p: p.mkdir(), "cannot be read as JSON"),
+    (lambda p: p.write_text("[]"), "lacks 'suspicious_detections'"),
+])
+def test_an_unreadable_index_is_one_line(tmp_path, make, named):
+    results = make_cards(tmp_path, {"camA": 3})
+    folder = tmp_path / "filtering_x"
+    folder.mkdir()
+    make(folder / "detectionIndex.json")
+    if (folder / "detectionIndex.json").is_dir():  # apply asks for a file: a folder there is "not made by find"
+        named = "filtering_"
+    with pytest.raises(SystemExit, match=named) as error:
+        rde_main(["apply", "--results", str(results), "--filtering-dir", str(folder), "--output",
+                  str(tmp_path / "clean.json")])
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: p.write_bytes(b"\x00\xff" * 50), "is not valid JSON"),
+])
+def test_an_unreadable_results_file_is_one_line(tmp_path, make, named):
+    results = tmp_path / "results.json"
+    make(results)
+    with pytest.raises(SystemExit, match=named) as error:
+        rde_main(["find", "--results", str(results), "--images", str(tmp_path), "--output-dir", str(tmp_path / "r")])
+    assert str(results) in str(error.value) and "\n" not in str(error.value)

@@ -191,3 +191,76 @@ def test_definitional_differences_with_megadetectors_numbers(results_file, tmp_p
     assert "precision=87.5%, recall=77.8%" in printed
     # Pages, >= like ours: 15 TP.
     assert page_counts(summary.index_html) == {k: ours[k] for k in PAGES} == {"tp": 15, "tn": 1, "fp": 2, "fn": 3}
+
+
+def _copy_frame(folder: Path, name: str) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(sorted(MINI_IMAGES.iterdir())[0].read_bytes())
+    return name
+
+
+def _results(path: Path, files: list[str], categories: dict[str, str] | None = None) -> Path:
+    return write_json(path, {"info": {"format_version": "1.6", "detector": "synthetic"},
+                             "detection_categories": categories or {"1": "animal"},
+                             "images": [{"file": f, "detections": [{"category": "1", "conf": 0.9,
+                                                                     "bbox": [0.1, 0.1, 0.2, 0.2]}]}
+                                        for f in files]})
+
+
+@pytest.mark.parametrize("outside", ["../secret.jpg", "/tmp/secret.jpg", "card/../../secret.jpg", "C:/x.jpg"])
+def test_entries_outside_the_image_folder_are_refused(tmp_path, outside):
+    images = tmp_path / "images"
+    inside = _copy_frame(images, "a.jpg")
+    _copy_frame(tmp_path, "secret.jpg")  # what "../secret.jpg" would show on the page
+    results = _results(tmp_path / "results.json", [inside, outside])
+    with pytest.raises(SystemExit) as error:
+        review_main(["--results", str(results), "--images", str(images), "--output-dir", str(tmp_path / "page"),
+                     "--workers", "0", "--quiet"])
+    message = str(error.value)
+    assert "\n" not in message and repr(outside) in message and str(images) in message
+    assert not (tmp_path / "page" / "index.html").exists()
+
+
+def test_html_in_names_never_reaches_the_page(tmp_path):
+    images = tmp_path / "images"
+    hostile = _copy_frame(images, "<script>alert(1)<script>.jpg")
+    with pytest.raises(ValueError, match="HTML markup.*<script>"):
+        write_review(_results(tmp_path / "results.json", [hostile]), images, tmp_path / "page",
+                     ReviewOptions(image_width=100, workers=0, quiet=True))
+    plain = _copy_frame(images, "b.jpg")
+    with pytest.raises(ValueError, match="category names"):
+        write_review(_results(tmp_path / "results.json", [plain], {"1": '"><img src=x onerror=alert(1)>'}), images,
+                     tmp_path / "page", ReviewOptions(image_width=100, workers=0, quiet=True))
+    with pytest.raises(ValueError, match="category names"):
+        write_review(_results(tmp_path / "results.json", [plain]), images, tmp_path / "page",
+                     ReviewOptions(image_width=100, workers=0, quiet=True, gt_file=write_json(
+                         tmp_path / "gt.json", {"images": [{"id": 1, "file_name": plain}], "annotations": [],
+                                                "categories": [{"id": 1, "name": "<b>deer</b>"}]})))
+    # The page title comes from the results file's name: escaped, not refused.
+    summary = write_review(_results(tmp_path / "<img src=x onerror=alert(1)>.json", [plain]), images,
+                           tmp_path / "page", ReviewOptions(image_width=100, workers=0, quiet=True))
+    text = summary.index_html.read_text(encoding="utf-8")
+    assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: p.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF"), "is not valid JSON"),
+    (lambda p: p.write_text('{"images": [], "detection_categories": {"1": 7}}'), "name strings"),
+])
+def test_an_unreadable_results_file_is_one_line(tmp_path, make, named):
+    results = tmp_path / "results.json"
+    make(results)
+    with pytest.raises(SystemExit, match=named) as error:
+        review_main(["--results", str(results), "--images", str(MINI_IMAGES), "--output-dir", str(tmp_path / "p")])
+    assert str(results) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unreadable_ground_truth_is_one_line(results_file, tmp_path):
+    gt = tmp_path / "gt.json"
+    gt.mkdir()
+    with pytest.raises(SystemExit, match=f"ERROR: CCT file {gt} is a folder") as error:
+        review_main(["--results", str(results_file), "--images", str(MINI_IMAGES), "--output-dir",
+                     str(tmp_path / "p"), "--gt", str(gt), "--quiet"])
+    assert "\n" not in str(error.value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,53 @@ def test_single_location_file_cannot_be_split():
 def test_bad_fractions_are_refused():
     with pytest.raises(ValueError, match="val_fraction"):
         split_by_location(_toy_cct(), val_fraction=0.6, test_fraction=0.5)
+
+
+def test_a_duplicated_image_id_is_refused_not_split_in_two():
+    # Two images share an id in two locations: their annotations would be copied into both splits.
+    data = _toy_cct()
+    data["images"].append({"id": "L0/img0", "file_name": "L5/other.jpg", "location": "L5"})
+    with pytest.raises(ValueError, match=r"images ids used more than once: 'L0/img0'"):
+        split_by_location(data, val_fraction=0.3)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda d: d["annotations"].append({"id": "lost", "image_id": "nowhere", "category_id": 1}),
+     "annotation 'lost' of image_id 'nowhere'"),
+    (lambda d: d["annotations"][0].__setitem__("bbox", [1, 2, 3]), r"annotation 'a0' bbox \[1, 2, 3\]"),
+    (lambda d: d["annotations"][0].__setitem__("bbox", [1, 2, float("nan"), 3]), r"bbox \[1, 2, nan, 3\]"),
+    (lambda d: d["annotations"][0].__setitem__("id", "a1"), "annotations ids used more than once: 'a1'"),
+])
+def test_the_command_refuses_inconsistent_files_in_one_line(tmp_path, edit, named):
+    data = _toy_cct()
+    edit(data)
+    src = write_json(tmp_path / "survey.json", data)
+    with pytest.raises(SystemExit) as error:
+        _load_tool().main([str(src), "--output-dir", str(tmp_path / "out")])
+    assert re.search(named, str(error.value)) and str(src) in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--val-fraction", "1.5"], r"--val-fraction < 1.*got --val-fraction 1.5"),
+    (["--val-fraction", "0.6", "--test-fraction", "0.5"], r"--val-fraction \+ --test-fraction < 1"),
+])
+def test_fractions_out_of_range_name_the_flag(tmp_path, args, named):
+    src = write_json(tmp_path / "survey.json", _toy_cct())
+    with pytest.raises(SystemExit, match=named) as error:
+        _load_tool().main([str(src), "--output-dir", str(tmp_path / "out"), *args])
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00"), "is not valid JSON"),
+    (lambda p: p.write_text("[1, 2]"), "top level must be an object"),
+])
+def test_unreadable_files_are_one_line(tmp_path, make, named):
+    src = tmp_path / "survey.json"
+    make(src)
+    with pytest.raises(SystemExit, match=named) as error:
+        _load_tool().main([str(src), "--output-dir", str(tmp_path / "out")])
+    assert str(src) in str(error.value) and "\n" not in str(error.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -113,3 +114,80 @@ def test_box_ap_is_reported_in_the_json(files):
     assert eval_camtrap.main([*base_args(gt, results), "--json", str(report_file)]) == 0
     boxes = json.loads(report_file.read_text())["boxes"]
     assert boxes is not None and 0.0 <= boxes["AP50"] <= 1.0
+
+
+def _edit_gt(gt_path, edit):
+    gt = json.loads(gt_path.read_text())
+    edit(gt)
+    gt_path.write_text(json.dumps(gt))  # NaN and Infinity are written as JSON's usual extensions
+
+
+def _ids_as_integers(gt):
+    """Image ids become integers and annotations keep strings: no annotation finds its image."""
+    ids = {im["id"]: k for k, im in enumerate(gt["images"])}
+    for im in gt["images"]:
+        im["id"] = ids[im["id"]]
+    for ann in gt["annotations"]:
+        ann["image_id"] = str(ids[ann["image_id"]])
+
+
+def _box(value):
+    return lambda gt: gt["annotations"][0].__setitem__("bbox", value)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (_ids_as_integers, r"image id 0 is a int, annotation image_id '0' a str.*annotation '0154T1541168895361'"),
+    (lambda gt: gt["annotations"].append({"id": "ghost", "image_id": "nowhere", "category_id": 0}),
+     r"annotations of images that are not in 'images': annotation 'ghost' of image_id 'nowhere'"),
+    (lambda gt: gt["images"].append({**gt["images"][0], "file_name": "x/copy.jpeg"}),
+     r"images ids used more than once: 'S1/E03/E03_R3/S1_E03_R3_PICT0038'"),
+    (_box([1.0, 2.0, 3.0]), r"bbox \[1.0, 2.0, 3.0\]"),
+    (_box([float("nan"), 2.0, 3.0, 4.0]), r"bbox \[nan"),
+    (_box([1.0, 2.0, float("inf"), 4.0]), r"bbox \[1.0, 2.0, inf"),
+    (_box([1.0, 2.0, -3.0, 4.0]), r"bbox \[1.0, 2.0, -3.0"),
+    (_box([1.0, "2", 3.0, 4.0]), r"bbox \[1.0, '2'"),
+    (lambda gt: gt["images"][0].__setitem__("width", -2048), r"width -2048"),
+])
+def test_inconsistent_ground_truth_is_refused_by_name(files, edit, named):
+    gt, results = files
+    _edit_gt(gt, edit)
+    with pytest.raises(SystemExit) as error:
+        eval_camtrap.main([*base_args(gt, results), "--no-box-ap"])
+    message = str(error.value)
+    assert message.startswith("ERROR: ground truth ") and str(gt) in message and "\n" not in message
+    assert re.search(named, message), message
+
+
+@pytest.mark.parametrize("which, make, named", [
+    ("--gt", lambda p: p.mkdir(), "is a folder"),
+    ("--gt", lambda p: p.write_bytes(b"\xff\xd8\xff\xe0binary"), "is not valid JSON"),
+    ("--gt", lambda p: None, "does not exist"),
+    ("--results", lambda p: p.mkdir(), "is a folder"),
+    ("--results", lambda p: p.write_bytes(b"\x00\x01\xfe\xff"), "is not valid JSON"),
+    ("--results", lambda p: p.write_text('{"images": [{"file": "a.jpg", "detections": [{"category": "1", '
+                                         '"conf": 0.5, "bbox": [0, 0, 1]}]}], "detection_categories": {"1": "a"}}'),
+     r"'a.jpg'.*four finite numbers"),
+    ("--mapping", lambda p: p.mkdir(), "cannot be read"),
+])
+def test_unreadable_inputs_are_one_line(files, tmp_path, which, make, named):
+    gt, results = files
+    bad = tmp_path / "bad_input"
+    make(bad)
+    args = base_args(gt, results)
+    args = [*args, "--mapping", str(bad)] if which == "--mapping" else \
+        [str(bad) if previous == which else a for previous, a in zip([None, *args], args)]
+    with pytest.raises(SystemExit) as error:
+        eval_camtrap.main([*args, "--no-box-ap"])
+    message = str(error.value)
+    assert message.startswith("ERROR: ") and str(bad) in message and "\n" not in message
+    assert re.search(named, message), message
+
+
+def test_command_line_prints_a_sentence_not_a_traceback(files):
+    gt, results = files
+    _edit_gt(gt, _ids_as_integers)
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "eval_camera_trap.py"), *base_args(gt, results)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # above it: library warnings (torch) at import
+    assert last.startswith("ERROR: ground truth") and "write both as the same type" in last

@@ -66,7 +66,10 @@ def load_md_mapping(mapping_file: str | Path | None) -> dict[str, str]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"class mapping file {path} does not exist") from None
-    except json.JSONDecodeError as exc:
+    except OSError as exc:  # a folder, no permission
+        raise ValueError(f"class mapping file {path} cannot be read ({exc.strerror or exc}); pass a .json "
+                         "file") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError (a binary file)
         raise ValueError(f"class mapping file {path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"class mapping file {path} must hold a JSON object {{species_name: class}}, "

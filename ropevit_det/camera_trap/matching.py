@@ -26,6 +26,28 @@ def to_posix(path: str) -> str:
     return "/".join(path_parts(path))
 
 
+def leaves_root(path: str) -> bool:
+    """Whether a results path would leave the folder it is relative to: absolute (``/x``, ``C:/x``, ``//host``)
+    or with a ``..`` component (refused even where it would climb back in: a results path never needs one)."""
+    posix = path.replace("\\", "/")
+    return posix.startswith("/") or (len(posix) >= 2 and posix[1] == ":" and posix[0].isalpha()) \
+        or ".." in posix.split("/")
+
+
+def check_relative_paths(files: Iterable[str], *, source: str, root: str, max_listed: int = 3) -> None:
+    """Refuse results paths that leave ``root`` (see :func:`leaves_root`), naming them.
+
+    Raises:
+        ValueError: naming ``source``, the first entries at fault and how many there are.
+    """
+    bad = [f for f in files if leaves_root(f)]
+    if bad:
+        listed = ", ".join(repr(f) for f in bad[:max_listed]) + (f" and {len(bad) - max_listed} more"
+                                                                  if len(bad) > max_listed else "")
+        raise ValueError(f"{source}: 'file' outside {root} (absolute, or with '..') in {len(bad)} entries: "
+                         f"{listed}; results paths must be relative to {root}: remove or rewrite these entries")
+
+
 def strip_path_prefix(path: str, prefix: str | None) -> str:
     """Remove ``prefix`` from the front of ``path`` (both compared with forward slashes); no-op if absent."""
     path = to_posix(path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -127,12 +128,24 @@ class ResultsFileError(ValueError):
 
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
-    """Read an MD results file and check the parts tools rely on; a clear :class:`ResultsFileError` otherwise."""
+    """Read an MD results file and check the parts tools rely on; a clear :class:`ResultsFileError` otherwise.
+
+    Checked: ``info`` (if present) and ``detection_categories`` / ``classification_categories`` are objects with
+    string names; each entry has a ``file`` string, ``failure`` null or a string, and ``detections`` null or a
+    list of ``{"category": a key of detection_categories, "conf": a finite number, "bbox": four finite
+    numbers}``. A missing file raises ``FileNotFoundError``.
+    """
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except json.JSONDecodeError as exc:
+    except IsADirectoryError:
+        raise ResultsFileError(f"{path} is a folder, not a results file; pass the .json file") from None
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ResultsFileError(f"{path} cannot be read ({exc.strerror or exc}); check its permissions") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError (binary), nesting, huge ints
         raise ResultsFileError(
             f"{path} is not valid JSON ({exc}); it was not written by a completed checkpoint (files written by "
             "ResultsWriter are replaced atomically, so it was damaged or made by something else). "
@@ -141,10 +154,43 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
             or not isinstance(data.get("detection_categories"), dict):
         raise ResultsFileError(f"{path} is JSON but not a MegaDetector results file "
                                "(needs 'images' list and 'detection_categories')")
+    if not isinstance(data.get("info", {}), dict):
+        raise ResultsFileError(f"{path}: 'info' must be an object")
+    for key in ("detection_categories", "classification_categories"):
+        names = data.get(key) or {}
+        if not isinstance(names, dict) or not all(isinstance(name, str) for name in names.values()):
+            raise ResultsFileError(f"{path}: '{key}' must map ids to name strings")
     for i, entry in enumerate(data["images"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
             raise ResultsFileError(f"{path}: images[{i}] has no 'file' string")
+        problem = _entry_problem(entry, data["detection_categories"])
+        if problem:
+            raise ResultsFileError(f"{path}: images[{i}] ({entry['file']!r}) {problem}; fix or remove this entry")
     return data
+
+
+def _entry_problem(entry: Mapping[str, Any], detection_categories: Mapping[str, str]) -> str | None:
+    """What is wrong with one results entry for the tools that read it, or None."""
+    def finite(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if entry.get("failure") is not None and not isinstance(entry["failure"], str):
+        return "has a 'failure' that is not a string"
+    detections = entry.get("detections")
+    if detections is None:
+        return None
+    if not isinstance(detections, list):
+        return "has 'detections' that are not a list"
+    for k, det in enumerate(detections):
+        if not isinstance(det, dict) or not isinstance(det.get("category"), str) \
+                or det["category"] not in detection_categories:
+            return f"detections[{k}] has no 'category' of detection_categories"
+        if not finite(det.get("conf")):
+            return f"detections[{k}] has no finite 'conf'"
+        bbox = det.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(finite(v) for v in bbox):
+            return f"detections[{k}] has a 'bbox' that is not four finite numbers"
+    return None
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None = None) -> None:

@@ -13,6 +13,11 @@ with a CCT file, the images' ``location`` (several card folders of one camera th
 location lookup is a picklable callable object because MegaDetector stores its options, this function
 included, in the filtering folder's index (jsonpickle) and reloads them in step 3.
 
+The index is jsonpickle, which MegaDetector decodes with ``jsonpickle.decode``: a crafted index could name any
+callable and have it run. Filtering folders travel between reviewers, so :func:`read_filtering_index` parses it
+as plain JSON first and refuses every jsonpickle tag except the object classes and tuples that
+MegaDetector's own index holds; only a file that passes reaches MegaDetector.
+
 MegaDetector marks a removed box by making its confidence negative; :func:`apply_repeats` drops those boxes
 from our original entries instead, so the output keeps our rounding and fields and every confidence stays in
 0..1 as the format asks.
@@ -31,16 +36,115 @@ from pathlib import Path
 from typing import Any
 
 from .cct import read_cct_json
-from .matching import TrailingPathMatcher
+from .matching import TrailingPathMatcher, check_relative_paths
 from .md_format import load_results, write_json_atomic
 from .md_tools import import_md
 
-__all__ = ["CameraByLocation", "RdeOptions", "SuspiciousDetection", "apply_repeats", "camera_by_location",
-           "find_repeats"]
+__all__ = ["CameraByLocation", "FilteringIndexError", "RdeOptions", "SuspiciousDetection", "apply_repeats",
+           "camera_by_location", "find_repeats", "read_filtering_index"]
 
 logger = logging.getLogger(__name__)
 
 INDEX_FILE = "detectionIndex.json"  # MegaDetector's name for the filtering folder's index
+_MD_CORE = "megadetector.postprocessing.repeat_detection_elimination.repeat_detections_core"
+# The only classes an index may instantiate, where: what MegaDetector's find step (and ours, for the
+# CCT-location camera function) writes. Each is built by jsonpickle from its attributes alone (no
+# constructor, no __setstate__), so with these and plain JSON, decoding runs no code of the file's choosing.
+_INDEX_CLASSES = {
+    "options": f"{_MD_CORE}.RepeatDetectionOptions",
+    "camera function": f"{__name__}.CameraByLocation",
+    "suspicious detection": f"{_MD_CORE}.DetectionLocation",
+    "instance": f"{_MD_CORE}.IndexedDetection",
+}
+# Attributes that hold one of those objects (or a list of them).
+_NESTED_CLASSES = {"customDirNameFunction": _INDEX_CLASSES["camera function"],
+                   "instances": _INDEX_CLASSES["instance"]}
+_JSONPICKLE_OBJECT, _JSONPICKLE_TUPLE = "py/object", "py/tuple"
+
+
+class FilteringIndexError(ValueError):
+    """A filtering folder's index holds something MegaDetector's find step never writes (maybe code to run)."""
+
+
+def read_filtering_index(path: str | Path) -> dict[str, Any]:
+    """Parse a ``detectionIndex.json`` as plain JSON and check it holds only what the find step writes.
+
+    Allowed: JSON values (dict keys may be ``json://<digits>``, a number), ``{"py/tuple": [...]}`` and ``{"py/object": NAME, ...attributes}`` with NAME one of
+    the classes MegaDetector's index uses, each in its place (the options, their camera function, the
+    suspicious detections and their instances); attribute names are plain (no ``_``/``__`` prefix). Tile names
+    are file names inside the folder.
+
+    Returns:
+        The parsed JSON (tags left in place; nothing is instantiated).
+
+    Raises:
+        FilteringIndexError: anything else, naming the file and where in it.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise FilteringIndexError(f"{path} cannot be read as JSON ({exc}); run the find step again") from None
+
+    def refuse(where: str, what: str) -> FilteringIndexError:
+        return FilteringIndexError(f"{path} is not an index the find step writes: {where} {what}; it is not "
+                                   "used (a crafted index could run code). Run the find step again, or use a "
+                                   "filtering folder from someone you trust")
+
+    def check(value: Any, where: str, allowed_class: str | None = None) -> None:
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                check(item, f"{where}[{i}]", allowed_class)
+            return
+        if not isinstance(value, dict):
+            return
+        tags = [k for k in value if k.startswith("py/") or (k.startswith("json://") and not k[7:].isdigit())]
+        if tags == [_JSONPICKLE_TUPLE] and len(value) == 1 and isinstance(value[_JSONPICKLE_TUPLE], list):
+            check(value[_JSONPICKLE_TUPLE], where)
+            return
+        if tags == [_JSONPICKLE_OBJECT]:
+            if value[_JSONPICKLE_OBJECT] != allowed_class:
+                raise refuse(where, f"makes an object of {value[_JSONPICKLE_OBJECT]!r}")
+            for key, item in value.items():
+                if key != _JSONPICKLE_OBJECT:
+                    if key.startswith("_"):
+                        raise refuse(where, f"sets attribute {key!r}")
+                    check(item, f"{where}.{key}", _NESTED_CLASSES.get(key))
+            return
+        if tags:
+            unexpected = [t for t in tags if t not in (_JSONPICKLE_OBJECT, _JSONPICKLE_TUPLE)] or tags
+            raise refuse(where, f"holds the jsonpickle tag {unexpected[0]!r}")
+        for key, item in value.items():
+            check(item, f"{where}.{key}")
+
+    if not isinstance(index, dict) or not isinstance(index.get("suspicious_detections"), list) \
+            or not isinstance(index.get("options"), dict) \
+            or index["options"].get(_JSONPICKLE_OBJECT) != _INDEX_CLASSES["options"]:
+        raise refuse("the top level", "lacks 'suspicious_detections' or MegaDetector's 'options'")
+    for key, value in index.items():
+        if key == "options":
+            check(value, "options", _INDEX_CLASSES["options"])
+        elif key == "suspicious_detections":
+            for i_dir, per_dir in enumerate(value):
+                if not isinstance(per_dir, list):
+                    raise refuse(f"suspicious_detections[{i_dir}]", "is not a list")
+                for i, detection in enumerate(per_dir):
+                    where = f"suspicious_detections[{i_dir}][{i}]"
+                    if not isinstance(detection, dict) \
+                            or detection.get(_JSONPICKLE_OBJECT) != _INDEX_CLASSES["suspicious detection"]:
+                        raise refuse(where, "is not a suspicious detection")
+                    check(detection, where, _INDEX_CLASSES["suspicious detection"])
+                    tile = detection.get("sampleImageRelativeFileName")
+                    if not isinstance(tile, str) or tile != posixpath.basename(tile.replace("\\", "/")) \
+                            or tile in ("", ".", ".."):
+                        raise refuse(where, f"names the tile {tile!r}, not a file name in the folder")
+        else:
+            check(value, key)
+    # The find step never sets a list file; a set one would make the apply step read a file of the index's choice.
+    if index["options"].get("filteredFileListToLoad") is not None:
+        raise refuse("options.filteredFileListToLoad", "is set")
+    return index
 
 
 class CameraByLocation:
@@ -128,7 +232,8 @@ def find_repeats(
         MegaDetector's ``detectionIndex.json``.
 
     Raises:
-        ValueError: an option is out of range or names an unknown category.
+        ValueError: an option is out of range or names an unknown category, or an entry's ``file`` leaves
+            ``image_dir`` (absolute, ``..``).
         FileNotFoundError: the first image of the results is not under ``image_dir``.
     """
     options = options or RdeOptions()
@@ -139,6 +244,8 @@ def find_repeats(
     if options.cct_file is not None and options.folder_levels:
         raise ValueError("group cameras either by CCT location or by folder_levels, not both")
     results = load_results(results_file)
+    # MegaDetector reads image_dir/file for every entry and renders tiles from them.
+    check_relative_paths([e["file"] for e in results["images"]], source=str(results_file), root=str(image_dir))
     names = {name: cat_id for cat_id, name in results["detection_categories"].items()}
     unknown = [c for c in options.exclude_categories if c not in names]
     if unknown:
@@ -194,11 +301,13 @@ def apply_repeats(
 
     Raises:
         FileNotFoundError: ``filtering_dir`` has no ``detectionIndex.json`` (not a folder made by step 1).
+        FilteringIndexError: the index holds what step 1 never writes (see :func:`read_filtering_index`).
     """
     filtering_dir = Path(filtering_dir)
     if not (filtering_dir / INDEX_FILE).is_file():
         raise FileNotFoundError(f"{filtering_dir / INDEX_FILE} does not exist: pass the filtering_* folder that "
                                 "the find step wrote")
+    index = read_filtering_index(filtering_dir / INDEX_FILE)  # before MegaDetector decodes it with jsonpickle
     results = load_results(results_file)
     core = import_md("postprocessing.repeat_detection_elimination.repeat_detections_core")
     md = core.RepeatDetectionOptions()
@@ -223,16 +332,10 @@ def apply_repeats(
         entry["detections"] = [d for i, d in enumerate(entry["detections"]) if i not in drop]
         removed += len(drop)
         changed += 1
-    found_tiles = _count_index_entries(filtering_dir)
+    found_tiles = sum(len(per_dir) for per_dir in index["suspicious_detections"])
     results.setdefault("info", {})["repeat_detection_elimination"] = {
         "filtering_folder": filtering_dir.name, "removed_detections": removed}
     write_json_atomic(output_file, results, indent=1)
     return {"removed": removed, "images_changed": changed, "removed_tiles": remaining_tiles,
             "kept_tiles": found_tiles - remaining_tiles}
 
-
-def _count_index_entries(filtering_dir: Path) -> int:
-    """How many suspicious detections step 1 found (tiles it rendered), from the index file."""
-    with open(filtering_dir / INDEX_FILE, encoding="utf-8") as f:
-        index = json.load(f)
-    return sum(len(per_dir) for per_dir in index["suspicious_detections"])

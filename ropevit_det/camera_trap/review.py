@@ -10,10 +10,16 @@ the precision/recall curve. The page is MegaDetector's own; this module only pre
 * an image with no annotation counts as empty, as in our metrics: MegaDetector leaves such images out unless
   its ``#NO_LABELS#`` token is among the negative classes, and plain COCO ground truth has no other way to
   say "empty". Category names that mean empty (``empty``, ``blank``, ...) are negative too.
+
+MegaDetector writes file and category names into the page as they are, unescaped. Results files travel, so
+entries whose ``file`` leaves the image folder (absolute, ``..``) and names holding HTML markup (``<``, ``>``,
+``"``) are refused before MegaDetector sees them; the page title and model name, which this module passes,
+are escaped.
 """
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import logging
@@ -24,7 +30,7 @@ from typing import Any
 
 from .cct import read_cct_json
 from .classes import is_empty_category
-from .matching import MatchReport, TrailingPathMatcher, strip_path_prefix
+from .matching import MatchReport, TrailingPathMatcher, check_relative_paths, strip_path_prefix
 from .md_format import load_results
 from .md_tools import import_md
 
@@ -35,6 +41,20 @@ logger = logging.getLogger(__name__)
 # MegaDetector's token for "an image without annotations is a negative (empty) image".
 NO_LABELS = "#NO_LABELS#"
 SORT_ORDERS = ("filename", "confidence", "random")
+# What would open a tag or leave an attribute in MegaDetector's unescaped page ("&" alone only starts an entity).
+HTML_MARKUP = frozenset('<>"')
+
+
+def check_no_markup(names: Sequence[str], *, what: str, source: str | Path) -> None:
+    """Refuse names that MegaDetector would write into its page as HTML markup.
+
+    Raises:
+        ValueError: naming ``source``, ``what`` and the first name at fault.
+    """
+    bad = [str(name) for name in names if HTML_MARKUP & set(str(name))]
+    if bad:
+        raise ValueError(f"{source}: {len(bad)} {what} hold HTML markup (< > \"), e.g. {bad[0]!r}; MegaDetector "
+                         "writes them into the review page unescaped, so they are refused: rename them")
 
 
 @dataclass
@@ -95,9 +115,11 @@ def review_ground_truth(
         ``(written file, negative class names for MegaDetector, match report)``.
 
     Raises:
-        ValueError: no result matches a ground-truth image, or two ground-truth images share a name.
+        ValueError: no result matches a ground-truth image, two ground-truth images share a name, or a
+            category name holds HTML markup.
     """
     data = read_cct_json(gt_file)
+    check_no_markup([c.get("name", "") for c in data["categories"]], what="category names", source=gt_file)
     by_name: dict[str, dict[str, Any]] = {}
     for image in data["images"]:
         name = add_prefix + strip_path_prefix(image["file_name"], strip_prefix)
@@ -130,7 +152,8 @@ def write_review(
 
     Raises:
         FileNotFoundError: none of the results' images is under ``image_dir``.
-        ValueError: an option is out of range, or the ground truth matches no result.
+        ValueError: an option is out of range, the ground truth matches no result, an entry's ``file`` leaves
+            ``image_dir``, or a file or category name holds HTML markup.
         ImportError: megadetector's post-processing is not installed (the message says how).
     """
     options = options or ReviewOptions()
@@ -140,6 +163,10 @@ def write_review(
         raise ValueError(f"threshold must be in 0..1, got {options.threshold}")
     results = load_results(results_file)
     image_dir, output_dir = Path(image_dir), Path(output_dir)
+    check_relative_paths([e["file"] for e in results["images"]], source=str(results_file), root=str(image_dir))
+    check_no_markup([e["file"] for e in results["images"]], what="file names", source=results_file)
+    check_no_markup([*results["detection_categories"].values(), *(results.get("classification_categories") or {})
+                     .values()], what="category names", source=results_file)
     files = [e["file"] for e in results["images"] if e.get("failure") is None and e.get("detections") is not None]
     missing = [f for f in files if not (image_dir / f).is_file()]
     if files and len(missing) == len(files):
@@ -163,8 +190,8 @@ def write_review(
     md.parallelize_rendering = options.workers > 0
     md.parallelize_rendering_n_cores = max(1, options.workers)
     md.html_sort_order = options.sort_order
-    md.job_name_string = options.job_name or Path(results_file).name
-    md.model_version_string = str(results.get("info", {}).get("detector", "unknown"))
+    md.job_name_string = html.escape(options.job_name or Path(results_file).name)
+    md.model_version_string = html.escape(str(results.get("info", {}).get("detector", "unknown")))
     summary = ReviewSummary(index_html=output_dir / "index.html", threshold=float(threshold), images=len(files),
                             missing_images=missing)
     if options.gt_file is not None:

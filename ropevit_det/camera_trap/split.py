@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from .cct import check_cct_consistency
+
 logger = logging.getLogger(__name__)
 
 # Images without a location are one group, so they stay together (they may all come from one camera).
@@ -60,7 +62,8 @@ def _fill(order: list[str], sizes: dict[str, int], target: float) -> list[str]:
 
 
 def split_by_location(
-    data: dict[str, Any], *, val_fraction: float, test_fraction: float = 0.0, seed: int = 0
+    data: dict[str, Any], *, val_fraction: float, test_fraction: float = 0.0, seed: int = 0,
+    source: str = "the CCT data",
 ) -> tuple[dict[str, dict[str, Any]], SplitSummary]:
     """Split a CCT dict into train / val (/ test) with disjoint locations.
 
@@ -72,13 +75,21 @@ def split_by_location(
         val_fraction: target fraction of images in val (0 < f < 1).
         test_fraction: target fraction in test; 0 makes no test split.
         seed: shuffling seed.
+        source: how errors name the data (e.g. ``"CCT file cct.json"``).
 
     Returns:
         ``({"train": cct, "val": cct[, "test": cct]}, summary)``.
+
+    Raises:
+        ValueError: a fraction is out of range, too few locations, or the data's ids or boxes are inconsistent
+            (a duplicated image id would put its annotations in two splits; see
+            :func:`ropevit_det.camera_trap.cct.check_cct_consistency`).
     """
     if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"need 0 < val_fraction, 0 <= test_fraction and val + test < 1; "
-                         f"got val={val_fraction}, test={test_fraction}")
+        raise ValueError(f"need 0 < val_fraction < 1, 0 <= test_fraction < 1 and val_fraction + test_fraction < 1; "
+                         f"got val_fraction {val_fraction}, test_fraction {test_fraction}: pass fractions of the "
+                         "images, e.g. 0.2")
+    check_cct_consistency(data, source)
     by_location: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for image in data["images"]:
         by_location[location_of(image)].append(image)

@@ -26,3 +26,13 @@ def reject_flags_among_overrides(opts: Sequence[str]) -> None:
             f"ERROR: {flags[0]} comes after the KEY VALUE config overrides, where it would be read as a config key: "
             "write every flag before the overrides"
         )
+
+
+def os_error_sentence(error: OSError) -> str:
+    """An ``OSError`` as one line naming the path and the problem (``[Errno 21] ...`` is not for users)."""
+    if error.filename is None:
+        return str(error)
+    problem = {FileNotFoundError: "does not exist", IsADirectoryError: "is a folder where a file is expected",
+               NotADirectoryError: "is a file where a folder is expected", PermissionError: "cannot be accessed "
+               "(permission denied)"}.get(type(error), error.strerror or str(error))
+    return f"{error.filename} {problem}"

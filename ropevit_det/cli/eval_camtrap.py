@@ -23,6 +23,7 @@ from ropevit_det.camera_trap.metrics import (
     format_table,
     plot_pr_curves,
 )
+from ropevit_det.cli.common import os_error_sentence
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return _evaluate(args)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        message = str(error)
+    except (ValueError, OSError, KeyError) as error:
+        message = os_error_sentence(error) if isinstance(error, OSError) else str(error)
         for option, flag in FLAG_OF_OPTION.items():
             message = message.replace(option, flag)
         raise SystemExit(f"ERROR: {message}") from None

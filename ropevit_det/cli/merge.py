@@ -59,10 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         merged = merge_results(args.results, expected_files=expected)
     except FileNotFoundError as exc:
-        raise SystemExit(f"ERROR: {exc}") from None
+        raise SystemExit(f"ERROR: {exc.filename} does not exist; pass the results files to merge") from None
     except (MergeError, ResultsFileError) as exc:
         raise SystemExit(f"ERROR: cannot merge: {exc}") from None
-    write_json_atomic(output, merged.data, indent=1)
+    try:
+        write_json_atomic(output, merged.data, indent=1)
+    except OSError as exc:
+        raise SystemExit(f"ERROR: cannot write --output {output} ({exc.strerror or exc}); pass a file in a "
+                         "writable folder") from None
     logger.info("%d images from %d files written to %s", len(merged.data["images"]), len(args.results), output)
     if expected is not None:
         if merged.unprocessed:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ropevit_det.camera_trap.md_format import ResultsFileError
+from ropevit_det.cli.common import os_error_sentence
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"removed {counts['removed']} detections from {counts['images_changed']} images "
                   f"({counts['removed_tiles']} tiles left as false positives, {counts['kept_tiles']} deleted as "
                   f"real animals); written to {args.output}")
-    except (ValueError, FileNotFoundError, ResultsFileError, ImportError) as exc:
-        message = str(exc).replace("exclude_categories", "--exclude").replace("occurrences must", "--occurrences must")
+    except (ValueError, OSError, ResultsFileError, ImportError) as exc:
+        message = (os_error_sentence(exc) if isinstance(exc, OSError) else str(exc)).replace("exclude_categories", "--exclude").replace("occurrences must", "--occurrences must")
         message = message.replace("iou must", "--iou must").replace("image_dir must", "--images must")
         message = message.replace("CCT location or by folder_levels", "--cct or by --folder-levels")
         raise SystemExit(f"ERROR: {message}") from None

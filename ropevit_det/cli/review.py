@@ -18,6 +18,7 @@ import logging
 import sys
 
 from ropevit_det.camera_trap.md_format import ResultsFileError
+from ropevit_det.cli.common import os_error_sentence
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                             workers=args.workers, sort_order=args.sort, quiet=args.quiet)
     try:
         summary = write_review(args.results, args.images, args.output_dir, options)
-    except (ValueError, FileNotFoundError, ResultsFileError, ImportError) as exc:
+    except (ValueError, OSError, ResultsFileError, ImportError) as exc:
         hint = {"gt_strip_prefix / gt_add_prefix": "--gt-strip-prefix / --gt-add-prefix"}
-        message = str(exc)
+        message = os_error_sentence(exc) if isinstance(exc, OSError) else str(exc)
         for library_term, flag in hint.items():
             message = message.replace(library_term, flag)
         raise SystemExit(f"ERROR: {message}") from None

@@ -15,6 +15,7 @@ from pathlib import Path
 from ropevit_det.camera_trap.cct import read_cct_json
 from ropevit_det.camera_trap.md_format import write_json_atomic
 from ropevit_det.camera_trap.split import split_by_location
+from ropevit_det.cli.common import os_error_sentence
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,12 +30,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# The library names its arguments; on the command line they are these flags.
+FLAG_OF_ARGUMENT = {"val_fraction": "--val-fraction", "test_fraction": "--test-fraction"}
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = parse_args(argv)
+    try:
+        return _split(args)
+    except (ValueError, OSError) as error:
+        message = os_error_sentence(error) if isinstance(error, OSError) else str(error)
+        for argument, flag in FLAG_OF_ARGUMENT.items():
+            message = message.replace(argument, flag)
+        raise SystemExit(f"ERROR: {message}") from None
+
+
+def _split(args: argparse.Namespace) -> int:
     data = read_cct_json(args.cct_json)
-    splits, summary = split_by_location(data, val_fraction=args.val_fraction,
-                                        test_fraction=args.test_fraction, seed=args.seed)
+    splits, summary = split_by_location(data, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                                        seed=args.seed, source=f"CCT file {args.cct_json}")
     out_dir = Path(args.output_dir)
     stem = args.name or Path(args.cct_json).stem
     outputs = {name: out_dir / f"{stem}_{name}.json" for name in splits}

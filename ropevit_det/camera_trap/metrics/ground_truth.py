@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 
-from ..cct import read_cct_json
+from ..cct import check_cct_consistency, read_cct_json
 from ..exif import image_size_from_header
 from ..classes import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
 from ..matching import strip_path_prefix
@@ -60,8 +60,14 @@ def load_ground_truth(
 
     Returns:
         ``(images, {category id: name})``.
+
+    Raises:
+        ValueError: the file cannot be read, or its ids or boxes are inconsistent
+            (:func:`ropevit_det.camera_trap.cct.check_cct_consistency`).
     """
     data = read_cct_json(gt_file)
+    # Ids of another type than the annotations' ("12" vs 12) or unknown images would score every image empty.
+    check_cct_consistency(data, f"ground truth {gt_file}")
     mapping = load_md_mapping(mapping_file)
     names = {c["id"]: c["name"] for c in data["categories"]}
     anns_by_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
