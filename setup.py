@@ -91,6 +91,8 @@ setup(
             "requests>=2.31.0",
             "opencv-python-headless>=4.8",
             "pytest",  # megadetector.utils.path_utils imports it at module level
+            "reverse_geocoder>=1.5",  # camera coordinates -> country and region, offline (GeoNames data inside)
+            "pycountry>=22.1",  # ISO 3166-1 alpha-2 (reverse_geocoder) -> alpha-3 (SpeciesNet's geofence keys)
         ],
         # MegaDetector v5a's network as a benchmark peer (ropevit-det benchmark --mdv5a-modes): what the yolov5
         # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by
