@@ -45,8 +45,8 @@ GEOFENCE_SUFFIX = "geofence"  # category names of geofence roll-ups: "Felidae (f
 
 
 class LabelPolicyError(ValueError):
-    """A ``LabelPolicy`` argument cannot be used; ``argument`` names it (``allowed``, ``rollup``, ``geofence``), so that a
-    command line can name the option that set it."""
+    """A ``LabelPolicy`` argument cannot be used; ``argument`` names it (``allowed``, ``rollup``, ``geofence``), so
+    that a command line can name the option that set it."""
 
     def __init__(self, message: str, argument: str) -> None:
         super().__init__(message)
