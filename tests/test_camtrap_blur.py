@@ -30,11 +30,11 @@ SERENGETI = "serengeti_S1_E03_R3_PICT0038.jpeg"
 SQUIRREL = "pw_102542.jpg"
 
 
-def detail(image: Image.Image, region) -> float:
-    """Mean absolute second difference (x and y) of the region's grey levels at 1/8 scale."""
+def detail(image: Image.Image, region, factor: int = 8) -> float:
+    """Mean absolute second difference (x and y) of the region's grey levels at 1/``factor`` scale."""
     crop = image.convert("L").crop(tuple(int(v) for v in region))
-    small = np.asarray(crop.resize((max(3, crop.width // 8), max(3, crop.height // 8)), Image.Resampling.BOX),
-                       dtype=np.float64)
+    small = np.asarray(crop.resize((max(3, crop.width // factor), max(3, crop.height // factor)),
+                                   Image.Resampling.BOX), dtype=np.float64)
     return float((np.abs(np.diff(small, 2, axis=0)).mean() + np.abs(np.diff(small, 2, axis=1)).mean()) / 2)
 
 
