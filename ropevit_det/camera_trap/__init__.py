@@ -7,6 +7,5 @@ MD video entries), ``metrics`` (image / sequence / box metrics), ``classes`` and
 ``detector`` / ``detection_classes`` / ``inputs`` / ``inference`` (batch detection behind ``tools/infer.py``:
 the model, its classes as MD categories, the worker-side inputs, the loop), ``sharding`` and ``merge`` (parts
 of an input, merged results), ``species`` (species labels from the RoPE ViT classifier), ``render`` (boxes
-drawn onto frames) and ``coco_results`` (MD results as COCO results JSON). Subpackages: ``geofence``
-(SpeciesNet's geofence rules, coordinates to country) and ``privacy`` (people and vehicles blurred in copies).
+drawn onto frames) and ``coco_results`` (MD results as COCO results JSON).
 """
