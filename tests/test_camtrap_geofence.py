@@ -248,9 +248,17 @@ def test_region_codes_equal_speciesnets(reference):
     # SpeciesNet's admin1 is the US state code (its own table), and nothing outside the USA.
     for name, code in reference.geolocation.US_ADMIN1_REGION_TO_ABBREVIATION.items():
         assert us_state_code(name) == code, name
-    for latitude, longitude in ((43.48, -110.76), (38.9, -77.03), (34.05, -118.24), (25.76, -80.19), (61.2, -149.9)):
-        assert locate(latitude, longitude).admin1 == reference.geolocation.find_admin1_region(
-            "USA", None, latitude, longitude)
+    for latitude, longitude in ((43.48, -110.76), (38.9, -77.03), (34.05, -118.24), (25.76, -80.19), (61.2, -149.9),
+                                (18.4, -66.1)):  # ... and San Juan, Puerto Rico, a US territory
+        assert camera_region(country="USA", latitude=latitude, longitude=longitude).admin1 == \
+            reference.geolocation.find_admin1_region("USA", None, latitude, longitude)
+    assert region_for(18.4, -66.1).iso3 == "PRI"  # from coordinates alone: Puerto Rico's own code
+
+
+def test_missing_reference_fails_with_the_install_command(monkeypatch):
+    monkeypatch.setattr(speciesnet_reference.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match=r"pip install --no-deps speciesnet==5\.0\.6"):
+        speciesnet_reference.load()
 
 
 def test_border_caveat_and_explicit_country_wins():

@@ -32,6 +32,7 @@ _FAR_KM = 25.0  # nearest place farther than this: a border nearer than it would
 _EARTH_RADIUS_KM = 6371.0
 # reverse_geocoder's spelling of a US region that pycountry spells otherwise.
 _US_REGION_ALIASES = {"Washington, D.C.": "District of Columbia"}
+_US_TERRITORIES = frozenset({"AS", "GU", "MP", "PR", "UM", "VI"})  # GeoNames gives them their own country code
 
 
 class Region(NamedTuple):
@@ -162,6 +163,9 @@ def camera_region(*, country: str | None = None, admin1: str | None = None, lati
         if admin1 or latitude is None or longitude is None:
             return Region(country, admin1.upper() if admin1 else None, None)
         found = locate(latitude, longitude)
+        if country == "USA" and found.place_country in _US_TERRITORIES:
+            # SpeciesNet's find_admin1_region: a US territory inside "USA" is written as its region.
+            return Region(country, found.place_country, found.caveat)
         if found.iso3 != country:
             return Region(country, None, f"the coordinates lie in {found.iso3 or found.place_country}, not "
                                          f"{country}: region left unknown")

@@ -122,6 +122,8 @@ def _write_blurred(src: Path, dst: Path, boxes_of: _Boxes) -> int:
     """Blur ``src`` into ``dst`` (atomically, times and EXIF kept); returns the number of regions hidden."""
     with Image.open(src) as img:
         fmt = img.format or "JPEG"
+        if fmt == "MPO":  # a camera JPEG with a multi-picture block: Pillow names it MPO; write a plain JPEG
+            fmt = "JPEG"
         info = dict(img.info)
         exif = img.getexif()
         boxes = boxes_of(displayed_size(img))
