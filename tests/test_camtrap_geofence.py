@@ -186,6 +186,14 @@ def test_label_policy_geofence_equals_speciesnet_on_the_top_five(reference):
                        "classifier+geofence+rollup_to_class"}
 
 
+def test_a_blocked_species_is_not_listed_below_an_allowed_best_class():
+    taxonomy = Taxonomy.from_class_names(NAMES)
+    rules = GeofenceRules({map_classes(taxonomy).taxa[1]: {"allow": {"KEN": []}}})  # the leopard: Kenya only
+    policy = LabelPolicy(NAMES, taxonomy=taxonomy, top_k=3, geofence=ClassGeofence(taxonomy, rules, country="DEU"))
+    [row] = policy(torch.tensor([P]))
+    assert [policy.categories[c] for c, _ in row] == [NAMES[0], NAMES[2]]  # lion, fox; no leopard
+
+
 def test_rollup_never_lands_on_a_blocked_taxon():
     taxonomy = Taxonomy.from_class_names(NAMES)
     rules = GeofenceRules({"mammalia;carnivora;felidae;panthera;": {"allow": {"KEN": []}}})

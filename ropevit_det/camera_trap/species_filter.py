@@ -10,7 +10,8 @@ applied to the classifier's probabilities before the top-k is taken:
   (:mod:`~ropevit_det.camera_trap.geofence`); when the best class may not be named where the camera stands, the
   label rolls up, among the top 5, to the nearest ancestor (family, order, class, kingdom) that is allowed, as
   SpeciesNet decides it, written as ``"<taxon> (<rank>, geofence)"`` so the record says that it did, and
-  followed by the top-k species that are allowed there (none when no ancestor is allowed);
+  followed by the top-k species that are allowed there (none when no ancestor is allowed); a blocked species
+  is not listed below an allowed best class either;
 * roll-up (``--rollup T``), as SpeciesNet rolls its predictions up: if the best species has probability
   ``>= T`` it is the label; otherwise the probabilities are summed per genus, then per family, order, class,
   phylum and kingdom, and the first rank whose best taxon (not blocked by the geofence) reaches ``T`` gives
@@ -144,10 +145,12 @@ class LabelPolicy:
                 # A masked class can only come up here with probability 0 (ties); it is no candidate.
                 kept = [(i, c) for i, c in zip(row_i, row_c) if self.allowed[i]][:CANDIDATES]
                 decision = self.geofence.decide([i for i, _ in kept], [c for _, c in kept])
+                # A blocked species is not named, not even below an allowed best class.
+                allowed_here = [(c, p) for c, p in out[row] if not self.geofence.blocked[int(c)]]
                 if decision is None:
+                    out[row] = allowed_here
                     continue
                 geofenced.add(row)
-                allowed_here = [(c, p) for c, p in out[row] if not self.geofence.blocked[int(c)]]
                 head = [] if decision.taxon is None else [
                     (self._geofence_ids[(decision.rank, decision.taxon)], decision.score)]
                 out[row] = head + allowed_here if head else []
