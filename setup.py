@@ -100,6 +100,8 @@ setup(
             # ropevit-det camtrapdp: validation (TDWG's camtrap-dp tests use frictionless), YAML package metadata.
             "frictionless>=5.13.1",
             "PyYAML",
+            "reverse_geocoder>=1.5",  # camera coordinates -> country and region, offline (GeoNames data inside)
+            "pycountry>=22.1",  # ISO 3166-1 alpha-2 (reverse_geocoder) -> alpha-3 (SpeciesNet's geofence keys)
         ],
         # MegaDetector v5a's network as a benchmark peer (ropevit-det benchmark --mdv5a-modes): what the yolov5
         # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by

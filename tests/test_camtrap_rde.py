@@ -211,3 +211,36 @@ def test_an_unreadable_results_file_is_one_line(tmp_path, make, named):
     with pytest.raises(SystemExit, match=named) as error:
         rde_main(["find", "--results", str(results), "--images", str(tmp_path), "--output-dir", str(tmp_path / "r")])
     assert str(results) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_find_with_blur_renders_tiles_from_blurred_copies(tmp_path, capsys):
+    """``rde find --blur person``: a person standing in every frame of the camera is blurred in the tiles."""
+    from tests.test_camtrap_blur import detail
+
+    results = make_cards(tmp_path, {"camA": 6})
+    person = [0.55, 0.05, 0.4, 0.4]
+    data = json.loads(results.read_text())
+    data["detection_categories"]["2"] = "person"
+    for entry in data["images"]:
+        entry["detections"].append({"category": "2", "conf": 0.9, "bbox": person})
+    write_json(results, data)
+    originals = {p: p.read_bytes() for p in (tmp_path / "images").rglob("*.JPG")}
+    tiles = {}
+    for blur in ("", "person"):
+        assert rde_main(["find", "--results", str(results), "--images", str(tmp_path / "images"), "--output-dir",
+                         str(tmp_path / f"rde_{blur or 'plain'}"), "--occurrences", "5", "--workers", "1", "--quiet",
+                         "--exclude", "person", *(["--blur", blur] if blur else [])]) == 0
+        tiles[blur] = sorted(p for p in (tmp_path / f"rde_{blur or 'plain'}").glob("filtering_*/*.jpg"))
+    assert {p: p.read_bytes() for p in (tmp_path / "images").rglob("*.JPG")} == originals
+    assert len(tiles[""]) == len(tiles["person"]) >= 1
+    for plain, blurred in zip(tiles[""], tiles["person"]):
+        with Image.open(plain) as a, Image.open(blurred) as b:
+            # MegaDetector's tile: crops of the recurring box on the left, the 160 x 120 frame on the right.
+            left, (w, h) = a.width - 160, (160, 120)
+            x, y, bw, bh = person
+            inner = (left + (x + 0.25 * bw) * w, (y + 0.25 * bh) * h, left + (x + 0.75 * bw) * w, (y + 0.75 * bh) * h)
+            assert detail(b, inner, factor=1) < detail(a, inner, factor=1) / 5
+    assert "blurred_images" in {p.name for p in (tmp_path / "rde_person").iterdir()}
+    with pytest.raises(SystemExit, match=r"--blur \['people'\] are not detection categories"):
+        rde_main(["find", "--results", str(results), "--images", str(tmp_path / "images"), "--output-dir",
+                  str(tmp_path / "rde_x"), "--blur", "people", "--quiet"])

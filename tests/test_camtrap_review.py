@@ -18,6 +18,7 @@ from tests import browser_helpers
 from tests.artifacts import artifacts_dir, keep_artifact
 from tests.browser_helpers import headless_chromium, page_report
 from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES, write_json
+from tests.test_camtrap_blur import detail, sample_results
 
 PAGES = {"tp": "True positives (TP)", "tn": "True negatives (TN)", "fp": "False positives (FP)",
          "fn": "False negatives (FN)"}
@@ -155,6 +156,57 @@ def test_review_page_in_a_real_browser(results_file, tmp_path):
         assert len(shot.convert("RGB").getcolors(1 << 16) or range(1 << 16)) > 16  # not a blank page
     kept = keep_artifact(screenshot)
     assert kept == artifacts_dir() / "review_index.png" and kept.read_bytes() == screenshot.read_bytes()
+
+
+def unblurred_person_boxes(pages: list[dict], results: dict) -> tuple[list[str], int]:
+    """The person boxes (conf >= 0.1) that the frames shown on ``pages`` show with their detail; and how many person
+    boxes were looked at. A box counts as blurred when its inside (clear of the drawn outline and label) keeps
+    under a fifth of the original's fine detail, both measured at 1/8 of the original's scale (the shown frame
+    is resampled to it) as tests/test_camtrap_blur.py measures."""
+    person = [cid for cid, name in results["detection_categories"].items() if name == "person"]
+    entries = {e["file"]: e for e in results["images"]}
+    unblurred, looked_at = [], 0
+    for src in {image["src"] for page in pages for image in page["images"]}:
+        shown_file = _local_file(src)
+        file = next((f for f in entries if shown_file.name.endswith("_" + f)), None)
+        if file is None:
+            continue  # the precision/recall plot, not a frame
+        with Image.open(shown_file) as shown_image, Image.open(MINI_IMAGES / file) as original_image:
+            eighth = (original_image.width // 8, original_image.height // 8)
+            shown = shown_image.convert("RGB").resize(eighth, Image.Resampling.BOX)
+            original = original_image.convert("RGB").resize(eighth, Image.Resampling.BOX)
+        for det in entries[file]["detections"]:
+            if det["category"] not in person or det["conf"] < 0.1:
+                continue
+            x, y, w, h = det["bbox"]
+            inner = ((x + 0.15 * w) * shown.width, (y + 0.15 * h) * shown.height,
+                     (x + 0.85 * w) * shown.width, (y + 0.85 * h) * shown.height)
+            looked_at += 1
+            if detail(shown, inner, factor=1) >= detail(original, inner, factor=1) / 5:
+                unblurred.append(f"{shown_file.name} {det['bbox']}")
+    return unblurred, looked_at
+
+
+def test_review_with_blur_shows_no_unblurred_person(tmp_path):
+    results_path = sample_results(tmp_path / "results.json")
+    results = json.loads(results_path.read_text())
+    found = {}
+    with headless_chromium(tmp_path / "chromium-profile") as driver:
+        for blur in ([], ["person"]):
+            summary = write_review(results_path, MINI_IMAGES, tmp_path / f"page_{bool(blur)}",
+                                   ReviewOptions(image_width=300, workers=2, quiet=True, threshold=0.1, blur=blur))
+            index = page_report(driver, summary.index_html.as_uri())
+            pages = [index] + [page_report(driver, link) for link in index["links"] if link.endswith(".html")]
+            images = [image for page in pages for image in page["images"]]
+            assert images and all(image["complete"] and image["naturalWidth"] > 0 for image in images)
+            found[bool(blur)] = (unblurred_person_boxes(pages, results), pages, summary)
+    (plain, looked_at), _, _ = found[False]
+    assert looked_at >= 5 and len(plain) == looked_at  # without --blur the check sees every person
+    (blurred, looked_at_blurred), pages, summary = found[True]
+    assert looked_at_blurred == looked_at and blurred == []
+    # The frames link to the blurred copies, not to the originals.
+    frame_links = {_local_file(link) for page in pages[1:] for link in page["links"] if not link.endswith(".html")}
+    assert frame_links and all(summary.blurred_images in link.parents for link in frame_links)
 
 
 def test_artefacts_go_to_the_env_folder_else_output(tmp_path, monkeypatch):

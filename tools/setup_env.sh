@@ -97,6 +97,16 @@ else
     "import megadetector.postprocessing.postprocess_batch_results" 2>&1 | tail -1)"
 fi
 
+# 4a. SpeciesNet's geofence reference (tests/test_camtrap_geofence.py compares our decisions with its
+#     geofence_utils). Installed without deps: its own requirements pull TensorFlow and its detector; the test loads
+#     only geofence_utils.py, taxonomy_utils.py and constants.py from the package folder.
+if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('speciesnet') is None)" 2>/dev/null; then
+  say "speciesnet (geofence reference) present"
+else
+  say "installing speciesnet==5.0.6 without deps (geofence reference for the tests)"
+  "${PIP[@]}" --no-deps "speciesnet==5.0.6" || die "could not install speciesnet==5.0.6"
+fi
+
 # 4b. The LVIS API (detectron2's LVISEvaluator). Installed without deps: lvis 0.5.3's metadata pulls
 #     opencv-python, which would overwrite the cv2 of opencv-python-headless (camtrap extra); what it imports
 #     (cv2, matplotlib, pycocotools, numpy) is already there.

@@ -192,6 +192,8 @@ class RdeOptions:
         exclude_categories: detection category names never flagged (e.g. ``person``).
         workers: threads for comparing and rendering (0: none).
         quiet: keep MegaDetector's progress output off stdout.
+        blur: detection category names (e.g. ``person``) blurred in every tile: tiles are rendered from blurred
+            copies in ``blurred_images/`` under ``output_dir`` (see ``review.blurred_mirror``).
     """
 
     confidence_min: float = 0.1
@@ -205,6 +207,7 @@ class RdeOptions:
     exclude_categories: Sequence[str] = ()
     workers: int = 4
     quiet: bool = False
+    blur: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,10 @@ def find_repeats(
         raise FileNotFoundError(f"{Path(image_dir) / first} does not exist: image_dir must be the folder the "
                                 f"results' paths start from")
 
+    if options.blur:
+        from .review import blurred_mirror
+
+        image_dir = blurred_mirror(results, image_dir, output_dir, options.blur, options.confidence_min)
     core = import_md("postprocessing.repeat_detection_elimination.repeat_detections_core")
     md = core.RepeatDetectionOptions()
     md.imageBase = str(image_dir)

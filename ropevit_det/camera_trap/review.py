@@ -23,7 +23,7 @@ import html
 import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from .matching import MatchReport, TrailingPathMatcher, check_relative_paths, st
 from .md_format import load_results
 from .md_tools import import_md
 
-__all__ = ["NO_LABELS", "ReviewOptions", "ReviewSummary", "review_ground_truth", "write_review"]
+__all__ = ["NO_LABELS", "ReviewOptions", "ReviewSummary", "blurred_mirror", "review_ground_truth", "write_review"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ def check_no_markup(names: Sequence[str], *, what: str, source: str | Path) -> N
                          "writes them into the review page unescaped, so they are refused: rename them")
 
 
+BLURRED_IMAGES = "blurred_images"  # the folder of blurred copies a page is made from (ReviewOptions.blur)
+
+
 @dataclass
 class ReviewOptions:
     """What :func:`write_review` passes to MegaDetector's ``PostProcessingOptions``.
@@ -72,6 +75,9 @@ class ReviewOptions:
         sort_order: ``filename``, ``confidence`` or ``random``.
         job_name: the page title (default: the results file name).
         quiet: keep MegaDetector's progress output off stdout.
+        blur: detection category names (e.g. ``person``) whose boxes are blurred in every frame the page shows:
+            the page is made from blurred copies (:mod:`~ropevit_det.camera_trap.privacy`) in
+            ``blurred_images/`` next to it, and links to them instead of the originals.
     """
 
     threshold: float | None = None
@@ -84,6 +90,7 @@ class ReviewOptions:
     sort_order: str = "filename"
     job_name: str | None = None
     quiet: bool = False
+    blur: Sequence[str] = ()
 
 
 @dataclass
@@ -97,6 +104,7 @@ class ReviewSummary:
     ground_truth: Path | None = None
     negative_classes: list[str] = field(default_factory=list)
     gt_matching: MatchReport | None = None
+    blurred_images: Path | None = None
 
 
 def review_ground_truth(
@@ -145,6 +153,23 @@ def review_ground_truth(
     return output, negatives, report
 
 
+def blurred_mirror(results: Mapping[str, Any], image_dir: str | Path, output_dir: str | Path,
+                   categories: Sequence[str], threshold: float) -> Path:
+    """``output_dir/blurred_images``: blurred copies of the images with a detection of ``categories``, links to
+    the others; the folder a page or tiles are then made from, so that they never show such a box.
+
+    Boxes are blurred from :class:`~ropevit_det.camera_trap.privacy.copies.BlurOptions`' threshold, or from
+    ``threshold`` when that is lower: every box a page draws is blurred.
+    """
+    from .privacy.copies import BlurOptions, blur_copies
+
+    folder = Path(output_dir) / BLURRED_IMAGES
+    default = BlurOptions()
+    blur_copies(results, image_dir, folder, BlurOptions(categories=list(categories), unblurred="link",
+                                                          threshold=min(default.threshold, float(threshold))))
+    return folder
+
+
 def write_review(
     results_file: str | Path, image_dir: str | Path, output_dir: str | Path, options: ReviewOptions | None = None
 ) -> ReviewSummary:
@@ -178,6 +203,10 @@ def write_review(
     threshold = options.threshold
     if threshold is None:
         threshold = float(results.get("info", {}).get("detector_metadata", {}).get("typical_detection_threshold", 0.2))
+    blurred_dir = None
+    if options.blur:
+        blurred_dir = blurred_mirror(results, image_dir, output_dir, options.blur, threshold)
+        image_dir = blurred_dir
 
     pbr = import_md("postprocessing.postprocess_batch_results")
     md = pbr.PostProcessingOptions()
@@ -193,7 +222,7 @@ def write_review(
     md.job_name_string = html.escape(options.job_name or Path(results_file).name)
     md.model_version_string = html.escape(str(results.get("info", {}).get("detector", "unknown")))
     summary = ReviewSummary(index_html=output_dir / "index.html", threshold=float(threshold), images=len(files),
-                            missing_images=missing)
+                            missing_images=missing, blurred_images=blurred_dir)
     if options.gt_file is not None:
         gt_copy, negatives, report = review_ground_truth(
             options.gt_file, [e["file"] for e in results["images"]], output_dir / "ground_truth_for_review.json",

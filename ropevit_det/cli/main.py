@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "review": ("review", "tools/review.py", "MegaDetector's HTML review page of a results file"),
     "rde": ("rde", "tools/rde.py", "repeat-detection elimination (find | apply) on a results file"),
     "camtrapdp": ("camtrapdp", "-", "Camtrap DP 1.0.2 packages: export results, validate, import boxes as CCT"),
+    "blur": ("blur", "-", "blurred copies of the images with a person or vehicle (before sharing or review)"),
     "convert": ("convert", "tools/convert_birder_to_d2.py", "birder checkpoint -> detectron2 checkpoint"),
     "demo": ("demo", "tools/demo.py", "train + evaluate on a synthetic dataset, on the CPU"),
     "benchmark": ("benchmark", "tools/benchmark.py", "speed against detectron2's ViTDet-B, same run"),

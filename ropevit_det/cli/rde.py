@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--max-size", type=float, default=0.2,
                       help="largest box area compared, fraction of the image (default: %(default)s)")
     find.add_argument("--exclude", default="", help="detection categories never flagged, e.g. person,vehicle")
+    find.add_argument("--blur", default="", metavar="CATEGORIES",
+                      help="blur these detection categories in every tile, e.g. person,vehicle (tiles are made "
+                           "from blurred copies in OUTPUT_DIR/blurred_images)")
     find.add_argument("--workers", type=int, default=4, help="threads (default: %(default)s)")
     find.add_argument("--quiet", action="store_true", help="no progress output from MegaDetector")
     apply = steps.add_parser("apply", help="step 3: remove the boxes whose tiles are still in the filtering folder")
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 occurrences=args.occurrences, min_size=args.min_size, max_size=args.max_size,
                 folder_levels=args.folder_levels, cct_file=args.cct,
                 exclude_categories=[c.strip() for c in args.exclude.split(",") if c.strip()],
-                workers=args.workers, quiet=args.quiet)
+                blur=[c.strip() for c in args.blur.split(",") if c.strip()], workers=args.workers, quiet=args.quiet)
             folder, suspicious = find_repeats(args.results, args.images, args.output_dir, options)
             for det in suspicious:
                 print(f"  {det.tile.name}: {det.category} at {list(det.bbox)} in {det.images} images of {det.camera}")
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"real animals); written to {args.output}")
     except (ValueError, OSError, ResultsFileError, ImportError) as exc:
         message = (os_error_sentence(exc) if isinstance(exc, OSError) else str(exc)).replace("exclude_categories", "--exclude").replace("occurrences must", "--occurrences must")
+        message = message.replace("categories [", "--blur [")
         message = message.replace("iou must", "--iou must").replace("image_dir must", "--images must")
         message = message.replace("CCT location or by folder_levels", "--cct or by --folder-levels")
         raise SystemExit(f"ERROR: {message}") from None

@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="order of the frames on each page (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=4, help="rendering threads, 0 for none (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress output from MegaDetector")
+    parser.add_argument("--blur", default="", metavar="CATEGORIES",
+                        help="blur these detection categories in every frame the page shows, e.g. person,vehicle "
+                             "(the page is made from blurred copies in OUTPUT_DIR/blurred_images)")
     return parser.parse_args(argv)
 
 
@@ -50,11 +53,12 @@ def main(argv: list[str] | None = None) -> int:
 
     options = ReviewOptions(threshold=args.threshold, gt_file=args.gt, gt_strip_prefix=args.gt_strip_prefix,
                             gt_add_prefix=args.gt_add_prefix, num_samples=args.sample, image_width=args.image_width,
-                            workers=args.workers, sort_order=args.sort, quiet=args.quiet)
+                            workers=args.workers, sort_order=args.sort, quiet=args.quiet,
+                            blur=[c.strip() for c in args.blur.split(",") if c.strip()])
     try:
         summary = write_review(args.results, args.images, args.output_dir, options)
     except (ValueError, OSError, ResultsFileError, ImportError) as exc:
-        hint = {"gt_strip_prefix / gt_add_prefix": "--gt-strip-prefix / --gt-add-prefix"}
+        hint = {"gt_strip_prefix / gt_add_prefix": "--gt-strip-prefix / --gt-add-prefix", "categories [": "--blur ["}
         message = os_error_sentence(exc) if isinstance(exc, OSError) else str(exc)
         for library_term, flag in hint.items():
             message = message.replace(library_term, flag)

@@ -1,4 +1,7 @@
-"""``infer --classify`` options for species that fit the place: class filters, roll-up, sequence smoothing.
+"""``infer --classify`` options for species that fit the place: class filters, geofence, roll-up, smoothing.
+
+They apply in this order: ``--taxa``, ``--species-list``, ``--geofence`` (at ``--country`` / ``--admin1``),
+``--rollup``, then ``--smooth-sequences`` on the written file (``species_filter.LabelPolicy`` says why).
 
 Kept apart from ``cli/infer.py``, which only calls :func:`add_species_args`, :func:`build_species_filter` and
 :func:`smooth_species_labels`.
@@ -8,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ropevit_det.camera_trap.geofence.class_geofence import ClassGeofence
+from ropevit_det.camera_trap.geofence.speciesnet_rules import GeofenceRules
 from ropevit_det.camera_trap.md_format import ResultsFileError, load_results, write_json_atomic
 from ropevit_det.camera_trap.species import SpeciesClassifier
 from ropevit_det.camera_trap.species_filter import LabelPolicy, LabelPolicyError, read_species_list
@@ -15,7 +20,7 @@ from ropevit_det.camera_trap.taxonomy import Taxonomy
 
 logger = logging.getLogger("ropevit_det.infer")
 
-_FILTER_FLAGS = ("taxonomy", "taxa", "species_list", "rollup")
+_FILTER_FLAGS = ("taxonomy", "taxa", "species_list", "geofence", "rollup")
 
 
 def add_species_args(group: argparse._ActionsContainer) -> None:
@@ -29,6 +34,13 @@ def add_species_args(group: argparse._ActionsContainer) -> None:
     group.add_argument("--species-list", metavar="FILE", default=None,
                        help="name only these species: latin names one per line, or a CSV with a 'latin' column "
                             "(MegaDetector's taxa-list format)")
+    group.add_argument("--geofence", metavar="JSON", default=None,
+                       help="SpeciesNet's geofence file (allow/block rules by country and region): a species not "
+                            "allowed at --country/--admin1 rolls up to its nearest allowed ancestor")
+    group.add_argument("--country", metavar="ISO3", default=None,
+                       help="ISO 3166-1 alpha-3 code of the cameras' country, e.g. DEU, KEN, USA (for --geofence)")
+    group.add_argument("--admin1", metavar="CODE", default=None,
+                       help="first-level region as SpeciesNet's geofence writes it: a US state code, e.g. WY")
     group.add_argument("--rollup", type=float, metavar="T", default=None,
                        help="when the best species is below T, label with the genus, family, ... whose summed "
                             "probability first reaches T, written as 'Taxon (rank)'")
@@ -46,7 +58,8 @@ def add_species_args(group: argparse._ActionsContainer) -> None:
 
 def build_species_filter(args: argparse.Namespace, classifier: SpeciesClassifier | None
                          ) -> SpeciesClassifier | None:
-    """Apply ``--taxonomy/--taxa/--species-list/--rollup`` to ``classifier``; errors end the run with the fix."""
+    """Apply ``--taxonomy/--taxa/--species-list/--geofence/--rollup`` to ``classifier``; errors end the run with
+    the fix."""
     used = [f"--{name.replace('_', '-')}" for name in _FILTER_FLAGS if getattr(args, name) not in (None, "")]
     if args.smooth_sequences:
         used.append("--smooth-sequences")
@@ -56,6 +69,13 @@ def build_species_filter(args: argparse.Namespace, classifier: SpeciesClassifier
         return None
     if args.sequences_cct and not args.smooth_sequences:
         raise SystemExit("ERROR: --sequences-cct only applies with --smooth-sequences")
+    if (args.country or args.admin1) and not args.geofence:
+        raise SystemExit("ERROR: --country / --admin1 say where the geofence applies: add --geofence FILE")
+    if args.geofence and not args.country:
+        raise SystemExit("ERROR: --geofence needs the cameras' country: add --country ISO3 (e.g. --country DEU)")
+    if args.admin1 and args.country and args.country.upper() != "USA":
+        logger.warning("--admin1 %s: SpeciesNet's geofence rules name regions only in the USA; it will match no "
+                       "rule in %s", args.admin1, args.country)
     if not any(getattr(args, name) not in (None, "") for name in _FILTER_FLAGS):
         return classifier
     names = classifier.class_names
@@ -82,10 +102,19 @@ def build_species_filter(args: argparse.Namespace, classifier: SpeciesClassifier
             logger.warning("--species-list: %d of %d names are not among the classifier's classes (e.g. %s)",
                            len(missing), len(listed), ", ".join(missing[:5]))
         allowed = on_list if allowed is None else allowed & on_list
+    geofence = None
+    if args.geofence:
+        try:
+            geofence = ClassGeofence(taxonomy, GeofenceRules.from_json(args.geofence), country=args.country.upper(),
+                                     admin1=args.admin1.upper() if args.admin1 else None)
+        except (ValueError, FileNotFoundError) as exc:
+            raise SystemExit(f"ERROR: --geofence: {exc}") from None
+        (logger.warning if geofence.unmapped else logger.info)("%s", geofence.describe())
     try:
-        policy = LabelPolicy(names, allowed=allowed, taxonomy=taxonomy, rollup=args.rollup, top_k=classifier.top_k)
+        policy = LabelPolicy(names, allowed=allowed, taxonomy=taxonomy, rollup=args.rollup, geofence=geofence,
+                             top_k=classifier.top_k)
     except LabelPolicyError as exc:
-        flag = "--rollup" if exc.argument == "rollup" else "--taxa / --species-list"
+        flag = {"rollup": "--rollup", "geofence": "--geofence"}.get(exc.argument, "--taxa / --species-list")
         raise SystemExit(f"ERROR: {flag}: {exc}") from None
     classifier.set_label_policy(policy)
     logger.info("species labels: %d of %d classes may be named%s", int(policy.allowed.sum()), len(names),
