@@ -405,7 +405,7 @@ def accuracy_guard(size: int, settings: BenchmarkSettings) -> list[dict]:
     with torch.no_grad():
         reference = vit.detection_features(images)["neck"]
     results = []
-    from ..export.cpu_backend import quantize_vit_linears
+    from ropevit_det.export.cpu_backend import quantize_vit_linears
 
     int8 = quantize_vit_linears(copy.deepcopy(vit))
     int8_windowed = quantize_vit_linears(copy.deepcopy(windowed))
