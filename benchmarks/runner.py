@@ -46,7 +46,7 @@ __all__ = ["TASKS", "BenchmarkSettings", "DeviceUnavailableError", "Row", "Setti
 
 class SettingsError(ValueError):
     """A ``BenchmarkSettings`` field holds a value the run cannot use. ``field`` names it, so that a command
-    line can name the flag that set it (``ropevit-det benchmark`` does)."""
+    line can name the flag that set it (``tools/benchmark.py`` does)."""
 
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)
