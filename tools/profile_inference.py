@@ -13,7 +13,7 @@ from pathlib import Path
 # from the root needs nothing.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.commands.profile_inference import main  # noqa: E402 (after the path above)
+from benchmarks.commands.profile_inference import main
 
 if __name__ == "__main__":
     sys.exit(main())

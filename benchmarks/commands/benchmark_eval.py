@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 import ropevit_det  # noqa: F401  (registers the backbone)
-from ropevit_det.cli.common import config_arg
 from benchmarks.eval_data import coco_eval_benchmark, loader_benchmark, write_synthetic_jpegs
+from ropevit_det.cli.common import config_arg
 
 DEFAULT_CONFIG = "ropevit_mrcnn.yaml"  # a model-zoo name
 

@@ -108,7 +108,7 @@ def detectron2_pkl_layout(data: Mapping[str, Any]) -> dict[str, Any]:
         raise WeightsFileError(f"a .pkl weights file holds a dict, not a {type(data).__name__}")
     if "model" in data and "__author__" in data:
         return dict(data)
-    blobs = data["blobs"] if "blobs" in data else data  # detection models have "blobs", ImageNet ones do not
+    blobs = data.get("blobs", data)  # detection models have "blobs", ImageNet ones do not
     model = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
     return {"model": model, "__author__": "Caffe2", "matching_heuristics": True}
 
