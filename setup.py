@@ -47,7 +47,8 @@ setup(
     description="birder's RoPE ViT-B/14 (reg4) as a detectron2 backbone: ViTDet-style Mask R-CNN / Cascade",
     long_description=README.read_text(encoding="utf-8") if README.exists() else "",
     long_description_content_type="text/markdown",
-    packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
+    # benchmarks/ (the speed harness, run from a clone as python tools/benchmark*.py) stays out of the wheel.
+    packages=find_packages(exclude=("tests", "tests.*", "tools", "configs", "benchmarks", "benchmarks.*")),
     package_data={"ropevit_det.model_zoo": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"],
                   # The Camtrap DP 1.0.2 profile, table schemas and the schemas they refer to, with their licences:
                   # validation runs offline against these files.
@@ -103,7 +104,7 @@ setup(
             "reverse_geocoder>=1.5",  # camera coordinates -> country and region, offline (GeoNames data inside)
             "pycountry>=22.1",  # ISO 3166-1 alpha-2 (reverse_geocoder) -> alpha-3 (SpeciesNet's geofence keys)
         ],
-        # MegaDetector v5a's network as a benchmark peer (ropevit-det benchmark --mdv5a-modes): what the yolov5
+        # MegaDetector v5a's network as a benchmark peer (python tools/benchmark.py --mdv5a-modes, from a clone): what the yolov5
         # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by
         # tools/setup_env.sh: yolov5's requirements pull a training stack (sahi, roboflow, boto3) and pin old hubs.
         "bench": [

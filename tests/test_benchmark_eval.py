@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ropevit_det.benchmark.eval_data import coco_eval_benchmark, loader_benchmark, synthetic_coco, write_synthetic_jpegs
+from benchmarks.eval_data import coco_eval_benchmark, loader_benchmark, synthetic_coco, write_synthetic_jpegs
 
 from .conftest import CONFIGS
 
@@ -37,3 +37,14 @@ def test_lsj_mapper_runs_on_generated_jpegs(tmp_path) -> None:
     channels, height, width = result["output_size"]
     assert channels == 3 and 0 < height <= 1024 and 0 < width <= 1024
     assert result["images_per_second_per_worker"] > 0
+
+
+def test_main_returns_an_exit_status(tmp_path, capsys):
+    """One command shape: main(argv) -> int, errors as one line on stderr (it returned its result dict before)."""
+    from benchmarks.commands import benchmark_eval
+
+    out = tmp_path / "r.json"
+    assert benchmark_eval.main(["--skip-coco", "--skip-loader", "--json", str(out)]) == 0
+    assert out.is_file()
+    assert benchmark_eval.main(["--iou-types", "bbox,keypoints", "--skip-loader"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --iou-types: unknown ['keypoints']; use bbox and/or segm"

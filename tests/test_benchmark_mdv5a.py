@@ -15,14 +15,14 @@ except ImportError as exc:  # a failure, not a skip: tools/setup_env.sh installs
     raise ImportError(f"{exc}: pip install --no-deps yolov5==7.0.14 ultralytics && pip install -e '.[bench]' "
                       "(or bash tools/setup_env.sh)") from None
 
-from ropevit_det.benchmark.megadetector import (
+from benchmarks.megadetector import (
     MDV5A_STRIDE,
     build_mdv5a,
     cap_yolo_candidates,
     letterboxed_frame,
     mdv5a_postprocess,
 )
-from ropevit_det.benchmark.runner import BenchmarkSettings, Row, compute_ratios
+from benchmarks.runner import BenchmarkSettings, Row, compute_ratios
 
 
 def test_tiny_yolov5_runs_megadetectors_forward_and_postprocessing():
@@ -73,7 +73,7 @@ def test_the_peer_needs_a_candidate_cap():
 
 
 def test_tiny_run_with_the_peer_writes_its_rows_and_ratios(tmp_path):
-    from ropevit_det.cli import benchmark
+    from benchmarks.commands import benchmark
 
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
@@ -93,7 +93,7 @@ def test_tiny_run_with_the_peer_writes_its_rows_and_ratios(tmp_path):
 
 
 def test_interleaved_run_measures_every_model_in_every_round(tmp_path):
-    from ropevit_det.cli import benchmark
+    from benchmarks.commands import benchmark
 
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
@@ -114,7 +114,7 @@ def test_interleaved_run_measures_the_exported_model_on_the_cpu_runtimes(tmp_pat
     onnxruntime|openvino` runs it; inference rows only (no backbone row), ratios like the other modes."""
     import importlib.util
 
-    from ropevit_det.cli import benchmark
+    from benchmarks.commands import benchmark
 
     runtimes = ["ort"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
     out = tmp_path / "bench.json"
@@ -146,8 +146,8 @@ def test_runtime_modes_need_the_inference_task_and_the_cpu():
 
 
 def test_settings_errors_name_the_field_and_the_cli_names_the_flag(capsys):
-    from ropevit_det.benchmark.runner import SettingsError
-    from ropevit_det.cli import benchmark
+    from benchmarks.runner import SettingsError
+    from benchmarks.commands import benchmark
 
     with pytest.raises(SettingsError, match="topk_candidates must be >= 0") as info:
         BenchmarkSettings(topk_candidates=-1).validate()

@@ -1,10 +1,10 @@
-"""``ropevit-det benchmark-scaling`` runs infer through the installed package, from any folder."""
+"""``tools/benchmark_scaling.py`` runs infer through the package's entry point (`python -m ropevit_det infer`), from any folder."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from ropevit_det.cli import benchmark_scaling
+from benchmarks.commands import benchmark_scaling
 from tests.camtrap_helpers import save_rgb
 from tests.conftest import CONFIGS, TINY_VIT_OVERRIDES
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ropevit_det.benchmark.measure import PeakMemory, count_flops
-from ropevit_det.benchmark.models import auto_window_size
-from ropevit_det.benchmark.runner import Row, compute_ratios
+from benchmarks.measure import PeakMemory, count_flops
+from benchmarks.models import auto_window_size
+from benchmarks.runner import Row, compute_ratios
 
 
 
@@ -69,7 +69,7 @@ def test_ratios_are_ours_over_vitdet() -> None:
 
 
 def _load_tool():
-    from ropevit_det.cli import benchmark
+    from benchmarks.commands import benchmark
 
     return benchmark
 
@@ -107,7 +107,7 @@ def test_tiny_run_writes_the_documented_json(tmp_path, capsys) -> None:
 
 
 def test_candidate_cap_reaches_both_models() -> None:
-    from ropevit_det.benchmark.models import OUR_MODES, VITDET_MODES, build_benchmark_model
+    from benchmarks.models import OUR_MODES, VITDET_MODES, build_benchmark_model
     from ropevit_det.modeling.roi_heads import CandidateCappedFastRCNNOutputLayers
 
     for spec in (OUR_MODES["parity"], VITDET_MODES["fp32"]):

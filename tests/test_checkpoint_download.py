@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +21,6 @@ from detectron2.utils.file_io import PathManager
 
 from ropevit_det.checkpoint import (
     PUBLISHED_WEIGHTS,
-    RawBirderCheckpointError,
     RoPEViTCheckpointer,
     WeightsDownloadError,
     fetch_published,
@@ -35,7 +36,7 @@ from tests.checkpoint_helpers import (
     save_birder_safetensors,
     tiny_cfg,
 )
-from tests.conftest import CAMTRAP_MINI
+from tests.conftest import CAMTRAP_MINI, REPO
 
 NAME = "rope_vit_reg4_b14_capi-inat21"
 
@@ -120,7 +121,8 @@ def test_download_verifies_and_second_use_hits_the_cache(server, table_matches_s
 def test_path_manager_resolves_the_name_to_the_converted_detectron2_file(server, table_matches_served_file, tmp_path):
     """What detectron2's own tools get: a detectron2 checkpoint (classifier kept, as the published file has one)."""
     local = PathManager.get_local_path(f"birder://{NAME}")
-    assert local == str(tmp_path / "cache" / f"{NAME}.d2-with-classifier.pth")
+    sha12 = PUBLISHED_WEIGHTS[NAME].sha256[:12]  # the served file's sha256 (table_matches_served_file)
+    assert local == str(tmp_path / "cache" / f"{NAME}.{sha12}.d2-with-classifier.pth")
     converted = torch.load(local, weights_only=True)
     assert converted["__author__"] == "ropevit_det" and not converted["matching_heuristics"]
     assert "backbone.net.vit.classifier.weight" in converted["model"]
@@ -145,12 +147,33 @@ def test_stock_default_trainer_loads_birder_name_exactly(server, table_matches_s
             assert torch.equal(vit_state[key], value), key
 
 
+def test_importing_the_package_patches_nothing_of_detectron2():
+    """Registering the birder:// handler is all the import does: detectron2's loader stays its own function."""
+    code = (
+        "import inspect, ropevit_det, ropevit_det.checkpoint\n"
+        "from detectron2.checkpoint import DetectionCheckpointer as D\n"
+        "from detectron2.checkpoint import detection_checkpoint as stock\n"
+        "assert D.__dict__['_load_file'].__module__ == stock.__name__, D._load_file.__module__\n"
+        "assert inspect.getsourcefile(D._load_file) == stock.__file__\n"
+        "assert D.__dict__['_load_file'].__qualname__ == 'DetectionCheckpointer._load_file'\n"
+        "from detectron2.utils.file_io import PathManager\n"
+        "assert any(isinstance(h, ropevit_det.checkpoint.BirderPathHandler) for h in PathManager._path_handlers.values())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize("save", [save_birder_pt, save_birder_safetensors], ids=["pt", "safetensors"])
-def test_stock_checkpointer_refuses_a_raw_birder_file_with_the_fix(save, birder_net, tmp_path):
+def test_raw_birder_file_needs_our_checkpointer_or_a_conversion(save, birder_net, tmp_path):
+    """Without a patch, detectron2's own checkpointer cannot use a raw birder file: it fails (.pt) or finds no
+    tensor of its names and warns (.safetensors), and the model keeps its weights; ours converts it in memory."""
     model = build_d2_model(tiny_cfg())
     raw = save(birder_net, tmp_path)
-    with pytest.raises(RawBirderCheckpointError, match=r"raw birder checkpoint.*tools/convert_birder_to_d2\.py"):
+    try:
         DetectionCheckpointer(model).load(str(raw))
+    except Exception:  # noqa: BLE001 (fvcore's own error on the .pt layout; either outcome leaves the model)
+        pass
+    assert neck_parity(model, birder_net, TINY_SIZE) > 1e-2
     RoPEViTCheckpointer(model).load(str(raw))  # ours converts it
     assert neck_parity(model, birder_net, TINY_SIZE) < 1e-5
 
@@ -239,7 +262,7 @@ def test_model_weights_birder_name_loads_and_caches_the_converted_form(
     model = build_d2_model(tiny_cfg())
     RoPEViTCheckpointer(model).load(f"birder://{NAME}")
     assert neck_parity(model, birder_net, TINY_SIZE) < 1e-5
-    converted = tmp_path / "cache" / f"{NAME}.d2.pth"
+    converted = tmp_path / "cache" / f"{NAME}.{PUBLISHED_WEIGHTS[NAME].sha256[:12]}.d2.pth"
     assert converted.is_file()
     stamp = converted.stat().st_mtime_ns
 

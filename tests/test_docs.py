@@ -45,3 +45,21 @@ def test_every_docs_page_is_reachable_from_the_readme() -> None:
 
 def test_readme_stays_a_two_minute_read() -> None:
     assert len((REPO / "README.md").read_text(encoding="utf-8").splitlines()) <= 150
+
+
+TOOL = re.compile(r"\btools/[a-z][\w-]*\.(?:py|sh)\b")  # placeholders such as tools/X.py are not tools
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_every_tool_a_page_names_exists(doc: Path) -> None:
+    """Commands in the docs (the README's figure commands included) name tools that are in the clone."""
+    missing = sorted({t for t in TOOL.findall(doc.read_text(encoding="utf-8")) if not (REPO / t).is_file()})
+    assert not missing, f"{doc.relative_to(REPO)} names missing tools: {missing}"
+
+
+def test_readme_says_which_commands_need_a_clone() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "The benchmarks need a clone" in text and "`benchmarks/`" in text
+    assert "|benchmark|" not in text  # no longer an installed sub-command
+    for tool in ("benchmark.py", "benchmark_eval.py", "benchmark_journal.py", "benchmark_scaling.py"):
+        assert f"python tools/{tool}" in text

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ropevit_det import RoPEViT
-from ropevit_det.benchmark.accuracy import BF16_MIN_COSINE, neck_agreement, windowed_copy
-from ropevit_det.benchmark.models import synthetic_images
+from benchmarks.accuracy import BF16_MIN_COSINE, neck_agreement, windowed_copy
+from benchmarks.models import synthetic_images
 
 SIZE = 224  # 16 x 16 patches
 PIXEL_MEAN = torch.tensor([132.3705, 135.303, 124.3635]).view(1, 3, 1, 1)

@@ -110,8 +110,27 @@ def test_unknown_sub_command_lists_the_sub_commands() -> None:
     proc = _run([sys.executable, "-m", "ropevit_det", "segment-everything"])
     assert proc.returncode == 2
     assert "unknown sub-command 'segment-everything'" in proc.stderr
-    for name in ("train", "infer", "eval-camtrap", "split-cct", "convert", "demo", "benchmark", "env"):
+    for name in ("train", "infer", "eval-camtrap", "split-cct", "convert", "demo", "export", "env"):
         assert f"  {name} " in proc.stderr
+    assert "  benchmark " not in proc.stderr and "python tools/benchmark.py" in proc.stderr
+
+
+def test_benchmark_sub_commands_point_to_the_clone() -> None:
+    proc = _run([sys.executable, "-m", "ropevit_det", "benchmark", "--quick"])
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == ("ropevit-det benchmark: the benchmark harness is not part of the installed package; it needs a "
+                    "clone of the repository: python tools/benchmark.py --quick")
+
+
+@pytest.mark.parametrize("tool", ["benchmark", "benchmark_eval", "benchmark_journal", "benchmark_scaling",
+                                  "profile_inference"])
+def test_benchmark_tools_run_from_a_clone_without_installing(tool, tmp_path) -> None:
+    """tools/benchmark*.py find benchmarks/ (and ropevit_det) from the clone itself: no PYTHONPATH, any folder."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = _run([sys.executable, str(REPO / "tools" / f"{tool}.py"), "--help"], cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("usage:")
 
 
 def test_tool_with_unknown_config_fails_in_one_line(tmp_path) -> None:
@@ -163,6 +182,14 @@ def test_wheel_works_away_from_the_clone(installed_wheel, tmp_path) -> None:
     assert Path(package_file).is_relative_to(site), "the clone, not the wheel, was imported"
     assert Path(config_file).is_relative_to(site) and Path(config_file).is_file()
     assert kind == "Instances"
+
+
+def test_wheel_holds_no_benchmark_harness(installed_wheel) -> None:
+    installed = {p.relative_to(installed_wheel).as_posix() for p in installed_wheel.rglob("*.py")}
+    assert any(p.startswith("ropevit_det/checkpoint/") for p in installed)  # the listing sees the package
+    harness = sorted(p for p in installed if p.startswith(("benchmarks/", "ropevit_det/benchmark"))
+                     or re.search(r"ropevit_det/cli/(benchmark|profile)", p))
+    assert not harness, harness
 
 
 def test_wheel_console_command(installed_wheel, tmp_path) -> None:

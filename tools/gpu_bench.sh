@@ -75,7 +75,7 @@ to_markdown() {  # $1: a benchmark JSON (possibly partial), $2: the Markdown fil
   [ -f "$1" ] || { say "no $1"; return 0; }
   "${GPU_PYTHON:-python3}" - "$1" > "$2" <<'PYEOF' || say "could not render $1"
 import json, sys
-from ropevit_det.benchmark import markdown_report
+from benchmarks import markdown_report
 result = json.load(open(sys.argv[1]))
 if result.get("partial"):
     print("PARTIAL RUN: stopped before the end; the rows below are all that was measured.\n")

@@ -249,7 +249,9 @@ def _read_classifier_state(local_path: str, source: str) -> tuple[dict[str, torc
         if not (isinstance(loaded, dict) and isinstance(loaded.get("model"), dict)):
             raise ValueError(f"{source} is neither a birder checkpoint nor a detectron2 checkpoint "
                              "(a dict with 'model'); pass a birder .pt/.safetensors file or birder://NAME")
-        state = {k[len(VIT_PREFIX):]: v for k, v in loaded["model"].items() if k.startswith(VIT_PREFIX)}
+        # torch.as_tensor: a .pkl (read by the restricted unpickler) holds numpy arrays.
+        state = {k[len(VIT_PREFIX):]: torch.as_tensor(v) for k, v in loaded["model"].items()
+                 if k.startswith(VIT_PREFIX)}
         if "classifier.weight" not in state:
             raise ValueError(
                 f"{source} has no classifier ({VIT_PREFIX}classifier.weight): a fine-tuned detector does not "

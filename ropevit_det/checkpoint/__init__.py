@@ -1,10 +1,10 @@
 """Pretrained birder weights for the detectron2 model: read, convert, download, load (strictly).
 
-Importing this package registers the ``birder://`` path handler with detectron2's ``PathManager``, and makes
-detectron2's stock ``DetectionCheckpointer`` refuse raw birder files with the fix instead of a type error.
+Importing this package registers the ``birder://`` path handler with detectron2's ``PathManager`` (a name
+resolves to a converted detectron2 checkpoint, so detectron2's own loaders read it); it patches nothing.
 """
 from .birder_format import BirderCheckpoint, read_birder_checkpoint
-from .checkpointer import RawBirderCheckpointError, RoPEViTCheckpointer, check_pixel_stats, install_stock_checkpointer_guard
+from .checkpointer import RoPEViTCheckpointer, check_pixel_stats
 from .conversion import (
     VIT_PREFIX,
     KeyMappingError,
@@ -22,17 +22,15 @@ from .path_handler import (
     register_birder_handler,
 )
 from .published import PUBLISHED_WEIGHTS, PublishedWeights, get_published
+from .safe_pickle import WeightsFileError, convert_trusted_pickle, load_pickle_weights
 
 register_birder_handler()
-install_stock_checkpointer_guard()
 
 __all__ = [
     "BirderCheckpoint",
     "read_birder_checkpoint",
-    "RawBirderCheckpointError",
     "RoPEViTCheckpointer",
     "check_pixel_stats",
-    "install_stock_checkpointer_guard",
     "VIT_PREFIX",
     "KeyMappingError",
     "birder_to_d2_checkpoint",
@@ -48,4 +46,7 @@ __all__ = [
     "PUBLISHED_WEIGHTS",
     "PublishedWeights",
     "get_published",
+    "WeightsFileError",
+    "convert_trusted_pickle",
+    "load_pickle_weights",
 ]

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from .safe_pickle import CONVERT_TRUSTED_COMMAND, WeightsFileError, load_pickle_weights
+
 __all__ = [
     "BirderCheckpoint",
     "read_birder_checkpoint",
@@ -118,13 +120,17 @@ def read_birder_checkpoint(path: str | os.PathLike) -> BirderCheckpoint:
 
 def read_checkpoint_file(path: str | os.PathLike) -> BirderCheckpoint | Any:
     """The one reader of checkpoint files: a birder checkpoint (``.pt`` or ``.safetensors``, decided by the
-    file's first bytes) comes back as a validated :class:`BirderCheckpoint`; any other file that
+    file's first bytes) comes back as a validated :class:`BirderCheckpoint`; a ``.pkl`` is read by the
+    restricted unpickler (:func:`~ropevit_det.checkpoint.safe_pickle.load_pickle_weights`); any other file that
     ``torch.load(weights_only=True)`` reads (a detectron2 checkpoint dict, say) comes back as loaded.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the file is truncated, corrupt, or holds pickled objects ``weights_only=True`` refuses.
+        ValueError: the file is truncated, corrupt, or holds pickled objects that would run code
+            (:class:`~ropevit_det.checkpoint.safe_pickle.WeightsFileError`).
     """
+    if str(path).endswith(".pkl"):
+        return load_pickle_weights(path)
     if is_safetensors_file(path):
         return _read_safetensors(Path(path))
     loaded = load_torch_file(path)
@@ -144,26 +150,28 @@ def load_torch_file(path: str | os.PathLike) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" not in str(e):
-            raise ValueError(f"{path}: unreadable pickle data ({e}). {_REDOWNLOAD_HINT}") from e
+            raise WeightsFileError(f"{path}: unreadable pickle data ({e}). {_REDOWNLOAD_HINT}") from e
         if _starts_with(path, _ZIP_MAGIC):
             # A well-formed torch zip whose pickle references arbitrary globals: refused, never executed.
-            raise ValueError(
+            raise WeightsFileError(
                 f"{path}: refused to load. The file holds pickled Python objects other than tensors and plain "
                 f"containers ({_unsupported_detail(e)}); torch.load(weights_only=True) rejected them and nothing "
-                "from the file was executed. A birder checkpoint never holds such objects: this file is not one, "
-                "or it was modified. Get the checkpoint from its original source."
+                "from the file was executed. Birder and detectron2 checkpoints never hold such objects: get the "
+                "file from its original source, or, if you trust it (an old checkpoint of your own), convert it "
+                f"once: {CONVERT_TRUSTED_COMMAND}"
             ) from e
-        raise ValueError(
+        raise WeightsFileError(
             f"{path}: not a PyTorch checkpoint (no zip archive, and its content is not plain tensors: "
             f"{_unsupported_detail(e)}). Nothing from the file was executed. Pass a birder .pt or .safetensors "
-            f"file. {_REDOWNLOAD_HINT}"
+            f"file or a detectron2 checkpoint. {_REDOWNLOAD_HINT} A legacy file you trust converts once with: "
+            f"{CONVERT_TRUSTED_COMMAND}"
         ) from e
     except Exception as e:  # noqa: BLE001 (re-raised below, chained)
         # On truncated or foreign bytes torch.load fails with whatever its readers meet: RuntimeError ("failed
         # finding central directory"), OSError, EOFError (empty file), KeyError or IndexError (text), ...
         # Each means "not a readable checkpoint"; the original exception stays chained for debugging.
         size = path.stat().st_size
-        raise ValueError(
+        raise WeightsFileError(
             f"{path}: not a readable checkpoint ({size} bytes; torch.load failed with "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no message'}). The file is truncated, "
             f"corrupt, or not a checkpoint. {_REDOWNLOAD_HINT}"

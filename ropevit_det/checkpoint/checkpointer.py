@@ -6,9 +6,13 @@
 * a raw birder ``.pt`` / ``.safetensors`` file: converted in memory;
 * ``birder://NAME``: downloaded and verified once (see ``path_handler``), converted once, and both cached.
 
-detectron2's own ``DetectionCheckpointer`` loads ``birder://NAME`` too (the name resolves to the converted file);
-given a raw birder file it fails with a message naming ``tools/convert_birder_to_d2.py`` and this class
-(:func:`install_stock_checkpointer_guard`).
+detectron2's own ``DetectionCheckpointer`` loads ``birder://NAME`` too: the path handler resolves the name to the
+converted file, so nothing of detectron2 is patched. A raw birder file needs this class, or converting once with
+``tools/convert_birder_to_d2.py``.
+
+Nothing from a file is run: ``.pkl`` files go through a restricted unpickler, every other file through
+``torch.load(weights_only=True)`` (:mod:`ropevit_det.checkpoint.safe_pickle`); a file that would run code, or a
+missing file, is a :class:`~ropevit_det.checkpoint.safe_pickle.WeightsFileError` naming it and the fix.
 
 For weights that came from birder, loading is strict on the ViT: every ViT tensor of the model must be
 filled, every tensor of the file must land in the model with the same shape, or loading stops with an error
@@ -18,17 +22,20 @@ of fvcore's per-key warnings, one line says what happened.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .birder_format import BirderCheckpoint, is_birder_dict, is_safetensors_file, read_checkpoint_file
+from .birder_format import BirderCheckpoint, load_torch_file, read_checkpoint_file
 from .conversion import CHECKPOINT_AUTHOR, VIT_PREFIX, birder_to_d2_checkpoint, check_against_model
 from .path_handler import BIRDER_PREFIX, converted_published
+from .safe_pickle import detectron2_pkl_layout, load_pickle_weights, missing_weights_error
 
-__all__ = ["RoPEViTCheckpointer", "check_pixel_stats", "install_stock_checkpointer_guard", "load_report"]
+__all__ = ["RoPEViTCheckpointer", "check_pixel_stats", "load_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +52,21 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
         if path and path.startswith(BIRDER_PREFIX):
             # With or without the classifier, as the model has one or not (the bare name keeps it when it exists).
             path = str(converted_published(path[len(BIRDER_PREFIX) :], keep_classifier=self._keep_classifier()))
+        elif path and "://" not in path and not os.path.isfile(urlparse(path)._replace(query="").geturl()):
+            # fvcore would stop on a bare assert; URLs (detectron2://, https://) still resolve through PathManager.
+            raise missing_weights_error(path)
         return super().load(path, *args, **kwargs)
+
+    def _load_file(self, filename: str) -> Any:
+        """detectron2's reader, except that nothing from a file is run: ``.pkl`` through the restricted
+        unpickler (laid out as detectron2 lays it out), ``.pyth`` (pycls) with ``weights_only=True``."""
+        if filename.endswith(".pkl"):
+            return detectron2_pkl_layout(load_pickle_weights(filename))
+        if filename.endswith(".pyth"):
+            data = load_torch_file(filename)
+            model_state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": model_state, "__author__": "pycls", "matching_heuristics": True}
+        return super()._load_file(filename)
 
     def _keep_classifier(self) -> bool:
         """Keep birder's classifier exactly when the model has one (``MODEL.ROPE_VIT.NUM_CLASSES > 0``)."""
@@ -106,39 +127,6 @@ def load_report(model_state: Mapping[str, torch.Tensor], offered: Sequence[str],
     else:
         heads = f"{head_copied}/{head_total} tensors loaded, the rest initialised from scratch"
     return f"backbone: {vit_copied}/{vit_total} tensors loaded; heads: {heads}"
-
-
-class RawBirderCheckpointError(ValueError):
-    """A raw birder checkpoint reached detectron2's stock ``DetectionCheckpointer``, which cannot load it."""
-
-
-def install_stock_checkpointer_guard() -> None:
-    """Make detectron2's ``DetectionCheckpointer`` refuse a raw birder file with the fix, not a type error.
-
-    Left alone, it wraps the birder dict as ``{"model": {"state": ..., "signature": ...}}`` and fails deep in
-    fvcore with "Unsupported type found in checkpoint! state: OrderedDict". detectron2 has no hook for
-    checkpoint formats, so ``_load_file`` is wrapped once, at import: a file that loads today loads unchanged;
-    only this failure gets a message. ``RoPEViTCheckpointer`` converts such files before this check sees them.
-    """
-    if getattr(DetectionCheckpointer._load_file, "_ropevit_guard", False):
-        return
-    stock_load_file = DetectionCheckpointer._load_file
-
-    def _load_file(self, filename: str) -> Any:
-        # A birder .safetensors would fail inside torch.load; ours reads it in _torch_load, never reaching here.
-        raw_safetensors = not isinstance(self, RoPEViTCheckpointer) and is_safetensors_file(filename)
-        loaded = None if raw_safetensors else stock_load_file(self, filename)
-        if raw_safetensors or (isinstance(loaded, dict) and is_birder_dict(loaded.get("model"))):
-            raise RawBirderCheckpointError(
-                f"{filename} is a raw birder checkpoint, which detectron2's DetectionCheckpointer cannot load. "
-                "Convert it once with `python tools/convert_birder_to_d2.py SRC DST` and load DST, or load it "
-                "with ropevit_det.checkpoint.RoPEViTCheckpointer (ropevit-det train does), or name published "
-                "weights as birder://NAME, which resolve to the converted file."
-            )
-        return loaded
-
-    _load_file._ropevit_guard = True  # type: ignore[attr-defined]
-    DetectionCheckpointer._load_file = _load_file
 
 
 def classifier_report(checkpoint: Mapping[str, Any], model_state: Mapping[str, torch.Tensor]) -> str:

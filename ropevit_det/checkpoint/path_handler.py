@@ -3,8 +3,9 @@
 Registered with detectron2's ``PathManager``, so ``MODEL.WEIGHTS: birder://rope_vit_reg4_b14_capi-inat21``
 works wherever detectron2 resolves a path, detectron2's own ``DetectionCheckpointer`` (``DefaultTrainer``,
 ``lazyconfig_train_net.py``) included: the name resolves to the *converted* detectron2 checkpoint, written once
-beside the download (``NAME.d2-with-classifier.pth``, or ``NAME.d2.pth`` for a file without classifier), which
-the stock checkpointer loads as is. ``fetch_published`` gives the raw birder file. Where the files land:
+beside the download and keyed by its sha256 (``NAME.SHA12.d2-with-classifier.pth``, or ``NAME.SHA12.d2.pth``
+for a file without classifier, SHA12 the first 12 hex digits of the download's sha256), which the stock
+checkpointer loads as is: nothing of detectron2 is patched. ``fetch_published`` gives the raw birder file. Where the files land:
 
 * ``$ROPEVIT_DET_CACHE`` (default ``~/.cache/ropevit_det``) / ``NAME.pt``;
 * the transfer goes to a uniquely named ``*.partial`` file in that folder, renamed into place only after its
@@ -120,7 +121,9 @@ def converted_published(name: str, *, keep_classifier: bool | None = None, force
     if keep_classifier is None:
         keep_classifier = bool(get_published(name).classifier)
     raw = fetch_published(name, force=force)
-    converted = raw.with_name(raw.stem + (".d2-with-classifier.pth" if keep_classifier else ".d2.pth"))
+    # Keyed by the verified download's sha256: a re-published file never meets a conversion of the old one.
+    sha12 = get_published(name).sha256[:12]
+    converted = raw.with_name(f"{raw.stem}.{sha12}" + (".d2-with-classifier.pth" if keep_classifier else ".d2.pth"))
     if converted.is_file() and not force:
         logger.info(f"{BIRDER_PREFIX}{name}: using the cached converted checkpoint {converted}")
         return converted

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import pickle
 import sys
 import uuid
 from pathlib import Path
 
 import torch
 
-from ropevit_det.checkpoint import birder_to_d2_checkpoint, read_birder_checkpoint
+from ropevit_det.checkpoint import birder_to_d2_checkpoint, convert_trusted_pickle, read_birder_checkpoint
 from ropevit_det.checkpoint.conversion import VIT_PREFIX, KeyMappingError
 
 DESCRIPTION = f"""\
@@ -34,6 +35,11 @@ project's tools) stops with an error naming each tensor that is missing or of th
 weights into a ViT-B config); a plain DetectionCheckpointer loads the file too, but only warns.
 Converting is optional: MODEL.WEIGHTS may also point at the raw birder file, or at birder://NAME for the
 published weights (downloaded once into $ROPEVIT_DET_CACHE, default ~/.cache/ropevit_det).
+
+With --trusted-pickle, SRC is instead a legacy weights file (.pkl, .pth) that the safe loaders refuse because it
+holds pickled objects: it is read with full pickle, WHICH RUNS ANY CODE IT HOLDS (give only a file you trust),
+and written as DST with tensors, numbers and strings only, which every loader of this project reads with
+weights_only=True. See docs/WEIGHTS.md (trust model).
 """
 
 EPILOG = """\
@@ -51,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("src", metavar="SRC", type=Path, help="birder checkpoint (.pt or .safetensors)")
+    parser.add_argument("src", metavar="SRC", type=Path,
+                        help="birder checkpoint (.pt or .safetensors); with --trusted-pickle a legacy .pkl/.pth")
     parser.add_argument("dst", metavar="DST", type=Path, help="detectron2 checkpoint to write (e.g. .pth)")
     parser.add_argument(
         "--keep-classifier",
@@ -60,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "must then have MODEL.ROPE_VIT.NUM_CLASSES equal to the classifier's classes)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    parser.add_argument(
+        "--trusted-pickle",
+        action="store_true",
+        help="SRC is a legacy weights file you trust: unpickle it fully (this runs code it holds) and write its "
+        "tensors and plain data to DST, loadable with weights_only=True",
+    )
     return parser.parse_args(argv)
 
 
@@ -69,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dst.exists() and not args.force:
         print(f"error: {args.dst} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
+    if args.trusted_pickle:
+        return convert_trusted(args.src, args.dst)
     try:
         checkpoint = read_birder_checkpoint(args.src)
         converted = birder_to_d2_checkpoint(checkpoint, keep_classifier=args.keep_classifier)
@@ -90,6 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{[round(v, 3) for v in converted['pixel_mean']]}, MODEL.PIXEL_STD "
         f"{[round(v, 3) for v in converted['pixel_std']]}, from {checkpoint.source_name} (sha256 {checkpoint.sha256})"
     )
+    return 0
+
+
+def convert_trusted(src: Path, dst: Path) -> int:
+    try:
+        checkpoint, left_out = convert_trusted_pickle(src, dst)
+    except (OSError, ValueError, pickle.UnpicklingError, AttributeError, ModuleNotFoundError) as e:
+        print(f"error: {src}: {e}", file=sys.stderr)
+        return 1
+    model = checkpoint.get("model")
+    count = len(model) if isinstance(model, dict) else 0
+    dropped = f"; left out (not plain data): {', '.join(left_out)}" if left_out else ""
+    print(f"wrote {dst}: {count} tensors from {src} (trusted legacy file), loadable with weights_only=True{dropped}")
     return 0
 
 

@@ -52,7 +52,7 @@ from detectron2.engine import launch
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
-from ropevit_det.checkpoint import WeightsDownloadError
+from ropevit_det.checkpoint import WeightsDownloadError, WeightsFileError
 from ropevit_det.cli.common import config_arg
 from ropevit_det.engine.devices import available_device
 from ropevit_det.cli.species_args import add_species_args, build_species_filter, smooth_species_labels
@@ -280,10 +280,10 @@ def worker(args: argparse.Namespace, shard: tuple[int, int] | None, sampling: Fr
         model, meta = load_detector(cfg)
         classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
                                     [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN], checkpoint_meta=meta)
+    except (WeightsDownloadError, WeightsFileError) as exc:  # before ValueError: WeightsFileError is one
+        raise SystemExit(f"ERROR: --weights: {exc}") from None
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"ERROR: --class-names / --config: {exc}") from None
-    except WeightsDownloadError as exc:
-        raise SystemExit(f"ERROR: --weights: {exc}") from None
     try:
         classifier = build_classifier(args, cfg, model, meta) if args.classify else None
     except (ValueError, FileNotFoundError, WeightsDownloadError) as exc:

@@ -43,7 +43,13 @@ from detectron2.utils.logger import setup_logger
 from omegaconf import OmegaConf
 
 from ropevit_det.camera_trap.cct import register_cct_dataset
-from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
+from ropevit_det.checkpoint import (
+    KeyMappingError,
+    RoPEViTCheckpointer,
+    WeightsDownloadError,
+    WeightsFileError,
+    check_pixel_stats,
+)
 from ropevit_det.config import check_config, load_config
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
 from ropevit_det.engine import (Trainer, build_lazy_model, check_lazy_config, lazy_test, lazy_test_with_tta,
@@ -281,7 +287,7 @@ def worker(args: argparse.Namespace):
     Weights that cannot be fetched or do not fit end the run with their message (it names the fix), no traceback."""
     try:
         result = _main(args)
-    except (WeightsDownloadError, KeyMappingError) as error:
+    except (WeightsDownloadError, KeyMappingError, WeightsFileError) as error:
         raise SystemExit(f"ERROR: {error}") from None
     shutdown_distributed()
     return result

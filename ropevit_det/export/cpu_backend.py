@@ -8,7 +8,7 @@
 * ``onnxruntime`` / ``openvino``: the model exported at start-up (``tracing.export_model``, fixed input size)
   and run by that runtime in fp32.
 
-Which to pick is measured by ``ropevit-det benchmark`` (docs/PERFORMANCE_MEGADETECTOR.md); accuracy guards
+Which to pick is measured by ``python tools/benchmark.py`` from a clone (docs/PERFORMANCE_MEGADETECTOR.md); accuracy guards
 in tests/test_cpu_backend.py.
 """
 from __future__ import annotations

@@ -15,17 +15,18 @@ import argparse
 import json
 import logging
 import math
+import sys
 import tempfile
 from pathlib import Path
 
 import ropevit_det  # noqa: F401  (registers the backbone)
+from benchmarks.eval_data import coco_eval_benchmark, loader_benchmark, write_synthetic_jpegs
 from ropevit_det.cli.common import config_arg
-from ropevit_det.benchmark.eval_data import coco_eval_benchmark, loader_benchmark, write_synthetic_jpegs
 
 DEFAULT_CONFIG = "ropevit_mrcnn.yaml"  # a model-zoo name
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-images", type=int, default=5000, help="synthetic COCO images (default 5000)")
     p.add_argument("--dets-per-image", type=int, default=100, help="detections per image (default 100)")
@@ -45,10 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                                 "mode's train step at this size (default 1024)")
     p.add_argument("--quick", action="store_true", help="500 images, 16 loader images, model at 448 px")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.num_images, args.loader_images, args.model_size = 500, 16, 448
-    return args
+    return p
 
 
 def model_train_speed(args: argparse.Namespace) -> list[dict]:
@@ -57,7 +55,7 @@ def model_train_speed(args: argparse.Namespace) -> list[dict]:
         rows = json.loads(args.benchmark_json.read_text())["rows"]
         source = str(args.benchmark_json)
     else:
-        from ropevit_det.benchmark import BenchmarkSettings, run_benchmark
+        from benchmarks import BenchmarkSettings, run_benchmark
 
         settings = BenchmarkSettings(sizes=(args.model_size,), tasks=("train_step",), ours_modes=("fast",),
                                      vitdet_modes=(), warmup=1, repeats=1, count_flops=False, accuracy=False)
@@ -102,8 +100,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.num_images, args.loader_images, args.model_size = 500, 16, 448
     logging.basicConfig(level=logging.INFO, format="[benchmark_eval] %(message)s")
     logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # it logs every summary table at INFO
     result: dict = {}
@@ -111,14 +111,16 @@ def main(argv: list[str] | None = None) -> dict:
         iou_types = tuple(t for t in args.iou_types.split(",") if t)
         bad = [t for t in iou_types if t not in ("bbox", "segm")]
         if bad:
-            raise SystemExit(f"--iou-types: unknown {bad}; use bbox and/or segm")
+            print(f"error: --iou-types: unknown {bad}; use bbox and/or segm", file=sys.stderr)
+            return 2
         result["coco"] = coco_eval_benchmark(args.num_images, args.dets_per_image, iou_types)
     if not args.skip_loader:
         with tempfile.TemporaryDirectory() as tmp:
             if args.loader_image_dir is not None:
                 paths = sorted(p for p in args.loader_image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
                 if not paths:
-                    raise SystemExit(f"--loader-image-dir {args.loader_image_dir} holds no .jpg files")
+                    print(f"error: --loader-image-dir {args.loader_image_dir} holds no .jpg files", file=sys.stderr)
+                    return 2
             else:
                 paths = write_synthetic_jpegs(Path(tmp), args.loader_images)
             result["loader"] = loader_benchmark(paths, config_arg(args.config_file), args.loader_passes)
@@ -133,8 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
         print(f"\nwrote {args.json}")
-    return result
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -56,15 +56,20 @@ def run(entries: int, folder: Path, checkpoint_every: int = BLOCK, edge_blocks: 
             "final_write_s": final_write, "results_mb": (folder / "results.json").stat().st_size / 1e6}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=1_000_000, help="synthetic images (default: %(default)s)")
     parser.add_argument("--dir", default=None, help="where the journal and results go (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.entries < 2 * BLOCK:
-        raise SystemExit(f"--entries must be at least {2 * BLOCK}")
+        print(f"error: --entries must be at least {2 * BLOCK}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         result = run(args.entries, Path(folder))

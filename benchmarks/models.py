@@ -21,9 +21,9 @@ from detectron2.config import CfgNode, LazyConfig, instantiate
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks
 
-from ..config import load_config
-from ..model_zoo import get_config_file
-from ..modeling.roi_heads import CandidateCappedFastRCNNOutputLayers
+from ropevit_det.config import load_config
+from ropevit_det.model_zoo import get_config_file
+from ropevit_det.modeling.roi_heads import CandidateCappedFastRCNNOutputLayers
 
 __all__ = [
     "MDV5A_MODES",
@@ -238,17 +238,17 @@ def build_benchmark_model(
         for block in model.backbone.net.vit.encoder.block:
             block.compile()
     if weights:
-        from ..checkpoint import RoPEViTCheckpointer
+        from ropevit_det.checkpoint import RoPEViTCheckpointer
 
         RoPEViTCheckpointer(model).load(weights)
     if spec.int8_linears:
-        from ..export.cpu_backend import quantize_vit_linears
+        from ropevit_det.export.cpu_backend import quantize_vit_linears
 
         quantize_vit_linears(model)
     if spec.runtime:
         if not str(device).startswith("cpu"):
             raise ValueError(f"mode {spec.mode!r} runs the export on the CPU ({spec.runtime}); got device {device!r}")
-        from ..export.cpu_backend import cpu_detector
+        from ropevit_det.export.cpu_backend import cpu_detector
 
         # The same weights, heads, candidate cap and score threshold as the eager modes, traced in at this size.
         return cpu_detector(spec.runtime, model.eval(), cfg, threads, (size, size))

@@ -25,6 +25,10 @@ from PIL import Image
 _RANK_LINE = re.compile(r"(\d+) images in ([\d.]+) s \(")
 
 
+class RunFailed(RuntimeError):
+    """An ``infer`` run of the comparison failed, or gave nothing to time; the message says which and why."""
+
+
 def write_frames(folder: Path, count: int, size: tuple[int, int] = (2048, 1536), seed: int = 0) -> None:
     """Camera-trap-sized JPEGs with texture (smooth noise), so decoding costs what real frames cost."""
     rng = np.random.default_rng(seed)
@@ -51,24 +55,24 @@ def threads_per_process(processes: int) -> int:
 
 def images_per_second(processes: int, args: argparse.Namespace, weights: Path, frames: str, out: Path) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process(processes))}
-    # The package's own entry point, not the clone's tools/infer.py: after `pip install` there is no tools/ folder.
+    # The package's own entry point (installed, or on PYTHONPATH), so the run works from any working folder.
     command = [sys.executable, "-m", "ropevit_det", "infer", "--config", args.config, "--weights", str(weights),
                "--input", frames, "--output", str(out), "--overwrite", "--no-progress", "--batch-size",
                str(args.batch_size), "--num-workers", str(args.num_workers), "--num-gpus", str(processes), *args.opts]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise SystemExit(f"ERROR: the {processes}-process run failed:\n{proc.stderr[-3000:]}")
+        raise RunFailed(f"the {processes}-process run failed:\n{proc.stderr[-3000:]}")
     ranks = [(int(n), float(s)) for n, s in _RANK_LINE.findall(proc.stderr)]
     if len(ranks) != processes:
-        raise SystemExit(f"ERROR: expected {processes} rank summaries, found {len(ranks)}:\n{proc.stderr[-3000:]}")
+        raise RunFailed(f"expected {processes} rank summaries, found {len(ranks)}:\n{proc.stderr[-3000:]}")
     slowest = max(s for _, s in ranks)
     if slowest <= 0:  # the log's rounding left nothing to divide by: a run far too short to time
-        raise SystemExit(f"ERROR: the {processes}-process run took under 0.01 s per rank; give more images "
+        raise RunFailed(f"the {processes}-process run took under 0.01 s per rank; give more images "
                          "(--images) or a larger test size")
     return sum(n for n, _ in ranks) / slowest
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="camera_trap/ropevit_faster_rcnn_cct.yaml", help="detector config")
@@ -78,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--num-workers", type=int, default=1, help="decoding workers per process (default: 1)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         weights = tmp_path / "random_detector.pth"
@@ -88,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             (tmp_path / "frames").mkdir()
             write_frames(tmp_path / "frames", args.images)
             frames = str(tmp_path / "frames")
-        rates = {p: images_per_second(p, args, weights, frames, tmp_path / f"out_{p}.json") for p in args.processes}
+        try:
+            rates = {p: images_per_second(p, args, weights, frames, tmp_path / f"out_{p}.json")
+                     for p in args.processes}
+        except RunFailed as e:
+            print(f"ERROR: {e}", file=sys.stderr)
+            return 1
     base = rates[args.processes[0]]
     print(f"| processes | threads each | images/s | vs {args.processes[0]} |")
     print("| --- | --- | --- | --- |")

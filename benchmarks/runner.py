@@ -46,7 +46,7 @@ __all__ = ["TASKS", "BenchmarkSettings", "DeviceUnavailableError", "Row", "Setti
 
 class SettingsError(ValueError):
     """A ``BenchmarkSettings`` field holds a value the run cannot use. ``field`` names it, so that a command
-    line can name the flag that set it (``ropevit-det benchmark`` does)."""
+    line can name the flag that set it (``tools/benchmark.py`` does)."""
 
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)
@@ -405,7 +405,7 @@ def accuracy_guard(size: int, settings: BenchmarkSettings) -> list[dict]:
     with torch.no_grad():
         reference = vit.detection_features(images)["neck"]
     results = []
-    from ..export.cpu_backend import quantize_vit_linears
+    from ropevit_det.export.cpu_backend import quantize_vit_linears
 
     int8 = quantize_vit_linears(copy.deepcopy(vit))
     int8_windowed = quantize_vit_linears(copy.deepcopy(windowed))

@@ -189,8 +189,8 @@ def loader_benchmark(paths: list[Path], config_file: Path, passes: int = 2) -> d
     """
     from detectron2.data import DatasetMapper
 
-    from ..config import load_config
-    from ..engine.trainer import lsj_augmentations
+    from ropevit_det.config import load_config
+    from ropevit_det.engine.trainer import lsj_augmentations
 
     cfg = load_config(str(config_file))
     mapper = DatasetMapper(cfg, is_train=True, augmentations=lsj_augmentations(cfg), recompute_boxes=cfg.MODEL.MASK_ON)

@@ -17,7 +17,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from ropevit_det.benchmark.models import (
+from benchmarks.models import (
     OUR_MODES,
     VITDET_MODES,
     auto_window_size,
@@ -26,7 +26,7 @@ from ropevit_det.benchmark.models import (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--size", type=int, default=1024, help="square input size")
@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="ours without its mask head (Faster R-CNN, as the camera-trap config)")
     parser.add_argument("--top", type=int, default=20, help="operators to list")
     parser.add_argument("--warmup", type=int, default=2)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     modes = OUR_MODES if args.model == "ours" else VITDET_MODES

@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 
 import ropevit_det  # noqa: F401  (registers the backbone)
-from ropevit_det.benchmark import BenchmarkSettings, markdown_report, run_benchmark
-from ropevit_det.benchmark.runner import SettingsError
+from benchmarks import BenchmarkSettings, markdown_report, run_benchmark
+from benchmarks.runner import SettingsError
 
 # 448 px: ViTDet's 28 x 28 grid fills 2 x 2 windows of 14 exactly, ours (32 x 32) 2 x 2 windows of 16. The
 # bf16-global mode is left out, so that the run stays well under 5 minutes on 2 idle cores.
@@ -46,7 +46,7 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(t for t in text.split(",") if t)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--sizes", type=_ints, default=None, help="square input sizes, comma-separated (default 1024)")
@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="2-block, 64-wide ViTs: smoke-tests the tool, timings "
                                                        "are meaningless")
     p.add_argument("--json", type=Path, default=None, help="write the full result as JSON here")
-    return p.parse_args(argv)
+    return p
 
 
 def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
@@ -127,7 +127,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[benchmark] %(message)s")
     command = "python tools/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ..modeling.rope_vit import RoPEViT
+from ropevit_det.modeling.rope_vit import RoPEViT
 
 __all__ = ["BF16_MIN_COSINE", "NeckAgreement", "neck_agreement", "windowed_copy"]
 
