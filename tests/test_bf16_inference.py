@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import ropevit_det.modeling.attention as attention_module
-from ropevit_det.camera_trap.detector import Detector
+from ropevit_det.engine.predictor import Detector
 
 from .trained_shapes import (
     MODEL_OVERRIDES,

@@ -17,12 +17,12 @@ from birder.data.transforms.classification import inference_preset
 from PIL import Image
 from pycocotools.coco import COCO
 
-from ropevit_det.camera_trap.detection_classes import detection_classes, parse_class_names
-from ropevit_det.camera_trap.detector import load_detector
-from ropevit_det.camera_trap.image_io import read_image_rgb
-from ropevit_det.camera_trap.journal import existing_journals, journal_path, read_journal
-from ropevit_det.camera_trap.render import rendered_path
-from ropevit_det.camera_trap.species import (
+from ropevit_det.camera_trap.detection.categories import detection_classes, parse_class_names
+from ropevit_det.engine.predictor import load_detector
+from ropevit_det.camera_trap.inputs.decoding import read_image_rgb
+from ropevit_det.camera_trap.results.journal import existing_journals, journal_path, read_journal
+from ropevit_det.camera_trap.detection.render import rendered_path
+from ropevit_det.camera_trap.species.classifier import (
     classification_transform,
     classifier_from_detector,
     load_species_classifier,

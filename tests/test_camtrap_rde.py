@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ropevit_det.camera_trap.md_format import ResultsWriter, image_entry, make_info
-from ropevit_det.camera_trap.rde import RdeOptions, apply_repeats, find_repeats
+from ropevit_det.camera_trap.results.writer import ResultsWriter
+from ropevit_det.camera_trap.results.md_format import image_entry, make_info
+from ropevit_det.camera_trap.postprocess.rde import RdeOptions, apply_repeats, find_repeats
 from ropevit_det.cli.rde import main as rde_main
 from tests.camtrap_helpers import validate_md, write_json
 

@@ -68,7 +68,7 @@ def test_onnx_neck_cosine(trained, tmp_path):
 
 @pytest.mark.parametrize("backend", ["int8", "onnxruntime"])
 def test_backend_keeps_every_confident_fp32_detection(trained, backend):
-    from ropevit_det.camera_trap.detector import Detector
+    from ropevit_det.engine.predictor import Detector
     from ropevit_det.export import cpu_detector
 
     cfg, model, inputs = trained

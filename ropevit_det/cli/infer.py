@@ -58,23 +58,19 @@ from ropevit_det.engine.devices import available_device
 from ropevit_det.cli.species_args import add_species_args, build_species_filter, smooth_species_labels
 from ropevit_det.cli.train import shutdown_distributed
 from ropevit_det.config import load_config
-from ropevit_det.camera_trap.coco_results import md_to_coco_results
-from ropevit_det.camera_trap.detection_classes import detection_classes, parse_class_names
-from ropevit_det.camera_trap.detector import Detector, InputSpec, load_detector
-from ropevit_det.camera_trap.image_io import InputRootError, list_inputs
+from ropevit_det.camera_trap.results.coco_results import md_to_coco_results
+from ropevit_det.camera_trap.detection.categories import detection_classes, parse_class_names
+from ropevit_det.engine.predictor import Detector, InputSpec, load_detector
+from ropevit_det.camera_trap.inputs.listing import InputRootError, list_inputs
 from ropevit_det.export.cpu_backend import CPU_BACKENDS, cpu_detector
-from ropevit_det.camera_trap.inference import run_inference
-from ropevit_det.camera_trap.journal import JournalError
-from ropevit_det.camera_trap.md_format import (
-    ResultsFileError,
-    ResultsWriter,
-    make_info,
-    prepare_output,
-    write_json_atomic,
-)
-from ropevit_det.camera_trap.sharding import parse_shard, part_of
-from ropevit_det.camera_trap.video import FrameSampling
-from ropevit_det.camera_trap.species import (
+from ropevit_det.camera_trap.detection.batch_loop import run_inference
+from ropevit_det.camera_trap.results.journal import JournalError
+from ropevit_det.camera_trap.results.md_format import ResultsFileError, make_info
+from ropevit_det.camera_trap.results.writer import ResultsWriter, prepare_output
+from ropevit_det.utils.atomic_json import write_json_atomic
+from ropevit_det.camera_trap.inputs.sharding import parse_shard, part_of
+from ropevit_det.camera_trap.inputs.video import FrameSampling
+from ropevit_det.camera_trap.species.classifier import (
     DEFAULT_CONTEXT_MARGIN,
     SpeciesClassifier,
     classifier_from_detector,

@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ropevit_det.camera_trap.md_format import ResultsFileError, load_results, write_json_atomic
-from ropevit_det.camera_trap.species import SpeciesClassifier
-from ropevit_det.camera_trap.species_filter import LabelPolicy, LabelPolicyError, read_species_list
-from ropevit_det.camera_trap.taxonomy import Taxonomy
+from ropevit_det.camera_trap.results.md_format import ResultsFileError, load_results
+from ropevit_det.utils.atomic_json import write_json_atomic
+from ropevit_det.camera_trap.species.classifier import SpeciesClassifier
+from ropevit_det.camera_trap.species.label_policy import LabelPolicy, LabelPolicyError, read_species_list
+from ropevit_det.camera_trap.species.taxonomy import Taxonomy
 
 logger = logging.getLogger("ropevit_det.infer")
 
@@ -97,7 +98,11 @@ def smooth_species_labels(args: argparse.Namespace) -> None:
     """``--smooth-sequences``: rewrite ``args.output`` with labels smoothed per sequence."""
     if not args.smooth_sequences:
         return
-    from ropevit_det.camera_trap.smoothing import sequences_from_capture_times, sequences_from_cct, smooth_sequences
+    from ropevit_det.camera_trap.postprocess.smoothing import (
+        sequences_from_capture_times,
+        sequences_from_cct,
+        smooth_sequences,
+    )
 
     try:
         results = load_results(args.output)

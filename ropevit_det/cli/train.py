@@ -40,7 +40,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from omegaconf import OmegaConf
 
-from ropevit_det.camera_trap.cct import register_cct_dataset
+from ropevit_det.camera_trap.data.cct import register_cct_dataset
 from ropevit_det.checkpoint import KeyMappingError, RoPEViTCheckpointer, WeightsDownloadError, check_pixel_stats
 from ropevit_det.config import check_config, load_config
 from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset

@@ -47,7 +47,7 @@ class Int8Detector:
     """The detectron2 model with its ViT's linear layers in int8 (see the module docstring); CPU, fp32 heads."""
 
     def __init__(self, model: GeneralizedRCNN) -> None:
-        from ..camera_trap.detector import Detector
+        from ..engine.predictor import Detector
 
         self.model = quantize_vit_linears(copy.deepcopy(model).cpu().eval())
         self.device = torch.device("cpu")

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 
-from ..cct import read_cct_json
-from ..exif import image_size_from_header
-from ..classes import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
-from ..matching import strip_path_prefix
+from ..data.cct import read_cct_json
+from ..inputs.exif import image_size_from_header
+from ..data.class_mapping import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
+from ..data.matching import strip_path_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ def load_ground_truth(
 
     Args:
         gt_file: CCT or plain COCO JSON (boxes optional, ``empty`` categories and image-level labels allowed).
-        mapping_file: species -> MD class mapping (see :func:`ropevit_det.camera_trap.classes.load_md_mapping`).
+        mapping_file: species -> MD class mapping (see :func:`ropevit_det.camera_trap.data.class_mapping.load_md_mapping`).
         image_root: where to read missing ``width``/``height`` from image headers (needed for box AP only).
-        strip_prefix, add_prefix: rewrite each ``file_name`` (as in :func:`ropevit_det.camera_trap.cct.
+        strip_prefix, add_prefix: rewrite each ``file_name`` (as in :func:`ropevit_det.camera_trap.data.cct.
             resolve_image_paths`); the rewritten name is matched to results and looked up under ``image_root``.
 
     Returns:

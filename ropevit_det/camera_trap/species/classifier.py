@@ -29,11 +29,11 @@ from detectron2.utils.file_io import PathManager
 from PIL import Image
 from torchvision.transforms import v2
 
-from ..checkpoint.birder_format import BirderCheckpoint, read_checkpoint_file
-from ..checkpoint.conversion import VIT_PREFIX, KeyMappingError, check_against_model, convert_birder_state
-from ..modeling.rope_vit import RoPEViT
-from ..modeling.sfp_backbone import rope_vit_kwargs_from_cfg
-from .species_filter import LabelPolicy
+from ...checkpoint.birder_format import BirderCheckpoint, read_checkpoint_file
+from ...checkpoint.conversion import VIT_PREFIX, KeyMappingError, check_against_model, convert_birder_state
+from ...modeling.rope_vit import RoPEViT
+from ...modeling.sfp_backbone import rope_vit_kwargs_from_cfg
+from .label_policy import LabelPolicy
 
 __all__ = [
     "DEFAULT_CONTEXT_MARGIN",

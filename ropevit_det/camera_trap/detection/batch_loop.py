@@ -31,15 +31,16 @@ import numpy as np
 from detectron2.structures import Instances
 from tqdm import tqdm
 
-from .detection_classes import DetectionClasses, detection_classes, parse_class_names
-from .detector import Detector, InputSpec, load_detector
-from .image_io import DEFAULT_MAX_PIXELS
-from .inputs import DetectorInputDataset, PreparedImage, PreparedItem, make_input_loader
-from .md_format import ResultsWriter, detection_entry, failure_entry, image_entry
+from .categories import DetectionClasses, detection_classes, parse_class_names
+from ...engine.predictor import Detector, InputSpec, load_detector
+from ..inputs.decoding import DEFAULT_MAX_PIXELS
+from .worker_inputs import DetectorInputDataset, PreparedItem, make_input_loader
+from ..results.writer import ResultsWriter
+from ..results.md_format import detection_entry, failure_entry, image_entry
 from .render import render_entry, rendered_path
-from .species import SpeciesClassifier
-from .video import FrameSampling
-from .video_results import video_entry, video_failure_entry
+from ..species.classifier import SpeciesClassifier
+from ..inputs.video import FrameSampling
+from ..results.video_entries import video_entry, video_failure_entry
 
 __all__ = [
     "DetectionClasses",

@@ -32,8 +32,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.structures import BoxMode
 
-from .classes import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
-from .exif import image_size_from_header  # sizes follow EXIF orientation, as detectron2's read_image does
+from .class_mapping import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
+from ..inputs.exif import image_size_from_header  # sizes follow EXIF orientation, as detectron2's read_image does
 from .matching import MatchReport, TrailingPathMatcher, strip_path_prefix
 
 logger = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch.utils.data
 
-from .detector import InputSpec
-from .image_io import DEFAULT_MAX_PIXELS, read_image_rgb
-from .video import FrameSampling, VideoReader, is_video_file
+from ...engine.predictor import InputSpec
+from ..inputs.decoding import DEFAULT_MAX_PIXELS, read_image_rgb
+from ..inputs.video import FrameSampling, VideoReader, is_video_file
 
 __all__ = ["DetectorInputDataset", "PreparedImage", "PreparedItem", "VideoEnd", "make_input_loader"]
 
