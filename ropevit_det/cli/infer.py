@@ -55,8 +55,8 @@ from detectron2.utils.env import seed_all_rng
 from ropevit_det.checkpoint import WeightsDownloadError
 from ropevit_det.cli.common import config_arg
 from ropevit_det.engine.devices import available_device
+from ropevit_det.engine.distributed import shutdown_distributed
 from ropevit_det.cli.species_args import add_species_args, build_species_filter, smooth_species_labels
-from ropevit_det.cli.train import shutdown_distributed
 from ropevit_det.config import load_config
 from ropevit_det.camera_trap.results.coco_results import md_to_coco_results
 from ropevit_det.camera_trap.detection.categories import detection_classes, parse_class_names

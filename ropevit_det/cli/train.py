@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Any
 
@@ -47,6 +46,7 @@ from ropevit_det.data import DatasetError, read_coco_categories, register_coco_d
 from ropevit_det.engine import (Trainer, build_lazy_model, check_lazy_config, lazy_test, lazy_test_with_tta,
                                 lazy_train, lazy_tta_enabled, load_ema_weights)
 from ropevit_det.engine.devices import available_device
+from ropevit_det.engine.distributed import shutdown_distributed
 from ropevit_det.evaluation.report import write_eval_report
 from ropevit_det.cli.common import config_arg
 
@@ -206,26 +206,6 @@ def worker(args: argparse.Namespace):
         raise SystemExit(f"ERROR: {error}") from None
     shutdown_distributed()
     return result
-
-
-def shutdown_distributed() -> None:
-    """After a successful multi-process run: tear the process group down and, on gloo, leave at once.
-
-    detectron2's ``launch`` leaves the group up. On the CPU (gloo), PyTorch's own teardown at interpreter exit
-    sometimes aborts a finished worker ("terminate called without an active exception", about 1 run in 20 here),
-    turning a completed run into a failure. So gloo workers flush the logs and exit right after the work is
-    done and saved. Only called on success: an error still exits non-zero with its message.
-    """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return
-    comm.synchronize()
-    gloo = torch.distributed.get_backend() == "gloo"
-    torch.distributed.destroy_process_group()
-    if gloo:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
 
 
 def _main(args: argparse.Namespace):

@@ -1,4 +1,4 @@
-"""Inference backends for CPUs without bf16, each with the interface of ``camera_trap.detector.Detector``
+"""Inference backends for CPUs without bf16, each with the interface of ``engine.predictor.Detector``
 (a list of detectron2 input dicts in, a list of ``Instances`` out).
 
 * ``int8``: the ViT's linear layers (qkv, proj, MLP: about half the FLOPs at 1024 px, the rest is attention)
