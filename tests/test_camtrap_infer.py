@@ -251,6 +251,20 @@ def test_cli_errors_name_the_problem(tmp_path, birder_weights, input_dir):
                   *base, "MODEL.ROI_HEADS.NUM_CLASSES", "2"])
 
 
+def test_batch_job_errors_name_the_setting(tmp_path, birder_weights, input_dir):
+    from ropevit_det.camera_trap.detection.batch_job import BatchJobError, BatchJobSettings, run_batch_job
+
+    base = dict(config_file=str(QUICK), weights=str(birder_weights), num_workers=0, progress=False)
+    with pytest.raises(BatchJobError, match="neither a folder") as error:
+        run_batch_job(BatchJobSettings(**base, input=str(tmp_path / "nowhere"), output=str(tmp_path / "r.json"),
+                                       opts=OVERRIDES))
+    assert error.value.setting == "input"
+    with pytest.raises(BatchJobError, match="1 names but the model has 2") as error:
+        run_batch_job(BatchJobSettings(**base, input=str(input_dir), output=str(tmp_path / "r.json"),
+                                       class_names="animal", opts=[*OVERRIDES, "MODEL.ROI_HEADS.NUM_CLASSES", "2"]))
+    assert error.value.setting == "class_names"
+
+
 def test_detection_category_ids(tmp_path):
     md = detection_classes(3, ["Person", "animal", "vehicle"])
     assert md.categories == {"2": "person", "1": "animal", "3": "vehicle"}  # MD ids whatever the order

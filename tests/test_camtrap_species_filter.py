@@ -24,7 +24,7 @@ from ropevit_det.camera_trap.species.classifier import load_species_classifier
 from ropevit_det.camera_trap.species.label_policy import LabelPolicy, read_species_list
 from ropevit_det.camera_trap.species.taxonomy import Taxonomy, parse_inat21_name
 from ropevit_det.cli import species_args
-from ropevit_det.cli.infer import build_parser
+from ropevit_det.cli.infer_args import build_parser
 from ropevit_det.cli.infer import main as infer_main
 from tests.camtrap_helpers import MINI_IMAGES, validate_md, write_json
 from tests.checkpoint_helpers import RGB_STATS, TINY_SIZE, _signature, make_birder_net, tiny_cfg

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..data.cct import read_cct_json
 from ..inputs.exif import image_size_from_header
-from ..data.class_mapping import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
+from ..data.class_mapping import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, mapped_md_class
 from ..data.matching import strip_path_prefix
 
 logger = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 def md_class_of(name: str, mapping: Mapping[str, str]) -> str:
     """MD class of a category name; the names animal/person/vehicle map to themselves."""
-    return name if name in MD_CLASSES else md_class_for(name, mapping)
+    return name if name in MD_CLASSES else mapped_md_class(name, mapping)
 
 
 @dataclass

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.matching import to_posix
+
 
 logger = logging.getLogger(__name__)
 
@@ -96,24 +98,19 @@ def detection_entry(
 
 def image_entry(file: str, detections: list[dict[str, Any]]) -> dict[str, Any]:
     """A successfully processed image (``file`` relative to the input root; detections may be empty)."""
-    return {"file": _as_results_path(file),
+    return {"file": to_posix(str(file)),
             "detections": sorted(detections, key=lambda d: -d["conf"])}
 
 
 def failure_entry(file: str, reason: str) -> dict[str, Any]:
     """An image that could not be processed: ``failure`` string and ``detections: null``, as the spec asks."""
-    return {"file": _as_results_path(file), "failure": str(reason), "detections": None}
+    return {"file": to_posix(str(file)), "failure": str(reason), "detections": None}
 
 
 def normalized_to_absolute_xywh(bbox: Sequence[float], width: int, height: int) -> list[float]:
     """MD's normalised ``[x, y, w, h]`` to COCO's absolute-pixel ``[x, y, w, h]``."""
     x, y, w, h = bbox
     return [x * width, y * height, w * width, h * height]
-
-
-def _as_results_path(file: str) -> str:
-    # MD files use forward slashes whatever the OS, so Windows-made results open on Linux and back.
-    return str(file).replace("\\", "/")
 
 
 class ResultsFileError(ValueError):

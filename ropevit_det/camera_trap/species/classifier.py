@@ -181,7 +181,7 @@ class SpeciesClassifier:
         self.name = name
         self.transform = classification_transform(self.input_size, self.rgb_stats)
         self.fill = tuple(int(round(255 * m)) for m in self.rgb_stats["mean"])
-        # Which classes may be named and whether labels roll up the taxonomy (see species_filter.LabelPolicy).
+        # Which classes may be named and whether labels roll up the taxonomy (see label_policy.LabelPolicy).
         self.label_policy: LabelPolicy | None = None
 
     def set_label_policy(self, policy: LabelPolicy | None) -> None:
