@@ -1,1 +1,1 @@
-"""Camera-trap data: COCO Camera Traps files as datasets, class mappings to MegaDetector classes, path matching, splits."""
+"""Camera-trap data: COCO Camera Traps files as datasets, mappings to MegaDetector classes, path matching, splits."""

@@ -38,7 +38,7 @@ from ..species.classifier import (
 )
 from ..species.place_filter import apply_species_filter
 from .batch_loop import InferenceSummary, run_inference
-from .categories import detection_classes, parse_class_names
+from .categories import DetectionClasses, detection_classes, parse_class_names
 
 __all__ = ["BatchJobError", "BatchJobSettings", "build_job_cfg", "run_batch_job"]
 
@@ -145,7 +145,7 @@ def _classifier(settings: BatchJobSettings, cfg: CfgNode, model: torch.nn.Module
                                 species_list=settings.species_list, rollup=settings.rollup)
 
 
-def _writer(settings: BatchJobSettings, cfg: CfgNode, classes, classifier: SpeciesClassifier | None
+def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses, classifier: SpeciesClassifier | None
             ) -> ResultsWriter:
     typical = settings.typical_threshold
     info = make_info(Path(settings.weights).name, typical_detection_threshold=typical,

@@ -53,7 +53,7 @@ def load_ground_truth(
 
     Args:
         gt_file: CCT or plain COCO JSON (boxes optional, ``empty`` categories and image-level labels allowed).
-        mapping_file: species -> MD class mapping (see :func:`ropevit_det.camera_trap.data.class_mapping.load_md_mapping`).
+        mapping_file: species -> MD class mapping (see :func:`..data.class_mapping.load_md_mapping`).
         image_root: where to read missing ``width``/``height`` from image headers (needed for box AP only).
         strip_prefix, add_prefix: rewrite each ``file_name`` (as in :func:`ropevit_det.camera_trap.data.cct.
             resolve_image_paths`); the rewritten name is matched to results and looked up under ``image_root``.
