@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from ropevit_det.camera_trap.exif import capture_datetime
+from ropevit_det.camera_trap.inputs.exif import capture_datetime
 
 from .camtrap_helpers import MINI_COCO, MINI_IMAGES
 

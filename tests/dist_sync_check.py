@@ -17,7 +17,7 @@ from detectron2.utils import comm
 
 from ropevit_det.cli import train as train_net
 from ropevit_det.engine import build_lazy_trainer
-from ropevit_det.engine.distributed import unwrap_model
+from ropevit_det.engine.distributed import shutdown_distributed, unwrap_model
 
 
 def checksums(model: torch.nn.Module) -> dict[str, float]:
@@ -50,7 +50,7 @@ def main(args) -> None:
     all_reports = comm.all_gather(report)
     if comm.is_main_process():
         Path(output_dir, "sync_report.json").write_text(json.dumps(all_reports))
-    train_net.shutdown_distributed()
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

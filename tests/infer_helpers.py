@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ropevit_det.camera_trap.journal import existing_journals, read_journal
+from ropevit_det.camera_trap.results.journal import existing_journals, read_journal
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import ropevit_det.modeling.attention as attention_module
-from ropevit_det.camera_trap.detector import Detector
+from ropevit_det.engine.predictor import Detector
 
 from .trained_shapes import (
     MODEL_OVERRIDES,
@@ -77,18 +77,16 @@ def _md_detections(path, width: int, height: int) -> dict[str, list[Detection]]:
     return results
 
 
-def test_infer_tool_bf16_matches_fp32(shapes_detector, chunked_calls, tmp_path):
-    from ropevit_det.cli import infer
+def test_batch_job_bf16_matches_fp32(shapes_detector, chunked_calls, tmp_path):
+    from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
 
     folder = shapes_detector.val_images[0].parent
-    flags = ["--config", shapes_detector.config_file, "--weights", str(shapes_detector.weights),
-             "--input", str(folder), "--class-names", "shape", "--num-workers", "0",
-             "--threshold", "0.05", "--no-progress"]
-    # Trailing KEY VALUE overrides come last: the tool takes everything after them as overrides.
-    assert infer.main([*flags, "--output", str(tmp_path / "fp32.json"), *MODEL_OVERRIDES]) == 0
+    settings = dict(config_file=shapes_detector.config_file, weights=str(shapes_detector.weights), input=str(folder),
+                    class_names="shape", num_workers=0, threshold=0.05, progress=False, opts=MODEL_OVERRIDES)
+    assert run_batch_job(BatchJobSettings(**settings, output=str(tmp_path / "fp32.json"))).failures == 0
     assert not chunked_calls
-    assert infer.main([*flags, "--output", str(tmp_path / "bf16.json"), "--bf16", *MODEL_OVERRIDES]) == 0
-    assert chunked_calls, "--bf16 on the CPU did not take the chunked attention path"
+    assert run_batch_job(BatchJobSettings(**settings, output=str(tmp_path / "bf16.json"), bf16=True)).failures == 0
+    assert chunked_calls, "bf16 on the CPU did not take the chunked attention path"
 
     width, height = Image.open(shapes_detector.val_images[0]).size
     fp32 = _md_detections(tmp_path / "fp32.json", width, height)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from ropevit_det.camera_trap.exif import EXIF_ORIENTATION_TAG, capture_datetime
-from ropevit_det.camera_trap.md_tools import import_md
+from ropevit_det.camera_trap.inputs.exif import EXIF_ORIENTATION_TAG, capture_datetime
+from ropevit_det.camera_trap.postprocess.md_package import import_md
 from ropevit_det.camera_trap.privacy.blur import BLUR_METHODS, BlurStyle, blur_boxes, blur_region, boxes_to_blur
 from ropevit_det.camera_trap.privacy.copies import BlurOptions, blur_copies
 from ropevit_det.cli.blur import main as blur_main

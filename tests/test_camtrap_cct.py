@@ -8,7 +8,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from pycocotools.coco import COCO
 
-from ropevit_det.camera_trap.cct import (
+from ropevit_det.camera_trap.data.cct import (
     image_size_from_header,
     load_cct_dataset,
     register_cct_dataset,

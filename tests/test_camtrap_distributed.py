@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ropevit_det.camera_trap.journal import existing_journals, read_journal
-from ropevit_det.camera_trap.sharding import parse_shard, part_of
+from ropevit_det.camera_trap.results.journal import existing_journals, read_journal
+from ropevit_det.camera_trap.inputs.sharding import parse_shard, part_of
 from tests.camtrap_helpers import MINI_IMAGES, validate_md
 from tests.checkpoint_helpers import make_birder_net, save_birder_pt
 from tests.conftest import CONFIGS

@@ -16,8 +16,8 @@ from ropevit_det.camera_trap.geofence.class_geofence import ClassGeofence
 from ropevit_det.camera_trap.geofence.inat_mapping import map_classes, rank_taxon
 from ropevit_det.camera_trap.geofence.location import camera_region, locate, region_for, us_state_code
 from ropevit_det.camera_trap.geofence.speciesnet_rules import ANIMAL, GeofenceRules, ancestor
-from ropevit_det.camera_trap.species_filter import LabelPolicy
-from ropevit_det.camera_trap.taxonomy import Taxonomy
+from ropevit_det.camera_trap.species.label_policy import LabelPolicy
+from ropevit_det.camera_trap.species.taxonomy import Taxonomy
 from ropevit_det.cli import species_args
 from ropevit_det.cli.infer import build_parser
 from tests import speciesnet_reference

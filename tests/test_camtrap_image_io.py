@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from ropevit_det.camera_trap.detector import InputSpec
-from ropevit_det.camera_trap.image_io import InputRootError, list_inputs, read_image_rgb, scan_inputs
-from ropevit_det.camera_trap.inputs import DetectorInputDataset, make_input_loader
+from ropevit_det.engine.predictor import InputSpec
+from ropevit_det.camera_trap.inputs.listing import InputRootError, list_inputs, scan_inputs
+from ropevit_det.camera_trap.inputs.decoding import read_image_rgb
+from ropevit_det.camera_trap.detection.worker_inputs import DetectorInputDataset, make_input_loader
 from tests.camtrap_helpers import MINI_IMAGES, save_exif_rotated_jpeg, save_rgb
 
 

@@ -17,12 +17,12 @@ from birder.data.transforms.classification import inference_preset
 from PIL import Image
 from pycocotools.coco import COCO
 
-from ropevit_det.camera_trap.detection_classes import detection_classes, parse_class_names
-from ropevit_det.camera_trap.detector import load_detector
-from ropevit_det.camera_trap.image_io import read_image_rgb
-from ropevit_det.camera_trap.journal import existing_journals, journal_path, read_journal
-from ropevit_det.camera_trap.render import rendered_path
-from ropevit_det.camera_trap.species import (
+from ropevit_det.camera_trap.detection.categories import detection_classes, parse_class_names
+from ropevit_det.engine.predictor import load_detector
+from ropevit_det.camera_trap.inputs.decoding import read_image_rgb
+from ropevit_det.camera_trap.results.journal import existing_journals, journal_path, read_journal
+from ropevit_det.camera_trap.detection.render import rendered_path
+from ropevit_det.camera_trap.species.classifier import (
     classification_transform,
     classifier_from_detector,
     load_species_classifier,
@@ -249,6 +249,20 @@ def test_cli_errors_name_the_problem(tmp_path, birder_weights, input_dir):
     with pytest.raises(SystemExit, match="1 names but the model has 2"):
         cli.main(["--input", str(input_dir), "--output", str(tmp_path / "r.json"), "--class-names", "animal",
                   *base, "MODEL.ROI_HEADS.NUM_CLASSES", "2"])
+
+
+def test_batch_job_errors_name_the_setting(tmp_path, birder_weights, input_dir):
+    from ropevit_det.camera_trap.detection.batch_job import BatchJobError, BatchJobSettings, run_batch_job
+
+    base = dict(config_file=str(QUICK), weights=str(birder_weights), num_workers=0, progress=False)
+    with pytest.raises(BatchJobError, match="neither a folder") as error:
+        run_batch_job(BatchJobSettings(**base, input=str(tmp_path / "nowhere"), output=str(tmp_path / "r.json"),
+                                       opts=OVERRIDES))
+    assert error.value.setting == "input"
+    with pytest.raises(BatchJobError, match="1 names but the model has 2") as error:
+        run_batch_job(BatchJobSettings(**base, input=str(input_dir), output=str(tmp_path / "r.json"),
+                                       class_names="animal", opts=[*OVERRIDES, "MODEL.ROI_HEADS.NUM_CLASSES", "2"]))
+    assert error.value.setting == "class_names"
 
 
 def test_detection_category_ids(tmp_path):

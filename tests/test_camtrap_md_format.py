@@ -12,18 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ropevit_det.camera_trap.journal import JournalError, existing_journals, journal_path, read_journal
-from ropevit_det.camera_trap.md_format import (
+from ropevit_det.camera_trap.results.journal import JournalError, existing_journals, journal_path, read_journal
+from ropevit_det.camera_trap.results.md_format import (
     FORMAT_VERSION,
     ResultsFileError,
-    ResultsWriter,
     detection_entry,
     failure_entry,
     image_entry,
     load_results,
     make_info,
-    prepare_output,
 )
+from ropevit_det.camera_trap.results.writer import ResultsWriter, prepare_output
 from tests.camtrap_helpers import validate_md
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,7 +196,8 @@ def test_bad_entries_are_rejected_when_added(tmp_path):
 # file (json.dump writes half its text, syncs it to disk and hangs), so the kill lands mid-write every time.
 _WRITER_SCRIPT = textwrap.dedent("""
     import json, os, sys, time
-    from ropevit_det.camera_trap.md_format import ResultsWriter, image_entry, make_info
+    from ropevit_det.camera_trap.results.md_format import image_entry, make_info
+    from ropevit_det.camera_trap.results.writer import ResultsWriter
 
     with ResultsWriter(sys.argv[1], info=make_info("m")) as first:
         for i in range(2):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ropevit_det.camera_trap.md_format import detection_entry, failure_entry, image_entry, make_info
-from ropevit_det.camera_trap.merge import MergeError, merge_results
+from ropevit_det.camera_trap.results.md_format import detection_entry, failure_entry, image_entry, make_info
+from ropevit_det.camera_trap.results.merge import MergeError, merge_results
 from ropevit_det.cli import merge as cli
 from tests.camtrap_helpers import save_rgb, validate_md, write_json
 
@@ -77,7 +77,7 @@ def test_unprocessed_list_rerun_with_input_root_completes_the_merge(tmp_path, ca
     The missing images sit in cam3/ and cam3/sub/: without --input-root the list's common folder (cam3) would
     become the root and the entries would read d.jpg and sub/e.jpg, which match nothing in the first merge.
     """
-    from ropevit_det.camera_trap.image_io import list_inputs
+    from ropevit_det.camera_trap.inputs.listing import list_inputs
     from ropevit_det.cli import infer as infer_cli
     from tests.checkpoint_helpers import make_birder_net, save_birder_pt
     from tests.conftest import CONFIGS

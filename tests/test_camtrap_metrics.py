@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from ropevit_det.camera_trap.md_format import ResultsWriter, detection_entry, failure_entry, image_entry, make_info
+from ropevit_det.camera_trap.results.writer import ResultsWriter
+from ropevit_det.camera_trap.results.md_format import detection_entry, failure_entry, image_entry, make_info
 from ropevit_det.camera_trap.metrics import (
     EvalOptions,
     evaluate_results,

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ropevit_det.camera_trap.cct import CCTConsistencyError, check_cct_consistency
-from ropevit_det.camera_trap.md_format import ResultsFileError, load_results, write_json_atomic
-from ropevit_det.camera_trap.merge import MergeError, merge_results
-from ropevit_det.camera_trap.split import split_by_location
+from ropevit_det.camera_trap.data.cct import CCTConsistencyError, check_cct_consistency
+from ropevit_det.camera_trap.results.md_format import ResultsFileError, load_results
+from ropevit_det.utils.atomic_json import write_json_atomic
+from ropevit_det.camera_trap.results.merge import MergeError, merge_results
+from ropevit_det.camera_trap.data.split import split_by_location
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ropevit_det.camera_trap.md_format import ResultsWriter, image_entry, make_info
-from ropevit_det.camera_trap.rde import RdeOptions, apply_repeats, find_repeats
+from ropevit_det.camera_trap.results.writer import ResultsWriter
+from ropevit_det.camera_trap.results.md_format import image_entry, make_info
+from ropevit_det.camera_trap.postprocess.rde import RdeOptions, apply_repeats, find_repeats
 from ropevit_det.cli.rde import main as rde_main
 from tests.camtrap_helpers import validate_md, write_json
 
@@ -145,13 +146,13 @@ def test_a_crafted_index_runs_no_code(tmp_path, capsys):
     ("options.smartSort", {"py/type": "builtins.eval"}, "py/type"),
     ("options.filenameReplacements", {"py/set": []}, "py/set"),
     ("detection.__class__", {"py/type": "builtins.dict"}, "'__class__'"),
-    ("detection.instances", [{"py/object": "ropevit_det.camera_trap.rde.CameraByLocation", "locations": {}}],
+    ("detection.instances", [{"py/object": "ropevit_det.camera_trap.postprocess.rde.CameraByLocation", "locations": {}}],
      "CameraByLocation"),
     ("detection.sampleImageRelativeFileName", "../../etc/passwd", "tile"),
     ("options.filteredFileListToLoad", "/etc/passwd", "filteredFileListToLoad"),
 ])
 def test_the_index_holds_only_what_the_find_step_writes(tmp_path, where, value, named):
-    from ropevit_det.camera_trap.rde import FilteringIndexError, read_filtering_index
+    from ropevit_det.camera_trap.postprocess.rde import FilteringIndexError, read_filtering_index
 
     results = make_cards(tmp_path, {"camA": 6})
     folder, _ = find_repeats(results, tmp_path / "images", tmp_path / "rde", RdeOptions(occurrences=5, workers=1,

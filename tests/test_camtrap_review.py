@@ -9,9 +9,10 @@ from urllib.parse import unquote, urlparse
 import pytest
 from PIL import Image
 
-from ropevit_det.camera_trap.md_format import ResultsWriter, detection_entry, image_entry, make_info
+from ropevit_det.camera_trap.results.writer import ResultsWriter
+from ropevit_det.camera_trap.results.md_format import detection_entry, image_entry, make_info
 from ropevit_det.camera_trap.metrics import EvalOptions, evaluate_results
-from ropevit_det.camera_trap.review import NO_LABELS, ReviewOptions, write_review
+from ropevit_det.camera_trap.postprocess.review import NO_LABELS, ReviewOptions, write_review
 from ropevit_det.cli.review import main as review_main
 
 from tests import browser_helpers

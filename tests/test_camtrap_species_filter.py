@@ -15,12 +15,16 @@ import torch
 from birder.common import fs_ops
 from birder.conf import settings
 
-from ropevit_det.camera_trap.smoothing import sequences_from_capture_times, sequences_from_cct, smooth_sequences
-from ropevit_det.camera_trap.species import load_species_classifier
-from ropevit_det.camera_trap.species_filter import LabelPolicy, read_species_list
-from ropevit_det.camera_trap.taxonomy import Taxonomy, parse_inat21_name
+from ropevit_det.camera_trap.postprocess.smoothing import (
+    sequences_from_capture_times,
+    sequences_from_cct,
+    smooth_sequences,
+)
+from ropevit_det.camera_trap.species.classifier import load_species_classifier
+from ropevit_det.camera_trap.species.label_policy import LabelPolicy, read_species_list
+from ropevit_det.camera_trap.species.taxonomy import Taxonomy, parse_inat21_name
 from ropevit_det.cli import species_args
-from ropevit_det.cli.infer import build_parser
+from ropevit_det.cli.infer_args import build_parser
 from ropevit_det.cli.infer import main as infer_main
 from tests.camtrap_helpers import MINI_IMAGES, validate_md, write_json
 from tests.checkpoint_helpers import RGB_STATS, TINY_SIZE, _signature, make_birder_net, tiny_cfg

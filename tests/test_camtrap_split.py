@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ropevit_det.camera_trap.cct import read_cct_json
-from ropevit_det.camera_trap.split import UNKNOWN_LOCATION, location_of, split_by_location
+from ropevit_det.camera_trap.data.cct import read_cct_json
+from ropevit_det.camera_trap.data.split import UNKNOWN_LOCATION, location_of, split_by_location
 from tests.camtrap_helpers import SERENGETI_CCT, write_json
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "split_cct.py"

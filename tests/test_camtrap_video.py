@@ -12,13 +12,14 @@ import torch
 from detectron2.modeling import build_model
 from PIL import Image
 
-from ropevit_det.camera_trap.detection_classes import detection_classes
-from ropevit_det.camera_trap.detector import Detector, InputSpec
-from ropevit_det.camera_trap.exif import capture_datetime
-from ropevit_det.camera_trap.inference import run_inference
-from ropevit_det.camera_trap.md_format import ResultsWriter, make_info
-from ropevit_det.camera_trap.video import FrameSampling, VideoReader
-from ropevit_det.camera_trap.video_results import INCOMPLETE_FIELD
+from ropevit_det.camera_trap.detection.categories import detection_classes
+from ropevit_det.engine.predictor import Detector, InputSpec
+from ropevit_det.camera_trap.inputs.exif import capture_datetime
+from ropevit_det.camera_trap.detection.batch_loop import run_inference
+from ropevit_det.camera_trap.results.writer import ResultsWriter
+from ropevit_det.camera_trap.results.md_format import make_info
+from ropevit_det.camera_trap.inputs.video import FrameSampling, VideoReader
+from ropevit_det.camera_trap.results.video_entries import INCOMPLETE_FIELD
 from tests.camtrap_helpers import MINI_IMAGES, validate_md
 from tests.conftest import CONFIGS, tiny_cfg
 

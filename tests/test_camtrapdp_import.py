@@ -12,7 +12,7 @@ from PIL import Image
 from ropevit_det.camera_trap.camtrapdp.export import ExportOptions, export_package
 from ropevit_det.camera_trap.camtrapdp.import_coco import PackageError, package_to_cct
 from ropevit_det.camera_trap.camtrapdp.validate import validate_package
-from ropevit_det.camera_trap.cct import load_cct_dataset
+from ropevit_det.camera_trap.data.cct import load_cct_dataset
 from ropevit_det.cli import camtrapdp as cli
 
 from .camtrapdp_helpers import make_survey

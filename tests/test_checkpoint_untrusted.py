@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from ropevit_det.camera_trap.detector import load_detector
-from ropevit_det.camera_trap.species import load_species_classifier
+from ropevit_det.engine.predictor import load_detector
+from ropevit_det.camera_trap.species.classifier import load_species_classifier
 from ropevit_det.checkpoint import RoPEViTCheckpointer, WeightsFileError
 from ropevit_det.cli import convert as convert_cli
 from ropevit_det.cli import infer as infer_cli

@@ -68,7 +68,7 @@ def test_onnx_neck_cosine(trained, tmp_path):
 
 @pytest.mark.parametrize("backend", ["int8", "onnxruntime"])
 def test_backend_keeps_every_confident_fp32_detection(trained, backend):
-    from ropevit_det.camera_trap.detector import Detector
+    from ropevit_det.engine.predictor import Detector
     from ropevit_det.export import cpu_detector
 
     cfg, model, inputs = trained
@@ -83,20 +83,21 @@ def test_backend_keeps_every_confident_fp32_detection(trained, backend):
     assert confident_total >= len(inputs), "too few confident detections: the guard would prove little"
 
 
-def test_infer_tool_runs_the_int8_backend(shapes_detector, trained, tmp_path, monkeypatch):
+def test_batch_job_runs_the_int8_backend(shapes_detector, trained, tmp_path, monkeypatch):
     import json
 
-    from ropevit_det.cli import infer
+    from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
     from ropevit_det.export import cpu_backend
 
     calls: list[int] = []
     original = cpu_backend.Int8Detector.__call__
     monkeypatch.setattr(cpu_backend.Int8Detector, "__call__", lambda self, inputs: calls.append(1) or original(self, inputs))
     out = tmp_path / "int8.json"
-    assert infer.main(["--config", shapes_detector.config_file, "--weights", str(shapes_detector.weights),
-                       "--input", str(shapes_detector.val_images[0].parent), "--output", str(out),
-                       "--class-names", "shape", "--num-workers", "0", "--no-progress",
-                       "--backend", "int8", *MODEL_OVERRIDES]) == 0
+    summary = run_batch_job(BatchJobSettings(
+        config_file=shapes_detector.config_file, weights=str(shapes_detector.weights),
+        input=str(shapes_detector.val_images[0].parent), output=str(out), class_names="shape", num_workers=0,
+        progress=False, backend="int8", opts=MODEL_OVERRIDES))
+    assert summary.failures == 0
     assert calls, "--backend int8 did not run the int8 detector"
     images = json.loads(out.read_text())["images"]
     assert len(images) == len(shapes_detector.val_images)

@@ -49,7 +49,7 @@ def trained_like(tmp_path_factory) -> tuple[Path, object]:
 def exports(trained_like, tmp_path_factory) -> dict[str, Path]:
     """Both formats, written by the command line, after an eager run at another size (so that a RoPE table
     cached for that size would be picked up if the export did not trace its own)."""
-    from ropevit_det.camera_trap.detector import load_detector
+    from ropevit_det.engine.predictor import load_detector
     from ropevit_det.cli.export import main
 
     weights, cfg = trained_like
@@ -70,8 +70,8 @@ def exports(trained_like, tmp_path_factory) -> dict[str, Path]:
 
 def _frame_inputs(cfg) -> list[dict]:
     """Each sample frame resized as the config says; height/width = that size, so boxes stay in input pixels."""
-    from ropevit_det.camera_trap.image_io import read_image_rgb
-    from ropevit_det.camera_trap.detector import InputSpec
+    from ropevit_det.camera_trap.inputs.decoding import read_image_rgb
+    from ropevit_det.engine.predictor import InputSpec
 
     spec = InputSpec.from_cfg(cfg)
     inputs = []
@@ -87,7 +87,7 @@ def _frame_inputs(cfg) -> list[dict]:
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torchscript"])
 def test_export_equals_eager_on_sample_frames(trained_like, exports, runtime):
-    from ropevit_det.camera_trap.detector import Detector, load_detector
+    from ropevit_det.engine.predictor import Detector, load_detector
     from ropevit_det.export import ExportedDetector
 
     weights, cfg = trained_like

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ropevit_det.camera_trap.md_tools import import_md
+from ropevit_det.camera_trap.postprocess.md_package import import_md
 from ropevit_det.cli.infer import main as infer_main
 from tests.camtrap_helpers import MINI_IMAGES, validate_md, write_json
 from tests.checkpoint_helpers import make_birder_net, save_birder_pt

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ropevit_det.camera_trap.md_format import ResultsWriter, detection_entry, image_entry, make_info
+from ropevit_det.camera_trap.results.writer import ResultsWriter
+from ropevit_det.camera_trap.results.md_format import detection_entry, image_entry, make_info
 
 BLOCK = 1000
 

@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 
-from ropevit_det.camera_trap.md_format import ResultsFileError
+from ropevit_det.camera_trap.results.md_format import ResultsFileError
 from ropevit_det.camera_trap.privacy.blur import BLUR_METHODS, DEFAULT_BLUR_CATEGORIES
 
 

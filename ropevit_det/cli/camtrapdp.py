@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ropevit_det.camera_trap.md_format import ResultsFileError
+    from ropevit_det.camera_trap.results.md_format import ResultsFileError
 
     try:
         if args.step == "export":

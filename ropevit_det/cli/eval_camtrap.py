@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 
-from ropevit_det.camera_trap.md_format import write_json_atomic
+from ropevit_det.utils.atomic_json import write_json_atomic
 from ropevit_det.camera_trap.metrics import (
     POSITIVE_CLASSES,
     EvalOptions,

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from ropevit_det.camera_trap.detector import load_detector
+    from ropevit_det.engine.predictor import load_detector
     from ropevit_det.export import ExportInfo, default_input_hw, export_model, outputs_of
 
     cfg = load_config(config_arg(args.config_file), [*args.opts, "MODEL.DEVICE", "cpu"])

@@ -18,9 +18,10 @@ import logging
 import sys
 from pathlib import Path
 
-from ropevit_det.camera_trap.image_io import list_inputs
-from ropevit_det.camera_trap.md_format import ResultsFileError, write_json_atomic
-from ropevit_det.camera_trap.merge import MergeError, merge_results
+from ropevit_det.camera_trap.inputs.listing import list_inputs
+from ropevit_det.camera_trap.results.md_format import ResultsFileError
+from ropevit_det.utils.atomic_json import write_json_atomic
+from ropevit_det.camera_trap.results.merge import MergeError, merge_results
 
 logger = logging.getLogger("ropevit_det.merge")
 

@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from ropevit_det.camera_trap.md_format import ResultsFileError
+from ropevit_det.camera_trap.results.md_format import ResultsFileError
 from ropevit_det.cli.common import os_error_sentence
 
 
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = parse_args(argv)
-    from ropevit_det.camera_trap.review import ReviewOptions, write_review
+    from ropevit_det.camera_trap.postprocess.review import ReviewOptions, write_review
 
     options = ReviewOptions(threshold=args.threshold, gt_file=args.gt, gt_strip_prefix=args.gt_strip_prefix,
                             gt_add_prefix=args.gt_add_prefix, num_samples=args.sample, image_width=args.image_width,

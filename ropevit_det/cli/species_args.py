@@ -1,26 +1,19 @@
 """``infer --classify`` options for species that fit the place: class filters, geofence, roll-up, smoothing.
 
 They apply in this order: ``--taxa``, ``--species-list``, ``--geofence`` (at ``--country`` / ``--admin1``),
-``--rollup``, then ``--smooth-sequences`` on the written file (``species_filter.LabelPolicy`` says why).
+``--rollup``, then ``--smooth-sequences`` on the written file.
 
-Kept apart from ``cli/infer.py``, which only calls :func:`add_species_args`, :func:`build_species_filter` and
-:func:`smooth_species_labels`.
+The flags only; what they do lives in ``camera_trap.species.place_filter`` and the batch job. ``cli/infer.py``
+calls :func:`add_species_args`, :func:`check_species_args` and :func:`species_filter_message`.
 """
 from __future__ import annotations
 
 import argparse
-import logging
 
-from ropevit_det.camera_trap.geofence.class_geofence import ClassGeofence
-from ropevit_det.camera_trap.geofence.speciesnet_rules import GeofenceRules
-from ropevit_det.camera_trap.md_format import ResultsFileError, load_results, write_json_atomic
-from ropevit_det.camera_trap.species import SpeciesClassifier
-from ropevit_det.camera_trap.species_filter import LabelPolicy, LabelPolicyError, read_species_list
-from ropevit_det.camera_trap.taxonomy import Taxonomy
+from ropevit_det.camera_trap.species.classifier import SpeciesClassifier
+from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError, apply_species_filter
 
-logger = logging.getLogger("ropevit_det.infer")
-
-_FILTER_FLAGS = ("taxonomy", "taxa", "species_list", "geofence", "rollup")
+_FILTER_FLAGS = ("taxonomy", "taxa", "species_list", "geofence", "country", "admin1", "rollup")
 
 
 def add_species_args(group: argparse._ActionsContainer) -> None:
@@ -56,91 +49,32 @@ def add_species_args(group: argparse._ActionsContainer) -> None:
                             "(default: %(default)s)")
 
 
-def build_species_filter(args: argparse.Namespace, classifier: SpeciesClassifier | None
-                         ) -> SpeciesClassifier | None:
-    """Apply ``--taxonomy/--taxa/--species-list/--geofence/--rollup`` to ``classifier``; errors end the run with
-    the fix."""
+def check_species_args(args: argparse.Namespace) -> None:
+    """Flags that act on species labels need ``--classify``; ``--sequences-cct`` needs ``--smooth-sequences``."""
     used = [f"--{name.replace('_', '-')}" for name in _FILTER_FLAGS if getattr(args, name) not in (None, "")]
     if args.smooth_sequences:
         used.append("--smooth-sequences")
-    if classifier is None:
-        if used:
-            raise SystemExit(f"ERROR: {', '.join(used)} act on species labels: add --classify")
-        return None
-    if args.sequences_cct and not args.smooth_sequences:
+    if used and not args.classify:
+        raise SystemExit(f"ERROR: {', '.join(used)} act on species labels: add --classify")
+    if args.classify and args.sequences_cct and not args.smooth_sequences:
         raise SystemExit("ERROR: --sequences-cct only applies with --smooth-sequences")
-    if (args.country or args.admin1) and not args.geofence:
-        raise SystemExit("ERROR: --country / --admin1 say where the geofence applies: add --geofence FILE")
-    if args.geofence and not args.country:
-        raise SystemExit("ERROR: --geofence needs the cameras' country: add --country ISO3 (e.g. --country DEU)")
-    if args.admin1 and args.country and args.country.upper() != "USA":
-        logger.warning("--admin1 %s: SpeciesNet's geofence rules name regions only in the USA; it will match no "
-                       "rule in %s", args.admin1, args.country)
-    if not any(getattr(args, name) not in (None, "") for name in _FILTER_FLAGS):
-        return classifier
-    names = classifier.class_names
-    try:
-        taxonomy = Taxonomy.from_csv(args.taxonomy, names) if args.taxonomy else Taxonomy.from_class_names(names)
-    except (ValueError, FileNotFoundError) as exc:
-        raise SystemExit(f"ERROR: --taxonomy: {exc}") from None
-    logger.info("taxonomy known for %d of %d classes", taxonomy.known, len(names))
-    allowed: set[int] | None = None
-    if args.taxa:
-        allowed, unknown = taxonomy.classes_under(args.taxa.split(","))
-        if unknown:
-            raise SystemExit(f"ERROR: --taxa: no class of the classifier is under {', '.join(unknown)} (taxonomy known "
-                             f"for {taxonomy.known} of {len(names)} classes; --taxonomy FILE supplies it)")
-    if args.species_list:
-        try:
-            listed = read_species_list(args.species_list)
-        except (ValueError, FileNotFoundError) as exc:
-            raise SystemExit(f"ERROR: --species-list: {exc}") from None
-        on_list, missing = taxonomy.classes_under(listed)
-        if not on_list:
-            raise SystemExit(f"ERROR: --species-list: none of its {len(listed)} names is a class of the classifier")
-        if missing:
-            logger.warning("--species-list: %d of %d names are not among the classifier's classes (e.g. %s)",
-                           len(missing), len(listed), ", ".join(missing[:5]))
-        allowed = on_list if allowed is None else allowed & on_list
-    geofence = None
-    if args.geofence:
-        try:
-            geofence = ClassGeofence(taxonomy, GeofenceRules.from_json(args.geofence), country=args.country.upper(),
-                                     admin1=args.admin1.upper() if args.admin1 else None)
-        except (ValueError, FileNotFoundError) as exc:
-            raise SystemExit(f"ERROR: --geofence: {exc}") from None
-        (logger.warning if geofence.unmapped else logger.info)("%s", geofence.describe())
-    try:
-        policy = LabelPolicy(names, allowed=allowed, taxonomy=taxonomy, rollup=args.rollup, geofence=geofence,
-                             top_k=classifier.top_k)
-    except LabelPolicyError as exc:
-        flag = {"rollup": "--rollup", "geofence": "--geofence"}.get(exc.argument, "--taxa / --species-list")
-        raise SystemExit(f"ERROR: {flag}: {exc}") from None
-    classifier.set_label_policy(policy)
-    logger.info("species labels: %d of %d classes may be named%s", int(policy.allowed.sum()), len(names),
-                f", roll-up at {args.rollup}" if args.rollup is not None else "")
-    return classifier
 
 
-def smooth_species_labels(args: argparse.Namespace) -> None:
-    """``--smooth-sequences``: rewrite ``args.output`` with labels smoothed per sequence."""
-    if not args.smooth_sequences:
-        return
-    from ropevit_det.camera_trap.smoothing import sequences_from_capture_times, sequences_from_cct, smooth_sequences
+def species_filter_message(exc: SpeciesFilterError) -> str:
+    """The one-line message of a species filter error, naming the flag behind its argument."""
+    flag = {"taxonomy": "--taxonomy", "taxa": "--taxa", "species_list": "--species-list", "rollup": "--rollup",
+            "geofence": "--geofence", "country": "--country / --admin1"}.get(exc.argument, "--taxa / --species-list")
+    return f"ERROR: {flag}: {exc}"
 
+
+def build_species_filter(args: argparse.Namespace, classifier: SpeciesClassifier | None
+                         ) -> SpeciesClassifier | None:
+    """Apply ``--taxonomy/--taxa/--species-list/--rollup`` to ``classifier``; errors end the run with the fix."""
+    check_species_args(args)
+    if classifier is None:
+        return None
     try:
-        results = load_results(args.output)
-        if args.sequences_cct:
-            sequences = sequences_from_cct(args.sequences_cct, results)
-        else:
-            sequences = sequences_from_capture_times(results, interval_seconds=args.sequence_interval)
-        if not sequences:
-            logger.warning("--smooth-sequences: no image has a capture time (EXIF DateTimeOriginal); pass "
-                           "--sequences-cct FILE to give the sequences. Labels left as they are.")
-            return
-        smoothed = smooth_sequences(results, sequences, classification_threshold=args.smooth_threshold)
-    except (ValueError, FileNotFoundError, ResultsFileError, ImportError) as exc:
-        raise SystemExit(f"ERROR: --smooth-sequences: {exc}") from None
-    write_json_atomic(args.output, smoothed, indent=1)
-    logger.info("species labels smoothed over %d sequences in %s", len({s["seq_id"] for s in sequences}),
-                args.output)
+        return apply_species_filter(classifier, taxonomy=args.taxonomy, taxa=args.taxa,
+                                    species_list=args.species_list, rollup=args.rollup)
+    except SpeciesFilterError as exc:
+        raise SystemExit(species_filter_message(exc)) from None

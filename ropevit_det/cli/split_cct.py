@@ -12,9 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
-from ropevit_det.camera_trap.cct import read_cct_json
-from ropevit_det.camera_trap.md_format import write_json_atomic
-from ropevit_det.camera_trap.split import split_by_location
+from ropevit_det.camera_trap.data.cct import read_cct_json
+from ropevit_det.utils.atomic_json import write_json_atomic
+from ropevit_det.camera_trap.data.split import split_by_location
 from ropevit_det.cli.common import os_error_sentence
 
 

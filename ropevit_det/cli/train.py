@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from omegaconf import OmegaConf
 
-from ropevit_det.camera_trap.cct import register_cct_dataset
+from ropevit_det.camera_trap.data.cct import register_cct_dataset
 from ropevit_det.checkpoint import (
     KeyMappingError,
     RoPEViTCheckpointer,
@@ -55,6 +54,7 @@ from ropevit_det.data import DatasetError, read_coco_categories, register_coco_d
 from ropevit_det.engine import (Trainer, build_lazy_model, check_lazy_config, lazy_test, lazy_test_with_tta,
                                 lazy_train, lazy_tta_enabled, load_ema_weights)
 from ropevit_det.engine.devices import available_device
+from ropevit_det.engine.distributed import shutdown_distributed
 from ropevit_det.evaluation.report import write_eval_report
 from ropevit_det.cli.common import config_arg, reject_flags_among_overrides
 
@@ -291,26 +291,6 @@ def worker(args: argparse.Namespace):
         raise SystemExit(f"ERROR: {error}") from None
     shutdown_distributed()
     return result
-
-
-def shutdown_distributed() -> None:
-    """After a successful multi-process run: tear the process group down and, on gloo, leave at once.
-
-    detectron2's ``launch`` leaves the group up. On the CPU (gloo), PyTorch's own teardown at interpreter exit
-    sometimes aborts a finished worker ("terminate called without an active exception", about 1 run in 20 here),
-    turning a completed run into a failure. So gloo workers flush the logs and exit right after the work is
-    done and saved. Only called on success: an error still exits non-zero with its message.
-    """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return
-    comm.synchronize()
-    gloo = torch.distributed.get_backend() == "gloo"
-    torch.distributed.destroy_process_group()
-    if gloo:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
 
 
 def _main(args: argparse.Namespace):

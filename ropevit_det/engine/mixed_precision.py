@@ -1,8 +1,7 @@
 """The training step for each precision: fp32, fp16/bf16 on CUDA, bf16 on CPU.
 
-detectron2's ``AMPTrainer`` requires CUDA and always scales the loss; bf16 autocast on the CPU (on CPUs with
-AVX-512 BF16 or AMX, matmuls run several times faster than fp32; docs/PERFORMANCE.md) needs neither, so
-``CPUBF16Trainer`` adds only that.
+detectron2's ``AMPTrainer`` requires CUDA and always scales the loss; bf16 autocast on the CPU (fast on CPUs
+with AVX-512 BF16 or AMX; docs/PERFORMANCE.md) needs neither, so ``CPUBF16Trainer`` adds only that.
 """
 from __future__ import annotations
 

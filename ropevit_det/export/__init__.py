@@ -1,5 +1,5 @@
 """Export (ONNX, TorchScript) through detectron2's TracingAdapter, and runtimes that run the export or a CPU
-fast path behind the camera-trap ``Detector`` interface."""
+fast path behind the ``engine.predictor.Detector`` interface."""
 from .cpu_backend import CPU_BACKENDS, Int8Detector, cpu_detector, export_for_runtime, quantize_vit_linears
 from .info import EXPORT_INFO_KEY, INPUT_NAMES, OUTPUT_NAMES, ExportInfo
 from .runtime import RUNTIMES, ExportedDetector, read_export_info

@@ -1,4 +1,4 @@
-"""Inference backends for CPUs without bf16, each with the interface of ``camera_trap.detector.Detector``
+"""Inference backends for CPUs without bf16, each with the interface of ``engine.predictor.Detector``
 (a list of detectron2 input dicts in, a list of ``Instances`` out).
 
 * ``int8``: the ViT's linear layers (qkv, proj, MLP: about half the FLOPs at 1024 px, the rest is attention)
@@ -47,7 +47,7 @@ class Int8Detector:
     """The detectron2 model with its ViT's linear layers in int8 (see the module docstring); CPU, fp32 heads."""
 
     def __init__(self, model: GeneralizedRCNN) -> None:
-        from ..camera_trap.detector import Detector
+        from ..engine.predictor import Detector
 
         self.model = quantize_vit_linears(copy.deepcopy(model).cpu().eval())
         self.device = torch.device("cpu")

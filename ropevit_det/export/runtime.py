@@ -1,5 +1,5 @@
 """Run an exported model (ONNX Runtime, OpenVINO or TorchScript) behind the interface of
-``camera_trap.inference.Detector``: a list of detectron2 input dicts in, a list of ``Instances`` out, with boxes
+``engine.predictor.Detector``: a list of detectron2 input dicts in, a list of ``Instances`` out, with boxes
 (and pasted masks) in each input's ``height`` x ``width``.
 
 Each image is shrunk if it does not fit the export size (aspect kept), padded with the pixel mean at the
@@ -79,7 +79,7 @@ _SESSIONS = {"onnxruntime": _onnxruntime_session, "openvino": _openvino_session,
 
 
 class ExportedDetector:
-    """An exported model with the interface of ``camera_trap.inference.Detector`` (CPU).
+    """An exported model with the interface of ``engine.predictor.Detector`` (CPU).
 
     Args:
         path: a file written by ``ropevit-det export`` (``.onnx`` for onnxruntime / openvino, else TorchScript).

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..smoothing import sequences_from_capture_times, sequences_from_cct
+from ..postprocess.smoothing import sequences_from_capture_times, sequences_from_cct
 
 __all__ = ["DEFAULT_EVENT_GAP_SECONDS", "group_events"]
 

@@ -28,10 +28,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..exif import EXIF_DATETIME_FORMAT
-from ..md_format import load_results
-from ..taxonomy import RANKS, parse_inat21_name
-from ..video import is_video_file
+from ..inputs.exif import EXIF_DATETIME_FORMAT
+from ..results.md_format import load_results
+from ..species.taxonomy import RANKS, parse_inat21_name
+from ..inputs.video import is_video_file
 from .deployments import Deployment, Deployments, DeploymentsError, read_deployments
 from .events import DEFAULT_EVENT_GAP_SECONDS, group_events
 from .metadata import package_descriptor, read_package_metadata

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..exif import image_size_from_header
-from ..video import is_video_file
+from ..inputs.exif import image_size_from_header
+from ..inputs.video import is_video_file
 
 __all__ = ["ImportReport", "PackageError", "package_to_cct"]
 

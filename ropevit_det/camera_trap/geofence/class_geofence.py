@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..taxonomy import RANKS, Taxonomy
+from ..species.taxonomy import RANKS, Taxonomy
 from .inat_mapping import map_classes, rank_taxon
 from .speciesnet_rules import GeofenceRules
 

@@ -1,6 +1,6 @@
 """iNat21 classes as SpeciesNet taxonomy strings, so that SpeciesNet's geofence rules apply to them.
 
-An iNat21 class name carries its lineage (see :mod:`ropevit_det.camera_trap.taxonomy`, which parses it); a
+An iNat21 class name carries its lineage (see :mod:`ropevit_det.camera_trap.species.taxonomy`, which parses it); a
 SpeciesNet taxonomy string is ``"class;order;family;genus;species"`` in lower case, the species field holding
 the specific epithet only. So ``00000_Animalia_Chordata_Mammalia_Carnivora_Felidae_Leopardus_pardalis`` becomes
 ``"mammalia;carnivora;felidae;leopardus;pardalis"``. A subspecies or a hybrid name keeps only its first epithet:
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..taxonomy import RANKS, Lineage, Taxonomy
+from ..species.taxonomy import RANKS, Lineage, Taxonomy
 from .speciesnet_rules import ANIMAL
 
 __all__ = ["ClassMapping", "lineage_taxon", "map_classes", "rank_taxon"]

@@ -7,7 +7,7 @@ target recall. Sequences (a burst of frames from one trigger) are what people re
 are given per sequence, a sequence being positive if any frame is. Box quality is the usual COCO AP / AP50.
 
 Class handling: every category name (ground truth and results) is mapped to a MegaDetector class
-(animal / person / vehicle, or ignore) with :mod:`ropevit_det.camera_trap.classes`, so a species-level CCT file
+(animal / person / vehicle, or ignore) with :mod:`..data.class_mapping`, so a species-level CCT file
 scores an animal/person/vehicle detector, and an ``animal``-only COCO file scores it as well.
 """
 from __future__ import annotations

@@ -11,8 +11,8 @@ from typing import Any
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..classes import normalize_name
-from ..md_format import normalized_to_absolute_xywh
+from ..data.class_mapping import normalize_name
+from ..results.md_format import normalized_to_absolute_xywh
 
 from .ground_truth import GroundTruthImage, md_class_of
 

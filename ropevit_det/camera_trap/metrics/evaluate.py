@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 
-from ..classes import MD_CLASSES, load_md_mapping
-from ..matching import TrailingPathMatcher
-from ..md_format import load_results
+from ..data.class_mapping import MD_CLASSES, load_md_mapping
+from ..data.matching import TrailingPathMatcher
+from ..results.md_format import load_results
 
 from .box_ap import box_ap
 from .ground_truth import GroundTruthImage, load_ground_truth, md_class_of

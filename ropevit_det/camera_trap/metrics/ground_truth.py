@@ -10,17 +10,17 @@ from collections.abc import Mapping
 from typing import Any
 
 
-from ..cct import check_cct_consistency, read_cct_json
-from ..exif import image_size_from_header
-from ..classes import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
-from ..matching import strip_path_prefix
+from ..data.cct import check_cct_consistency, read_cct_json
+from ..inputs.exif import image_size_from_header
+from ..data.class_mapping import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, mapped_md_class
+from ..data.matching import strip_path_prefix
 
 logger = logging.getLogger(__name__)
 
 
 def md_class_of(name: str, mapping: Mapping[str, str]) -> str:
     """MD class of a category name; the names animal/person/vehicle map to themselves."""
-    return name if name in MD_CLASSES else md_class_for(name, mapping)
+    return name if name in MD_CLASSES else mapped_md_class(name, mapping)
 
 
 @dataclass
@@ -53,9 +53,9 @@ def load_ground_truth(
 
     Args:
         gt_file: CCT or plain COCO JSON (boxes optional, ``empty`` categories and image-level labels allowed).
-        mapping_file: species -> MD class mapping (see :func:`ropevit_det.camera_trap.classes.load_md_mapping`).
+        mapping_file: species -> MD class mapping (see :func:`..data.class_mapping.load_md_mapping`).
         image_root: where to read missing ``width``/``height`` from image headers (needed for box AP only).
-        strip_prefix, add_prefix: rewrite each ``file_name`` (as in :func:`ropevit_det.camera_trap.cct.
+        strip_prefix, add_prefix: rewrite each ``file_name`` (as in :func:`ropevit_det.camera_trap.data.cct.
             resolve_image_paths`); the rewritten name is matched to results and looked up under ``image_root``.
 
     Returns:
@@ -63,7 +63,7 @@ def load_ground_truth(
 
     Raises:
         ValueError: the file cannot be read, or its ids or boxes are inconsistent
-            (:func:`ropevit_det.camera_trap.cct.check_cct_consistency`).
+            (:func:`ropevit_det.camera_trap.data.cct.check_cct_consistency`).
     """
     data = read_cct_json(gt_file)
     # Ids of another type than the annotations' ("12" vs 12) or unknown images would score every image empty.

@@ -32,9 +32,10 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from ..exif import EXIF_ORIENTATION_TAG, displayed_size
-from ..md_format import load_results, write_json_atomic
-from ..video import is_video_file
+from ..inputs.exif import EXIF_ORIENTATION_TAG, displayed_size
+from ...utils.atomic_json import write_json_atomic
+from ..results.md_format import load_results
+from ..inputs.video import is_video_file
 from .blur import DEFAULT_BLUR_CATEGORIES, BlurStyle, blur_boxes, boxes_to_blur
 
 __all__ = ["OPTIONS_FILE", "UNBLURRED_MODES", "BlurOptions", "BlurSummary", "blur_copies"]

@@ -16,11 +16,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch.utils.data
 
-from .detector import InputSpec
-from .image_io import DEFAULT_MAX_PIXELS, read_image_rgb
-from .video import FrameSampling, VideoReader, is_video_file
+from ...engine.predictor import InputSpec
+from ..inputs.decoding import DEFAULT_MAX_PIXELS, read_image_rgb
+from ..inputs.video import FrameSampling, VideoReader, is_video_file
 
-__all__ = ["DetectorInputDataset", "PreparedImage", "PreparedItem", "VideoEnd", "make_input_loader"]
+__all__ = ["DetectorInputDataset", "PreparedItem", "VideoEnd", "make_input_loader"]
 
 
 class VideoEnd(NamedTuple):
@@ -49,10 +49,6 @@ class PreparedItem(NamedTuple):
         return self.frame_number is not None
 
 
-# The name before videos existed; kept for importers.
-PreparedImage = PreparedItem
-
-
 class DetectorInputDataset(torch.utils.data.IterableDataset):
     """Decode images and sampled video frames and prepare the detector input, in DataLoader workers.
 
@@ -61,7 +57,7 @@ class DetectorInputDataset(torch.utils.data.IterableDataset):
         files: relative paths of images and videos (minus those a resumed run already did).
         spec: how to make the detector input.
         keep_image: also return the decoded image (for species crops and rendering).
-        max_pixels: see ``image_io.read_image_rgb``.
+        max_pixels: see ``inputs.decoding.read_image_rgb``.
         sampling: which frames of videos to detect.
     """
 

@@ -1,7 +1,7 @@
 """What a camera-trap image's header says: its size as displayed (EXIF orientation) and its capture time.
 
-The one home for EXIF reading; the dataset loader (``cct.py``), the results converters and the inference
-reader (``image_io.py``) all ask here. Pillow's ``Image.open`` is lazy: it parses the header and the EXIF
+The one home for EXIF reading; the dataset loader (``data/cct.py``), the results converters and the inference
+reader (``inputs/decoding.py``) all ask here. Pillow's ``Image.open`` is lazy: it parses the header and the EXIF
 block only, so both questions are answered without decoding pixels.
 """
 from __future__ import annotations

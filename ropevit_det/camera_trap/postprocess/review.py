@@ -5,7 +5,7 @@ user picks a threshold. With ground truth (CCT or plain COCO) it shows true/fals
 the precision/recall curve. The page is MegaDetector's own; this module only prepares its inputs:
 
 * ground-truth ``file_name`` values are matched to the results' paths the way our metrics match them
-  (:class:`~ropevit_det.camera_trap.matching.TrailingPathMatcher`) and a CCT copy with the results' spelling is
+  (:class:`~ropevit_det.camera_trap.data.matching.TrailingPathMatcher`) and a CCT copy with the results' spelling is
   written next to the page, because MegaDetector matches by exact path;
 * an image with no annotation counts as empty, as in our metrics: MegaDetector leaves such images out unless
   its ``#NO_LABELS#`` token is among the negative classes, and plain COCO ground truth has no other way to
@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cct import read_cct_json
-from .classes import is_empty_category
-from .matching import MatchReport, TrailingPathMatcher, check_relative_paths, strip_path_prefix
-from .md_format import load_results
-from .md_tools import import_md
+from ..data.cct import read_cct_json
+from ..data.class_mapping import is_empty_category
+from ..data.matching import MatchReport, TrailingPathMatcher, check_relative_paths, strip_path_prefix
+from ..results.md_format import load_results
+from .md_package import import_md
 
 __all__ = ["NO_LABELS", "ReviewOptions", "ReviewSummary", "blurred_mirror", "review_ground_truth", "write_review"]
 

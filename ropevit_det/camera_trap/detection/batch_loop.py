@@ -1,21 +1,18 @@
 """The batch-inference loop: every file not yet in the results, through the detector, into MD entries.
 
-What happens to each input (``ropevit-det infer`` is a thin command line over :func:`run_inference`):
+What happens to each input (:mod:`.batch_job` runs :func:`run_inference` in every process of a run):
 
-1. a DataLoader worker reads an image as displayed (``image_io.read_image_rgb``: EXIF applied, any mode to
-   RGB, huge images decoded at reduced size, broken files become a failure string), or a video's sampled
-   frames (``video.VideoReader``), and prepares the detector input (``detector.InputSpec``), so the main
-   process only runs the model (:mod:`.inputs`);
-2. the detector (``detector.Detector``) runs on batches of images and frames alike and returns boxes already
-   rescaled to the displayed size;
+1. a DataLoader worker reads an image as displayed (``inputs.decoding.read_image_rgb``: EXIF applied, any
+   mode to RGB, huge images decoded at reduced size, broken files become a failure string), or a video's
+   sampled frames (``inputs.video.VideoReader``), and prepares the detector input
+   (``engine.predictor.InputSpec``), so the main process only runs the model (:mod:`.worker_inputs`);
+2. the detector (``engine.predictor.Detector``) runs on batches of images and frames alike and returns boxes
+   already rescaled to the displayed size;
 3. detections at or above ``threshold`` become an MD entry (normalised boxes), with top-k species from the
-   :class:`~.species.SpeciesClassifier` when one is given; a video's frames become one video entry
-   (:mod:`.video_results`);
-4. the entry goes to a :class:`~.md_format.ResultsWriter` (journal checkpoints, resume) and, with
-   ``render_dir``, a copy of the image with its boxes is written.
-
-The detector's loading lives in :mod:`.detector`, the naming of its classes in :mod:`.detection_classes`;
-their names are re-exported here for existing importers.
+   ``species.classifier.SpeciesClassifier`` when one is given; a video's frames become one video entry
+   (``results.video_entries``);
+4. the entry goes to a ``results.writer.ResultsWriter`` (journal checkpoints, resume) and, with
+   ``render_dir``, a copy of the image with its boxes is written (:mod:`.render`).
 """
 from __future__ import annotations
 
@@ -31,29 +28,18 @@ import numpy as np
 from detectron2.structures import Instances
 from tqdm import tqdm
 
-from .detection_classes import DetectionClasses, detection_classes, parse_class_names
-from .detector import Detector, InputSpec, load_detector
-from .image_io import DEFAULT_MAX_PIXELS
-from .inputs import DetectorInputDataset, PreparedImage, PreparedItem, make_input_loader
-from .md_format import ResultsWriter, detection_entry, failure_entry, image_entry
+from ...engine.predictor import Detector, InputSpec
+from ..inputs.decoding import DEFAULT_MAX_PIXELS
+from ..inputs.video import FrameSampling
+from ..results.md_format import detection_entry, failure_entry, image_entry
+from ..results.video_entries import video_entry, video_failure_entry
+from ..results.writer import ResultsWriter
+from ..species.classifier import SpeciesClassifier
+from .categories import DetectionClasses
 from .render import render_entry, rendered_path
-from .species import SpeciesClassifier
-from .video import FrameSampling
-from .video_results import video_entry, video_failure_entry
+from .worker_inputs import DetectorInputDataset, PreparedItem, make_input_loader
 
-__all__ = [
-    "DetectionClasses",
-    "Detector",
-    "DetectorInputDataset",
-    "InferenceSummary",
-    "InputSpec",
-    "PreparedImage",
-    "PreparedItem",
-    "detection_classes",
-    "load_detector",
-    "parse_class_names",
-    "run_inference",
-]
+__all__ = ["InferenceSummary", "run_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +116,7 @@ def run_inference(
 
     Args:
         detector, spec: the model and its input preparation.
-        root, files: input root and relative paths of images and videos (``image_io.list_inputs``).
+        root, files: input root and relative paths of images and videos (``inputs.listing.list_inputs``).
         writer: receives the entries; files already in ``writer.done`` are skipped.
         classes: the detector's MD categories (``writer`` must have been made with ``classes.categories``).
         threshold: detections below this score are not written.
@@ -139,7 +125,7 @@ def run_inference(
         classifier: adds ``classifications`` to detections scoring at least ``classify_threshold``.
         render_dir: write each image with its detections (score >= ``render_threshold``) under this folder
             (images only; video frames are not rendered).
-        max_pixels: see ``image_io.read_image_rgb``.
+        max_pixels: see ``inputs.decoding.read_image_rgb``.
         sampling: which video frames to detect.
         all_frames: keep every sampled frame's detections in a video entry, not the best per category.
         include_datetime: write each entry's capture time as ``datetime`` when it is known.

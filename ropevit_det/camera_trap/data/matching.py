@@ -22,7 +22,8 @@ def path_parts(path: str) -> tuple[str, ...]:
 
 
 def to_posix(path: str) -> str:
-    """A path with forward slashes and no ``./`` or doubled slashes."""
+    """A path with forward slashes and no ``./`` or doubled slashes: the one normal form of a path in results
+    files (MD files use forward slashes whatever the OS, so Windows-made results open on Linux and back)."""
     return "/".join(path_parts(path))
 
 

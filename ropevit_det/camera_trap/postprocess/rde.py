@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cct import read_cct_json
-from .matching import TrailingPathMatcher, check_relative_paths
-from .md_format import load_results, write_json_atomic
-from .md_tools import import_md
+from ..data.cct import read_cct_json
+from ..data.matching import TrailingPathMatcher, check_relative_paths
+from ..results.md_format import load_results
+from ...utils.atomic_json import write_json_atomic
+from .md_package import import_md
 
 __all__ = ["CameraByLocation", "FilteringIndexError", "RdeOptions", "SuspiciousDetection", "apply_repeats",
            "camera_by_location", "find_repeats", "read_filtering_index"]

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .exif import image_size_from_header
-from .matching import MatchReport, TrailingPathMatcher
+from ..inputs.exif import image_size_from_header
+from ..data.matching import MatchReport, TrailingPathMatcher
 from .md_format import normalized_to_absolute_xywh
 
 __all__ = ["CocoConversionReport", "md_to_coco_results"]

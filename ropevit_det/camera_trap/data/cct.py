@@ -33,8 +33,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.structures import BoxMode
 
-from .classes import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, md_class_for
-from .exif import image_size_from_header  # sizes follow EXIF orientation, as detectron2's read_image does
+from .class_mapping import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, mapped_md_class
+from ..inputs.exif import image_size_from_header  # sizes follow EXIF orientation, as detectron2's read_image does
 from .matching import MatchReport, TrailingPathMatcher, strip_path_prefix
 
 logger = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def _class_space(
         for c in categories:
             if is_empty_category(c["name"]):
                 continue
-            target = md_class_for(c["name"], mapping)
+            target = mapped_md_class(c["name"], mapping)
             cat_to_contiguous[c["id"]] = None if target == IGNORE else MD_CLASSES.index(target)
         return thing_classes, dataset_to_contiguous, cat_to_contiguous
     raise ValueError(f"class_mode must be 'species' or 'megadetector', got {class_mode!r}")

@@ -29,11 +29,11 @@ from detectron2.utils.file_io import PathManager
 from PIL import Image
 from torchvision.transforms import v2
 
-from ..checkpoint.birder_format import BirderCheckpoint, read_checkpoint_file
-from ..checkpoint.conversion import VIT_PREFIX, KeyMappingError, check_against_model, convert_birder_state
-from ..modeling.rope_vit import RoPEViT
-from ..modeling.sfp_backbone import rope_vit_kwargs_from_cfg
-from .species_filter import LabelPolicy
+from ...checkpoint.birder_format import BirderCheckpoint, read_checkpoint_file
+from ...checkpoint.conversion import VIT_PREFIX, KeyMappingError, check_against_model, convert_birder_state
+from ...modeling.rope_vit import RoPEViT
+from ...modeling.sfp_backbone import rope_vit_kwargs_from_cfg
+from .label_policy import LabelPolicy
 
 __all__ = [
     "DEFAULT_CONTEXT_MARGIN",
@@ -181,7 +181,7 @@ class SpeciesClassifier:
         self.name = name
         self.transform = classification_transform(self.input_size, self.rgb_stats)
         self.fill = tuple(int(round(255 * m)) for m in self.rgb_stats["mean"])
-        # Which classes may be named and whether labels roll up the taxonomy (see species_filter.LabelPolicy).
+        # Which classes may be named and whether labels roll up the taxonomy (see label_policy.LabelPolicy).
         self.label_policy: LabelPolicy | None = None
 
     def set_label_policy(self, policy: LabelPolicy | None) -> None:

@@ -1,9 +1,9 @@
 """The append-only checkpoint journal of a results file: one JSON line per finished image or video.
 
-Rewriting the whole results file at every checkpoint costs O(images done) each time, O(n^2) over a run
-(hundreds of GB at 2 million images). A journal line costs the same at the first image and at the
-millionth: the entry is appended and flushed to the operating system (a killed process loses nothing
-already added), and ``fsync`` every N images bounds what a power cut can take.
+Rewriting the whole results file at every checkpoint costs O(images done) each time, O(n^2) over a run.
+A journal line costs the same at the first image and at the millionth: the entry is appended and flushed to
+the operating system (a killed process loses nothing already added), and ``fsync`` every N images bounds what
+a power cut can take.
 
 Layout: ``<output>.journal-<rank>.jsonl`` next to the output, one file per process of a distributed run,
 so no two processes ever append to the same file. The first line is a header with the categories the

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .geofence.class_geofence import CANDIDATES, ClassGeofence
+from ..geofence.class_geofence import CANDIDATES, ClassGeofence
 from .taxonomy import RANKS, Taxonomy
 
 __all__ = ["LabelPolicy", "LabelPolicyError", "ROLLUP_RANKS", "read_species_list"]

@@ -1,9 +1,9 @@
 """Draw an MD results entry onto its image: boxes, category and score, and the top species when classified.
 
 Drawn with Pillow's ``ImageDraw`` rather than detectron2's ``Visualizer``: the Visualizer renders through a
-matplotlib figure, about half a second per 12-megapixel frame, while a folder of camera-trap frames wants
-something closer to the JPEG encoder's speed. The boxes come from the MD entry itself (normalised), so a
-render always shows exactly what the results file says.
+matplotlib figure, far slower than the JPEG encoder that a folder of camera-trap frames should be bound by.
+The boxes come from the MD entry itself (normalised), so a render always shows exactly what the results file
+says.
 """
 from __future__ import annotations
 

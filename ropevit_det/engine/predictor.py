@@ -1,4 +1,4 @@
-"""The detector of batch inference: load it from a config, prepare its inputs, run it on batches.
+"""A detector as a batch predictor (detectron2's DefaultPredictor, for batches): load it, prepare inputs, run it.
 
 ``load_detector`` builds ``cfg``'s detectron2 model and loads ``MODEL.WEIGHTS``; :class:`InputSpec` turns a
 decoded RGB image into detectron2's input dict in a DataLoader worker (resize with ``ResizeShortestEdge`` as

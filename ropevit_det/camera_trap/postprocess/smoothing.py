@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .cct import read_cct_json
-from .matching import TrailingPathMatcher
-from .md_tools import import_md
+from ..data.cct import read_cct_json
+from ..data.matching import TrailingPathMatcher
+from .md_package import import_md
 
 __all__ = ["sequences_from_capture_times", "sequences_from_cct", "smooth_sequences"]
 

@@ -83,6 +83,6 @@ def load_md_mapping(mapping_file: str | Path | None) -> dict[str, str]:
     return mapping
 
 
-def md_class_for(name: str, mapping: Mapping[str, str]) -> str:
+def mapped_md_class(name: str, mapping: Mapping[str, str]) -> str:
     """MegaDetector class (or "ignore") for a category name: the user mapping first, then the default."""
     return mapping.get(normalize_name(name), default_md_class(name))

@@ -16,7 +16,7 @@ from typing import Any
 
 from detectron2.data import MetadataCatalog
 
-from .classes import MD_CATEGORY_IDS
+from ..data.class_mapping import MD_CATEGORY_IDS
 
 __all__ = ["DetectionClasses", "detection_classes", "parse_class_names"]
 

@@ -1,0 +1,1 @@
+"""Running the detector over inputs: worker-side loading, categories, the batch loop and job, rendering."""

@@ -1,0 +1,257 @@
+"""The batch job as a library call: :class:`BatchJobSettings` in, MegaDetector-format results out.
+
+Every process of a run calls :func:`run_batch_job` with the same settings (``ropevit-det infer`` launches it with
+detectron2's ``launch``): each lists the same inputs, takes its share, writes its own journal, and rank 0 merges
+the journals, smooths species labels and converts to COCO results. Errors name the setting at fault
+(:class:`BatchJobError`); the command line turns them into messages about its flags.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
+
+from ...checkpoint import WeightsDownloadError, WeightsFileError
+from ...config import load_config
+from ...engine.devices import available_device
+from ...engine.predictor import Detector, InputSpec, load_detector
+from ...export.cpu_backend import cpu_detector
+from ...utils.atomic_json import write_json_atomic
+from ..inputs.listing import InputRootError, list_inputs
+from ..inputs.sharding import part_of
+from ..inputs.video import FrameSampling
+from ..results.coco_results import md_to_coco_results
+from ..results.journal import JournalError
+from ..results.md_format import ResultsFileError, load_results, make_info
+from ..results.writer import ResultsWriter
+from ..species.classifier import (
+    DEFAULT_CONTEXT_MARGIN,
+    SpeciesClassifier,
+    classifier_from_detector,
+    load_species_classifier,
+)
+from ..species.place_filter import apply_species_filter
+from .batch_loop import InferenceSummary, run_inference
+from .categories import DetectionClasses, detection_classes, parse_class_names
+
+__all__ = ["BatchJobError", "BatchJobSettings", "build_job_cfg", "run_batch_job"]
+
+logger = logging.getLogger("ropevit_det.infer")
+
+
+class BatchJobError(ValueError):
+    """A setting of the job cannot be used; ``setting`` names the :class:`BatchJobSettings` field at fault."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchJobSettings:
+    """What one batch run needs; every rank gets the same settings."""
+
+    config_file: str  # a config file (model-zoo names are resolved by the caller)
+    weights: str
+    input: str  # folder (recursive), .txt list of paths, glob, or one image or video
+    output: str  # MegaDetector-format results JSON
+    opts: Sequence[str] = ()  # config overrides, KEY VALUE pairs
+    input_root: str | None = None
+    threshold: float | None = None  # default: the config's SCORE_THRESH_TEST
+    typical_threshold: float = 0.2
+    class_names: str | None = None
+    batch_size: int = 4
+    num_workers: int = 4
+    device: str | None = None
+    bf16: bool = False
+    backend: str = "pytorch"
+    checkpoint_every: int = 1000
+    resume: bool = False
+    overwrite: bool = False
+    render_dir: str | None = None
+    render_threshold: float | None = None  # default: typical_threshold
+    coco_results: str | None = None
+    coco_gt: str | None = None
+    classify: bool = False
+    classifier_weights: str | None = None
+    classify_threshold: float | None = None  # default: typical_threshold
+    top_k: int = 5
+    crop_margin: float = DEFAULT_CONTEXT_MARGIN
+    taxonomy: str | None = None
+    taxa: str | None = None
+    species_list: str | None = None
+    geofence: str | None = None  # SpeciesNet's geofence JSON
+    country: str | None = None  # ISO 3166-1 alpha-3, where the geofence applies
+    admin1: str | None = None  # first-level region as SpeciesNet writes it (US state codes)
+    rollup: float | None = None
+    smooth_sequences: bool = False
+    sequences_cct: str | None = None
+    sequence_interval: float = 60.0
+    smooth_threshold: float = 0.5
+    shard: tuple[int, int] | None = None  # (K, N): the K-th (1-based) of N parts of the input
+    sampling: FrameSampling = field(default_factory=FrameSampling)
+    all_frames: bool = False
+    progress: bool = True
+
+
+def build_job_cfg(settings: BatchJobSettings, local_rank: int | None = None) -> CfgNode:
+    """The detector config; ``local_rank`` (distributed runs) picks this process's GPU."""
+    cfg = load_config(settings.config_file, list(settings.opts))
+    cfg.MODEL.WEIGHTS = settings.weights
+    if settings.threshold is not None:
+        # The model itself drops boxes under SCORE_THRESH_TEST: lower thresholds only work through it.
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = settings.threshold
+        cfg.MODEL.RETINANET.SCORE_THRESH_TEST = settings.threshold
+    if settings.device is not None:
+        if settings.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BatchJobError(f"{settings.device}: CUDA is not available on this machine; use cpu", "device")
+        cfg.MODEL.DEVICE = settings.device
+    else:
+        cfg.MODEL.DEVICE = available_device(cfg.MODEL.DEVICE)
+    if local_rank is not None and cfg.MODEL.DEVICE.startswith("cuda"):
+        cfg.MODEL.DEVICE = f"cuda:{local_rank}"  # launch set this process's device; the model goes there
+    cfg.freeze()
+    return cfg
+
+
+def list_job_inputs(settings: BatchJobSettings) -> tuple[Path, list[str]]:
+    """``(root, sorted relative paths)`` of the input under its root; errors name ``input`` or ``input_root``."""
+    try:
+        return list_inputs(settings.input, root=settings.input_root)
+    except InputRootError as exc:
+        raise BatchJobError(str(exc), "input_root") from exc
+    except (ValueError, FileNotFoundError) as exc:
+        raise BatchJobError(str(exc), "input") from exc
+
+
+def _classifier(settings: BatchJobSettings, cfg: CfgNode, model: torch.nn.Module, meta: dict
+                ) -> SpeciesClassifier | None:
+    if not settings.classify:
+        return None
+    options = dict(device=cfg.MODEL.DEVICE, bf16=settings.bf16, margin=settings.crop_margin, top_k=settings.top_k)
+    vit = model.backbone.net.vit
+    try:
+        if settings.classifier_weights is None and vit.classifier is not None and vit.window_size == 0:
+            logger.info("species classifier: the detector's own ViT and classifier (shared weights)")
+            classifier = classifier_from_detector(vit, meta, cfg, settings.weights, **options)
+        else:
+            classifier = load_species_classifier(cfg, settings.classifier_weights or settings.weights, **options)
+    except (ValueError, FileNotFoundError, WeightsDownloadError) as exc:
+        raise BatchJobError(str(exc), "classifier_weights") from exc
+    return apply_species_filter(classifier, taxonomy=settings.taxonomy, taxa=settings.taxa,
+                                species_list=settings.species_list, geofence=settings.geofence,
+                                country=settings.country, admin1=settings.admin1, rollup=settings.rollup)
+
+
+def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses, classifier: SpeciesClassifier | None
+            ) -> ResultsWriter:
+    typical = settings.typical_threshold
+    info = make_info(Path(settings.weights).name, typical_detection_threshold=typical,
+                     conservative_detection_threshold=min(0.1, typical),
+                     classifier=classifier.name if classifier else None,
+                     extra_detector_metadata={"config": Path(settings.config_file).name,
+                                              "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
+                                              "max_size_test": cfg.INPUT.MAX_SIZE_TEST})
+    if settings.shard is not None:
+        info["shard"] = f"{settings.shard[0]}/{settings.shard[1]}"  # for the merge's report; dropped from merged files
+    try:
+        return ResultsWriter(settings.output, info=info, detection_categories=classes.categories,
+                             classification_categories=classifier.categories if classifier else None,
+                             checkpoint_every=settings.checkpoint_every, resume=settings.resume,
+                             overwrite=settings.overwrite, rank=comm.get_rank(), world_size=comm.get_world_size())
+    except (FileExistsError, ResultsFileError, JournalError, ValueError) as exc:
+        raise BatchJobError(str(exc), "output") from exc
+
+
+def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
+    """One process of the run: its share of the (shard of the) sorted input, its own journal; rank 0 merges.
+
+    Raises:
+        BatchJobError: a setting cannot be used (``setting`` names it).
+        SpeciesFilterError: the species filter settings cannot be used.
+    """
+    rank, world = comm.get_rank(), comm.get_world_size()
+    cfg = build_job_cfg(settings, comm.get_local_rank() if world > 1 else None)
+    root, files = list_job_inputs(settings)  # the same root in every rank and shard
+    logger.info("%d images under %s", len(files), root)
+    if settings.shard is not None:
+        files = part_of(files, settings.shard[0] - 1, settings.shard[1])
+        logger.info("shard %d/%d: %d images", settings.shard[0], settings.shard[1], len(files))
+    mine = part_of(files, rank, world)
+    try:
+        class_names = parse_class_names(settings.class_names) if settings.class_names else None
+        spec = InputSpec.from_cfg(cfg)
+        # Parts the weights do not cover (heads of a backbone-only file) start from the same seed in every rank
+        # and every re-run, so a distributed or resumed run never mixes two different random models.
+        seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
+        model, meta = load_detector(cfg)
+        classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
+                                    [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN], checkpoint_meta=meta)
+    except (WeightsDownloadError, WeightsFileError) as exc:  # before ValueError: WeightsFileError is one
+        raise BatchJobError(str(exc), "weights") from exc
+    except (ValueError, FileNotFoundError) as exc:
+        raise BatchJobError(str(exc), "class_names") from exc
+    classifier = _classifier(settings, cfg, model, meta)
+    writer = _writer(settings, cfg, classes, classifier)
+    if settings.backend == "pytorch":
+        detector = Detector(model, cfg.MODEL.DEVICE, bf16=settings.bf16)
+    else:
+        detector = cpu_detector(settings.backend, model, cfg)
+    typical = settings.typical_threshold
+    with writer:  # one process: finalized on leaving; several: each closes its journal
+        summary = run_inference(
+            detector, spec, root, mine, writer, classes,
+            threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, batch_size=settings.batch_size,
+            num_workers=settings.num_workers, classifier=classifier,
+            classify_threshold=typical if settings.classify_threshold is None else settings.classify_threshold,
+            render_dir=settings.render_dir,
+            render_threshold=typical if settings.render_threshold is None else settings.render_threshold,
+            sampling=settings.sampling, all_frames=settings.all_frames, progress=settings.progress and rank == 0)
+    logger.info("%d images in %.2f s (%.2f images/s): %d detections, %d classified, %d failures%s",
+                summary.images, summary.seconds, summary.images_per_second, summary.detections, summary.classified,
+                summary.failures, f" (e.g. {', '.join(summary.failed_files[:3])})" if summary.failures else "")
+    if world > 1:
+        comm.synchronize()  # every journal closed: rank 0 merges them
+        if rank == 0:
+            writer.finalize()
+    if rank == 0:
+        logger.info("results in %s", settings.output)
+        _smooth_species_labels(settings)
+        if settings.coco_results:
+            try:
+                results, _ = md_to_coco_results(writer.to_dict(complete=True), root, settings.coco_gt)
+            except (ValueError, FileNotFoundError) as exc:
+                raise BatchJobError(str(exc), "coco_gt") from exc
+            write_json_atomic(settings.coco_results, results)
+            logger.info("%d COCO results written to %s", len(results), settings.coco_results)
+    return summary
+
+
+def _smooth_species_labels(settings: BatchJobSettings) -> None:
+    """``smooth_sequences``: rewrite the output with labels smoothed per sequence."""
+    if not settings.smooth_sequences:
+        return
+    from ..postprocess.smoothing import sequences_from_capture_times, sequences_from_cct, smooth_sequences
+
+    try:
+        results = load_results(settings.output)
+        if settings.sequences_cct:
+            sequences = sequences_from_cct(settings.sequences_cct, results)
+        else:
+            sequences = sequences_from_capture_times(results, interval_seconds=settings.sequence_interval)
+        if not sequences:
+            logger.warning("--smooth-sequences: no image has a capture time (EXIF DateTimeOriginal); pass "
+                           "--sequences-cct FILE to give the sequences. Labels left as they are.")
+            return
+        smoothed = smooth_sequences(results, sequences, classification_threshold=settings.smooth_threshold)
+    except (ValueError, FileNotFoundError, ResultsFileError, ImportError) as exc:
+        raise BatchJobError(str(exc), "smooth_sequences") from exc
+    write_json_atomic(settings.output, smoothed, indent=1)
+    logger.info("species labels smoothed over %d sequences in %s", len({s["seq_id"] for s in sequences}),
+                settings.output)

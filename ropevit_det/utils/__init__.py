@@ -1,0 +1,1 @@
+"""General helpers the package's parts share: files written atomically."""
