@@ -209,9 +209,9 @@ def test_cli_flags_say_the_fix(classifier, tmp_path):  # noqa: F811
     base = ["--config", "c", "--weights", "w", "--input", "i", "--output", "o", "--classify"]
     rules = tmp_path / "geofence.json"
     rules.write_text(json.dumps(MAP))
-    with pytest.raises(SystemExit, match="--geofence needs the cameras' country: add --country"):
+    with pytest.raises(SystemExit, match="--country / --admin1: the geofence needs the cameras' country"):
         species_args.build_species_filter(parse([*base, "--geofence", str(rules)]), object())
-    with pytest.raises(SystemExit, match="add --geofence FILE"):
+    with pytest.raises(SystemExit, match="--geofence: a country or region only says where the geofence applies: add the geofence file"):
         species_args.build_species_filter(parse([*base, "--country", "DEU"]), object())
     with pytest.raises(SystemExit, match="--geofence: country 'DE' is not an ISO 3166-1 alpha-3 code"):
         species_args.build_species_filter(parse([*base, "--geofence", str(rules), "--country", "DE"]), classifier)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from ropevit_det.camera_trap.species.classifier import SpeciesClassifier
-from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError, apply_species_filter
+from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError, apply_species_filter, check_place_arguments
 
 _FILTER_FLAGS = ("taxonomy", "taxa", "species_list", "geofence", "country", "admin1", "rollup")
 
@@ -58,6 +58,10 @@ def check_species_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"ERROR: {', '.join(used)} act on species labels: add --classify")
     if args.classify and args.sequences_cct and not args.smooth_sequences:
         raise SystemExit("ERROR: --sequences-cct only applies with --smooth-sequences")
+    try:
+        check_place_arguments(geofence=args.geofence, country=args.country, admin1=args.admin1)
+    except SpeciesFilterError as exc:
+        raise SystemExit(species_filter_message(exc)) from None
 
 
 def species_filter_message(exc: SpeciesFilterError) -> str:
@@ -69,12 +73,13 @@ def species_filter_message(exc: SpeciesFilterError) -> str:
 
 def build_species_filter(args: argparse.Namespace, classifier: SpeciesClassifier | None
                          ) -> SpeciesClassifier | None:
-    """Apply ``--taxonomy/--taxa/--species-list/--rollup`` to ``classifier``; errors end the run with the fix."""
+    """Apply ``--taxonomy/--taxa/--species-list/--geofence/--rollup`` to ``classifier``; errors end the run with the fix."""
     check_species_args(args)
     if classifier is None:
         return None
     try:
         return apply_species_filter(classifier, taxonomy=args.taxonomy, taxa=args.taxa,
-                                    species_list=args.species_list, rollup=args.rollup)
+                                    species_list=args.species_list, geofence=args.geofence, country=args.country,
+                                    admin1=args.admin1, rollup=args.rollup)
     except SpeciesFilterError as exc:
         raise SystemExit(species_filter_message(exc)) from None

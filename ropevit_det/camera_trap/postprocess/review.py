@@ -161,7 +161,7 @@ def blurred_mirror(results: Mapping[str, Any], image_dir: str | Path, output_dir
     Boxes are blurred from :class:`~ropevit_det.camera_trap.privacy.copies.BlurOptions`' threshold, or from
     ``threshold`` when that is lower: every box a page draws is blurred.
     """
-    from .privacy.copies import BlurOptions, blur_copies
+    from ..privacy.copies import BlurOptions, blur_copies
 
     folder = Path(output_dir) / BLURRED_IMAGES
     default = BlurOptions()

@@ -16,7 +16,7 @@ from .classifier import SpeciesClassifier
 from .label_policy import LabelPolicy, LabelPolicyError, read_species_list
 from .taxonomy import Taxonomy
 
-__all__ = ["SpeciesFilterError", "apply_species_filter"]
+__all__ = ["SpeciesFilterError", "apply_species_filter", "check_place_arguments"]
 
 logger = logging.getLogger("ropevit_det.infer")
 
@@ -30,6 +30,21 @@ class SpeciesFilterError(ValueError):
         self.argument = argument
 
 
+def check_place_arguments(*, geofence: str | None, country: str | None, admin1: str | None) -> None:
+    """A geofence needs the cameras' country, and a country or region means nothing without a geofence.
+
+    Raises :class:`SpeciesFilterError` naming the missing argument.
+    """
+    if (country or admin1) and not geofence:
+        raise SpeciesFilterError("a country or region only says where the geofence applies: add the geofence file",
+                                 "geofence")
+    if geofence and not country:
+        raise SpeciesFilterError("the geofence needs the cameras' country (ISO 3166-1 alpha-3, e.g. DEU)", "country")
+    if admin1 and country and country.upper() != "USA":
+        logger.warning("region %s: SpeciesNet's geofence rules name regions only in the USA; it will match no rule "
+                       "in %s", admin1, country)
+
+
 def apply_species_filter(classifier: SpeciesClassifier, *, taxonomy: str | None = None, taxa: str | None = None,
                          species_list: str | None = None, geofence: str | None = None, country: str | None = None,
                          admin1: str | None = None, rollup: float | None = None) -> SpeciesClassifier:
@@ -39,14 +54,7 @@ def apply_species_filter(classifier: SpeciesClassifier, *, taxonomy: str | None 
 
     Returns ``classifier`` (unchanged when no argument is given). Raises :class:`SpeciesFilterError`.
     """
-    if (country or admin1) and not geofence:
-        raise SpeciesFilterError("a country or region says where the geofence applies: add the geofence file",
-                                 "country")
-    if geofence and not country:
-        raise SpeciesFilterError("the geofence needs the cameras' country (ISO 3166-1 alpha-3, e.g. DEU)", "geofence")
-    if admin1 and country and country.upper() != "USA":
-        logger.warning("region %s: SpeciesNet's geofence rules name regions only in the USA; it will match no rule "
-                       "in %s", admin1, country)
+    check_place_arguments(geofence=geofence, country=country, admin1=admin1)
     if all(value in (None, "") for value in (taxonomy, taxa, species_list, geofence, rollup)):
         return classifier
     names = classifier.class_names
