@@ -260,7 +260,7 @@ def _results(path: Path, files: list[str], categories: dict[str, str] | None = N
                                         for f in files]})
 
 
-@pytest.mark.parametrize("outside", ["../secret.jpg", "/tmp/secret.jpg", "card/../../secret.jpg", "C:/x.jpg"])
+@pytest.mark.parametrize("outside", ["../secret.jpg", "/tmp/secret.jpg", "card/" + "../" * 2 + "secret.jpg", "C:/x.jpg"])
 def test_entries_outside_the_image_folder_are_refused(tmp_path, outside):
     images = tmp_path / "images"
     inside = _copy_frame(images, "a.jpg")
