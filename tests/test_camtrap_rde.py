@@ -146,9 +146,9 @@ def test_a_crafted_index_runs_no_code(tmp_path, capsys):
     ("options.smartSort", {"py/type": "builtins.eval"}, "py/type"),
     ("options.filenameReplacements", {"py/set": []}, "py/set"),
     ("detection.__class__", {"py/type": "builtins.dict"}, "'__class__'"),
-    ("detection.instances", [{"py/object": "ropevit_det.camera_trap.postprocess.rde.CameraByLocation", "locations": {}}],
-     "CameraByLocation"),
-    ("detection.sampleImageRelativeFileName", "../" * 2 + "etc/passwd", "tile")  # built, so the clone check sees no sibling path,
+    ("detection.instances",
+     [{"py/object": "ropevit_det.camera_trap.postprocess.rde.CameraByLocation", "locations": {}}], "CameraByLocation"),
+    ("detection.sampleImageRelativeFileName", "../" * 2 + "etc/passwd", "tile"),  # built: no sibling path in the clone
     ("options.filteredFileListToLoad", "/etc/passwd", "filteredFileListToLoad"),
 ])
 def test_the_index_holds_only_what_the_find_step_writes(tmp_path, where, value, named):
