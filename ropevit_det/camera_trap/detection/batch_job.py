@@ -39,18 +39,18 @@ from ..species.classifier import (
 from ..species.place_filter import apply_species_filter
 from .batch_loop import InferenceSummary, run_inference
 from .categories import DetectionClasses, detection_classes, parse_class_names
+from ...errors import UserInputError
 
 __all__ = ["BatchJobError", "BatchJobSettings", "build_job_cfg", "run_batch_job"]
 
 logger = logging.getLogger("ropevit_det.infer")
 
 
-class BatchJobError(ValueError):
-    """A setting of the job cannot be used; ``setting`` names the :class:`BatchJobSettings` field at fault."""
+class BatchJobError(UserInputError):
+    """A setting of the job cannot be used; ``argument`` names the :class:`BatchJobSettings` field at fault."""
 
     def __init__(self, message: str, setting: str) -> None:
-        super().__init__(message)
-        self.setting = setting
+        super().__init__(message, argument=setting)
 
 
 @dataclass(frozen=True, kw_only=True)

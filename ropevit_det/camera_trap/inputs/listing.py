@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .video import VIDEO_EXTENSIONS, is_video_file
+from ...errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", 
 _GLOB_CHARS = set("*?[")
 
 
-class InputRootError(ValueError):
+class InputRootError(UserInputError):
     """The input root is not a folder, or does not hold every input (``infer --input-root``)."""
 
 
