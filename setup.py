@@ -76,6 +76,15 @@ setup(
             "onnx>=1.16",  # ropevit-det export --format onnx, and its tests
             "onnxruntime>=1.17",  # runs the ONNX export (tests, infer --backend onnxruntime)
             "selenium>=4.10",  # drives headless Chromium in the review-page test (chromium-driver from apt)
+            "httpx",  # the serve tests' client
+            "schemathesis>=4",  # fuzzes the server against its OpenAPI schema
+        ],
+        # ropevit-det serve: the HTTP service (docs/SERVE.md).
+        "serve": [
+            "fastapi>=0.115",
+            "uvicorn>=0.30",
+            "python-multipart>=0.0.18",  # FastAPI's multipart/form-data parser
+            "prometheus_client>=0.20",
         ],
         # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,
         # sort, CSV, classification smoothing). The megadetector package itself is installed with --no-deps
