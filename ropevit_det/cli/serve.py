@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import importlib.util
 import logging
+import os
 import sys
 
 from ropevit_det.camera_trap.detection.batch_job import BatchJobError, BatchJobSettings
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "413 (default: %(default)s)")
     server.add_argument("--request-timeout-s", type=float, default=60.0,
                         help="a request not answered in this time gets 504 (default: %(default)s)")
+    server.add_argument("--decode-threads", type=int, default=min(4, os.cpu_count() or 1),
+                        help="uploads decoded at once, beside the model's own thread (default: %(default)s)")
     server.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                         help="(default: %(default)s)")
     add_classify_args(parser)  # --classify and the species options, as infer has them
@@ -100,7 +103,7 @@ def limits_from_args(args: argparse.Namespace):
     try:
         return ServeLimits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                            max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-                           request_timeout_s=args.request_timeout_s)
+                           request_timeout_s=args.request_timeout_s, decode_threads=args.decode_threads)
     except ValueError as exc:
         flag = str(exc).split(" ", 1)[0].replace("_bytes", "_mb").replace("_", "-")
         raise SystemExit(f"ERROR: --{flag}: {exc}") from None

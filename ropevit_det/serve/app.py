@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, HTTPException, UploadFile
@@ -60,6 +62,9 @@ def create_app(pipeline: DetectionPipeline, *, limits: ServeLimits, token: str |
         metrics.batch_seconds.observe(seconds)
         metrics.images.inc(size)
 
+    # A pool of its own, not the framework's 40 threads: decoding is CPU-bound, and each extra thread that
+    # ever decoded keeps a malloc arena of its own, so resident memory would climb with the thread count.
+    decoder = ThreadPoolExecutor(max_workers=limits.decode_threads, thread_name_prefix="ropevit-serve-decode")
     queue = BatchQueue(pipeline, max_batch=limits.max_batch, max_wait_s=limits.max_wait_ms / 1000,
                        max_queue=limits.max_queue, on_batch=on_batch)
     metrics.queue_depth.set_function(lambda: queue.depth)
@@ -70,6 +75,7 @@ def create_app(pipeline: DetectionPipeline, *, limits: ServeLimits, token: str |
         yield
         # uvicorn has stopped accepting and answered every open request: what is left is finished, then stop.
         await run_in_threadpool(queue.close, limits.request_timeout_s)
+        decoder.shutdown()
 
     # No /docs or /redoc: their pages load scripts from a CDN. The schema is at /openapi.json.
     app = FastAPI(title="ropevit-det detection service", version="1", lifespan=lifespan, docs_url=None,
@@ -94,8 +100,9 @@ def create_app(pipeline: DetectionPipeline, *, limits: ServeLimits, token: str |
             for index, upload in enumerate(image):
                 data = await upload.read()
                 name = safe_file_name(upload.filename, index)
-                frames.append(await run_in_threadpool(prepare_upload, data, name, pipeline.spec,
-                                                      max_pixels=limits.max_pixels, keep_image=pipeline.classifies))
+                decode = partial(prepare_upload, data, name, pipeline.spec, max_pixels=limits.max_pixels,
+                                 keep_image=pipeline.classifies)
+                frames.append(await asyncio.get_running_loop().run_in_executor(decoder, decode))
             for frame in frames:
                 futures.append(asyncio.wrap_future(queue.submit(frame)))
         except UploadRejected as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 
 __all__ = ["BodySizeLimit", "RequestTimeout", "ServeLimits", "send_error"]
@@ -23,9 +24,10 @@ class ServeLimits:
     max_upload_bytes: int = 32 * 1024 * 1024  # the whole request body
     max_pixels: int = 64_000_000  # per image (width x height as stored), decompression bombs included
     request_timeout_s: float = 60.0  # the whole request, upload included
+    decode_threads: int = min(4, os.cpu_count() or 1)  # uploads decoded at once, beside the model's thread
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_upload_bytes", "max_pixels"):
+        for name in ("max_batch", "max_queue", "max_upload_bytes", "max_pixels", "decode_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0 or self.request_timeout_s <= 0:
