@@ -144,6 +144,14 @@ def test_concurrent_clients_are_batched(server):
     assert after['ropevit_serve_requests_total{route=/v1/detect,status=200}'] >= 6
 
 
+def _chunked_upload(size: int):
+    """A multipart body of ``size`` bytes of image data without Content-Length (chunked transfer encoding)."""
+    yield b'--b0\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n'
+    for _ in range(0, size, 65536):
+        yield b"\xff" * 65536
+    yield b"\r\n--b0--\r\n"
+
+
 def _bad_uploads() -> dict[str, tuple[dict, int, str]]:
     """name -> (httpx keyword arguments, expected status, a word the reason must contain)."""
     jpeg = FRAMES[0].read_bytes()
@@ -157,6 +165,9 @@ def _bad_uploads() -> dict[str, tuple[dict, int, str]]:
         "empty file": (files("empty.jpg", b""), 422, "empty"),
         "too many pixels": (files("huge.png", big.getvalue()), 413, "pixels"),
         "over the upload limit": (files("big.jpg", b"\xff" * (MAX_UPLOAD_MB * 1024 * 1024 + 1)), 413, "limit"),
+        "chunked body over the upload limit": ({"content": _chunked_upload(MAX_UPLOAD_MB * 1024 * 1024 + 1),
+                                                "headers": {"content-type": "multipart/form-data; boundary=b0"}},
+                                               413, "limit"),
         "more images than the queue": ({"files": [("image", (f"{i}.jpg", jpeg)) for i in range(9)]}, 413, "queue"),
         "no image field": ({"files": [("picture", ("a.jpg", jpeg))]}, 422, ""),
         "not multipart": ({"json": {"image": "http://example.org/a.jpg"}}, 422, ""),
@@ -233,3 +244,31 @@ def test_sigterm_finishes_the_queued_request_and_exits_0(token_server):
     assert "Application shutdown complete" in token_server.tail()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/healthz", timeout=5)
+
+
+def test_loopback_unless_host_is_given_and_said_at_start(model_flags, monkeypatch, caplog):
+    import ropevit_det.serve.server as server_module
+    from ropevit_det.cli import serve as serve_cli
+
+    started: list[dict] = []
+    monkeypatch.setattr(server_module, "run_server", lambda app, **kwargs: started.append(kwargs) or 0)
+    caplog.set_level("INFO", logger="ropevit_det.serve")
+    assert serve_cli.main([*model_flags, *OVERRIDES]) == 0
+    assert started[-1]["host"] == "127.0.0.1" and started[-1]["port"] == 8000
+    assert "listening on 127.0.0.1 only" in caplog.text and "no --token-file" in caplog.text
+    caplog.clear()
+    assert serve_cli.main([*model_flags, "--host", "0.0.0.0", "--port", "8123", *OVERRIDES]) == 0
+    assert started[-1]["host"] == "0.0.0.0" and "127.0.0.1 only" not in caplog.text
+
+
+def test_a_missing_serve_extra_is_named_in_one_line_before_any_work(monkeypatch):
+    import importlib.util as import_util
+
+    from ropevit_det.cli import serve as serve_cli
+
+    real = import_util.find_spec
+    monkeypatch.setattr(import_util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    with pytest.raises(SystemExit) as exc:
+        serve_cli.main(["--config", "missing.yaml", "--weights", "missing.pth"])  # no model is looked at
+    assert str(exc.value) == ("ERROR: ropevit-det serve needs the serve extra (uvicorn missing): "
+                              "pip install -e '.[serve]'")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import socket
@@ -126,6 +127,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    missing = [name for name in ("httpx", "fastapi", "uvicorn", "multipart") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(f"ERROR: the load benchmark needs the serve and test extras ({', '.join(missing)} missing): "
+                         "pip install -e '.[serve,test]'")
     import httpx
 
     from ropevit_det.cli.benchmark_scaling import random_checkpoint

@@ -64,27 +64,30 @@ class BodySizeLimit:
             await send_error(send, 413, detail, {"connection": "close"})
             return
         seen = 0
-        started = False
+        over = False
 
         async def counting_receive():
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    over = True
                     raise _BodyTooLarge
             return message
 
-        async def watching_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def answering_send(message):
+            # The framework turns any error while it parses the body into its own 400: once the body is over
+            # the limit, that answer is replaced by the 413.
+            if not over:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await send_error(send, 413, detail, {"connection": "close"})
 
         try:
-            await self.app(scope, counting_receive, watching_send)
+            await self.app(scope, counting_receive, answering_send)
         except _BodyTooLarge:
-            if not started:
-                await send_error(send, 413, detail, {"connection": "close"})
+            await send_error(send, 413, detail, {"connection": "close"})
 
 
 class RequestTimeout:
