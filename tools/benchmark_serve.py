@@ -4,8 +4,9 @@ r"""Load benchmark of ``ropevit-det serve`` on loopback, against in-process batc
 Starts the server as its own process on a free 127.0.0.1 port and drives it with a bounded async client
 (httpx): one image per request, ``--requests`` requests at each concurrency of ``--concurrency``, each level
 also stopped by ``--level-timeout-s``. Reports images/s and p50/p99 latency per level; the same frames through
-``run_batch_job`` in this process (the library call behind ``infer``, same batch size, model loading left
-out); and the server's resident memory (RSS) after 100 and after ``--memory-requests`` further requests.
+``infer``'s loop in this process (``run_inference`` on models loaded once, same batch size, after a warm-up),
+before and after the server runs; and the server's resident memory (RSS) after 100 requests and after
+``--memory-requests``.
 
     python tools/benchmark_serve.py --json output/serve_load.json INPUT.MIN_SIZE_TEST 320 INPUT.MAX_SIZE_TEST 432
 
@@ -68,27 +69,40 @@ def _rss_mib(pid: int) -> float:
 
 def in_process_images_per_second(args: argparse.Namespace, config: str, weights: str, frames: list[Path],
                                  work: Path) -> float:
-    """``run_batch_job`` over ``--requests`` images (the frames in turn), batch ``--max-batch``, in this process.
+    """``infer``'s loop (``run_inference``) over ``--requests`` images (the frames in turn), in this process.
 
-    One decoding worker (``infer --num-workers 1``); the loop's own timing, so model loading is left out.
+    The models load once (``load_job_models``, as ``run_batch_job`` does) and a warm-up pass runs first, as the
+    server had one; batch ``--max-batch``, one decoding worker; the loop's own timing (images / seconds).
     """
     import torch
 
-    from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
+    from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, build_job_cfg, load_job_models
+    from ropevit_det.camera_trap.detection.batch_loop import run_inference
+    from ropevit_det.camera_trap.results.md_format import make_info
+    from ropevit_det.camera_trap.results.writer import ResultsWriter
 
     torch.set_num_threads(args.threads)
+    work.mkdir()
+    settings = BatchJobSettings(config_file=config, weights=weights, input=str(args.input), output="",
+                                opts=tuple(args.opts), device="cpu")
+    cfg = build_job_cfg(settings)
+    models = load_job_models(settings, cfg)
+
     def run(name: str, count: int) -> float:
         folder = work / name
         folder.mkdir()
-        for i in range(count):
-            (folder / f"{i:05d}_{frames[i % len(frames)].name}").symlink_to(frames[i % len(frames)])
-        settings = BatchJobSettings(config_file=config, weights=weights, input=str(folder),
-                                    output=str(work / f"{name}.json"), opts=tuple(args.opts),
-                                    batch_size=args.max_batch, num_workers=1, progress=False, device="cpu")
-        return run_batch_job(settings).images_per_second
+        files = [f"{i:05d}_{frames[i % len(frames)].name}" for i in range(count)]
+        for file, i in zip(files, range(count)):
+            (folder / file).symlink_to(frames[i % len(frames)])
+        writer = ResultsWriter(work / f"{name}.json", info=make_info(Path(weights).name),
+                               detection_categories=models.classes.categories)
+        with writer:
+            summary = run_inference(models.detector, models.spec, folder, files, writer, models.classes,
+                                    threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, batch_size=args.max_batch,
+                                    num_workers=1, progress=False)
+        return summary.images_per_second
 
-    work.mkdir()
-    run("warm_up", 2 * args.max_batch)  # first calls of a process are slow; the server had its warm-up too
+    run("warm_up", 2 * args.max_batch)
     return run("frames", args.requests)
 
 
@@ -206,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _table(results: dict) -> str:
     runs = " and ".join(f"{r:.2f}" for r in results["in_process_images_per_second_runs"])
-    lines = [f"in-process run_batch_job: {results['in_process_images_per_second']:.2f} images/s (mean of {runs})", "",
+    lines = [f"in-process infer loop: {results['in_process_images_per_second']:.2f} images/s (mean of {runs})", "",
              "| clients | images/s | against in-process | p50 ms | p99 ms | non-200 |", "|---|---|---|---|---|---|"]
     base = results["in_process_images_per_second"]
     for level in results["levels"]:

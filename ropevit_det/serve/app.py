@@ -44,7 +44,7 @@ class Status(BaseModel):
 
 
 _ERRORS = {
-    401: {"model": Status, "description": "missing or wrong bearer token (with --token-file)"},
+    401: {"description": "missing or wrong bearer token (with --token-file)"},
     413: {"description": "upload over --max-upload-mb, or an image over --max-pixels"},
     422: {"description": "no image field, or an upload that is empty, corrupt, truncated or not an image"},
     503: {"description": "queue full (see Retry-After) or shutting down"},

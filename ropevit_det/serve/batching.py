@@ -75,11 +75,14 @@ class BatchQueue:
             self._admitted -= count
 
     def submit(self, item: Any) -> Future:
-        """Queue one admitted item; its future gets the item's result (or the batch's exception)."""
+        """Queue one admitted item; its future gets the item's result (or the batch's exception).
+
+        Raises:
+            QueueClosed: the worker has stopped; the caller releases the item's admission.
+        """
         future: Future = Future()
         with self._cond:
             if self._closed and not self._thread.is_alive():
-                self._admitted -= 1
                 raise QueueClosed("the server is shutting down")
             self._items.append((time.monotonic(), item, future))
             self._cond.notify()
