@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``ropevit-det serve FLAGS KEY VALUE...`` on a free loopback port; :meth:`start` returns once ``/readyz`` answers 200."""
+    """``ropevit-det serve FLAGS KEY VALUE...`` on a free loopback port; ready once ``/readyz`` answers 200."""
 
     def __init__(self, flags: list[str], overrides: list[str], log: Path) -> None:
         self.port = free_port()

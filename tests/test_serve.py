@@ -106,7 +106,7 @@ def test_entries_equal_infer(server, card, infer_entries):
         body = response.json()
         assert body["images"] == [infer_entries[path.name]]  # detections, species, datetime: all the same
         assert body["detection_categories"] == {"1": "animal"} and len(body["classification_categories"]) == 3
-    assert infer_entries["rotated.jpg"]["datetime"] == "2024:06:01 12:34:56"  # the EXIF capture time made it through both paths
+    assert infer_entries["rotated.jpg"]["datetime"] == "2024:06:01 12:34:56"  # EXIF capture time, both paths
 
 
 def test_several_images_in_one_request_and_file_names_are_sanitised(server):

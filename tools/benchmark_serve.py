@@ -5,7 +5,7 @@ Starts the server as its own process on a free 127.0.0.1 port and drives it with
 (httpx): one image per request, ``--requests`` requests at each concurrency of ``--concurrency``, each level
 also stopped by ``--level-timeout-s``. Reports images/s and p50/p99 latency per level; the same frames through
 ``infer``'s loop in this process (``run_inference`` on models loaded once, same batch size, after a warm-up),
-before and after the server runs; and the server's resident memory (RSS) after 100 requests and after
+measured right before each level; and the server's resident memory (RSS) after 100 requests and after
 ``--memory-requests``.
 
     python tools/benchmark_serve.py --json output/serve_load.json INPUT.MIN_SIZE_TEST 320 INPUT.MAX_SIZE_TEST 432
@@ -67,43 +67,47 @@ def _rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def in_process_images_per_second(args: argparse.Namespace, config: str, weights: str, frames: list[Path],
-                                 work: Path) -> float:
-    """``infer``'s loop (``run_inference``) over ``--requests`` images (the frames in turn), in this process.
+class InProcess:
+    """``infer``'s loop (``run_inference``) in this process, on models loaded once, after a warm-up pass.
 
-    The models load once (``load_job_models``, as ``run_batch_job`` does) and a warm-up pass runs first, as the
-    server had one; batch ``--max-batch``, one decoding worker; the loop's own timing (images / seconds).
+    Batch ``--max-batch``, one decoding worker; the loop's own timing (images / seconds). Measured right before
+    each load level, so that both figures of a row see the same machine: a shared machine's load drifts.
     """
-    import torch
 
-    from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, build_job_cfg, load_job_models
-    from ropevit_det.camera_trap.detection.batch_loop import run_inference
-    from ropevit_det.camera_trap.results.md_format import make_info
-    from ropevit_det.camera_trap.results.writer import ResultsWriter
+    def __init__(self, args: argparse.Namespace, config: str, weights: str, frames: list[Path], work: Path):
+        import torch
 
-    torch.set_num_threads(args.threads)
-    work.mkdir()
-    settings = BatchJobSettings(config_file=config, weights=weights, input=str(args.input), output="",
-                                opts=tuple(args.opts), device="cpu")
-    cfg = build_job_cfg(settings)
-    models = load_job_models(settings, cfg)
+        from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, build_job_cfg, load_job_models
 
-    def run(name: str, count: int) -> float:
-        folder = work / name
+        torch.set_num_threads(args.threads)
+        self.args, self.frames, self.work, self.weights = args, frames, work, weights
+        work.mkdir()
+        settings = BatchJobSettings(config_file=config, weights=weights, input=str(args.input), output="",
+                                    opts=tuple(args.opts), device="cpu")
+        self.cfg = build_job_cfg(settings)
+        self.models = load_job_models(settings, self.cfg)
+        self.runs = 0
+        self.images_per_second(2 * args.max_batch)  # warm-up, as the server had one
+
+    def images_per_second(self, count: int) -> float:
+        from ropevit_det.camera_trap.detection.batch_loop import run_inference
+        from ropevit_det.camera_trap.results.md_format import make_info
+        from ropevit_det.camera_trap.results.writer import ResultsWriter
+
+        self.runs += 1
+        folder = self.work / f"run_{self.runs}"
         folder.mkdir()
-        files = [f"{i:05d}_{frames[i % len(frames)].name}" for i in range(count)]
-        for file, i in zip(files, range(count)):
-            (folder / file).symlink_to(frames[i % len(frames)])
-        writer = ResultsWriter(work / f"{name}.json", info=make_info(Path(weights).name),
+        files = [f"{i:05d}_{self.frames[i % len(self.frames)].name}" for i in range(count)]
+        for i, file in enumerate(files):
+            (folder / file).symlink_to(self.frames[i % len(self.frames)])
+        models = self.models
+        writer = ResultsWriter(self.work / f"run_{self.runs}.json", info=make_info(Path(self.weights).name),
                                detection_categories=models.classes.categories)
         with writer:
             summary = run_inference(models.detector, models.spec, folder, files, writer, models.classes,
-                                    threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, batch_size=args.max_batch,
-                                    num_workers=1, progress=False)
+                                    threshold=self.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+                                    batch_size=self.args.max_batch, num_workers=1, progress=False)
         return summary.images_per_second
-
-    run("warm_up", 2 * args.max_batch)
-    return run("frames", args.requests)
 
 
 async def _load(url: str, payloads: list[tuple[str, bytes]], requests: int, concurrency: int, timeout: float
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         if weights is None:
             weights = str(work / "random_detector.pth")
             random_checkpoint(args.config, args.opts, Path(weights))
-        before = in_process_images_per_second(args, config, weights, frames, work / "before")
+        in_process = InProcess(args, config, weights, frames, work / "in_process")
         port = _free_port()
         url = f"http://{HOST}:{port}"
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -185,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_load(url, payloads, 2 * args.max_batch, 4, args.level_timeout_s))  # warm-up
             results = {"levels": []}
             for concurrency in levels:
+                reference = in_process.images_per_second(args.requests)  # the server idles meanwhile
                 latencies, seconds, failed = asyncio.run(_load(url, payloads, args.requests, concurrency,
                                                                args.level_timeout_s))
                 results["levels"].append({
                     "concurrency": concurrency, "requests": len(latencies), "failed": failed,
+                    "in_process_images_per_second": reference,
                     "images_per_second": len(latencies) / seconds,
                     "p50_ms": 1000 * _percentile(latencies, 50), "p99_ms": 1000 * _percentile(latencies, 99)})
                 print(f"concurrency {concurrency}: {results['levels'][-1]}", flush=True)
@@ -205,10 +211,6 @@ def main(argv: list[str] | None = None) -> int:
             server.terminate()
             server.wait(timeout=120)
             log.close()
-        after = in_process_images_per_second(args, config, weights, frames, work / "after")
-        # Measured before and after the server, as the machine's other load drifts; the mean is the reference.
-        results["in_process_images_per_second_runs"] = [before, after]
-        results["in_process_images_per_second"] = (before + after) / 2
     results["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
     results["machine"] = {"cpus": os.cpu_count(), "threads": args.threads}
     print(_table(results))
@@ -219,12 +221,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(results: dict) -> str:
-    runs = " and ".join(f"{r:.2f}" for r in results["in_process_images_per_second_runs"])
-    lines = [f"in-process infer loop: {results['in_process_images_per_second']:.2f} images/s (mean of {runs})", "",
-             "| clients | images/s | against in-process | p50 ms | p99 ms | non-200 |", "|---|---|---|---|---|---|"]
-    base = results["in_process_images_per_second"]
+    lines = ["| clients | server images/s | in-process images/s (just before) | server / in-process | p50 ms | "
+             "p99 ms | non-200 |", "|---|---|---|---|---|---|---|"]
     for level in results["levels"]:
-        lines.append(f"| {level['concurrency']} | {level['images_per_second']:.2f} | "
+        base = level["in_process_images_per_second"]
+        lines.append(f"| {level['concurrency']} | {level['images_per_second']:.2f} | {base:.2f} | "
                      f"{level['images_per_second'] / base:.2f}x | {level['p50_ms']:.0f} | {level['p99_ms']:.0f} | "
                      f"{level['failed']} |")
     memory = results["memory"]
