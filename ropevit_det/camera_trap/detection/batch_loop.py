@@ -39,7 +39,7 @@ from .categories import DetectionClasses
 from .render import render_entry, rendered_path
 from .worker_inputs import DetectorInputDataset, PreparedItem, make_input_loader
 
-__all__ = ["InferenceSummary", "run_inference"]
+__all__ = ["InferenceSummary", "md_detections", "run_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -207,23 +207,38 @@ def _handle(item: PreparedItem, instances: Instances | None, writer: ResultsWrit
 def _detections(item: PreparedItem, instances: Instances, options: _Options,
                 summary: InferenceSummary) -> list[dict[str, Any]]:
     """MD detections of one image or frame (boxes in displayed pixels, normalised by ``detection_entry``)."""
-    height, width = item.original_hw
-    boxes, scores, labels = _detections_of(instances, options.threshold)
+    image = item.image.numpy() if item.image is not None else None
+    detections, classified = md_detections(instances, item.original_hw, image, classes=options.classes,
+                                           threshold=options.threshold, classifier=options.classifier,
+                                           classify_threshold=options.classify_threshold)
+    summary.classified += classified
+    return detections
+
+
+def md_detections(instances: Instances, original_hw: tuple[int, int], image: np.ndarray | None, *,
+                  classes: DetectionClasses, threshold: float, classifier: SpeciesClassifier | None = None,
+                  classify_threshold: float = 0.2) -> tuple[list[dict[str, Any]], int]:
+    """``(MD detections, number classified)`` of one image: what ``infer`` and ``serve`` both write.
+
+    ``image`` (the decoded RGB image, maybe smaller than ``original_hw``) is needed only for species crops.
+    """
+    height, width = original_hw
+    boxes, scores, labels = _detections_of(instances, threshold)
     species: list[list[tuple[str, float]] | None] = [None] * len(scores)
-    classifier = options.classifier
-    if classifier is not None and item.image is not None:
-        image = item.image.numpy()
+    classified = 0
+    if classifier is not None and image is not None:
         # The decoded image may be smaller than the displayed size (max_pixels); crop in its own pixels.
         scale = np.array([image.shape[1] / width, image.shape[0] / height] * 2)
-        chosen = [i for i, s in enumerate(scores) if s >= options.classify_threshold]
+        chosen = [i for i, s in enumerate(scores) if s >= classify_threshold]
         crops = [classifier.preprocess(image, boxes[i] * scale) for i in chosen]
         for i, top_k in zip(chosen, classifier.classify(crops) if crops else []):
             species[i] = top_k
-        summary.classified += len(chosen)
-    return [
-        detection_entry(options.classes.ids[int(label)], float(score), box, width, height, classifications=top_k)
+        classified = len(chosen)
+    detections = [
+        detection_entry(classes.ids[int(label)], float(score), box, width, height, classifications=top_k)
         for box, score, label, top_k in zip(boxes, scores, labels, species)
     ]
+    return detections, classified
 
 
 def _render(item: PreparedItem, entry: dict[str, Any], render_dir: str | os.PathLike, writer: ResultsWriter,

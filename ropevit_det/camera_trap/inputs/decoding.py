@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -53,11 +53,11 @@ def truncated_images_refused() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
-def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageReadResult:
+def read_image_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageReadResult:
     """Read an image as displayed, as 8-bit RGB, without raising on bad files.
 
     Args:
-        path: the image file.
+        path: the image file, or an open binary file (an upload held in memory).
         max_pixels: images with more pixels are decoded at reduced size (JPEG draft) and resized to at most
             this many pixels; None disables the guard. Pillow's own decompression-bomb limit still applies.
 
