@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("results", nargs="+", metavar="RESULTS_JSON", help="MD-format results files to merge")
     parser.add_argument("--output", required=True, help="merged results JSON (written atomically)")
     parser.add_argument("--input", default=None,
-                        help="the input the shards were made from (folder, .txt list, glob, as for infer): "
+                        help="the input the shards were made from (folder, .txt or .json list, glob, as for infer): "
                              "report the images that no results file holds")
     parser.add_argument("--unprocessed-list", metavar="TXT", default=None,
                         help="with --input: write the unprocessed images there, one absolute path a line, verbatim "
