@@ -25,7 +25,7 @@ HOSTILE = ["Camera #3/img 1.jpg", "Camera #3/# not a comment.jpg", " lead space 
 
 def test_lines_are_read_verbatim(tmp_path):
     listing = tmp_path / "todo.txt"
-    listing.write_bytes("Camera #3/img 1.jpg\r\n  two spaces.jpg\n\n\"line\\nbreak.jpg\"\n# x.jpg\n".encode())
+    listing.write_bytes(b"Camera #3/img 1.jpg\r\n  two spaces.jpg\n\n\"line\\nbreak.jpg\"\n# x.jpg\n")
     assert read_list_file(listing) == ["Camera #3/img 1.jpg", "  two spaces.jpg", "line\nbreak.jpg", "# x.jpg"]
     (tmp_path / "todo.json").write_text(json.dumps(["a #1.jpg", "b\nc.jpg"]))
     assert read_list_file(tmp_path / "todo.json") == ["a #1.jpg", "b\nc.jpg"]

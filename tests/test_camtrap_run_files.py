@@ -20,7 +20,10 @@ from ropevit_det.camera_trap.detection import worker_inputs
 from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
 from ropevit_det.camera_trap.detection.batch_loop import run_inference
 from ropevit_det.camera_trap.detection.categories import detection_classes
-from ropevit_det.camera_trap.detection.worker_inputs import DetectorInputDataset, make_input_loader
+from ropevit_det.camera_trap.detection.worker_inputs import (
+    DetectorInputDataset,
+    make_input_loader,
+)
 from ropevit_det.camera_trap.inputs.decoding import read_image_rgb
 from ropevit_det.camera_trap.inputs.listing import list_inputs, scan_inputs
 from ropevit_det.camera_trap.inputs.read_guard import ReadTimeoutError, read_deadline
@@ -42,8 +45,8 @@ def weights(tmp_path_factory) -> Path:
 
 
 def _settings(weights: Path, input_dir: Path, output: Path, **kwargs) -> BatchJobSettings:
-    base = dict(config_file=str(QUICK), weights=str(weights), input=str(input_dir), output=str(output),
-                opts=OVERRIDES, class_names="animal", threshold=0.0, typical_threshold=0.0, progress=False)
+    base = {"config_file": str(QUICK), "weights": str(weights), "input": str(input_dir), "output": str(output),
+            "opts": OVERRIDES, "class_names": "animal", "threshold": 0.0, "typical_threshold": 0.0, "progress": False}
     return BatchJobSettings(**{**base, **kwargs})
 
 
@@ -112,9 +115,8 @@ def test_a_folder_that_cannot_be_listed_is_reported(tmp_path, monkeypatch, caplo
 
 
 def test_a_stalled_read_becomes_a_failure_after_its_time_limit(tmp_path, monkeypatch):
-    with pytest.raises(ReadTimeoutError):
-        with read_deadline(0.2):
-            time.sleep(5)
+    with pytest.raises(ReadTimeoutError), read_deadline(0.2):
+        time.sleep(5)
     save_rgb(tmp_path / "a.jpg", 8, 8)
     save_rgb(tmp_path / "slow.jpg", 8, 8)
     real_read = worker_inputs.read_image_rgb
