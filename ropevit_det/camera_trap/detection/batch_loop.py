@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,8 +184,9 @@ def run_inference(
                 if loader_run([file], 1) is not None and file not in writer.done:
                     failure = "the decoding process died while reading this file (a crash in the decoder)"
                     end = VideoEnd(-1.0, 0, failure, None) if is_video_file(file) else None
-                    _handle(PreparedItem(file, failure, None, None, None, video_end=end), None, writer, {}, options,
-                            summary)
+                    with _worker_deaths_deferred():
+                        _handle(PreparedItem(file, failure, None, None, None, video_end=end), None, writer, {},
+                                options, summary)
                     bar.update(1)
             done = writer.done
             remaining = [f for f in remaining if f not in done]
@@ -193,6 +197,27 @@ def run_inference(
 def _is_worker_death(exc: RuntimeError) -> bool:
     """Whether torch's DataLoader raised ``exc`` because one of its worker processes died."""
     return "DataLoader worker (pid" in str(exc)
+
+
+@contextmanager
+def _worker_deaths_deferred() -> Iterator[None]:
+    """Hold back torch's "DataLoader worker died" error while entries are written.
+
+    torch raises that error from its ``SIGCHLD`` handler, in the main thread, wherever it happens to be: in
+    the middle of a journal append it would leave half a line, or a line the writer does not count as done
+    (and the file would be journaled twice). Here the signal is noted and the handler runs after the block.
+    """
+    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGCHLD, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
 
 
 def _input_size(item: PreparedItem) -> tuple[int, ...]:
@@ -225,10 +250,11 @@ def _run_loader(loader: Any, detector: Detector, batch_size: int, writer: Result
             outputs[id(item)] = out
 
     def handle_ready() -> None:
-        while pending and (pending[0].model_input is None or id(pending[0]) in outputs):
-            item = pending.popleft()
-            finished = _handle(item, outputs.pop(id(item), None), writer, videos, options, summary)
-            bar.update(int(finished))
+        with _worker_deaths_deferred():
+            while pending and (pending[0].model_input is None or id(pending[0]) in outputs):
+                item = pending.popleft()
+                finished = _handle(item, outputs.pop(id(item), None), writer, videos, options, summary)
+                bar.update(int(finished))
 
     for item in loader:
         pending.append(item)
