@@ -214,3 +214,24 @@ def test_detections_do_not_depend_on_the_batch(tmp_path, weights):
     for name, entry in results[1].items():
         assert entry["detections"], name  # threshold 0: something to compare
         assert results[4][name]["detections"] == entry["detections"], name
+
+
+def test_batches_stay_full_in_a_folder_of_one_size_and_keep_input_order(tmp_path, tiny_detector):
+    """Grouping by size costs nothing where every frame has one size; mixed sizes never share a batch."""
+    detector, spec = tiny_detector
+    calls: list[list[tuple[int, ...]]] = []
+
+    def recording(inputs):
+        calls.append([tuple(i["image"].shape[-2:]) for i in inputs])
+        return detector(inputs)
+
+    names = [f"u{i}.jpg" for i in range(8)] + ["v0.jpg", "v1.jpg"]
+    for name in names:
+        save_rgb(tmp_path / "in" / name, 64 if name[0] == "u" else 48, 48 if name[0] == "u" else 64)
+    classes = detection_classes(1, ["animal"])
+    output = tmp_path / "results.json"
+    with ResultsWriter(output, info=make_info("tiny"), detection_categories=classes.categories) as writer:
+        run_inference(recording, spec, tmp_path / "in", names, writer, classes, threshold=0.0, batch_size=4,
+                      num_workers=0, progress=False)
+    assert [len(c) for c in calls] == [4, 4, 2] and all(len(set(c)) == 1 for c in calls)
+    assert sorted(_entries(output)) == sorted(names)
