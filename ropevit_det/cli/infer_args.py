@@ -23,8 +23,10 @@ Examples:
   python tools/infer.py ... --input todo.txt --input-root /data/card_2024_06 --output rest.json
   python tools/merge_results.py --output complete.json --input /data/card_2024_06 results.json rest.json
 
---input is a folder, a .txt file with one path per line, a glob, or one image or video. Files that are neither
-are skipped; unreadable images and videos become 'failure' entries and the run goes on. Videos (.mp4, .avi,
+--input is a folder, a list file, a glob, or one image or video. A .txt list holds one path per line, verbatim
+('#' and spaces are part of names; a line starting with '"' is a JSON string, for names with line breaks); a
+.json list is a JSON list of paths. Files that are neither images nor videos, and FIFOs, sockets and devices,
+are skipped and counted; unreadable images and videos become 'failure' entries and the run goes on. Videos (.mp4, .avi,
 .mov, .mkv) get one entry each, in MegaDetector's video convention (frame_rate, frames_processed, detections
 with frame_number). Each image entry carries its EXIF capture time as 'datetime'.
 
@@ -51,12 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser)  # --config, --weights, --threshold, --typical-threshold, --class-names, --device, ...
     parser.add_argument("--input", required=True,
-                        help="folder (recursive), .txt list of paths, glob, or one image or video")
+                        help="folder (recursive), .txt or .json list of paths, glob, or one image or video")
     parser.add_argument("--input-root", default=None, metavar="DIR",
                         help="the folder that the results' file paths are relative to; every input must lie under "
                              "it. Give the first run's --input when re-running a merge's --unprocessed-list, so the "
                              "entries keep their sub-folders (default: the --input folder, the common folder of a "
-                             ".txt list's paths, a glob's folder before its first wildcard, or a file's folder)")
+                             "list's paths, a glob's folder before its first wildcard, or a file's folder)")
     parser.add_argument("--output", required=True, help="MegaDetector-format results JSON")
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call (default: %(default)s)")
     parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1),

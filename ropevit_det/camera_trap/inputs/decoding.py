@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from .exif import capture_datetime, displayed_size
+from .read_guard import NotRegularFileError, ReadTimeoutError, open_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ def read_image_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int | None = 
         "decompression bomb", ...) when the file cannot be read.
     """
     try:
-        with truncated_images_refused(), Image.open(path) as img:
+        # Opened without blocking and checked to be a regular file: a FIFO named .jpg must not hang the run.
+        with truncated_images_refused(), open_regular_file(path) as handle, Image.open(handle) as img:
             width, height = img.size
             shown_w, shown_h = displayed_size(img)
             original_hw = (shown_h, shown_w)
@@ -86,6 +88,8 @@ def read_image_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int | None = 
         return ImageReadResult(None, f"decompression bomb: {exc}", None)
     except FileNotFoundError:
         return ImageReadResult(None, "file not found", None)
+    except (NotRegularFileError, ReadTimeoutError) as exc:
+        return ImageReadResult(None, str(exc), None)
     # Decoders (Pillow core and its many plugins) raise all sorts of exception types on damaged data
     # (OSError, SyntaxError, ValueError, struct.error, IndexError, ...). Any of them on one file must become
     # that file's failure entry, not end a run over 500,000 images, so this boundary catches Exception.
