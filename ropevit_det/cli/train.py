@@ -299,7 +299,8 @@ def _main(args: argparse.Namespace):
         return _main_lazy(args, cfg)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_heads=True).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
         use_ema_weights(model, meta or {}, cfg.MODEL_EMA.ENABLED)
         check_pixel_stats(cfg, meta or {})
         results = Trainer.test(cfg, model)
