@@ -61,8 +61,8 @@ def _checkpoint_classes(checkpoint: Mapping[str, Any], state: Mapping[str, Any])
     names = [str(n) for n in ((checkpoint.get("dataset_info") or {}).get("thing_classes") or [])]
     scores = state.get("roi_heads.box_predictor.cls_score.weight")
     if scores is None:
-        scores = next((v for k, v in state.items() if re.match(r"^roi_heads\.box_predictor\.\d+\.cls_score\.weight$", k)),
-                      None)
+        cascade = re.compile(r"^roi_heads\.box_predictor\.\d+\.cls_score\.weight$")
+        scores = next((v for k, v in state.items() if cascade.match(k)), None)
     count = int(scores.shape[0]) - 1 if scores is not None else (len(names) or None)
     return count, names
 
@@ -79,7 +79,8 @@ def head_class_mismatch(checkpoint: Mapping[str, Any], state: Mapping[str, Any],
     if shown:
         what += f" ({shown})"
     told = f"MODEL.ROI_HEADS.NUM_CLASSES {model_classes}" if model_classes is not None else "another class count"
-    fix = f"set it to {count} (add MODEL.ROI_HEADS.NUM_CLASSES {count} to the command)" if count else "set it to the checkpoint's"
+    fix = (f"set it to {count} (add MODEL.ROI_HEADS.NUM_CLASSES {count} to the command)" if count
+           else "set it to the checkpoint's")
     return (f"the checkpoint {source} has {what}, the config says {told}: {fix}, or use a checkpoint trained on "
             f"{model_classes} classes (its head tensors {', '.join(heads[:3])}{', ...' if len(heads) > 3 else ''} "
             "do not fit)")
