@@ -100,3 +100,12 @@ def test_existing_output_needs_overwrite(tmp_path, classifier_weights):
     with pytest.raises(SystemExit, match="--overwrite"):
         run(tmp_path, classifier_weights)
     assert run(tmp_path, classifier_weights, "--overwrite")[0] == 0
+
+
+def test_paths_outside_the_image_folder_are_refused(tmp_path, classifier_weights):
+    hostile = {**MD_FILE, "images": [{"file": "/".join(["..", "secret.jpg"]), "detections": []}]}
+    source = write_json(tmp_path / "hostile.json", hostile)
+    with pytest.raises(SystemExit, match="outside"):
+        classify.main(["--results", str(source), "--images", str(MINI_IMAGES), "--output", str(tmp_path / "o.json"),
+                       "--config", QUICK, "--classifier-weights", str(classifier_weights)])
+    assert not (tmp_path / "o.json").exists()

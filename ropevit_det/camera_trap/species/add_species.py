@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from ..data.matching import check_relative_paths, to_posix
 from ..inputs.decoding import read_image_rgb
 from ..inputs.video import is_video_file
 from ..results.md_format import CONF_DIGITS
 from .classifier import SpeciesClassifier
 
-__all__ = ["ClassifySummary", "add_species", "relative_inside"]
+__all__ = ["ClassifySummary", "add_species"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +38,6 @@ class ClassifySummary:
     unreadable: list[str] = field(default_factory=list)
     videos: int = 0
     failed: int = 0  # entries whose detection had failed
-
-
-def relative_inside(file: str) -> Path | None:
-    """A results entry's path as a relative path that stays inside the image root, else None."""
-    path = Path(file.replace("\\", "/"))
-    if path.is_absolute() or path.drive:
-        return None
-    parts = os.path.normpath(path).split(os.sep)
-    if not parts or parts[0] in ("..", "") or parts == ["."]:
-        return None
-    return Path(*parts)
 
 
 def _box_xyxy(bbox: list[float], width: int, height: int) -> np.ndarray:
@@ -67,10 +57,7 @@ def add_species(results: Mapping[str, Any], image_dir: str | os.PathLike, classi
     root = Path(image_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
-    outside = [str(e["file"]) for e in results["images"] if relative_inside(str(e["file"])) is None]
-    if outside:
-        raise ValueError(f"{len(outside)} results entries lead outside the image folder {root} (e.g. "
-                         f"{outside[0]!r}); refusing to read outside it")
+    check_relative_paths([str(e["file"]) for e in results["images"]], source="the results", root=str(root))
     data = copy.deepcopy(dict(results))
     summary = ClassifySummary()
     for entry in data["images"]:
@@ -87,7 +74,7 @@ def add_species(results: Mapping[str, Any], image_dir: str | os.PathLike, classi
         summary.below_threshold += len(detections) - len(chosen)
         if not chosen:
             continue
-        path = root / relative_inside(str(entry["file"]))
+        path = root / to_posix(str(entry["file"]))
         if not path.is_file():
             summary.missing.append(entry["file"])
             continue
