@@ -340,7 +340,8 @@ def _main_lazy(args: argparse.Namespace, cfg: Any):
     """As detectron2's ``tools/lazyconfig_train_net.py``, on our pieces (``ropevit_det.engine.lazy``)."""
     if args.eval_only:
         model = build_lazy_model(cfg)
-        meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir, strict_heads=True).load(cfg.train.init_checkpoint)
+        meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir, strict_heads=True).load(
+            cfg.train.init_checkpoint)
         use_ema_weights(model, meta or {}, bool(cfg.train.get("model_ema", {}).get("enabled", False)))
         results = lazy_test(cfg, model)
         if lazy_tta_enabled(cfg):
