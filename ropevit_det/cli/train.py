@@ -300,7 +300,8 @@ def _main(args: argparse.Namespace):
         return _main_lazy(args, cfg)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_heads=True).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
         use_ema_weights(model, meta or {}, cfg.MODEL_EMA.ENABLED)
         check_pixel_stats(cfg, meta or {})
         results = Trainer.test(cfg, model)
@@ -339,7 +340,8 @@ def _main_lazy(args: argparse.Namespace, cfg: Any):
     """As detectron2's ``tools/lazyconfig_train_net.py``, on our pieces (``ropevit_det.engine.lazy``)."""
     if args.eval_only:
         model = build_lazy_model(cfg)
-        meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
+        meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir, strict_heads=True).load(
+            cfg.train.init_checkpoint)
         use_ema_weights(model, meta or {}, bool(cfg.train.get("model_ema", {}).get("enabled", False)))
         results = lazy_test(cfg, model)
         if lazy_tta_enabled(cfg):
