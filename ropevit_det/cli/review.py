@@ -21,7 +21,7 @@ from ropevit_det.camera_trap.results.md_format import ResultsFileError
 from ropevit_det.cli.common import os_error_sentence
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", required=True, help="MegaDetector-format results JSON (tools/infer.py)")
@@ -43,7 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--blur", default="", metavar="CATEGORIES",
                         help="blur these detection categories in every frame the page shows, e.g. person,vehicle "
                              "(the page is made from blurred copies in OUTPUT_DIR/blurred_images)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
