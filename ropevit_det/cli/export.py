@@ -21,6 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ropevit_det._deps import require_extras
 from ropevit_det.checkpoint import WeightsDownloadError
 from ropevit_det.cli.common import config_arg
 from ropevit_det.config import load_config
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require_extras("export", args)  # a missing optional package ends the run before any work
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from ropevit_det.engine.predictor import load_detector
     from ropevit_det.export import ExportInfo, default_input_hw, export_model, outputs_of

@@ -16,6 +16,7 @@ import torch
 from detectron2.engine import launch
 from detectron2.utils import comm
 
+from ropevit_det._deps import require_extras
 from ropevit_det.camera_trap.detection.batch_job import (
     BatchJobError,
     BatchJobSettings,
@@ -93,6 +94,7 @@ def error_message(exc: BatchJobError | SpeciesFilterError, settings: BatchJobSet
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require_extras("infer", args)  # a missing optional package ends the run before any work
     shard, sampling = check_args(args)
     settings = job_settings(args, shard, sampling)
     if args.input_root is not None:
