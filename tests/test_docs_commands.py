@@ -187,7 +187,7 @@ CHEAP = [
     # docs/CAMERA_TRAPS.md's split, on the sample frames given three locations (the sample file has one)
     ["python", "tools/split_cct.py", "{tmp}/my_survey_cct.json", "--output-dir", "{tmp}/splits",
      "--val-fraction", "0.15", "--seed", "0"],
-    ["python", "tools/benchmark.py", "--warmup", "0", "--help"],
+    ["ropevit-det", "split-cct", "--help"],
 ]
 
 
@@ -209,3 +209,44 @@ def test_cheap_documented_command_runs(argv: list[str], tmp_path: Path) -> None:
         splits = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in (tmp_path / "splits").iterdir()}
         assert sorted(splits) == ["my_survey_cct_train.json", "my_survey_cct_val.json"]
         assert sum(len(s["images"]) for s in splits.values()) == len(sample["images"])
+
+
+def test_export_help_names_only_what_exists() -> None:
+    from ropevit_det.cli import export
+
+    text = export.build_parser().format_help()
+    assert "--exported" not in text and "see above" not in text
+    assert "MODEL.SFP.SQUARE_PAD" in text.split("--input-size", 2)[2]  # the default, in the flag's own help
+
+
+def test_benchmark_warmup_0_is_one_line(capsys) -> None:
+    from benchmarks.commands import benchmark
+
+    with pytest.raises(SystemExit) as exit_:
+        benchmark.main(["--warmup", "0"])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith("--warmup 0: FLOPs are counted in the first warm-up run; give --warmup 1 or more, "
+                          "or add --no-flops to time without warming up")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_no_internal_references(doc: Path) -> None:
+    """Pages speak to users: no issue numbers of this project, no sessions that wrote them."""
+    text = doc.read_text(encoding="utf-8")
+    found = re.findall(r"(?i)\bissues? \d+|\bissue #?\d+|\bsessions?\b|added by (?:the|issue)", text)
+    assert not found, f"{doc.relative_to(REPO)}: {found}"
+
+
+@pytest.mark.parametrize("name, url", [
+    ("birder", "https://github.com/birder-project/birder"),
+    ("CAPI", "https://arxiv.org/abs/2502.08769"),
+    ("ViTDet", "https://arxiv.org/abs/2203.16527"),
+    ("detectron2 project", "https://github.com/facebookresearch/detectron2/tree/main/projects/ViTDet"),
+    ("MegaDetector", "https://github.com/agentmorris/MegaDetector"),
+    ("Timelapse", "https://timelapse.ucalgary.ca/"),
+    ("AddaxAI", "https://addaxdatascience.com/addaxai/"),
+    ("SpeciesNet", "https://github.com/google/cameratrapai"),
+])
+def test_the_readme_links_what_it_builds_on(name: str, url: str) -> None:
+    assert f"[{name}]({url})" in (REPO / "README.md").read_text(encoding="utf-8")
