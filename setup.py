@@ -120,6 +120,7 @@ setup(
         # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by
         # tools/setup_env.sh: yolov5's requirements pull a training stack (sahi, roboflow, boto3) and pin old hubs.
         "bench": [
+            "timm",  # detectron2's own ViTDet backbone, the baseline of python tools/benchmark.py, imports it
             "pandas",
             "seaborn",
             "thop",

@@ -35,6 +35,12 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "export": (("onnx",), 'pip install "ropevit_det[export]"'),
     "onnxruntime": (("onnx", "onnxruntime"), 'pip install "ropevit_det[export]"'),
     "openvino": (("onnx", "openvino"), 'pip install "ropevit_det[openvino]"'),
+    # python tools/benchmark.py (from a clone): detectron2's ViTDet-B baseline imports timm; MegaDetector v5a's
+    # network is the yolov5 package's, installed with --no-deps as megadetector is.
+    "vitdet": (("timm",), 'pip install "ropevit_det[bench]"'),
+    "mdv5a": (("yolov5", "thop", "seaborn", "psutil", "megadetector"),
+              'pip install "ropevit_det[bench]" && pip install --no-deps yolov5==7.0.14 ultralytics '
+              f"megadetector=={MEGADETECTOR_VERSION}"),
 }
 
 
@@ -52,7 +58,14 @@ COMMAND_NEEDS: dict[str, Callable[[Any], list[str]]] = {
     "classify": lambda args: ["camtrap"] if getattr(args, "smooth_sequences", False) else [],
     "export": lambda args: ["export"] if getattr(args, "format", None) == "onnx" else [],
     "camtrapdp": lambda args: ["camtrapdp"] if getattr(args, "step", None) in ("export", "validate") else [],
+    "benchmark": lambda args: ((["vitdet"] if getattr(args, "vitdet_modes", ()) else [])
+                               + (["mdv5a"] if getattr(args, "mdv5a_modes", ()) else [])
+                               + [{"ort": "onnxruntime", "openvino": "openvino"}[m]
+                                  for m in getattr(args, "ours_modes", None) or () if m in ("ort", "openvino")]),
 }
+
+# How the user runs each command (the benchmarks run from a clone, not through ropevit-det).
+PROGRAMS = {"benchmark": "python tools/benchmark.py"}
 
 
 def missing_extra(command: str, args: Any) -> str | None:
@@ -63,7 +76,7 @@ def missing_extra(command: str, args: Any) -> str | None:
         missing = [m for m in modules if _absent(m)]
         if missing:
             extra_name = install.split("[")[1].split("]")[0]
-            return (f"ropevit-det {command} needs {', '.join(missing)} (not installed), from the extra "
+            return (f"{PROGRAMS.get(command, 'ropevit-det ' + command)} needs {', '.join(missing)} (not installed), from the extra "
                     f"[{extra_name}]: {install}")
     return None
 

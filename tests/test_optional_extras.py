@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ropevit_det._deps import COMMAND_NEEDS, EXTRAS, missing_extra
-from ropevit_det.cli.main import COMMANDS
+from ropevit_det.cli.main import CLONE_ONLY, COMMANDS
 from ropevit_det.cli.main import main as ropevit_det
 
 from .conftest import REPO
@@ -90,4 +90,15 @@ def test_every_extra_the_table_names_is_defined_in_setup_and_listed_in_the_readm
         extra = re.search(r"\[(\w+)\]", install).group(1)
         assert f'"{extra}": [' in setup
         assert f"[{extra}]" in readme
-    assert set(COMMAND_NEEDS) - {"classify"} <= set(COMMANDS)
+    assert set(COMMAND_NEEDS) - {"classify"} <= set(COMMANDS) | set(CLONE_ONLY)
+
+
+def test_benchmark_names_the_bench_extra_before_building_a_model(monkeypatch, capsys) -> None:
+    from benchmarks.commands import benchmark
+
+    monkeypatch.setitem(sys.modules, "yolov5", None)
+    with pytest.raises(SystemExit):
+        benchmark.main(["--vitdet-modes", "", "--mdv5a-modes", "fp32", "--topk-candidates", "1000"])
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("ERROR: python tools/benchmark.py needs yolov5 (not installed), from the extra [bench]: ")
+    assert "pip install --no-deps yolov5==7.0.14" in line
