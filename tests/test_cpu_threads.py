@@ -49,3 +49,19 @@ def test_infer_with_two_cpu_processes_starts_them_with_their_share(monkeypatch, 
     threads = max(1, available_cores() // 2)
     assert started == {"processes": 2, "omp": str(threads)}
     assert f"2 CPU processes on {available_cores()} cores: {threads} thread(s) each" in caplog.text
+
+
+def test_train_with_two_cpu_processes_starts_them_with_their_share(monkeypatch, caplog) -> None:
+    from ropevit_det.cli import train as train_cli
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "unset below; restored after the test")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(train_cli.torch.cuda, "is_available", lambda: False)
+    started: dict[str, object] = {}
+    monkeypatch.setattr(train_cli, "launch", lambda worker, num_gpus, **kwargs: started.update(
+        processes=num_gpus, omp=os.environ.get("OMP_NUM_THREADS")))
+    with caplog.at_level(logging.INFO, logger="ropevit_det.train_net"):
+        train_cli.main(["--config", "ropevit_mrcnn.yaml", "--num-gpus", "2"])
+    threads = max(1, available_cores() // 2)
+    assert started == {"processes": 2, "omp": str(threads)}
+    assert f"2 CPU processes on {available_cores()} cores: {threads} thread(s) each" in caplog.text
