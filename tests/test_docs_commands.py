@@ -4,7 +4,8 @@ A command is a line of a code block (``\\`` continuations joined) or an inline c
 ``ropevit-det SUB`` or ``python tools/X.py`` (after any ``VAR=value`` prefixes and ``.venv/bin/``). Its sub-command
 or tool must exist, each flag must exist, and a code-block command must give the flags its parser requires.
 ``...`` in a flag's place stands for flags the page gives elsewhere (the README's ``--config ... --weights ...``):
-such a command, and every inline span (a fragment in a sentence), is checked with the required flags relaxed.
+such a command is checked with the required flags relaxed. An inline span is a fragment of a sentence: its
+sub-command and each of its flags must exist. The cheap commands also run for real.
 """
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def check(command: DocCommand) -> str | None:
     args = [a[1:-1] if a.startswith("[") and a.endswith("]") else a for a in args]  # [--optional-flag]
     placeholder = [i for i, a in enumerate(args) if a == "..." and not (i and takes_value(parser, args[i - 1]))]
     args = [a for i, a in enumerate(args) if i not in placeholder]
-    if placeholder or not command.in_code_block:
+    if placeholder:
         relax_required(parser)
     stderr = io.StringIO()
     try:
