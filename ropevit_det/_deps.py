@@ -90,7 +90,9 @@ def require_extras(command: str, args: Any) -> None:
 
 
 def _absent(module: str) -> bool:
+    if module in sys.modules:  # imported already (some, e.g. humanfriendly, then have no __spec__ to find)
+        return sys.modules[module] is None
     try:
         return importlib.util.find_spec(module) is None
-    except (ImportError, ValueError):  # a parent package missing, or a module whose spec is unset
+    except (ImportError, ValueError):  # a parent package missing
         return True

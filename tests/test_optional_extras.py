@@ -102,3 +102,10 @@ def test_benchmark_names_the_bench_extra_before_building_a_model(monkeypatch, ca
     line = capsys.readouterr().err.strip()
     assert line.startswith("ERROR: python tools/benchmark.py needs yolov5 (not installed), from the extra [bench]: ")
     assert "pip install --no-deps yolov5==7.0.14" in line
+
+
+def test_a_module_imported_already_counts_as_installed() -> None:
+    import humanfriendly  # noqa: F401 - it leaves __spec__ None once imported, which find_spec cannot handle
+
+    args = type("Args", (), {})
+    assert missing_extra("review", args) is None
