@@ -26,8 +26,9 @@ def require_detectron2() -> None:
 
 MEGADETECTOR_VERSION = "10.0.28"
 
-# extra -> (top-level modules it provides, the install command). The megadetector package itself is installed
-# with --no-deps: its own requirements pull a YOLO training stack whose sdist needs the network.
+# need -> (the top-level modules it takes, the command that installs them; the extra is the one named in it). The
+# megadetector package itself is installed with --no-deps: its own requirements pull a YOLO training stack whose
+# sdist needs the network.
 EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "camtrap": (("megadetector", "pandas", "sklearn", "humanfriendly", "jsonpickle", "cv2"),
                 f'pip install "ropevit_det[camtrap]" && pip install --no-deps megadetector=={MEGADETECTOR_VERSION}'),
@@ -76,8 +77,8 @@ def missing_extra(command: str, args: Any) -> str | None:
         missing = [m for m in modules if _absent(m)]
         if missing:
             extra_name = install.split("[")[1].split("]")[0]
-            return (f"{PROGRAMS.get(command, 'ropevit-det ' + command)} needs {', '.join(missing)} (not installed), from the extra "
-                    f"[{extra_name}]: {install}")
+            program = PROGRAMS.get(command, f"ropevit-det {command}")
+            return f"{program} needs {', '.join(missing)} (not installed), from the extra [{extra_name}]: {install}"
     return None
 
 
