@@ -97,7 +97,8 @@ setup(
         "serve": SERVE_REQUIRES,
         # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,
         # sort, CSV, classification smoothing). The megadetector package itself is installed with --no-deps
-        # (tools/setup_env.sh): its own requirements pull a YOLO training stack whose sdist needs the network.
+        # (tools/setup_env.sh): its own requirements pull a YOLO training stack whose sdist needs the network:
+        #   pip install "ropevit_det[camtrap]" && pip install --no-deps megadetector==10.0.28
         "camtrap": [
             "pandas>=2.1.1",
             "scikit-learn>=1.3.1",
@@ -115,10 +116,22 @@ setup(
             "reverse_geocoder>=1.5",  # camera coordinates -> country and region, offline (GeoNames data inside)
             "pycountry>=22.1",  # ISO 3166-1 alpha-2 (reverse_geocoder) -> alpha-3 (SpeciesNet's geofence keys)
         ],
+        # ropevit-det export --format onnx, and infer --backend onnxruntime (ropevit_det/_deps.py says which command
+        # needs which extra, before it does any work).
+        "export": [
+            "onnx>=1.16",
+            "onnxruntime>=1.17",
+        ],
+        # infer --backend openvino: the model is exported to ONNX at start-up, then run by OpenVINO.
+        "openvino": [
+            "onnx>=1.16",
+            "openvino>=2024.0",
+        ],
         # MegaDetector v5a's network as a benchmark peer (python tools/benchmark.py --mdv5a-modes, from a clone): what the yolov5
         # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by
         # tools/setup_env.sh: yolov5's requirements pull a training stack (sahi, roboflow, boto3) and pin old hubs.
         "bench": [
+            "timm",  # detectron2's own ViTDet backbone, the baseline of python tools/benchmark.py, imports it
             "pandas",
             "seaborn",
             "thop",

@@ -18,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ropevit_det._deps import require_extras
 from ropevit_det.camera_trap.results.md_format import ResultsFileError
 from ropevit_det.cli.common import user_error_message
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    require_extras("rde", args)  # a missing optional package ends the run before any work
     from ropevit_det.camera_trap.postprocess.rde import RdeOptions, apply_repeats, find_repeats
 
     try:

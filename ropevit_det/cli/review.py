@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 
+from ropevit_det._deps import require_extras
 from ropevit_det.camera_trap.results.md_format import ResultsFileError
 from ropevit_det.cli.common import user_error_message
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    require_extras("review", args)  # a missing optional package ends the run before any work
     from ropevit_det.camera_trap.postprocess.review import ReviewOptions, write_review
 
     options = ReviewOptions(threshold=args.threshold, gt_file=args.gt, gt_strip_prefix=args.gt_strip_prefix,

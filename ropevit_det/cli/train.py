@@ -58,6 +58,7 @@ from ropevit_det.engine.devices import available_device
 from ropevit_det.engine.distributed import shutdown_distributed
 from ropevit_det.evaluation.report import write_eval_report
 from ropevit_det.cli.common import config_arg, reject_flags_among_overrides, user_error_message
+from ropevit_det.engine.cpu_threads import share_cpu_cores
 
 logger = logging.getLogger("ropevit_det.train_net")
 
@@ -357,6 +358,10 @@ def _main_lazy(args: argparse.Namespace, cfg: Any):
 def main(argv: list[str] | None = None) -> int:
     """``ropevit-det train`` / ``python tools/train_net.py``: parse, then run ``worker`` in every process."""
     args = build_parser().parse_args(argv)
+    if args.num_gpus > 1 and not torch.cuda.is_available():
+        # Several processes on one CPU (gloo): each gets its share of the cores, not all of them.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logger.info(share_cpu_cores(args.num_gpus))
     launch(
         worker,
         args.num_gpus,
