@@ -19,6 +19,8 @@ import logging
 import sys
 from pathlib import Path
 
+from ropevit_det._deps import require_extras
+
 DEFAULT_CONFIG = "camera_trap/ropevit_faster_rcnn_cct.yaml"  # a model-zoo name: the full ViT-B/14 at 336 px
 DEFAULT_CLASSIFIER = "birder://rope_vit_reg4_b14_capi-inat21"
 
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    require_extras("classify", args)  # a missing optional package ends the run before any work
     from ropevit_det.cli.common import config_arg, reject_flags_among_overrides
     from ropevit_det.cli.species_args import build_species_filter, check_species_args
 
