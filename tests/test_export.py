@@ -195,7 +195,6 @@ def test_detector_falls_back_to_the_torchscript_exporter_with_the_reason_logged(
     value (``find_top_rpn_proposals``: ``if not valid_mask.all()``). The fallback says so (docs/EXPORT.md); should
     a later torch or detectron2 capture it, this test fails and the fallback can go."""
     from ropevit_det.export import ONNX_OPSET, onnx_export, traceable_model
-
     from ropevit_det.export.tracing import fixed_rope_table, patch_grid
 
     model = _tiny_detector()

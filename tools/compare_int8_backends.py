@@ -24,7 +24,6 @@ import torch
 from ropevit_det import RoPEViT
 from ropevit_det.export import quantize_vit_linears
 
-
 ENGINES = ("torch_ao", "torchao")
 
 
