@@ -61,7 +61,7 @@ def _torchao_quantization():
 
 
 def default_int8_engine() -> str:
-    """``"torch.ao"`` while PyTorch still ships ``torch.ao.quantization.quantize_dynamic`` (about 1.3x faster than
+    """``"torch.ao"`` while PyTorch still ships ``torch.ao.quantization.quantize_dynamic`` (1.2-1.5x faster than
     torchao's eager int8 on x86 without AMX, docs/PERFORMANCE_MEGADETECTOR.md "int8 on torchao"), ``"torchao"``
     once it is gone."""
     return "torch.ao" if hasattr(torch.ao.quantization, "quantize_dynamic") else "torchao"
