@@ -148,7 +148,8 @@ def traceable_model(model: GeneralizedRCNN, input_hw: tuple[int, int]) -> tuple[
     # Mid-grey content on a part of the canvas, so that the trace sees padding and a content size < the input.
     image = torch.full((3, *input_hw), 127.0, device=device)
     image_hw = torch.tensor([input_hw[0] * 3 // 4, input_hw[1]], dtype=torch.int64, device=device)
-    return TracingAdapter(model.eval(), (image, image_hw), _inference), (image, image_hw)
+    # The adapter itself in eval mode too: torch.onnx warns of exporting a module in training mode otherwise.
+    return TracingAdapter(model.eval(), (image, image_hw), _inference).eval(), (image, image_hw)
 
 
 def export_model(model: GeneralizedRCNN, info: ExportInfo) -> bytes:
