@@ -78,6 +78,9 @@ setup(
         "matplotlib",  # precision/recall plots (ropevit-det eval-camtrap)
         "av>=12",  # PyAV: camera-trap videos (frames, frame rate, creation time) in ropevit-det infer
         "setuptools<81",  # detectron2.model_zoo imports pkg_resources
+        # infer --backend int8: the maintained successor of torch.ao.quantization (the int8 engine once PyTorch
+        # removes torch.ao's; no dependencies of its own, imported only by that backend).
+        "torchao>=0.18",
     ],
     extras_require={
         "test": [
