@@ -18,7 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ropevit_det.camera_trap.results.journal import existing_journals, make_header, read_journal
+from ropevit_det.camera_trap.results.journal import (
+    existing_journals,
+    make_header,
+    read_journal,
+)
 from ropevit_det.camera_trap.results.run_identity import IDENTITY_KEY
 from ropevit_det.camera_trap.results.run_lock import RunLock, lock_path
 from ropevit_det.cli import infer as cli
@@ -64,6 +68,11 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
+def _run(command: list[str], preexec_fn=None) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO, env=_env(), check=False,
+                          preexec_fn=preexec_fn)
+
+
 def _one_line_error(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr[-3000:]
     last = stderr.strip().splitlines()[-1]
@@ -97,8 +106,7 @@ def _full_after_one_and_a_half_entries(reference: dict):
 
 def test_a_full_disk_is_one_line_and_resume_completes_the_run(setup, reference):
     out = setup["root"] / "full" / "results.json"
-    full = subprocess.run(_command(setup, out), capture_output=True, text=True, timeout=300, cwd=REPO, env=_env(),
-                          preexec_fn=_full_after_one_and_a_half_entries(reference))
+    full = _run(_command(setup, out), _full_after_one_and_a_half_entries(reference))
     assert full.returncode != 0
     message = _one_line_error(full.stderr)
     assert "File too large" in message and "Free space" in message and "--resume" in message
@@ -109,8 +117,7 @@ def test_a_full_disk_is_one_line_and_resume_completes_the_run(setup, reference):
     assert not lock_path(out).exists()
 
     # Resuming with another threshold would mix two runs in one file: refused, naming what differs.
-    other = subprocess.run(_command(setup, out, "--resume", "--threshold", "0.5"), capture_output=True, text=True,
-                           timeout=300, cwd=REPO, env=_env())
+    other = _run(_command(setup, out, "--resume", "--threshold", "0.5"))
     assert other.returncode != 0
     assert "score_threshold: 0.0 there, 0.5 here" in _one_line_error(other.stderr)
     assert [e["file"] for e in read_journal(journal).entries] == done  # nothing lost by the refusal
@@ -142,8 +149,7 @@ def test_a_read_only_output_folder_is_one_line_and_resume_completes_the_run(setu
     folder, make_read_only, make_writable = read_only_folder
     out = folder / "results.json"
     # A run killed part-way left its journal there; then the share was made read-only.
-    killed = subprocess.run(_command(setup, out), capture_output=True, text=True, timeout=300, cwd=REPO, env=_env(),
-                            preexec_fn=_full_after_one_and_a_half_entries(reference))
+    killed = _run(_command(setup, out), _full_after_one_and_a_half_entries(reference))
     assert killed.returncode != 0
     done = [e["file"] for e in read_journal(existing_journals(out)[0]).entries]
     assert done == FILES[:1]
@@ -151,8 +157,8 @@ def test_a_read_only_output_folder_is_one_line_and_resume_completes_the_run(setu
     with pytest.raises(SystemExit) as refused:
         _in_process(setup, out, "--resume")
     message = str(refused.value)
-    assert message.startswith(f"ERROR: cannot write in {folder}: Read-only file system") or \
-        message.startswith(f"ERROR: cannot write in {folder}: Permission denied"), message
+    assert message.startswith((f"ERROR: cannot write in {folder}: Read-only file system",
+                               f"ERROR: cannot write in {folder}: Permission denied")), message
     assert "Make the folder writable" in message and "--resume" in message
     assert [e["file"] for e in read_journal(existing_journals(out)[0]).entries] == done
     make_writable()
@@ -173,9 +179,9 @@ def test_an_output_that_is_a_folder_is_one_line(setup, tmp_path):
 
 def test_a_second_run_on_a_locked_output_is_refused_naming_the_first(setup, tmp_path):
     out = tmp_path / "results.json"
-    with RunLock(out) as other:  # another run holds the output (this process stands in for it)
-        with pytest.raises(SystemExit) as refused:
-            _in_process(setup, out, "--resume")
+    # Another run holds the output (this process stands in for it).
+    with RunLock(out) as other, pytest.raises(SystemExit) as refused:
+        _in_process(setup, out, "--resume")
     holder = other.holder
     assert str(refused.value) == (
         f"ERROR: --output: {out} is being written by run {holder.run_id} (host {holder.host}, pid {holder.pid}, "
@@ -191,8 +197,8 @@ def test_two_shard_runs_on_one_output_never_lose_an_image(setup, reference, tmp_
     procs = []
     for k, log in zip((1, 2), logs):
         with open(log, "w") as err:
-            procs.append(subprocess.Popen(_command(setup, out, "--shard", f"{k}/2", "--resume"), stdout=subprocess.DEVNULL,
-                                          stderr=err, cwd=REPO, env=_env()))
+            procs.append(subprocess.Popen(_command(setup, out, "--shard", f"{k}/2", "--resume"),
+                                          stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=_env()))
     codes = [proc.wait(timeout=300) for proc in procs]
     assert sorted(code == 0 for code in codes) == [False, True], [log.read_text()[-2000:] for log in logs]
     winner = codes.index(0)
@@ -205,8 +211,7 @@ def test_two_shard_runs_on_one_output_never_lose_an_image(setup, reference, tmp_
     assert data["images"] == [e for e in reference["images"] if e["file"] in shard_files]  # each once, complete
     assert existing_journals(out) == [] and not lock_path(out).exists()
     # The refused task, re-run, is refused again by name (its results belong in another output), never merged in.
-    again = subprocess.run(_command(setup, out, "--shard", f"{2 - winner}/2", "--resume"), capture_output=True,
-                           text=True, timeout=300, cwd=REPO, env=_env())
+    again = _run(_command(setup, out, "--shard", f"{2 - winner}/2", "--resume"))
     assert again.returncode != 0 and "shard:" in _one_line_error(again.stderr)
     assert json.loads(out.read_text())["images"] == data["images"]
     shutil.rmtree(tmp_path, ignore_errors=True)

@@ -20,10 +20,21 @@ from pathlib import Path
 import pytest
 
 from ropevit_det.camera_trap.results.journal import JournalError, journal_path
-from ropevit_det.camera_trap.results.md_format import ResultsFileError, image_entry, load_results, make_info
+from ropevit_det.camera_trap.results.md_format import (
+    ResultsFileError,
+    image_entry,
+    load_results,
+    make_info,
+)
 from ropevit_det.camera_trap.results.merge import MergeError, merge_results
 from ropevit_det.camera_trap.results.run_identity import IDENTITY_KEY
-from ropevit_det.camera_trap.results.run_lock import OutputLockedError, RunLock, check_lock_held, lock_path, read_lock
+from ropevit_det.camera_trap.results.run_lock import (
+    OutputLockedError,
+    RunLock,
+    check_lock_held,
+    lock_path,
+    read_lock,
+)
 from ropevit_det.camera_trap.results.writer import ResultsWriter
 from ropevit_det.utils.atomic_json import write_json_atomic
 from tests.camtrap_helpers import validate_md

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class RunLock:
         if holder is not None and holder.run_id == self.run_id:
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> Self:
         if not self.held:
             self.acquire()
         return self
