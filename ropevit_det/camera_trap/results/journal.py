@@ -110,8 +110,9 @@ def make_header(detection_categories: Mapping[str, str],
                 identity: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The first line of a journal: the categories its entries' ids refer to, and the run's identity
     (:mod:`.run_identity`) when the writer has one."""
+    classes = None if classification_categories is None else dict(classification_categories)
     header = {_HEADER_KEY: JOURNAL_VERSION, "detection_categories": dict(detection_categories),
-              "classification_categories": None if classification_categories is None else dict(classification_categories)}
+              "classification_categories": classes}
     if identity is not None:
         header[IDENTITY_KEY] = dict(identity)
     return header
