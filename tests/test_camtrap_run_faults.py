@@ -169,9 +169,9 @@ def test_a_read_only_output_folder_is_one_line_and_resume_completes_the_run(setu
 def test_an_output_that_is_a_folder_is_one_line(setup, tmp_path):
     folder = tmp_path / "results"
     folder.mkdir()
-    for resume in ((), ("--resume",)):
+    for flags in ((), ("--resume",), ("--overwrite",)):
         with pytest.raises(SystemExit) as refused:
-            _in_process(setup, folder, *resume)
+            _in_process(setup, folder, *flags)
         assert str(refused.value) == (f"ERROR: --output {folder} is a folder, not a results file: give a file path "
                                       f"such as {folder / 'results.json'}")
     assert list(folder.iterdir()) == []
