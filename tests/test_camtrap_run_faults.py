@@ -7,12 +7,14 @@ stays, and ``--resume`` once the fault is fixed gives exactly the result of an u
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -215,3 +217,22 @@ def test_two_shard_runs_on_one_output_never_lose_an_image(setup, reference, tmp_
     assert again.returncode != 0 and "shard:" in _one_line_error(again.stderr)
     assert json.loads(out.read_text())["images"] == data["images"]
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_wait_for_lock_and_break_lock_reach_the_lock(setup, tmp_path, caplog):
+    out = tmp_path / "results.json"
+    out.write_text("{}")  # an earlier run's output: without --resume the run stops right after taking the lock
+    other = RunLock(out).acquire()
+    threading.Timer(1.0, other.release).start()
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit, match="exists .*pass --resume"):
+        _in_process(setup, out, "--wait-for-lock")  # waited for the other run, then took the lock
+    assert "waiting for it to finish" in caplog.text
+    lock_path(out).write_text(json.dumps({"run_id": "gone", "host": "node-17.cluster", "pid": 4242,
+                                          "started": "2026-01-02T03:04:05+00:00"}))
+    with pytest.raises(SystemExit, match=r"host node-17\.cluster.*--break-lock"):
+        _in_process(setup, out)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), pytest.raises(SystemExit, match="exists .*pass --resume"):
+        _in_process(setup, out, "--break-lock")
+    assert "took over the lock of run gone" in caplog.text
+    assert not lock_path(out).exists()  # given back when the run stopped
