@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from ropevit_det.camera_trap.results.journal import JournalError, journal_path
+from ropevit_det.camera_trap.results.journal import (
+    JournalError,
+    journal_path,
+    read_journal,
+)
 from ropevit_det.camera_trap.results.md_format import (
     ResultsFileError,
     image_entry,
@@ -135,6 +139,17 @@ def test_every_process_of_a_run_checks_that_the_run_still_holds_the_lock(tmp_pat
     lock.release()
     with pytest.raises(OutputLockedError, match="does not hold the lock"):
         check_lock_held(out, lock.run_id)
+
+
+def test_a_run_whose_lock_was_taken_over_writes_no_results_file(tmp_path):
+    out = tmp_path / "results.json"
+    writer = ResultsWriter(out, info=make_info("m"))
+    writer.add(image_entry("a.jpg", []))
+    _write_lock(out, run_id="breaker", host="node-17.cluster")  # --break-lock from another machine
+    with pytest.raises(OutputLockedError, match="being written by run breaker"):
+        writer.finalize()
+    assert not out.exists() and [e["file"] for e in read_journal(journal_path(out)).entries] == ["a.jpg"]
+    assert read_lock(lock_path(out)).run_id == "breaker"  # the other run's lock is left alone
 
 
 # A child resumes a complete 2-image file, adds a 3rd image, and stops half-way through writing the final

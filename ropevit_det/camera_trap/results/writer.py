@@ -154,6 +154,8 @@ class ResultsWriter:
             check_lock_held(self.output, run_id)
         elif world_size == 1:
             self._lock = RunLock(self.output).acquire(wait=wait_for_lock, break_lock=break_lock)
+            run_id = self._lock.run_id
+        self._run_id = run_id
         try:
             if world_size == 1:
                 prepare_output(self.output, resume=resume, overwrite=overwrite)
@@ -279,6 +281,10 @@ class ResultsWriter:
         if self.rank != 0:
             raise RuntimeError("only rank 0 writes the results file")
         self._close_journal()
+        if self._run_id is not None:
+            # Taken over meanwhile (--break-lock on another machine)? Then the other run owns the output now:
+            # write nothing over it, and keep the journals.
+            check_lock_held(self.output, self._run_id)
         journals = existing_journals(self.output)
         for path in journals:
             if path != self._journal.path:
