@@ -14,6 +14,13 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
+# ropevit-det serve (docs/SERVE.md); the test extra has them too, for tests/test_serve.py.
+SERVE_REQUIRES = [
+    "fastapi>=0.115",
+    "uvicorn>=0.30",
+    "python-multipart>=0.0.18",  # FastAPI's multipart/form-data parser
+    "prometheus_client>=0.20",
+]
 
 
 def link_model_zoo_configs() -> None:
@@ -83,7 +90,11 @@ setup(
             "frictionless>=5.13.1",  # the Camtrap DP tests validate packages as TDWG's own tests do
             "PyYAML",  # the Camtrap DP export test reads a YAML metadata file
             "hypothesis>=6.100",  # property-based tests of the readers of results, CCT and merge inputs
+            "httpx",  # the serve tests' client
+            "schemathesis>=4",  # fuzzes the server against its OpenAPI schema
+            *SERVE_REQUIRES,  # tests/test_serve.py runs the server
         ],
+        "serve": SERVE_REQUIRES,
         # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,
         # sort, CSV, classification smoothing). The megadetector package itself is installed with --no-deps
         # (tools/setup_env.sh): its own requirements pull a YOLO training stack whose sdist needs the network.

@@ -29,7 +29,7 @@ from ropevit_det.camera_trap.inputs.video import FrameSampling
 from ropevit_det.camera_trap.results.run_lock import OutputLockedError, RunLock
 from ropevit_det.camera_trap.results.writer import prepare_output, write_problem
 from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError
-from ropevit_det.cli.common import config_arg
+from ropevit_det.cli.common import config_arg, user_error_message
 from ropevit_det.cli.infer_args import build_parser
 from ropevit_det.cli.species_args import check_species_args, species_filter_message
 from ropevit_det.engine.distributed import shutdown_distributed
@@ -88,14 +88,14 @@ def error_message(exc: BatchJobError | SpeciesFilterError, settings: BatchJobSet
     """One line naming the flag at fault and the fix."""
     if isinstance(exc, SpeciesFilterError):
         return species_filter_message(exc)
-    if exc.setting == "output":
+    if exc.argument == "output":
         if isinstance(exc.__cause__, FileExistsError):
             return f"ERROR: {exc}: {_START_OVER}"
         if isinstance(exc.__cause__, (OSError, OutputLockedError)):
             return f"ERROR: {exc}"  # already names the file and the fix
         return (f"ERROR: --output {settings.output}: {exc}. Use another --output, or move the file away and start "
                 "again without --resume.")
-    return f"ERROR: {_FLAGS.get(exc.setting, exc.setting)}: {exc}"
+    return user_error_message(exc, _FLAGS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("train", "tools/train_net.py", "train or evaluate a detector on COCO-format or CCT data"),
     "infer": ("infer", "tools/infer.py", "detect in camera-trap images; MegaDetector-format results"),
+    "serve": ("serve", "tools/serve.py", "detection as an HTTP service: batched, bounded, token-protected"),
     "eval-camtrap": ("eval_camtrap", "tools/eval_camera_trap.py", "camera-trap metrics of a results file"),
     "merge": ("merge", "tools/merge_results.py", "merge MegaDetector-format results files (e.g. --shard outputs)"),
     "split-cct": ("split_cct", "tools/split_cct.py", "split a COCO Camera Traps file by location"),

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,14 @@ from ropevit_det.engine import (Trainer, build_lazy_model, check_lazy_config, la
 from ropevit_det.engine.devices import available_device
 from ropevit_det.engine.distributed import shutdown_distributed
 from ropevit_det.evaluation.report import write_eval_report
-from ropevit_det.cli.common import config_arg, reject_flags_among_overrides
+from ropevit_det.cli.common import config_arg, reject_flags_among_overrides, user_error_message
 
 logger = logging.getLogger("ropevit_det.train_net")
 
 TRAIN_NAME, VAL_NAME = "ropevit_cli_train", "ropevit_cli_val"
+# DatasetError's argument (the role of the set) as the flags that gave it; "" when the role is not known.
+DATASET_FLAGS = {"training": "--train-json / --train-images", "evaluation": "--val-json / --val-images",
+                 "": "--train-json / --val-json"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,14 +145,11 @@ def register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
     falling back to the config's default test set (COCO) and failing at the first evaluation, hours in.
     A failed check ends the run before any model is built, with the check's message and no traceback.
     """
-    if args.cct_class_mode is None:
-        args.cct_class_mode = "species"
     try:
         _register_cli_datasets(args, cfg)
     except DatasetError as error:
         # The library names files and fields; the options that gave them are the command line's to name.
-        flags = {"training": "--train-json / --train-images", "evaluation": "--val-json / --val-images"}
-        raise SystemExit(f"ERROR: {flags.get(error.role, '--train-json / --val-json')}: {error}") from None
+        raise SystemExit(user_error_message(error, DATASET_FLAGS)) from None
     if (args.train_json or args.cct_train_json) and not (args.val_json or args.cct_val_json):
         cfg.DATASETS.TEST = ()
 
@@ -188,7 +189,7 @@ def register_cct_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
         raise SystemExit("--cct-train-json / --cct-val-json need --cct-images (the folder holding the frames).")
     if args.train_json or args.val_json:
         raise SystemExit("Use either the COCO flags (--train-json/--val-json) or the CCT flags, not both.")
-    options = dict(class_mode=args.cct_class_mode, mapping_file=args.cct_mapping,
+    options = dict(class_mode=args.cct_class_mode or "species", mapping_file=args.cct_mapping,
                    strip_prefix=args.cct_strip_prefix, add_prefix=args.cct_add_prefix)
     if args.cct_train_json:
         register_cct_dataset(TRAIN_NAME, args.cct_train_json, args.cct_images,

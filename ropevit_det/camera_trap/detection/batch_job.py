@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from detectron2.config import CfgNode
@@ -24,6 +25,7 @@ from ...checkpoint import WeightsDownloadError, WeightsFileError
 from ...config import load_config
 from ...engine.devices import available_device
 from ...engine.predictor import Detector, InputSpec, load_detector
+from ...errors import UserInputError
 from ...export.cpu_backend import cpu_detector
 from ...utils.atomic_json import write_json_atomic
 from ..inputs.listing import InputRootError, list_inputs
@@ -45,17 +47,16 @@ from ..species.place_filter import apply_species_filter
 from .batch_loop import InferenceSummary, run_inference
 from .categories import DetectionClasses, detection_classes, parse_class_names
 
-__all__ = ["BatchJobError", "BatchJobSettings", "build_job_cfg", "run_batch_job"]
+__all__ = ["BatchJobError", "BatchJobSettings", "JobModels", "build_job_cfg", "load_job_models", "run_batch_job"]
 
 logger = logging.getLogger("ropevit_det.infer")
 
 
-class BatchJobError(ValueError):
-    """A setting of the job cannot be used; ``setting`` names the :class:`BatchJobSettings` field at fault."""
+class BatchJobError(UserInputError):
+    """A setting of the job cannot be used; ``argument`` names the :class:`BatchJobSettings` field at fault."""
 
     def __init__(self, message: str, setting: str) -> None:
-        super().__init__(message)
-        self.setting = setting
+        super().__init__(message, argument=setting)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +139,42 @@ def list_job_inputs(settings: BatchJobSettings) -> tuple[Path, list[str]]:
         raise BatchJobError(str(exc), "input_root") from exc
     except (ValueError, FileNotFoundError) as exc:
         raise BatchJobError(str(exc), "input") from exc
+
+
+class JobModels(NamedTuple):
+    """The loaded models of a job and what turns their outputs into MD entries."""
+
+    detector: Detector | Callable  # engine.predictor.Detector, or a CPU backend's equivalent
+    spec: InputSpec
+    classes: DetectionClasses
+    classifier: SpeciesClassifier | None
+
+
+def load_job_models(settings: BatchJobSettings, cfg: CfgNode) -> JobModels:
+    """The detector (and the species classifier with ``classify``) that ``settings`` name, ready to run.
+
+    Reads only the model settings (weights, class names, device, bf16, backend, the species options), so the
+    detection server loads its models with it too.
+    """
+    try:
+        class_names = parse_class_names(settings.class_names) if settings.class_names else None
+        spec = InputSpec.from_cfg(cfg)
+        # Parts the weights do not cover (heads of a backbone-only file) start from the same seed in every rank
+        # and every re-run, so a distributed or resumed run never mixes two different random models.
+        seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
+        model, meta = load_detector(cfg)
+        classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
+                                    [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN], checkpoint_meta=meta)
+    except (WeightsDownloadError, WeightsFileError) as exc:  # before ValueError: WeightsFileError is one
+        raise BatchJobError(str(exc), "weights") from exc
+    except (ValueError, FileNotFoundError) as exc:
+        raise BatchJobError(str(exc), "class_names") from exc
+    classifier = _classifier(settings, cfg, model, meta)
+    if settings.backend == "pytorch":
+        detector = Detector(model, cfg.MODEL.DEVICE, bf16=settings.bf16)
+    else:
+        detector = cpu_detector(settings.backend, model, cfg)
+    return JobModels(detector, spec, classes, classifier)
 
 
 def _classifier(settings: BatchJobSettings, cfg: CfgNode, model: torch.nn.Module, meta: dict
@@ -229,32 +266,15 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
         files = part_of(files, settings.shard[0] - 1, settings.shard[1])
         logger.info("shard %d/%d: %d images", settings.shard[0], settings.shard[1], len(files))
     mine = part_of(files, rank, world)
-    try:
-        class_names = parse_class_names(settings.class_names) if settings.class_names else None
-        spec = InputSpec.from_cfg(cfg)
-        # Parts the weights do not cover (heads of a backbone-only file) start from the same seed in every rank
-        # and every re-run, so a distributed or resumed run never mixes two different random models.
-        seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
-        model, meta = load_detector(cfg)
-        classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
-                                    [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN], checkpoint_meta=meta)
-    except (WeightsDownloadError, WeightsFileError) as exc:  # before ValueError: WeightsFileError is one
-        raise BatchJobError(str(exc), "weights") from exc
-    except (ValueError, FileNotFoundError) as exc:
-        raise BatchJobError(str(exc), "class_names") from exc
-    classifier = _classifier(settings, cfg, model, meta)
+    models = load_job_models(settings, cfg)
     # Every process of a run carries rank 0's run id (machine rank 0 took the lock) and weights hash (read once).
     run_id, weights_sha256 = settings.run_id, weights_digest(settings.weights) if rank == 0 else None
     if world > 1:
         run_id, weights_sha256 = comm.all_gather((run_id, weights_sha256))[0]
-    identity = run_identity(settings, cfg, classes, classifier, root, weights_sha256)
-    writer = _writer(settings, cfg, classes, classifier, identity, run_id)
-    if settings.backend == "pytorch":
-        detector = Detector(model, cfg.MODEL.DEVICE, bf16=settings.bf16)
-    else:
-        detector = cpu_detector(settings.backend, model, cfg)
+    identity = run_identity(settings, cfg, models.classes, models.classifier, root, weights_sha256)
+    writer = _writer(settings, cfg, models.classes, models.classifier, identity, run_id)
     try:
-        summary = _detect_into(writer, detector, spec, root, mine, classes, classifier, settings, cfg, rank)
+        summary = _detect_into(writer, models, root, mine, settings, cfg, rank)
         if world > 1:
             comm.synchronize()  # every journal closed: rank 0 merges them
             if rank == 0:
@@ -277,16 +297,15 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
     return summary
 
 
-def _detect_into(writer: ResultsWriter, detector, spec: InputSpec, root: Path, mine: list[str],
-                 classes: DetectionClasses, classifier: SpeciesClassifier | None, settings: BatchJobSettings,
+def _detect_into(writer: ResultsWriter, models: JobModels, root: Path, mine: list[str], settings: BatchJobSettings,
                  cfg: CfgNode, rank: int) -> InferenceSummary:
     """This process's share through the detector into ``writer`` (finalized on leaving with one process)."""
     typical = settings.typical_threshold
     with writer:  # one process: finalized on leaving; several: each closes its journal
         return run_inference(
-            detector, spec, root, mine, writer, classes,
+            models.detector, models.spec, root, mine, writer, models.classes,
             threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, batch_size=settings.batch_size,
-            num_workers=settings.num_workers, classifier=classifier,
+            num_workers=settings.num_workers, classifier=models.classifier,
             classify_threshold=typical if settings.classify_threshold is None else settings.classify_threshold,
             render_dir=settings.render_dir,
             render_threshold=typical if settings.render_threshold is None else settings.render_threshold,

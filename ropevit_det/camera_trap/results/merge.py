@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ...errors import UserInputError
 from .md_format import load_results
 from .run_identity import DETECTOR_KEYS, IDENTITY_KEY, identity_differences
 
@@ -22,7 +23,7 @@ __all__ = ["MergeError", "MergeResult", "merge_results"]
 _PER_PART_INFO = ("shard", "detection_completion_time")
 
 
-class MergeError(ValueError):
+class MergeError(UserInputError):
     """The files cannot be merged: repeated images, or category maps / detectors that differ."""
 
 
