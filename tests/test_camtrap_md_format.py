@@ -24,6 +24,7 @@ from ropevit_det.camera_trap.results.md_format import (
 )
 from ropevit_det.camera_trap.results.writer import ResultsWriter, prepare_output
 from tests.camtrap_helpers import validate_md
+from tests.lock_helpers import as_if_killed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,7 +79,7 @@ def test_checkpoint_then_resume_skips_done_files(tmp_path):
     writer = ResultsWriter(out, info=make_info("m"), checkpoint_every=2)
     for i in range(3):
         writer.add(_entry(i))
-    del writer  # a kill: the results file is only written at the end, the journal has every added image
+    as_if_killed(writer)  # a kill: the results file is only written at the end, the journal has every added image
     assert not out.exists()
     journaled = read_journal(journal_path(out))
     assert [e["file"] for e in journaled.entries] == [_entry(i)["file"] for i in range(3)]
@@ -174,7 +175,9 @@ def test_existing_corrupt_or_foreign_outputs_are_refused_clearly(tmp_path):
     with pytest.raises(ResultsFileError, match="not a MegaDetector results file"):
         ResultsWriter(out, info=make_info("m"), resume=True)
     out.unlink()
-    ResultsWriter(out, info=make_info("m")).add(_entry(0))  # a killed run: only its journal is left
+    killed = ResultsWriter(out, info=make_info("m"))
+    killed.add(_entry(0))
+    as_if_killed(killed)  # a killed run: only its journal (and a stale lock) is left
     with pytest.raises(FileExistsError, match="journal-0.jsonl exists"):
         ResultsWriter(out, info=make_info("m"))
     with pytest.raises(JournalError, match="detection categories"):

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="skip the images already in --output or in its journal(s) and carry on")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output and its journal")
+    parser.add_argument("--wait-for-lock", action="store_true",
+                        help="when another run is writing --output (its lock file <output>.lock), wait for it to "
+                             "finish instead of stopping")
+    parser.add_argument("--break-lock", action="store_true",
+                        help="take over the lock of --output left by a run on another machine that is gone (a lock "
+                             "of this machine whose process is gone is taken over without it)")
     parser.add_argument("--render", metavar="DIR", default=None,
                         help="write each image with its boxes and labels under DIR (same relative paths, JPEG)")
     parser.add_argument("--render-threshold", type=float, default=None,

@@ -7,7 +7,9 @@ the journals, smooths species labels and converts to COCO results. Errors name t
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +20,12 @@ from detectron2.config import CfgNode
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
+from ... import __version__
 from ...checkpoint import WeightsDownloadError, WeightsFileError
 from ...config import load_config
 from ...engine.devices import available_device
 from ...engine.predictor import Detector, InputSpec, load_detector
+from ...errors import UserInputError
 from ...export.cpu_backend import cpu_detector
 from ...utils.atomic_json import write_json_atomic
 from ..inputs.listing import InputRootError, list_inputs
@@ -30,7 +34,9 @@ from ..inputs.video import FrameSampling
 from ..results.coco_results import md_to_coco_results
 from ..results.journal import JournalError
 from ..results.md_format import ResultsFileError, load_results, make_info
-from ..results.writer import ResultsWriter
+from ..results.run_identity import IDENTITY_KEY, file_sha256, text_sha256
+from ..results.run_lock import OutputLockedError
+from ..results.writer import ResultsWriter, write_problem
 from ..species.classifier import (
     DEFAULT_CONTEXT_MARGIN,
     SpeciesClassifier,
@@ -40,7 +46,6 @@ from ..species.classifier import (
 from ..species.place_filter import apply_species_filter
 from .batch_loop import InferenceSummary, run_inference
 from .categories import DetectionClasses, detection_classes, parse_class_names
-from ...errors import UserInputError
 
 __all__ = ["BatchJobError", "BatchJobSettings", "JobModels", "build_job_cfg", "load_job_models", "run_batch_job"]
 
@@ -99,6 +104,11 @@ class BatchJobSettings:
     sampling: FrameSampling = field(default_factory=FrameSampling)
     all_frames: bool = False
     progress: bool = True
+    # The run that holds the output's lock (taken by the command before launching; see results/run_lock.py).
+    # None: a one-process job takes the lock itself; the other processes of a run take rank 0's.
+    run_id: str | None = None
+    wait_for_lock: float | None = None  # seconds to wait for another run on the output; None: refuse at once
+    break_lock: bool = False  # take over a lock that a run on another host left
 
 
 def build_job_cfg(settings: BatchJobSettings, local_rank: int | None = None) -> CfgNode:
@@ -186,8 +196,39 @@ def _classifier(settings: BatchJobSettings, cfg: CfgNode, model: torch.nn.Module
                                 country=settings.country, admin1=settings.admin1, rollup=settings.rollup)
 
 
-def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses, classifier: SpeciesClassifier | None
-            ) -> ResultsWriter:
+def weights_digest(weights: str) -> str:
+    """The weights' identity: the SHA-256 of a local file (by content, so a renamed copy is the same), else the
+    name (``birder://NAME``, a URL)."""
+    return file_sha256(weights) if os.path.isfile(weights) else f"name:{weights}"
+
+
+def run_identity(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses,
+                 classifier: SpeciesClassifier | None, root: Path, weights_sha256: str) -> dict:
+    """What a resumed run must share with the run it continues (see ``results/run_identity.py``)."""
+    resolved = cfg.clone()
+    resolved.defrost()
+    # The weights count by content (weights_sha256), and the device does not change what a model computes.
+    resolved.MODEL.WEIGHTS, resolved.MODEL.DEVICE = "", ""
+    classifier_file = settings.classifier_weights
+    return {
+        "weights_sha256": weights_sha256,
+        "config_sha256": text_sha256(resolved.dump()),
+        "score_threshold": float(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST),
+        "classify_threshold": (settings.typical_threshold if settings.classify_threshold is None
+                               else settings.classify_threshold) if classifier else None,
+        "detection_categories": dict(classes.categories),
+        "classifier": classifier.name if classifier else None,
+        "classifier_sha256": weights_digest(classifier_file) if classifier and classifier_file else None,
+        "input_root": str(root),
+        "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
+        "frame_sampling": dataclasses.asdict(settings.sampling),
+        "all_frames": settings.all_frames,
+        "code_version": __version__,
+    }
+
+
+def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses, classifier: SpeciesClassifier | None,
+            identity: dict, run_id: str | None) -> ResultsWriter:
     typical = settings.typical_threshold
     info = make_info(Path(settings.weights).name, typical_detection_threshold=typical,
                      conservative_detection_threshold=min(0.1, typical),
@@ -197,13 +238,17 @@ def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses,
                                               "max_size_test": cfg.INPUT.MAX_SIZE_TEST})
     if settings.shard is not None:
         info["shard"] = f"{settings.shard[0]}/{settings.shard[1]}"  # for the merge's report; dropped from merged files
+    info[IDENTITY_KEY] = identity
     try:
         return ResultsWriter(settings.output, info=info, detection_categories=classes.categories,
                              classification_categories=classifier.categories if classifier else None,
                              checkpoint_every=settings.checkpoint_every, resume=settings.resume,
-                             overwrite=settings.overwrite, rank=comm.get_rank(), world_size=comm.get_world_size())
-    except (FileExistsError, ResultsFileError, JournalError, ValueError) as exc:
+                             overwrite=settings.overwrite, rank=comm.get_rank(), world_size=comm.get_world_size(),
+                             run_id=run_id, wait_for_lock=settings.wait_for_lock, break_lock=settings.break_lock)
+    except (FileExistsError, ResultsFileError, JournalError, OutputLockedError, ValueError) as exc:
         raise BatchJobError(str(exc), "output") from exc
+    except OSError as exc:
+        raise BatchJobError(write_problem(exc, settings.output), "output") from exc
 
 
 def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
@@ -222,24 +267,23 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
         logger.info("shard %d/%d: %d images", settings.shard[0], settings.shard[1], len(files))
     mine = part_of(files, rank, world)
     models = load_job_models(settings, cfg)
-    writer = _writer(settings, cfg, models.classes, models.classifier)
-    typical = settings.typical_threshold
-    with writer:  # one process: finalized on leaving; several: each closes its journal
-        summary = run_inference(
-            models.detector, models.spec, root, mine, writer, models.classes,
-            threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, batch_size=settings.batch_size,
-            num_workers=settings.num_workers, classifier=models.classifier,
-            classify_threshold=typical if settings.classify_threshold is None else settings.classify_threshold,
-            render_dir=settings.render_dir,
-            render_threshold=typical if settings.render_threshold is None else settings.render_threshold,
-            sampling=settings.sampling, all_frames=settings.all_frames, progress=settings.progress and rank == 0)
+    # Every process of a run carries rank 0's run id (machine rank 0 took the lock) and weights hash (read once).
+    run_id, weights_sha256 = settings.run_id, weights_digest(settings.weights) if rank == 0 else None
+    if world > 1:
+        run_id, weights_sha256 = comm.all_gather((run_id, weights_sha256))[0]
+    identity = run_identity(settings, cfg, models.classes, models.classifier, root, weights_sha256)
+    writer = _writer(settings, cfg, models.classes, models.classifier, identity, run_id)
+    try:
+        summary = _detect_into(writer, models, root, mine, settings, cfg, rank)
+        if world > 1:
+            comm.synchronize()  # every journal closed: rank 0 merges them
+            if rank == 0:
+                writer.finalize()
+    except OSError as exc:  # a full disk, a folder made read-only: the journal keeps what was done
+        raise BatchJobError(write_problem(exc, settings.output), "output") from exc
     logger.info("%d images in %.2f s (%.2f images/s): %d detections, %d classified, %d failures%s",
                 summary.images, summary.seconds, summary.images_per_second, summary.detections, summary.classified,
                 summary.failures, f" (e.g. {', '.join(summary.failed_files[:3])})" if summary.failures else "")
-    if world > 1:
-        comm.synchronize()  # every journal closed: rank 0 merges them
-        if rank == 0:
-            writer.finalize()
     if rank == 0:
         logger.info("results in %s", settings.output)
         _smooth_species_labels(settings)
@@ -251,6 +295,21 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
             write_json_atomic(settings.coco_results, results)
             logger.info("%d COCO results written to %s", len(results), settings.coco_results)
     return summary
+
+
+def _detect_into(writer: ResultsWriter, models: JobModels, root: Path, mine: list[str], settings: BatchJobSettings,
+                 cfg: CfgNode, rank: int) -> InferenceSummary:
+    """This process's share through the detector into ``writer`` (finalized on leaving with one process)."""
+    typical = settings.typical_threshold
+    with writer:  # one process: finalized on leaving; several: each closes its journal
+        return run_inference(
+            models.detector, models.spec, root, mine, writer, models.classes,
+            threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, batch_size=settings.batch_size,
+            num_workers=settings.num_workers, classifier=models.classifier,
+            classify_threshold=typical if settings.classify_threshold is None else settings.classify_threshold,
+            render_dir=settings.render_dir,
+            render_threshold=typical if settings.render_threshold is None else settings.render_threshold,
+            sampling=settings.sampling, all_frames=settings.all_frames, progress=settings.progress and rank == 0)
 
 
 def _smooth_species_labels(settings: BatchJobSettings) -> None:

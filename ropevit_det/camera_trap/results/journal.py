@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 from ...errors import UserInputError
 
+from .run_identity import IDENTITY_KEY, identity_differences
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["JournalContents", "JournalError", "JournalWriter", "existing_journals", "journal_path", "read_journal"]
@@ -105,10 +107,16 @@ def read_journal(path: str | os.PathLike) -> JournalContents:
 
 
 def make_header(detection_categories: Mapping[str, str],
-                classification_categories: Mapping[str, str] | None) -> dict[str, Any]:
-    """The first line of a journal: the categories its entries' ids refer to."""
-    return {_HEADER_KEY: JOURNAL_VERSION, "detection_categories": dict(detection_categories),
-            "classification_categories": None if classification_categories is None else dict(classification_categories)}
+                classification_categories: Mapping[str, str] | None,
+                identity: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The first line of a journal: the categories its entries' ids refer to, and the run's identity
+    (:mod:`.run_identity`) when the writer has one."""
+    classes = None if classification_categories is None else dict(classification_categories)
+    header = {_HEADER_KEY: JOURNAL_VERSION, "detection_categories": dict(detection_categories),
+              "classification_categories": classes}
+    if identity is not None:
+        header[IDENTITY_KEY] = dict(identity)
+    return header
 
 
 class JournalWriter:
@@ -156,7 +164,8 @@ class JournalWriter:
 
 
 def check_header(path: Path, found: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> None:
-    """Refuse a journal whose category maps differ from this run's (its ids would mean other classes)."""
+    """Refuse a journal whose category maps differ from this run's (its ids would mean other classes), or that
+    another run wrote (its identity differs: other weights, config, thresholds, input root or shard)."""
     if found is None:
         return
     for key in ("detection_categories", "classification_categories"):
@@ -164,3 +173,7 @@ def check_header(path: Path, found: Mapping[str, Any] | None, wanted: Mapping[st
             name = key.replace("_", " ")
             raise JournalError(f"cannot resume from {path}: it has {name} {found[key]}, this run writes "
                                f"{wanted[key]}")
+    differences = identity_differences(found.get(IDENTITY_KEY), wanted.get(IDENTITY_KEY))
+    if differences:
+        raise JournalError(f"cannot resume from {path}: it was written by another run ({'; '.join(differences)}). "
+                           "Resume with that run's weights, config and flags, or start over")

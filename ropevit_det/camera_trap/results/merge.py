@@ -13,8 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .md_format import load_results
 from ...errors import UserInputError
+from .md_format import load_results
+from .run_identity import DETECTOR_KEYS, IDENTITY_KEY, identity_differences
 
 __all__ = ["MergeError", "MergeResult", "merge_results"]
 
@@ -60,9 +61,7 @@ def merge_results(paths: Sequence[str | os.PathLike], *, expected_files: Sequenc
         data = first if path == first_path else load_results(path)
         _check_same(first_path, first, path, data, "detection_categories")
         _check_same(first_path, first, path, data, "classification_categories")
-        if _detector(data) != _detector(first):
-            raise MergeError(f"{path} was written by detector {_detector(data)!r} and {first_path} "
-                             f"by {_detector(first)!r}: merge results of one detector only")
+        _check_same_detector(first_path, first, path, data)
         classification_categories = classification_categories or data.get("classification_categories")
         for entry in data["images"]:
             file = entry["file"]
@@ -77,12 +76,34 @@ def merge_results(paths: Sequence[str | os.PathLike], *, expected_files: Sequenc
         raise MergeError(f"{len(repeated)} images are in more than one results file: {listed}{more}")
     info = {k: v for k, v in (first.get("info") or {}).items() if k not in _PER_PART_INFO}
     info["detection_completion_time"] = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    if _identity(first) is not None:  # the detector's identity stays, so that merged files merge again
+        info[IDENTITY_KEY] = {**_identity(first), "shard": None}
     merged: dict[str, Any] = {"info": info, "detection_categories": first["detection_categories"],
                               "images": [images[f] for f in sorted(images)]}
     if classification_categories is not None:
         merged["classification_categories"] = classification_categories
     unprocessed = [f for f in expected_files if f not in images] if expected_files is not None else []
     return MergeResult(merged, unprocessed, sources)
+
+
+def _check_same_detector(first_path: Path, first: dict[str, Any], path: Path, data: dict[str, Any]) -> None:
+    """By the run identity where both files carry one (weights by content: a renamed copy is the same detector,
+    other weights under the same name are not); by ``info.detector`` for files written elsewhere."""
+    mine, theirs = _identity(first), _identity(data)
+    if mine is not None and theirs is not None:
+        differences = identity_differences(theirs, mine, DETECTOR_KEYS)
+        if differences:
+            raise MergeError(f"{path} and {first_path} were written by different detectors "
+                             f"({'; '.join(differences)}, {path.name} vs {first_path.name}): merge results of one "
+                             "detector only")
+    elif _detector(data) != _detector(first):
+        raise MergeError(f"{path} was written by detector {_detector(data)!r} and {first_path} "
+                         f"by {_detector(first)!r}: merge results of one detector only")
+
+
+def _identity(data: dict[str, Any]) -> dict[str, Any] | None:
+    identity = (data.get("info") or {}).get(IDENTITY_KEY)
+    return identity if isinstance(identity, dict) else None
 
 
 def _detector(data: dict[str, Any]) -> Any:

@@ -6,6 +6,7 @@ on POSIX and Windows), so the file users open is always either absent, the previ
 """
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
@@ -17,6 +18,8 @@ from typing import Any
 from ...utils.atomic_json import write_json_atomic
 from .journal import JournalWriter, check_header, existing_journals, journal_path, make_header, read_journal
 from .md_format import DEFAULT_DETECTION_CATEGORIES, ResultsFileError, load_results
+from .run_identity import IDENTITY_KEY, identity_differences
+from .run_lock import RunLock, check_lock_held
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +30,14 @@ def prepare_output(output: str | os.PathLike, *, resume: bool, overwrite: bool) 
     A run that is neither resumed nor told to overwrite refuses an existing output or journal. ``overwrite``
     removes both, so that a later resume cannot mix the old run's entries with the new one's. Temporary files
     left by a write that was interrupted are removed: they never hold anything the output does not.
+
+    Call it only while holding the output's lock (:mod:`.run_lock`): a temporary file may be another run's
+    final write in progress, and the lock is what says there is no such run.
     """
     output = Path(output)
+    if output.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a results file: give a file path such as "
+                                f"{output / 'results.json'}", str(output))
     for stale in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
         logger.info("removing %s left by an interrupted write", stale)
         stale.unlink(missing_ok=True)
@@ -45,6 +54,31 @@ def prepare_output(output: str | os.PathLike, *, resume: bool, overwrite: bool) 
         what = output if output.exists() else journals[0]
         raise FileExistsError(f"{what} exists (results of an earlier run); resume it, or overwrite it, or write "
                               "to another output")
+
+
+# What to do about a write that failed, by errno.
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_NOT_ALLOWED = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def write_problem(exc: OSError, output: str | os.PathLike) -> str:
+    """One sentence for an OS error met while writing ``output`` or its journal: the problem and the fix.
+
+    Nothing written before the error is lost (journal lines are appended, the output is replaced atomically),
+    so the fix always ends in resuming the run.
+    """
+    where = exc.filename or output
+    what = exc.strerror or str(exc)
+    resume = "then run the same command with --resume: the journal keeps every image done so far"
+    if exc.errno in _FULL:
+        return (f"cannot write {where}: {what} (the disk, the quota or the file size limit is full). Free space "
+                f"or write to a larger file system, {resume}")
+    if exc.errno in _NOT_ALLOWED:
+        return (f"cannot write in {Path(where).parent}: {what}. Make the folder writable (or give another "
+                f"--output), {resume}")
+    if exc.errno == errno.EISDIR:
+        return f"--output {where} {what}" if exc.filename else f"cannot write {output}: {what}"
+    return f"cannot write {where}: {what}. Fix it, {resume}"
 
 
 class ResultsWriter:
@@ -68,6 +102,10 @@ class ResultsWriter:
         rank, world_size: this process in a distributed run. Each rank appends to its own journal; only
             rank 0 writes ``output`` (:meth:`finalize` merges every journal). With ``world_size > 1`` the
             caller runs :func:`prepare_output` once before the ranks open their writers.
+        run_id: the run whose lock on ``output`` is already held (:class:`.run_lock.RunLock`, taken once per
+            run by its machine rank 0); the writer checks that the lock still holds it. Without it, a
+            one-process writer takes the lock itself for its lifetime (waiting ``wait_for_lock`` seconds for
+            another run, taking over a lock of another host with ``break_lock``).
 
     Usage::
 
@@ -90,6 +128,9 @@ class ResultsWriter:
         overwrite: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        run_id: str | None = None,
+        wait_for_lock: float | None = None,
+        break_lock: bool = False,
     ):
         if checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -108,12 +149,28 @@ class ResultsWriter:
         # not hold a whole survey's entries in memory just to skip them.
         self._done_names: set[str] = set()
         self._unsaved = 0
-        if world_size == 1:
-            prepare_output(self.output, resume=resume, overwrite=overwrite)
-        if resume:
-            self._load_previous()
-        self._header = make_header(self.detection_categories, self.classification_categories)
-        self._journal = JournalWriter(journal_path(self.output, rank), self._header)
+        self._lock: RunLock | None = None
+        if run_id is not None:
+            check_lock_held(self.output, run_id)
+        elif world_size == 1:
+            self._lock = RunLock(self.output).acquire(wait=wait_for_lock, break_lock=break_lock)
+            run_id = self._lock.run_id
+        self._run_id = run_id
+        try:
+            if world_size == 1:
+                prepare_output(self.output, resume=resume, overwrite=overwrite)
+            self._header = make_header(self.detection_categories, self.classification_categories,
+                                       self.info.get(IDENTITY_KEY))
+            if resume:
+                self._load_previous()
+            self._journal = JournalWriter(journal_path(self.output, rank), self._header)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def _load_previous(self) -> None:
         """Entries of an existing output and of all its journals (any rank's): the work already done."""
@@ -128,13 +185,18 @@ class ResultsWriter:
                     and old_cls != self.classification_categories:
                 raise ResultsFileError(f"cannot resume {self.output}: its classification categories differ from "
                                        "this run's (another classifier?)")
+            differences = identity_differences((previous.get("info") or {}).get(IDENTITY_KEY),
+                                               self.info.get(IDENTITY_KEY))
+            if differences:
+                raise ResultsFileError(f"cannot resume {self.output}: another run wrote it "
+                                       f"({'; '.join(differences)}). Resume with that run's weights, config and "
+                                       "flags, or start over")
             for entry in previous["images"]:
                 self._remember(entry)
-        header = make_header(self.detection_categories, self.classification_categories)
         journaled = 0
         for path in existing_journals(self.output):
             contents = read_journal(path)
-            check_header(path, contents.header, header)
+            check_header(path, contents.header, self._header)
             for entry in contents.entries:
                 self._remember(entry)
             journaled += len(contents.entries)
@@ -197,7 +259,16 @@ class ResultsWriter:
         self._unsaved = 0
 
     def close(self) -> None:
-        """Close this process's journal (a distributed rank calls this before rank 0 finalizes)."""
+        """Close this process's journal (a distributed rank calls this before rank 0 finalizes).
+
+        A one-process writer that took the output's lock itself gives it back: it writes nothing more.
+        """
+        try:
+            self._close_journal()
+        finally:
+            self._release_lock()
+
+    def _close_journal(self) -> None:
         self._journal.close()
         self._unsaved = 0
 
@@ -209,7 +280,11 @@ class ResultsWriter:
         """
         if self.rank != 0:
             raise RuntimeError("only rank 0 writes the results file")
-        self.close()
+        self._close_journal()
+        if self._run_id is not None:
+            # Taken over meanwhile (--break-lock on another machine)? Then the other run owns the output now:
+            # write nothing over it, and keep the journals.
+            check_lock_held(self.output, self._run_id)
         journals = existing_journals(self.output)
         for path in journals:
             if path != self._journal.path:
@@ -221,17 +296,34 @@ class ResultsWriter:
         # Only now is every journal line in the output: the journals can go.
         for path in journals:
             path.unlink(missing_ok=True)
+        self._release_lock()
         return self.output
 
     def __enter__(self) -> ResultsWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None and self.world_size == 1:
-            self.finalize()
-            return
-        self.close()
-        if exc_type is not None and self.world_size == 1 and self._entries:
-            # Interrupted (Ctrl-C, CUDA error, ...): the journal has everything; a valid partial results file
-            # also lets users look at what was done. Written once, not per checkpoint.
-            write_json_atomic(self.output, self.to_dict(complete=False))
+        try:
+            if exc_type is None:
+                if self.world_size == 1:
+                    self.finalize()
+                else:
+                    self._close_journal()
+                return
+            self._close_after_error()
+            if self.world_size == 1 and self._entries:
+                # Interrupted (Ctrl-C, CUDA error, ...): the journal has everything; a valid partial results
+                # file also lets users look at what was done. Written once, not per checkpoint.
+                try:
+                    write_json_atomic(self.output, self.to_dict(complete=False))
+                except OSError as write_error:  # the disk that just failed may fail again: the journal is kept
+                    logger.warning("no partial results file: %s", write_problem(write_error, self.output))
+        finally:
+            self._release_lock()
+
+    def _close_after_error(self) -> None:
+        """Close the journal without hiding the error being raised (a full disk fails the last flush too)."""
+        try:
+            self._close_journal()
+        except OSError as close_error:
+            logger.warning("closing the journal: %s", write_problem(close_error, self.output))
