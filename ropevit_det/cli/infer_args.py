@@ -43,6 +43,7 @@ import os
 
 from ropevit_det.camera_trap.species.classifier import DEFAULT_CONTEXT_MARGIN
 from ropevit_det.cli.species_args import add_species_args
+from ropevit_det.camera_trap.detection.glance import DEFAULT_ESCALATION_THRESHOLD
 from ropevit_det.export.cpu_backend import CPU_BACKENDS
 
 
@@ -81,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("pytorch", *CPU_BACKENDS), default="pytorch",
                         help="CPUs without bf16: int8 (the ViT's linear layers quantized to int8), or the "
                              "model exported at start-up and run by onnxruntime / openvino (default: %(default)s)")
+    parser.add_argument("--glance", type=int, default=None, metavar="PX",
+                        help="glance, then look: run the detector first on a copy of each frame PX px on the long "
+                             "side (e.g. 448) and the full-resolution pass only where the glance finds a candidate "
+                             "at or above --glance-threshold; each entry records its \"passes\" (default: one "
+                             "full pass)")
+    parser.add_argument("--glance-threshold", type=float, default=DEFAULT_ESCALATION_THRESHOLD,
+                        help="score of a glance candidate that escalates the frame to the full pass (default: "
+                             "%(default)s, chosen on the demo domain; check yours with eval-camtrap --glance-report)")
     parser.add_argument("--checkpoint-every", type=int, default=1000,
                         help="fsync the journal every N images: a power cut loses at most N, a killed process "
                              "none but the batch in flight (default: %(default)s)")

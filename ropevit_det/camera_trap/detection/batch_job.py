@@ -39,6 +39,7 @@ from ..species.classifier import (
 from ..species.place_filter import apply_species_filter
 from .batch_loop import InferenceSummary, run_inference
 from .categories import DetectionClasses, detection_classes, parse_class_names
+from .glance import DEFAULT_ESCALATION_THRESHOLD, GlanceDetector
 
 __all__ = ["BatchJobError", "BatchJobSettings", "build_job_cfg", "run_batch_job"]
 
@@ -71,6 +72,8 @@ class BatchJobSettings:
     device: str | None = None
     bf16: bool = False
     backend: str = "pytorch"
+    glance: int | None = None  # glance, then look: long side (px) of the first pass; None: one full pass
+    glance_threshold: float = DEFAULT_ESCALATION_THRESHOLD  # a glance candidate at least this escalates
     checkpoint_every: int = 1000
     resume: bool = False
     overwrite: bool = False
@@ -203,6 +206,12 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
         detector = Detector(model, cfg.MODEL.DEVICE, bf16=settings.bf16)
     else:
         detector = cpu_detector(settings.backend, model, cfg)
+    if settings.glance is not None:
+        try:
+            detector = GlanceDetector(detector, glance_size=settings.glance,
+                                      escalation_threshold=settings.glance_threshold)
+        except ValueError as exc:
+            raise BatchJobError(str(exc), "glance") from exc
     typical = settings.typical_threshold
     with writer:  # one process: finalized on leaving; several: each closes its journal
         summary = run_inference(
@@ -213,6 +222,9 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
             render_dir=settings.render_dir,
             render_threshold=typical if settings.render_threshold is None else settings.render_threshold,
             sampling=settings.sampling, all_frames=settings.all_frames, progress=settings.progress and rank == 0)
+    if isinstance(detector, GlanceDetector):
+        logger.info("glance at %d px: %d of %d frames escalated to the full pass", settings.glance,
+                    detector.escalated, detector.glanced)
     logger.info("%d images in %.2f s (%.2f images/s): %d detections, %d classified, %d failures%s",
                 summary.images, summary.seconds, summary.images_per_second, summary.detections, summary.classified,
                 summary.failures, f" (e.g. {', '.join(summary.failed_files[:3])})" if summary.failures else "")
