@@ -11,8 +11,8 @@ stride, with random weights, fed and post-processed as MegaDetector's PyTorch de
   confidence 0.005, IoU 0.45): its own ``nms`` for the YOLOv5 layout (spruce, as v5a), the ``ultralytics``
   library's ``non_max_suppression`` for the anchor-free layout (B, 4 + classes, anchors) of ultralytics models,
   which its ``nms`` would misread. Random weights are made to score near 0.5 (class biases zeroed, see
-  ``build_peer``), as v5a's do, so that candidates reach NMS. Before it, the same candidate cap as ours and v5a's: only the
-  ``topk_candidates`` best rows keep their scores.
+  ``build_peer``), as v5a's do, so that candidates reach NMS. Before it, the same candidate cap as ours and
+  v5a's: only the ``topk_candidates`` best rows keep their scores.
 
 Both packages are the ``bench`` extra (tools/setup_env.sh installs them with --no-deps).
 """

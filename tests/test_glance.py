@@ -116,8 +116,8 @@ def test_glance_report_suggests_the_threshold_that_loses_nothing():
 
 
 def test_infer_flags_reach_the_settings(tmp_path):
-    from ropevit_det.cli.infer import build_parser, job_settings
     from ropevit_det.camera_trap.inputs.video import FrameSampling
+    from ropevit_det.cli.infer import build_parser, job_settings
 
     args = build_parser().parse_args(["--config", "demo/ropevit_shapes_cpu.yaml", "--weights", "w.pth", "--input",
                                       str(tmp_path), "--output", str(tmp_path / "o.json"), "--glance", "448",

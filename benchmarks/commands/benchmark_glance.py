@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _demo_model(out_dir: Path):
     # The demo's trained model, as the tests train it (tests/trained_shapes.py): reused from out_dir when there.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.trained_shapes import MODEL_OVERRIDES, load_shapes_model, train_shapes_detector, ShapesDetector
+    from tests.trained_shapes import MODEL_OVERRIDES, ShapesDetector, load_shapes_model, train_shapes_detector
 
     weights = out_dir / "train" / "model_final.pth"
     if weights.is_file():
@@ -87,10 +87,11 @@ def _demo_model(out_dir: Path):
 
 def _frames(count: int, empty: bool, seed: int) -> list[dict]:
     """Held-out frames of the demo domain, with shapes or empty, as detectron2 inputs (160 px, RGB)."""
+    import numpy as np
+
     from ropevit_det.data.synthetic import _MAX_OBJECT_DIAMETER, _render_image, empty_frame  # the generator's own
 
     max_diameter = min(_MAX_OBJECT_DIAMETER, int(160 * 0.45))  # as generate_shapes_dataset draws them
-    import numpy as np
 
     rng = np.random.default_rng(seed)
     inputs = []

@@ -1,8 +1,8 @@
 """What glance-then-look costs on a validation set: escalation rate and recall lost against single-pass inference.
 
 Input: two MegaDetector-format results of the same images, one from single-pass inference (``ropevit-det infer``)
-and one from the glance alone (``infer --glance PX --glance-threshold 2``: scores never reach 2, so no frame is escalated, so each entry
-holds the glance's own detections). At an escalation threshold ``t`` a frame gets the full pass when its best
+and one from the glance alone (``infer --glance PX --glance-threshold 2``: scores never reach 2, so no frame is
+escalated and each entry holds the glance's own detections). At an escalation threshold ``t`` a frame gets the full pass when its best
 glance detection scores at least ``t``; an escalated frame then gets exactly the single-pass detections. A
 single-pass detection at or above the typical threshold is *lost* when its frame is not escalated. No ground
 truth is needed: the report measures glancing against single-pass inference, not the detector against the truth.
