@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the escalation threshold the collection figures use (default: %(default)s)")
     p.add_argument("--typical-threshold", type=float, default=0.2,
                    help="detections at or above it count for the recall lost (default: %(default)s)")
-    p.add_argument("--demo-glance", type=int, default=96, help="the demo model's glance, px (its frames are 160)")
+    p.add_argument("--demo-glance", type=int, default=128, help="the demo model's glance, px (its frames are 160)")
     p.add_argument("--frames", type=int, default=40, help="frames per mix on the demo domain (default: %(default)s)")
     p.add_argument("--demo-dir", type=Path, default=None,
                    help="where the demo model is trained (reused when it is there; default: a temporary folder)")
