@@ -130,3 +130,26 @@ def test_infer_flags_reach_the_settings(tmp_path):
     with pytest.raises(ValueError, match="glance_size"):
         GlanceDetector(lambda x: x, glance_size=8)
     assert np.isfinite(DEFAULT_ESCALATION_THRESHOLD)
+
+
+def test_eval_camtrap_glance_report_from_two_results_files(tmp_path, capsys):
+    from ropevit_det.cli.eval_camtrap import main
+
+    def write(name, images):
+        path = tmp_path / name
+        path.write_text(json.dumps({
+            "info": {"format_version": "1.4", "detector_metadata": {"typical_detection_threshold": 0.2}},
+            "detection_categories": {"1": "animal"},
+            "images": [{"file": f, "detections": [{"category": "1", "conf": c, "bbox": [0, 0, .1, .1]} for c in cs]}
+                       for f, cs in images.items()]}))
+        return str(path)
+
+    full = write("full.json", {"a.jpg": [0.9], "b.jpg": [0.4], "c.jpg": []})
+    glance = write("glance.json", {"a.jpg": [0.3], "b.jpg": [0.04], "c.jpg": []})
+    out = tmp_path / "report.json"
+    assert main(["--results", full, "--glance-report", glance, "--json", str(out)]) == 0
+    assert "Suggested --glance-threshold: 0.03" in capsys.readouterr().out  # 0.05 would lose b.jpg's 0.4
+    report = json.loads(out.read_text())
+    assert report["suggested_threshold"] == 0.03 and report["detections"] == 2
+    with pytest.raises(SystemExit, match="--gt is required"):
+        main(["--results", full])

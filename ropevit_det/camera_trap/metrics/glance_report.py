@@ -7,8 +7,8 @@ glance detection scores at least ``t``; an escalated frame then gets exactly the
 single-pass detection at or above the typical threshold is *lost* when its frame is not escalated. No ground
 truth is needed: the report measures glancing against single-pass inference, not the detector against the truth.
 
-Thresholds below the glance run's output threshold cannot be told apart (its detections under it were never
-written): the report starts at it.
+Below the glance run's output threshold, the rows are pessimistic: candidates under it were never written, so a
+frame whose glance had only such candidates counts as not escalated (and its detections as lost).
 """
 from __future__ import annotations
 
@@ -78,10 +78,9 @@ def glance_report(full_results: Mapping[str, Any], glance_results: Mapping[str, 
     if escalated:
         raise ValueError(f"the glance results escalated {len(escalated)} image(s) (e.g. {escalated[0]['file']}): "
                          "run the glance alone, with --glance-threshold 2")
-    floor = min((d["conf"] for f in files for d in glance[f]), default=0.0)
     best = [max((d["conf"] for d in glance[f]), default=0.0) for f in files]
     confident = [sum(d["conf"] >= typical_threshold for d in full[f]) for f in files]
-    return glance_report_from_scores(best, confident, typical_threshold, [t for t in thresholds if t >= floor])
+    return glance_report_from_scores(best, confident, typical_threshold, thresholds)
 
 
 def format_glance_report(report: GlanceReport, typical: float | None = None) -> str:
