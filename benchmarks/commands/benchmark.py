@@ -16,6 +16,9 @@ Baseline: ViTDet-B fp32 (add bf16 with --vitdet-modes fp32,bf16).
     # against MegaDetector v5a (CPU, batch 1), our no-bf16 paths included:
     python tools/benchmark.py --sizes 1024 --tasks backbone,inference --vitdet-modes '' --mdv5a-modes fp32 \
         --ours-modes parity,bf16,fast,int8,int8_fast --boxes-only --topk-candidates 1000 --threads 2
+    # against MegaDetector v5a and MegaDetector 1000's models, same run, same candidate cap:
+    python tools/benchmark.py --sizes 1024 --tasks inference --vitdet-modes '' --ours-modes fast --boxes-only \
+        --peers mdv5a,cedar,larch,sorrel,spruce --topk-candidates 1000 --threads 1 --interleave
     # the CPU backends of `infer` against each other (the export at 1024 px; inference only):
     python tools/benchmark.py --sizes 1024 --tasks inference --vitdet-modes '' --mdv5a-modes fp32 \
         --ours-modes parity,int8,ort,openvino --boxes-only --topk-candidates 1000 --threads 1 --interleave
