@@ -1,9 +1,10 @@
 # `make test`: set everything up (idempotent), then run the CPU test suite. `.ci/run` calls exactly this.
 # `make demo`: set up, then train + evaluate on the embedded synthetic dataset (output/demo/).
+# `make demo-camera-trap`: set up, then the camera-trap workflow on the sample frames, on the CPU (output/demo_camera_trap/).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo
+.PHONY: setup test demo demo-camera-trap
 
 setup:
 	VENV=$(VENV) bash tools/setup_env.sh
@@ -13,3 +14,6 @@ test: setup
 
 demo: setup
 	$(PY) tools/demo.py --output-dir output/demo
+
+demo-camera-trap: setup
+	$(PY) tools/demo.py --camera-trap --output-dir output/demo_camera_trap

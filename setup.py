@@ -14,6 +14,13 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
+# ropevit-det serve (docs/SERVE.md); the test extra has them too, for tests/test_serve.py.
+SERVE_REQUIRES = [
+    "fastapi>=0.115",
+    "uvicorn>=0.30",
+    "python-multipart>=0.0.18",  # FastAPI's multipart/form-data parser
+    "prometheus_client>=0.20",
+]
 
 
 def link_model_zoo_configs() -> None:
@@ -71,6 +78,9 @@ setup(
         "matplotlib",  # precision/recall plots (ropevit-det eval-camtrap)
         "av>=12",  # PyAV: camera-trap videos (frames, frame rate, creation time) in ropevit-det infer
         "setuptools<81",  # detectron2.model_zoo imports pkg_resources
+        # infer --backend int8: the maintained successor of torch.ao.quantization (the int8 engine once PyTorch
+        # removes torch.ao's; no dependencies of its own, imported only by that backend).
+        "torchao>=0.18",
     ],
     extras_require={
         "test": [
@@ -83,10 +93,15 @@ setup(
             "frictionless>=5.13.1",  # the Camtrap DP tests validate packages as TDWG's own tests do
             "PyYAML",  # the Camtrap DP export test reads a YAML metadata file
             "hypothesis>=6.100",  # property-based tests of the readers of results, CCT and merge inputs
+            "httpx",  # the serve tests' client
+            "schemathesis>=4",  # fuzzes the server against its OpenAPI schema
+            *SERVE_REQUIRES,  # tests/test_serve.py runs the server
         ],
+        "serve": SERVE_REQUIRES,
         # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,
         # sort, CSV, classification smoothing). The megadetector package itself is installed with --no-deps
-        # (tools/setup_env.sh): its own requirements pull a YOLO training stack whose sdist needs the network.
+        # (tools/setup_env.sh): its own requirements pull a YOLO training stack whose sdist needs the network:
+        #   pip install "ropevit_det[camtrap]" && pip install --no-deps megadetector==10.0.28
         "camtrap": [
             "pandas>=2.1.1",
             "scikit-learn>=1.3.1",
@@ -104,10 +119,22 @@ setup(
             "reverse_geocoder>=1.5",  # camera coordinates -> country and region, offline (GeoNames data inside)
             "pycountry>=22.1",  # ISO 3166-1 alpha-2 (reverse_geocoder) -> alpha-3 (SpeciesNet's geofence keys)
         ],
+        # ropevit-det export --format onnx, and infer --backend onnxruntime (ropevit_det/_deps.py says which command
+        # needs which extra, before it does any work).
+        "export": [
+            "onnx>=1.16",
+            "onnxruntime>=1.17",
+        ],
+        # infer --backend openvino: the model is exported to ONNX at start-up, then run by OpenVINO.
+        "openvino": [
+            "onnx>=1.16",
+            "openvino>=2024.0",
+        ],
         # MegaDetector v5a's network as a benchmark peer (python tools/benchmark.py --mdv5a-modes, from a clone): what the yolov5
         # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by
         # tools/setup_env.sh: yolov5's requirements pull a training stack (sahi, roboflow, boto3) and pin old hubs.
         "bench": [
+            "timm",  # detectron2's own ViTDet backbone, the baseline of python tools/benchmark.py, imports it
             "pandas",
             "seaborn",
             "thop",

@@ -227,6 +227,6 @@ def test_refuses_paths_outside_the_root_and_writing_over_it(card, tmp_path):
     assert not out.exists()  # refused before anything was written
     with pytest.raises(SystemExit, match="the output folder is the image folder"):
         blur_main(["--results", str(results), "--images", str(card), "--output-dir", str(card)])
-    with pytest.raises(SystemExit, match=r"--categories \['people'\] are not detection categories"):
+    with pytest.raises(SystemExit, match=r"--categories: \['people'\] are not detection categories"):
         blur_main(["--results", str(results), "--images", str(card), "--output-dir", str(out), "--categories",
                    "people"])

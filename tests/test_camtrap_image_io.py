@@ -144,7 +144,7 @@ def test_list_inputs_folder_text_file_and_glob(tmp_path, caplog):
     assert scan_inputs(root).skipped == ["100EK113/notes.txt", "Thumbs.db"]
 
     listing = tmp_path / "list.txt"
-    listing.write_text("# chosen frames\ncard/100EK113/IMG_0002.JPG\n\ncard/101EK113/sub/x.png\n")
+    listing.write_text("card/100EK113/IMG_0002.JPG\n\ncard/101EK113/sub/x.png\n")  # read verbatim: no comments
     top, files = list_inputs(listing)
     assert top == root.resolve() and files == ["100EK113/IMG_0002.JPG", "101EK113/sub/x.png"]
 

@@ -258,11 +258,11 @@ def test_batch_job_errors_name_the_setting(tmp_path, birder_weights, input_dir):
     with pytest.raises(BatchJobError, match="neither a folder") as error:
         run_batch_job(BatchJobSettings(**base, input=str(tmp_path / "nowhere"), output=str(tmp_path / "r.json"),
                                        opts=OVERRIDES))
-    assert error.value.setting == "input"
+    assert error.value.argument == "input"
     with pytest.raises(BatchJobError, match="1 names but the model has 2") as error:
         run_batch_job(BatchJobSettings(**base, input=str(input_dir), output=str(tmp_path / "r.json"),
                                        class_names="animal", opts=[*OVERRIDES, "MODEL.ROI_HEADS.NUM_CLASSES", "2"]))
-    assert error.value.setting == "class_names"
+    assert error.value.argument == "class_names"
 
 
 def test_detection_category_ids(tmp_path):

@@ -242,6 +242,6 @@ def test_find_with_blur_renders_tiles_from_blurred_copies(tmp_path, capsys):
             inner = (left + (x + 0.25 * bw) * w, (y + 0.25 * bh) * h, left + (x + 0.75 * bw) * w, (y + 0.75 * bh) * h)
             assert detail(b, inner, factor=1) < detail(a, inner, factor=1) / 5
     assert "blurred_images" in {p.name for p in (tmp_path / "rde_person").iterdir()}
-    with pytest.raises(SystemExit, match=r"--blur \['people'\] are not detection categories"):
+    with pytest.raises(SystemExit, match=r"--blur: \['people'\] are not detection categories"):
         rde_main(["find", "--results", str(results), "--images", str(tmp_path / "images"), "--output-dir",
                   str(tmp_path / "rde_x"), "--blur", "people", "--quiet"])

@@ -2,14 +2,19 @@
 on the briefly trained shapes detector (``shapes_detector`` in conftest.py: confident boxes, so that the
 comparison is of real detections, not of near-tied noise):
 
-* neck cosine (per location, mean) >= 0.999 for the exact export (ONNX Runtime), >= 0.99 for int8;
+* neck cosine (per location, mean) >= 0.999 for the exact export (ONNX Runtime), >= 0.99 for int8 (both engines:
+  torch.ao, the default, and torchao);
 * every fp32 detection above 0.3 has a detection of its class with IoU >= 0.9 from the backend.
 """
 from __future__ import annotations
 
+import copy
+import warnings
+
 import pytest
 import torch
 
+from ropevit_det.export import INT8_ENGINES
 
 from .trained_shapes import MODEL_OVERRIDES, assert_matched, detections_of, load_shapes_model, shapes_inputs
 
@@ -37,17 +42,56 @@ def _normalised(model, inputs) -> torch.Tensor:
                         for i in inputs[:2]])
 
 
-def test_int8_neck_cosine(trained):
+def _quantized_linears(module: torch.nn.Module) -> int:
+    """How many linear layers of ``module`` hold int8 weights, whichever engine quantized them."""
+    ao = [m for m in module.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    torchao = [m for m in module.modules() if isinstance(m, torch.nn.Linear)
+               and type(m.weight).__module__.startswith("torchao.")]
+    return len(ao) + len(torchao)
+
+
+@pytest.mark.parametrize("engine", INT8_ENGINES)
+def test_int8_neck_cosine(trained, engine):
     from ropevit_det.export import quantize_vit_linears
 
     _, model, inputs = trained
     vit = model.backbone.net.vit
     images = _normalised(model, inputs)
-    quantized = quantize_vit_linears(__import__("copy").deepcopy(vit))
-    assert any("quantized" in type(m).__module__ for m in quantized.modules()), "nothing was quantized"
+    quantized = quantize_vit_linears(copy.deepcopy(vit), engine)
+    # Every encoder linear layer (qkv, proj and the MLP's two per block), nothing outside the encoder.
+    assert _quantized_linears(quantized) == _quantized_linears(quantized.encoder) == 4 * len(vit.encoder.block)
     with torch.no_grad():
         cosine = _neck_cosine(vit(images)["neck"], quantized(images)["neck"])
     assert INT8_MIN_COSINE <= cosine < 1.0, cosine  # < 1: int8 really ran
+
+
+def test_torchao_engine_raises_no_deprecation_warning(trained):
+    """The maintained engine: quantizing and running it warns of nothing deprecated (torch.ao does, every call)."""
+    from ropevit_det.export import quantize_vit_linears
+
+    _, model, inputs = trained
+    images = _normalised(model, inputs)[:1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        warnings.simplefilter("error", FutureWarning)
+        quantized = quantize_vit_linears(copy.deepcopy(model.backbone.net.vit), "torchao")
+        with torch.no_grad():
+            quantized(images)
+
+
+def test_default_int8_engine_is_torch_ao_while_torch_ships_it(monkeypatch):
+    from ropevit_det.export import default_int8_engine
+
+    assert default_int8_engine() == "torch.ao"  # the faster one on this CPU (docs/PERFORMANCE_MEGADETECTOR.md)
+    monkeypatch.delattr(torch.ao.quantization, "quantize_dynamic")
+    assert default_int8_engine() == "torchao"  # once PyTorch removes it
+
+
+def test_unknown_int8_engine_is_refused(trained):
+    from ropevit_det.export import quantize_vit_linears
+
+    with pytest.raises(ValueError, match="unknown int8 engine 'fbgemm'"):
+        quantize_vit_linears(copy.deepcopy(trained[1].backbone.net.vit), "fbgemm")
 
 
 def test_onnx_neck_cosine(trained, tmp_path):
@@ -66,15 +110,18 @@ def test_onnx_neck_cosine(trained, tmp_path):
         assert _neck_cosine(vit(images)["neck"], neck) >= EXACT_MIN_COSINE
 
 
-@pytest.mark.parametrize("backend", ["int8", "onnxruntime"])
+@pytest.mark.parametrize("backend", ["int8", "int8:torchao", "onnxruntime"])
 def test_backend_keeps_every_confident_fp32_detection(trained, backend):
     from ropevit_det.engine.predictor import Detector
-    from ropevit_det.export import cpu_detector
+    from ropevit_det.export import Int8Detector, cpu_detector
 
     cfg, model, inputs = trained
-    # The export at the frames' own size: a larger canvas would add padding tokens to global attention and
-    # test the padding, not the runtime (eager batches of mixed sizes pad the same way).
-    fast = cpu_detector(backend, model, cfg, threads=1, input_hw=tuple(inputs[0]["image"].shape[-2:]))
+    if backend == "int8:torchao":
+        fast = Int8Detector(model, engine="torchao")
+    else:
+        # The export at the frames' own size: a larger canvas would add padding tokens to global attention and
+        # test the padding, not the runtime (eager batches of mixed sizes pad the same way).
+        fast = cpu_detector(backend, model, cfg, threads=1, input_hw=tuple(inputs[0]["image"].shape[-2:]))
     reference = Detector(model, "cpu")
     confident_total = 0
     for item in inputs:

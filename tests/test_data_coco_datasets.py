@@ -31,10 +31,10 @@ def test_missing_json_names_path_and_fix(tmp_path):
         validate_coco_dataset(missing, tmp_path, for_training=True)
     assert str(missing) in str(excinfo.value)
     # The library says which set it is; only the command line knows which options gave the paths.
-    assert excinfo.value.role == "training" and "--" not in str(excinfo.value)
+    assert excinfo.value.argument == "training" and "--" not in str(excinfo.value)
     with pytest.raises(DatasetError) as excinfo:
         validate_coco_dataset(missing, tmp_path, for_training=False)
-    assert excinfo.value.role == "evaluation"
+    assert excinfo.value.argument == "evaluation"
 
 
 def test_command_line_adds_the_options_to_the_message(tmp_path):

@@ -13,7 +13,7 @@ from detectron2.utils.events import EventStorage
 from ropevit_det.config import load_config
 from ropevit_det.modeling.sfp_backbone import resample_to_stride
 
-from .conftest import CONFIGS, TINY_VIT_OVERRIDES, tiny_cfg
+from .conftest import CONFIGS, tiny_cfg
 
 YAML_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Base-"))
 

@@ -66,7 +66,7 @@ def test_training_writes_metrics_checkpoints_and_ap(trained_run, birder_weights)
     # The checkpoint names its classes, so that tools/infer.py needs no --class-names.
     saved = torch.load(out / "model_final.pth", weights_only=True)
     assert saved["dataset_info"] == {"datasets": ["ropevit_cli_train"], "thing_classes": ["animal"],
-                                     "init_weights": str(birder_weights)}
+                                     "num_classes": 1, "init_weights": str(birder_weights)}
 
 
 def test_resume_continues_at_the_saved_iteration(trained_run) -> None:

@@ -1,7 +1,6 @@
 """Training on one's own data is safe to start and to resume: no COCO fallback, the run's own config, clear errors."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

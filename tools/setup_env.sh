@@ -68,14 +68,14 @@ pip install --no-build-isolation 'git+https://github.com/facebookresearch/detect
   has detectron2 detectron2.modeling || die "detectron2 does not import after installation"
 fi
 
-# 3. this package, editable, with its test and camtrap extras. Redone only when setup.py changes.
+# 3. this package, editable, with its test, camtrap and serve extras. Redone only when setup.py changes.
 stamp="$VENV/.ropevit_det-$(sha256sum "$ROOT/setup.py" | cut -c1-16)"
 if [ -f "$stamp" ] && has ropevit_det; then
   say "ropevit_det present (setup.py unchanged)"
 else
   say "installing ropevit_det[test,camtrap] in editable mode"
   # numpy<2 is pinned in the fallback wheel's metadata, but the code runs on numpy 2 (birder needs >= 2.2).
-  "${PIP[@]}" -e "$ROOT[test,camtrap]" || die "pip install -e .[test,camtrap] failed"
+  "${PIP[@]}" -e "$ROOT[test,camtrap,serve]" || die "pip install -e .[test,camtrap,serve] failed"
   rm -f "$VENV"/.ropevit_det-*
   touch "$stamp"
 fi

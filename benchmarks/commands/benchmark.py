@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 import ropevit_det  # noqa: F401  (registers the backbone)
+from ropevit_det._deps import require_extras
 from benchmarks import BenchmarkSettings, markdown_report, run_benchmark
 from benchmarks.runner import SettingsError
 
@@ -137,7 +138,13 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    require_extras("benchmark", args)  # a missing optional package ends the run before any model is built
+    if args.warmup is not None and (args.warmup < 0 or (args.warmup == 0 and not args.no_flops)):
+        # FLOPs are counted during the first warm-up run, so none would be a traceback hours into the run.
+        parser.error(f"--warmup {args.warmup}: FLOPs are counted in the first warm-up run; give --warmup 1 or more, "
+                     "or add --no-flops to time without warming up")
     logging.basicConfig(level=logging.INFO, format="[benchmark] %(message)s")
     command = "python tools/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
 

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ropevit_det.engine.cpu_threads import threads_per_process
+
 _RANK_LINE = re.compile(r"(\d+) images in ([\d.]+) s \(")
 
 
@@ -46,11 +48,6 @@ def random_checkpoint(config: str, opts: list[str], path: Path) -> None:
     cfg = load_config(config_arg(config), [*opts, "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"])
     torch.manual_seed(0)
     torch.save({"model": build_model(cfg).state_dict()}, path)
-
-
-def threads_per_process(processes: int) -> int:
-    """The machine's cores shared out evenly, so that 1 and N processes use the same cores."""
-    return max(1, (os.cpu_count() or 1) // processes)
 
 
 def images_per_second(processes: int, args: argparse.Namespace, weights: Path, frames: str, out: Path) -> float:

@@ -4,7 +4,7 @@ Importing this package registers the ``birder://`` path handler with detectron2'
 resolves to a converted detectron2 checkpoint, so detectron2's own loaders read it); it patches nothing.
 """
 from .birder_format import BirderCheckpoint, read_birder_checkpoint
-from .checkpointer import RoPEViTCheckpointer, check_pixel_stats
+from .checkpointer import HeadClassesError, RoPEViTCheckpointer, check_pixel_stats
 from .conversion import (
     VIT_PREFIX,
     KeyMappingError,
@@ -29,6 +29,7 @@ register_birder_handler()
 __all__ = [
     "BirderCheckpoint",
     "read_birder_checkpoint",
+    "HeadClassesError",
     "RoPEViTCheckpointer",
     "check_pixel_stats",
     "VIT_PREFIX",

@@ -18,11 +18,17 @@ For weights that came from birder, loading is strict on the ViT: every ViT tenso
 filled, every tensor of the file must land in the model with the same shape, or loading stops with an error
 naming the tensors. The pyramid and the detection heads are not in such files and start from scratch. Instead
 of fvcore's per-key warnings, one line says what happened.
+
+A detector checkpoint whose class-specific head tensors (box and mask predictors) do not fit the model was
+trained on another number of classes. With ``strict_heads`` (inference, evaluation) loading stops with an error
+naming the checkpoint's classes (from its ``dataset_info``) and the config key to set; without it (fine-tuning
+from another detector) one warning says which head tensors start from scratch, never fvcore's per-key lines alone.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
@@ -33,11 +39,51 @@ from detectron2.checkpoint import DetectionCheckpointer
 from .birder_format import BirderCheckpoint, load_torch_file, read_checkpoint_file
 from .conversion import CHECKPOINT_AUTHOR, VIT_PREFIX, birder_to_d2_checkpoint, check_against_model
 from .path_handler import BIRDER_PREFIX, converted_published
-from .safe_pickle import detectron2_pkl_layout, load_pickle_weights, missing_weights_error
+from .safe_pickle import WeightsFileError, detectron2_pkl_layout, load_pickle_weights, missing_weights_error
 
-__all__ = ["RoPEViTCheckpointer", "check_pixel_stats", "load_report"]
+__all__ = ["HeadClassesError", "RoPEViTCheckpointer", "check_pixel_stats", "head_class_mismatch", "load_report"]
 
 logger = logging.getLogger(__name__)
+
+
+# The tensors whose first dimension is the class count (K + 1 scores, 4K box deltas, K masks), in Faster/Mask R-CNN
+# and Cascade heads (``box_predictor.N.``).
+_CLASS_HEAD = re.compile(r"^roi_heads\.(box_predictor(\.\d+)?\.(cls_score|bbox_pred)|mask_head\.predictor)\.")
+
+
+class HeadClassesError(WeightsFileError):
+    """A detector checkpoint trained on another number of classes than the config's ``NUM_CLASSES``."""
+
+
+def _checkpoint_classes(checkpoint: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, list[str]]:
+    """``(class count, class names)`` of a detector checkpoint: the names from its ``dataset_info``, the count
+    from its score layer (``cls_score`` has K + 1 rows), else from the names."""
+    names = [str(n) for n in ((checkpoint.get("dataset_info") or {}).get("thing_classes") or [])]
+    scores = state.get("roi_heads.box_predictor.cls_score.weight")
+    if scores is None:
+        cascade = re.compile(r"^roi_heads\.box_predictor\.\d+\.cls_score\.weight$")
+        scores = next((v for k, v in state.items() if cascade.match(k)), None)
+    count = int(scores.shape[0]) - 1 if scores is not None else (len(names) or None)
+    return count, names
+
+
+def head_class_mismatch(checkpoint: Mapping[str, Any], state: Mapping[str, Any], incorrect_shapes: Sequence[Any],
+                        model_classes: int | None, source: str) -> str | None:
+    """The message for class-specific head tensors that did not load (another class count), or None."""
+    heads = [k for k, *_ in incorrect_shapes if _CLASS_HEAD.match(k)]
+    if not heads:
+        return None
+    count, names = _checkpoint_classes(checkpoint, state)
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    what = f"{count} classes" if count is not None else "another number of classes"
+    if shown:
+        what += f" ({shown})"
+    told = f"MODEL.ROI_HEADS.NUM_CLASSES {model_classes}" if model_classes is not None else "another class count"
+    fix = (f"set it to {count} (add MODEL.ROI_HEADS.NUM_CLASSES {count} to the command)" if count
+           else "set it to the checkpoint's")
+    return (f"the checkpoint {source} has {what}, the config says {told}: {fix}, or use a checkpoint trained on "
+            f"{model_classes} classes (its head tensors {', '.join(heads[:3])}{', ...' if len(heads) > 3 else ''} "
+            "do not fit)")
 
 
 class RoPEViTCheckpointer(DetectionCheckpointer):
@@ -46,7 +92,16 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
     ``load`` returns, like fvcore's, the file's remaining entries; for birder-derived weights these include
     ``pixel_mean``/``pixel_std``/``rgb_stats``/``resolution``/``source_file``/``source_sha256``, ready for
     :func:`check_pixel_stats`.
+
+    ``strict_heads=True`` (inference, evaluation): a detector checkpoint of another class count raises
+    :class:`HeadClassesError`; otherwise (fine-tuning) one warning names the head tensors that start from scratch.
     """
+
+    def __init__(self, model: torch.nn.Module, save_dir: str = "", *, strict_heads: bool = False,
+                 **checkpointables: Any) -> None:
+        super().__init__(model, save_dir, **checkpointables)
+        self.strict_heads = strict_heads
+        self._source = ""
 
     def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if path and path.startswith(BIRDER_PREFIX):
@@ -55,6 +110,7 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
         elif path and "://" not in path and not os.path.isfile(urlparse(path)._replace(query="").geturl()):
             # fvcore would stop on a bare assert; URLs (detectron2://, https://) still resolve through PathManager.
             raise missing_weights_error(path)
+        self._source = path
         return super().load(path, *args, **kwargs)
 
     def _load_file(self, filename: str) -> Any:
@@ -87,7 +143,10 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint: Any) -> Any:
         if checkpoint.get("__author__") != CHECKPOINT_AUTHOR:
-            return super()._load_model(checkpoint)
+            state = dict(checkpoint.get("model") or {})  # fvcore pops it; keep it to read the class count
+            incompatible = super()._load_model(checkpoint)
+            self._check_class_heads(checkpoint, state, incompatible)
+            return incompatible
         model_state = self.model.state_dict()
         file_state = checkpoint["model"]
         resolution = tuple(checkpoint["resolution"]) if checkpoint.get("resolution") else None
@@ -106,6 +165,21 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
         logger.info(load_report(model_state, offered, incompatible) + classifier_report(checkpoint, model_state))
         # None tells fvcore there is nothing left to report (it would list every head tensor as missing).
         return None
+
+
+    def _check_class_heads(self, checkpoint: Mapping[str, Any], state: Mapping[str, Any], incompatible: Any) -> None:
+        """Refuse (``strict_heads``) or say aloud that the class-specific head tensors did not fit."""
+        if incompatible is None:
+            return
+        model_scores = self.model.state_dict().get("roi_heads.box_predictor.cls_score.weight")
+        model_classes = int(model_scores.shape[0]) - 1 if model_scores is not None else None
+        message = head_class_mismatch(checkpoint, state, incompatible.incorrect_shapes, model_classes,
+                                      self._source or "file")
+        if message is None:
+            return
+        if self.strict_heads:
+            raise HeadClassesError(message)
+        logger.warning("%s. Fine-tuning: those head tensors start from scratch.", message)
 
 
 def load_report(model_state: Mapping[str, torch.Tensor], offered: Sequence[str], incompatible: Any) -> str:

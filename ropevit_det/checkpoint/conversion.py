@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .birder_format import BirderCheckpoint
+from ..errors import UserInputError
 
 __all__ = [
     "VIT_PREFIX",
@@ -53,15 +54,14 @@ _BLOCK_INDEX = re.compile(r"^encoder\.block\.(\d+)\.")
 _MAX_LISTED = 24
 
 
-class KeyMappingError(ValueError):
+class KeyMappingError(UserInputError):
     """The checkpoint's keys, or its tensor shapes, do not match the key table or the target model.
 
     ``argument``: the conversion argument whose value caused it (e.g. ``"keep_classifier"``), or ``None``; a
     command line that sets the argument through a flag names the flag with it (``ropevit-det convert``)."""
 
     def __init__(self, message: str, argument: str | None = None) -> None:
-        super().__init__(message)
-        self.argument = argument
+        super().__init__(message, argument=argument)
 
 
 def birder_to_d2_key_table(depth: int, keep_classifier: bool = False, prefix: str = VIT_PREFIX) -> dict[str, str]:

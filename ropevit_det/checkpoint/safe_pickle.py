@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ..errors import UserInputError
 
 __all__ = [
     "CONVERT_TRUSTED_COMMAND",
@@ -53,7 +54,7 @@ _ALLOWED_GLOBALS = frozenset(
 )
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(UserInputError):
     """A weights file that is missing, unreadable, or refused because loading it would run code.
 
     The message is one line naming the file and the fix.

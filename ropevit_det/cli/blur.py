@@ -18,6 +18,11 @@ import sys
 
 from ropevit_det.camera_trap.results.md_format import ResultsFileError
 from ropevit_det.camera_trap.privacy.blur import BLUR_METHODS, DEFAULT_BLUR_CATEGORIES
+from ropevit_det.cli.common import user_error_message
+
+
+# The library's argument names (UserInputError.argument) as this command's flags.
+LIBRARY_FLAGS = {"categories": "--categories", "threshold": "--threshold", "unblurred": "--copy-unblurred"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                               unblurred="copy" if args.copy_unblurred else "skip")
         summary = blur_copies(args.results, args.images, args.output_dir, options)
     except (ValueError, FileNotFoundError, ResultsFileError) as exc:
-        message = str(exc).replace("categories [", "--categories [").replace("threshold must", "--threshold must")
-        raise SystemExit(f"ERROR: {message}") from None
+        raise SystemExit(user_error_message(exc, LIBRARY_FLAGS)) from None
     print(f"{summary.blurred} images blurred ({summary.boxes} regions), {summary.unblurred} copied unchanged, "
           f"{summary.already_done} already done; in {summary.output_dir}")
     if summary.missing:

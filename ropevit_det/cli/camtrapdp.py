@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from ropevit_det._deps import require_extras
+
 
 def build_parser() -> argparse.ArgumentParser:
     from ropevit_det.camera_trap.camtrapdp.events import DEFAULT_EVENT_GAP_SECONDS
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require_extras("camtrapdp", args)  # a missing optional package ends the run before any work
     from ropevit_det.camera_trap.results.md_format import ResultsFileError
 
     try:

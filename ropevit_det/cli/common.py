@@ -1,7 +1,7 @@
 """What every command shares: config lookup by path or zoo name, and the checks of overrides, as one-line errors."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..model_zoo import ConfigNotFoundError, resolve_config
 
@@ -36,3 +36,16 @@ def os_error_sentence(error: OSError) -> str:
                NotADirectoryError: "is a file where a folder is expected", PermissionError: "cannot be accessed "
                "(permission denied)"}.get(type(error), error.strerror or str(error))
     return f"{error.filename} {problem}"
+
+
+def user_error_message(error: Exception, flags: Mapping[str, str]) -> str:
+    """The one line a command prints for an error of the user's input.
+
+    ``flags`` maps the library's argument names (``UserInputError.argument``) to this command's flags, so that the
+    library speaks in its own terms and every command names the flag at fault the same way. An ``OSError`` is
+    phrased by :func:`os_error_sentence`.
+    """
+    if isinstance(error, OSError):
+        return f"ERROR: {os_error_sentence(error)}"
+    flag = flags.get(getattr(error, "argument", None) or "")
+    return f"ERROR: {flag}: {error}" if flag else f"ERROR: {error}"

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from ropevit_det.checkpoint import birder_to_d2_checkpoint, convert_trusted_pickle, read_birder_checkpoint
-from ropevit_det.checkpoint.conversion import VIT_PREFIX, KeyMappingError
+from ropevit_det.checkpoint.conversion import VIT_PREFIX
+from ropevit_det.cli.common import user_error_message
 
 DESCRIPTION = f"""\
 Convert a birder rope_vit_reg4_b14 checkpoint into a detectron2 checkpoint that DetectionCheckpointer
@@ -50,10 +51,11 @@ example:
 
 
 # The conversion arguments this command sets through a flag: errors naming an argument name the flag too.
+# The library's argument names (UserInputError.argument) as this command's flags.
 ARGUMENT_FLAGS = {"keep_classifier": "--keep-classifier"}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -73,11 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SRC is a legacy weights file you trust: unpickle it fully (this runs code it holds) and write its "
         "tensors and plain data to DST, loadable with weights_only=True",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.dst.exists() and not args.force:
         print(f"error: {args.dst} exists; pass --force to overwrite it", file=sys.stderr)
@@ -88,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = read_birder_checkpoint(args.src)
         converted = birder_to_d2_checkpoint(checkpoint, keep_classifier=args.keep_classifier)
     except (FileNotFoundError, ValueError) as e:
-        flag = ARGUMENT_FLAGS.get(e.argument) if isinstance(e, KeyMappingError) else None
-        print(f"error: {e}" + (f" ({e.argument} is the {flag} flag here.)" if flag else ""), file=sys.stderr)
+        print(user_error_message(e, ARGUMENT_FLAGS), file=sys.stderr)
         return 1
     args.dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.dst.with_name(f"{args.dst.name}.{uuid.uuid4().hex}.partial")

@@ -18,6 +18,9 @@ Examples:
   python tools/demo.py --output-dir output/demo2 SOLVER.MAX_ITER 1000 SEED 1
 
 The numbers it prints concern synthetic shapes; they say nothing about natural images.
+
+  python tools/demo.py --camera-trap   # the camera-trap workflow on the sample frames instead (needs a clone);
+                                       # see ropevit_det/cli/demo_camera_trap.py
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ from ropevit_det.data import SHAPE_CLASSES, generate_shapes_dataset, register_co
 from ropevit_det.engine import Trainer  # noqa: E402
 from ropevit_det.engine.devices import available_device  # noqa: E402
 from ropevit_det.cli.common import config_arg  # noqa: E402
+from ropevit_det.cli import demo_camera_trap  # noqa: E402
 
 logger = logging.getLogger("ropevit_det.demo")
 
@@ -70,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--output-dir", default="output/demo", help="everything goes here (default: %(default)s)")
+    parser.add_argument("--output-dir", default=None,
+                        help="everything goes here (default: output/demo, with --camera-trap output/demo_camera_trap)")
     parser.add_argument("--config", "--config-file", dest="config_file", default=DEFAULT_CONFIG,
                         metavar="FILE_OR_NAME", help="demo config, a path or a model-zoo name (default: %(default)s)")
     parser.add_argument("--num-train", type=int, default=600, help="synthetic training images (default: %(default)s)")
@@ -83,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "2 is ~25%% faster on an idle 2-core machine)")
     parser.add_argument("--min-box-ap50", type=float, default=50.0,
                         help="exit with status 1 when held-out box AP50 is below this (default: %(default)s)")
+    demo_camera_trap.add_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.MAX_ITER 100")
     return parser
@@ -209,7 +215,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``ropevit-det demo`` / ``python tools/demo.py`` / ``make demo``."""
-    return run_demo(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.camera_trap:
+        if args.opts:
+            raise SystemExit(f"ERROR: --camera-trap takes no config overrides (got {' '.join(args.opts)})")
+        args.output_dir = args.output_dir or "output/demo_camera_trap"
+        args.process_start = _PROCESS_START
+        return demo_camera_trap.run_camera_trap_demo(args)
+    args.output_dir = args.output_dir or "output/demo"
+    return run_demo(args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ import argparse
 from ropevit_det.env_info import collect_env_info
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=__doc__)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(description=__doc__).parse_args(argv)
+    build_parser().parse_args(argv)
     print(collect_env_info())
     return 0

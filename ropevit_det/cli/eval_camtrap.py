@@ -31,7 +31,7 @@ from ropevit_det.camera_trap.metrics import (
 from ropevit_det.cli.common import os_error_sentence
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", required=True, help="MegaDetector-format results JSON (e.g. from tools/infer.py)")
     parser.add_argument("--gt", default=None, help="ground truth: COCO Camera Traps or plain COCO JSON (required "
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-box-ap", action="store_true", help="skip COCO box AP (image-level metrics only)")
     parser.add_argument("--json", default=None, help="also write the metrics (and PR curves) to this JSON file")
     parser.add_argument("--plot", default=None, help="write a precision/recall curve PNG here")
-    return parser.parse_args(argv)
+    return parser
 
 
 # The library names its options; on the command line they are these flags.
@@ -66,7 +66,7 @@ FLAG_OF_OPTION = {"gt_strip_prefix": "--gt-strip-prefix", "gt_add_prefix": "--gt
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return _evaluate(args)
     except (ValueError, OSError, KeyError) as error:

@@ -4,7 +4,8 @@ r"""Export a trained detector to ONNX or TorchScript, through detectron2's Traci
 Examples:
   ropevit-det export --config configs/camera_trap/ropevit_faster_rcnn_cct.yaml \
       --weights output/my_survey/model_final.pth --format onnx --output model.onnx
-  # then: ropevit-det infer ... --backend onnxruntime --exported model.onnx
+  # run the file from Python: ropevit_det.export.ExportedDetector("model.onnx", runtime="onnxruntime")
+  # (ropevit-det infer --backend onnxruntime|openvino exports the model itself at start-up)
 
 The graph has a FIXED input size (--input-size H W; default: MODEL.SFP.SQUARE_PAD when set, else
 INPUT.MIN_SIZE_TEST x 4/3 of it, the shape of most camera-trap frames). RoPE tables and the resized position
@@ -21,6 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ropevit_det._deps import require_extras
 from ropevit_det.checkpoint import WeightsDownloadError
 from ropevit_det.cli.common import config_arg
 from ropevit_det.config import load_config
@@ -37,13 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default: %(default)s")
     parser.add_argument("--output", required=True, help="file to write (e.g. model.onnx or model.ts)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="the fixed input size of the graph (default: see above)")
+                        help="the fixed input size of the graph (default: MODEL.SFP.SQUARE_PAD when set, else "
+                             "INPUT.MIN_SIZE_TEST high by 4/3 of it wide)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require_extras("export", args)  # a missing optional package ends the run before any work
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from ropevit_det.engine.predictor import load_detector
     from ropevit_det.export import ExportInfo, default_input_hw, export_model, outputs_of

@@ -16,6 +16,7 @@ import torch
 from detectron2.engine import launch
 from detectron2.utils import comm
 
+from ropevit_det._deps import require_extras
 from ropevit_det.camera_trap.detection.batch_job import (
     BatchJobError,
     BatchJobSettings,
@@ -26,14 +27,16 @@ from ropevit_det.camera_trap.inputs.sharding import parse_shard
 from ropevit_det.camera_trap.inputs.video import FrameSampling
 from ropevit_det.camera_trap.results.writer import prepare_output
 from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError
-from ropevit_det.cli.common import config_arg
+from ropevit_det.cli.common import config_arg, user_error_message
 from ropevit_det.cli.infer_args import build_parser
 from ropevit_det.cli.species_args import check_species_args, species_filter_message
+from ropevit_det.engine.cpu_threads import share_cpu_cores
 from ropevit_det.engine.distributed import shutdown_distributed
 
 _START_OVER = "pass --resume to continue it, or --overwrite (or another --output) to start over"
 # The flag behind each setting a BatchJobError can name.
-_FLAGS = {"glance": "--glance / --glance-threshold", "input": "--input", "input_root": "--input-root", "class_names": "--class-names / --config",
+_FLAGS = {"glance": "--glance / --glance-threshold",
+          "input": "--input", "input_root": "--input-root", "class_names": "--class-names / --config",
           "weights": "--weights", "classifier_weights": "--classifier-weights", "coco_gt": "--coco-gt",
           "smooth_sequences": "--smooth-sequences", "device": "--device"}
 
@@ -83,16 +86,17 @@ def error_message(exc: BatchJobError | SpeciesFilterError, settings: BatchJobSet
     """One line naming the flag at fault and the fix."""
     if isinstance(exc, SpeciesFilterError):
         return species_filter_message(exc)
-    if exc.setting == "output":
+    if exc.argument == "output":
         if isinstance(exc.__cause__, FileExistsError):
             return f"ERROR: {exc}: {_START_OVER}"
         return (f"ERROR: --output {settings.output}: {exc}. Use another --output, or move the file away and start "
                 "again without --resume.")
-    return f"ERROR: {_FLAGS.get(exc.setting, exc.setting)}: {exc}"
+    return user_error_message(exc, _FLAGS)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require_extras("infer", args)  # a missing optional package ends the run before any work
     shard, sampling = check_args(args)
     settings = job_settings(args, shard, sampling)
     if args.input_root is not None:
@@ -108,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             prepare_output(args.output, resume=args.resume, overwrite=args.overwrite)
         except FileExistsError as exc:
             raise SystemExit(f"ERROR: {exc}: {_START_OVER}") from None
+    if args.num_gpus > 1 and not _on_gpu(args):
+        # Several processes on one CPU: each gets its share of the cores, not all of them (oversubscription).
+        # (This process only starts the others, so its logging is set up here; the workers set up their own.)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("ropevit_det.infer").info(share_cpu_cores(args.num_gpus))
     # The last rank to finish may come long after the first (uneven folders, slow disks): the final barrier
     # must not time out the way a training step would, hence a day rather than detectron2's 30 minutes.
     launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
@@ -115,11 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _on_gpu(args: argparse.Namespace) -> bool:
+    return (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+
+
 def worker(settings: BatchJobSettings) -> None:
     """One process of the run: the batch job, with its errors as one line and a clean exit of the group."""
     rank, world = comm.get_rank(), comm.get_world_size()
     tag = f" [rank {rank}/{world}]" if world > 1 else ""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
+    if world > 1:
+        logging.getLogger("ropevit_det.infer").info("%d CPU threads in this process", torch.get_num_threads())
     try:
         run_batch_job(settings)
     except (BatchJobError, SpeciesFilterError) as exc:

@@ -23,8 +23,10 @@ Examples:
   python tools/infer.py ... --input todo.txt --input-root /data/card_2024_06 --output rest.json
   python tools/merge_results.py --output complete.json --input /data/card_2024_06 results.json rest.json
 
---input is a folder, a .txt file with one path per line, a glob, or one image or video. Files that are neither
-are skipped; unreadable images and videos become 'failure' entries and the run goes on. Videos (.mp4, .avi,
+--input is a folder, a list file, a glob, or one image or video. A .txt list holds one path per line, verbatim
+('#' and spaces are part of names; a line starting with '"' is a JSON string, for names with line breaks); a
+.json list is a JSON list of paths. Files that are neither images nor videos, and FIFOs, sockets and devices,
+are skipped and counted; unreadable images and videos become 'failure' entries and the run goes on. Videos (.mp4, .avi,
 .mov, .mkv) get one entry each, in MegaDetector's video convention (frame_rate, frames_processed, detections
 with frame_number). Each image entry carries its EXIF capture time as 'datetime'.
 
@@ -50,38 +52,18 @@ from ropevit_det.export.cpu_backend import CPU_BACKENDS
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "--config-file", dest="config_file", required=True, metavar="FILE_OR_NAME",
-                        help="detector config (e.g. configs/camera_trap/ropevit_faster_rcnn_cct.yaml)")
-    parser.add_argument("--weights", required=True, metavar="FILE_OR_NAME",
-                        help="detector weights: a detectron2 checkpoint (e.g. model_final.pth); birder files and "
-                             "birder://NAME load too but carry no trained detection heads")
+    add_model_args(parser)  # --config, --weights, --threshold, --typical-threshold, --class-names, --device, ...
     parser.add_argument("--input", required=True,
-                        help="folder (recursive), .txt list of paths, glob, or one image or video")
+                        help="folder (recursive), .txt or .json list of paths, glob, or one image or video")
     parser.add_argument("--input-root", default=None, metavar="DIR",
                         help="the folder that the results' file paths are relative to; every input must lie under "
                              "it. Give the first run's --input when re-running a merge's --unprocessed-list, so the "
                              "entries keep their sub-folders (default: the --input folder, the common folder of a "
-                             ".txt list's paths, a glob's folder before its first wildcard, or a file's folder)")
+                             "list's paths, a glob's folder before its first wildcard, or a file's folder)")
     parser.add_argument("--output", required=True, help="MegaDetector-format results JSON")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="detections below this confidence are not written (default: the config's "
-                             "MODEL.ROI_HEADS.SCORE_THRESH_TEST, 0.05 unless set; MegaDetector writes from 0.005, "
-                             "which gives fuller precision/recall curves and larger files)")
-    parser.add_argument("--typical-threshold", type=float, default=0.2,
-                        help="written as detector_metadata.typical_detection_threshold (Timelapse's default slider); "
-                             "also the default of --render-threshold and --classify-threshold (default: %(default)s)")
-    parser.add_argument("--class-names", default=None,
-                        help="detector class names in model order: 'animal,person,vehicle', or a JSON list, or a "
-                             "COCO/CCT file (its categories sorted by id)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call (default: %(default)s)")
     parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="image decoding processes (default: %(default)s; 0 decodes in the main process)")
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda or cuda:N (default: MODEL.DEVICE, or cpu when CUDA is not available)")
-    parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast (GPU, or CPUs with AVX-512 BF16)")
-    parser.add_argument("--backend", choices=("pytorch", *CPU_BACKENDS), default="pytorch",
-                        help="CPUs without bf16: int8 (the ViT's linear layers quantized to int8), or the "
-                             "model exported at start-up and run by onnxruntime / openvino (default: %(default)s)")
     parser.add_argument("--glance", type=int, default=None, metavar="PX",
                         help="glance, then look: run the detector first on a copy of each frame PX px on the long "
                              "side (e.g. 448) and the full-resolution pass only where the glance finds a candidate "
@@ -105,18 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--coco-gt", metavar="FILE", default=None,
                         help="COCO/CCT ground truth whose image and category ids --coco-results should use "
                              "(default: image_id = relative file path, category_id = MD category id)")
-    species = parser.add_argument_group("species labels (--classify)")
-    species.add_argument("--classify", action="store_true",
-                         help="name the species of each detection with the RoPE ViT classifier (MD 'classifications')")
-    species.add_argument("--classifier-weights", default=None, metavar="FILE_OR_NAME",
-                         help="birder file, birder://NAME, or detectron2 file with the classifier (default: the "
-                              "detector's own ViT when MODEL.ROPE_VIT.NUM_CLASSES > 0, else --weights)")
-    species.add_argument("--classify-threshold", type=float, default=None,
-                         help="classify detections from this confidence (default: --typical-threshold)")
-    species.add_argument("--top-k", type=int, default=5, help="classes written per detection (default: %(default)s)")
-    species.add_argument("--crop-margin", type=float, default=DEFAULT_CONTEXT_MARGIN,
-                         help="context around each box, fraction of its longer side (default: %(default)s)")
-    add_species_args(species)  # --taxa, --species-list, --rollup, --smooth-sequences (cli/species_args.py)
+    add_classify_args(parser)
     video = parser.add_argument_group("videos (.mp4, .avi, .mov, .mkv)")
     video.add_argument("--frame-sample", type=int, default=None, metavar="N",
                        help="detect every N-th frame (default: every frame)")
@@ -139,3 +110,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     return parser
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The detector and how it runs: the flags ``infer`` and ``serve`` share."""
+    parser.add_argument("--config", "--config-file", dest="config_file", required=True, metavar="FILE_OR_NAME",
+                        help="detector config (e.g. configs/camera_trap/ropevit_faster_rcnn_cct.yaml)")
+    parser.add_argument("--weights", required=True, metavar="FILE_OR_NAME",
+                        help="detector weights: a detectron2 checkpoint (e.g. model_final.pth); birder files and "
+                             "birder://NAME load too but carry no trained detection heads")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="detections below this confidence are not written (default: the config's "
+                             "MODEL.ROI_HEADS.SCORE_THRESH_TEST, 0.05 unless set; MegaDetector writes from 0.005, "
+                             "which gives fuller precision/recall curves and larger files)")
+    parser.add_argument("--typical-threshold", type=float, default=0.2,
+                        help="written as detector_metadata.typical_detection_threshold (Timelapse's default slider); "
+                             "also the default of --render-threshold and --classify-threshold (default: %(default)s)")
+    parser.add_argument("--class-names", default=None,
+                        help="detector class names in model order: 'animal,person,vehicle', or a JSON list, or a "
+                             "COCO/CCT file (its categories sorted by id)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or cuda:N (default: MODEL.DEVICE, or cpu when CUDA is not available)")
+    parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast (GPU, or CPUs with AVX-512 BF16)")
+    parser.add_argument("--backend", choices=("pytorch", *CPU_BACKENDS), default="pytorch",
+                        help="CPUs without bf16: int8 (the ViT's linear layers quantized to int8), or the "
+                             "model exported at start-up and run by onnxruntime / openvino (default: %(default)s)")
+
+
+def add_classify_args(parser: argparse.ArgumentParser) -> None:
+    """``--classify`` and the species options, as one group: the flags ``infer`` and ``serve`` share."""
+    species = parser.add_argument_group("species labels (--classify)")
+    species.add_argument("--classify", action="store_true",
+                         help="name the species of each detection with the RoPE ViT classifier (MD 'classifications')")
+    species.add_argument("--classifier-weights", default=None, metavar="FILE_OR_NAME",
+                         help="birder file, birder://NAME, or detectron2 file with the classifier (default: the "
+                              "detector's own ViT when MODEL.ROPE_VIT.NUM_CLASSES > 0, else --weights)")
+    species.add_argument("--classify-threshold", type=float, default=None,
+                         help="classify detections from this confidence (default: --typical-threshold)")
+    species.add_argument("--top-k", type=int, default=5, help="classes written per detection (default: %(default)s)")
+    species.add_argument("--crop-margin", type=float, default=DEFAULT_CONTEXT_MARGIN,
+                         help="context around each box, fraction of its longer side (default: %(default)s)")
+    add_species_args(species)  # --taxa, --species-list, --rollup, --smooth-sequences (cli/species_args.py)

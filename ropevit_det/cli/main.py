@@ -12,11 +12,13 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("train", "tools/train_net.py", "train or evaluate a detector on COCO-format or CCT data"),
     "infer": ("infer", "tools/infer.py", "detect in camera-trap images; MegaDetector-format results"),
+    "serve": ("serve", "tools/serve.py", "detection as an HTTP service: batched, bounded, token-protected"),
     "eval-camtrap": ("eval_camtrap", "tools/eval_camera_trap.py", "camera-trap metrics of a results file"),
     "merge": ("merge", "tools/merge_results.py", "merge MegaDetector-format results files (e.g. --shard outputs)"),
     "split-cct": ("split_cct", "tools/split_cct.py", "split a COCO Camera Traps file by location"),
     "review": ("review", "tools/review.py", "MegaDetector's HTML review page of a results file"),
     "rde": ("rde", "tools/rde.py", "repeat-detection elimination (find | apply) on a results file"),
+    "classify": ("classify", "-", "add species labels to any MegaDetector-format results file (also RDE's output)"),
     "camtrapdp": ("camtrapdp", "-", "Camtrap DP 1.0.2 packages: export results, validate, import boxes as CCT"),
     "blur": ("blur", "-", "blurred copies of the images with a person or vehicle (before sharing or review)"),
     "convert": ("convert", "tools/convert_birder_to_d2.py", "birder checkpoint -> detectron2 checkpoint"),

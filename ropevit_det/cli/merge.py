@@ -18,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ropevit_det.camera_trap.inputs.list_file import write_list_file
 from ropevit_det.camera_trap.inputs.listing import list_inputs
 from ropevit_det.camera_trap.results.md_format import ResultsFileError
 from ropevit_det.utils.atomic_json import write_json_atomic
@@ -32,11 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("results", nargs="+", metavar="RESULTS_JSON", help="MD-format results files to merge")
     parser.add_argument("--output", required=True, help="merged results JSON (written atomically)")
     parser.add_argument("--input", default=None,
-                        help="the input the shards were made from (folder, .txt list, glob, as for infer): "
+                        help="the input the shards were made from (folder, .txt or .json list, glob, as for infer): "
                              "report the images that no results file holds")
     parser.add_argument("--unprocessed-list", metavar="TXT", default=None,
-                        help="with --input: write the unprocessed images there, one absolute path a line (an "
-                             "--input for infer)")
+                        help="with --input: write the unprocessed images there, one absolute path a line, verbatim "
+                             "(names with line breaks as JSON strings; a .json name writes a JSON list): an --input "
+                             "for infer")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     return parser
 
@@ -77,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("every one of the %d input images is in the merged results", len(expected))
         if args.unprocessed_list:
             lines = [str(root / rel) for rel in merged.unprocessed]
-            Path(args.unprocessed_list).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+            try:
+                write_list_file(args.unprocessed_list, lines)  # read back verbatim by infer --input
+            except OSError as exc:
+                raise SystemExit(f"ERROR: cannot write --unprocessed-list {args.unprocessed_list} "
+                                 f"({exc.strerror or exc}); pass a file in a writable folder") from None
             logger.info("%d unprocessed images listed in %s", len(lines), args.unprocessed_list)
             if lines:
                 # --input-root keeps the entries' paths relative to this input (cam3/d.jpg, not d.jpg), so that

@@ -18,8 +18,14 @@ import logging
 import sys
 from pathlib import Path
 
+from ropevit_det._deps import require_extras
 from ropevit_det.camera_trap.results.md_format import ResultsFileError
-from ropevit_det.cli.common import os_error_sentence
+from ropevit_det.cli.common import user_error_message
+
+
+# The library's argument names (UserInputError.argument) as this command's flags.
+LIBRARY_FLAGS = {"occurrences": "--occurrences", "iou": "--iou", "folder_levels": "--cct / --folder-levels",
+                 "exclude_categories": "--exclude", "categories": "--blur", "image_dir": "--images"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    require_extras("rde", args)  # a missing optional package ends the run before any work
     from ropevit_det.camera_trap.postprocess.rde import RdeOptions, apply_repeats, find_repeats
 
     try:
@@ -84,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({counts['removed_tiles']} tiles left as false positives, {counts['kept_tiles']} deleted as "
                   f"real animals); written to {args.output}")
     except (ValueError, OSError, ResultsFileError, ImportError) as exc:
-        message = (os_error_sentence(exc) if isinstance(exc, OSError) else str(exc)).replace("exclude_categories", "--exclude").replace("occurrences must", "--occurrences must")
-        message = message.replace("categories [", "--blur [")
-        message = message.replace("iou must", "--iou must").replace("image_dir must", "--images must")
-        message = message.replace("CCT location or by folder_levels", "--cct or by --folder-levels")
-        raise SystemExit(f"ERROR: {message}") from None
+        raise SystemExit(user_error_message(exc, LIBRARY_FLAGS)) from None
     return 0
 
 

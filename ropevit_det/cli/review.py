@@ -17,11 +17,17 @@ import argparse
 import logging
 import sys
 
+from ropevit_det._deps import require_extras
 from ropevit_det.camera_trap.results.md_format import ResultsFileError
-from ropevit_det.cli.common import os_error_sentence
+from ropevit_det.cli.common import user_error_message
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+# The library's argument names (UserInputError.argument) as this command's flags.
+LIBRARY_FLAGS = {"gt_prefix": "--gt-strip-prefix / --gt-add-prefix", "categories": "--blur", "threshold": "--threshold",
+                 "sort_order": "--sort"}
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", required=True, help="MegaDetector-format results JSON (tools/infer.py)")
@@ -43,12 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--blur", default="", metavar="CATEGORIES",
                         help="blur these detection categories in every frame the page shows, e.g. person,vehicle "
                              "(the page is made from blurred copies in OUTPUT_DIR/blurred_images)")
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
+    require_extras("review", args)  # a missing optional package ends the run before any work
     from ropevit_det.camera_trap.postprocess.review import ReviewOptions, write_review
 
     options = ReviewOptions(threshold=args.threshold, gt_file=args.gt, gt_strip_prefix=args.gt_strip_prefix,
@@ -58,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = write_review(args.results, args.images, args.output_dir, options)
     except (ValueError, OSError, ResultsFileError, ImportError) as exc:
-        hint = {"gt_strip_prefix / gt_add_prefix": "--gt-strip-prefix / --gt-add-prefix", "categories [": "--blur ["}
-        message = os_error_sentence(exc) if isinstance(exc, OSError) else str(exc)
-        for library_term, flag in hint.items():
-            message = message.replace(library_term, flag)
-        raise SystemExit(f"ERROR: {message}") from None
+        raise SystemExit(user_error_message(exc, LIBRARY_FLAGS)) from None
     print(f"review page: {summary.index_html} (threshold {summary.threshold:g}, {summary.images} images"
           + (f", ground truth {args.gt}" if args.gt else "") + ")")
     return 0

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 
+from ropevit_det.cli.common import user_error_message
 from ropevit_det.camera_trap.species.classifier import SpeciesClassifier
 from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError, apply_species_filter, check_place_arguments
 
+# The library's argument names (UserInputError.argument) as these flags; "allowed" is what the taxa and list leave.
+SPECIES_FLAGS = {"taxonomy": "--taxonomy", "taxa": "--taxa", "species_list": "--species-list", "rollup": "--rollup",
+                 "geofence": "--geofence", "country": "--country / --admin1", "allowed": "--taxa / --species-list"}
 _FILTER_FLAGS = ("taxonomy", "taxa", "species_list", "geofence", "country", "admin1", "rollup")
 
 
@@ -66,9 +70,7 @@ def check_species_args(args: argparse.Namespace) -> None:
 
 def species_filter_message(exc: SpeciesFilterError) -> str:
     """The one-line message of a species filter error, naming the flag behind its argument."""
-    flag = {"taxonomy": "--taxonomy", "taxa": "--taxa", "species_list": "--species-list", "rollup": "--rollup",
-            "geofence": "--geofence", "country": "--country / --admin1"}.get(exc.argument, "--taxa / --species-list")
-    return f"ERROR: {flag}: {exc}"
+    return user_error_message(exc, SPECIES_FLAGS)
 
 
 def build_species_filter(args: argparse.Namespace, classifier: SpeciesClassifier | None

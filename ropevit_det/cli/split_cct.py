@@ -18,7 +18,7 @@ from ropevit_det.camera_trap.data.split import split_by_location
 from ropevit_det.cli.common import os_error_sentence
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cct_json", help="COCO Camera Traps JSON file to split")
     parser.add_argument("--output-dir", required=True, help="folder for <name>_train.json, <name>_val.json, ...")
@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-fraction", type=float, default=0.0, help="target fraction in test (0: no test split)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the order in which locations are drawn")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    return parser.parse_args(argv)
+    return parser
 
 
 # The library names its arguments; on the command line they are these flags.
@@ -36,7 +36,7 @@ FLAG_OF_ARGUMENT = {"val_fraction": "--val-fraction", "test_fraction": "--test-f
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return _split(args)
     except (ValueError, OSError) as error:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,15 @@ from ropevit_det.engine import (Trainer, build_lazy_model, check_lazy_config, la
 from ropevit_det.engine.devices import available_device
 from ropevit_det.engine.distributed import shutdown_distributed
 from ropevit_det.evaluation.report import write_eval_report
-from ropevit_det.cli.common import config_arg, reject_flags_among_overrides
+from ropevit_det.cli.common import config_arg, reject_flags_among_overrides, user_error_message
+from ropevit_det.engine.cpu_threads import share_cpu_cores
 
 logger = logging.getLogger("ropevit_det.train_net")
 
 TRAIN_NAME, VAL_NAME = "ropevit_cli_train", "ropevit_cli_val"
+# DatasetError's argument (the role of the set) as the flags that gave it; "" when the role is not known.
+DATASET_FLAGS = {"training": "--train-json / --train-images", "evaluation": "--val-json / --val-images",
+                 "": "--train-json / --val-json"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,14 +146,11 @@ def register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
     falling back to the config's default test set (COCO) and failing at the first evaluation, hours in.
     A failed check ends the run before any model is built, with the check's message and no traceback.
     """
-    if args.cct_class_mode is None:
-        args.cct_class_mode = "species"
     try:
         _register_cli_datasets(args, cfg)
     except DatasetError as error:
         # The library names files and fields; the options that gave them are the command line's to name.
-        flags = {"training": "--train-json / --train-images", "evaluation": "--val-json / --val-images"}
-        raise SystemExit(f"ERROR: {flags.get(error.role, '--train-json / --val-json')}: {error}") from None
+        raise SystemExit(user_error_message(error, DATASET_FLAGS)) from None
     if (args.train_json or args.cct_train_json) and not (args.val_json or args.cct_val_json):
         cfg.DATASETS.TEST = ()
 
@@ -188,7 +190,7 @@ def register_cct_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
         raise SystemExit("--cct-train-json / --cct-val-json need --cct-images (the folder holding the frames).")
     if args.train_json or args.val_json:
         raise SystemExit("Use either the COCO flags (--train-json/--val-json) or the CCT flags, not both.")
-    options = dict(class_mode=args.cct_class_mode, mapping_file=args.cct_mapping,
+    options = dict(class_mode=args.cct_class_mode or "species", mapping_file=args.cct_mapping,
                    strip_prefix=args.cct_strip_prefix, add_prefix=args.cct_add_prefix)
     if args.cct_train_json:
         register_cct_dataset(TRAIN_NAME, args.cct_train_json, args.cct_images,
@@ -299,7 +301,8 @@ def _main(args: argparse.Namespace):
         return _main_lazy(args, cfg)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_heads=True).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
         use_ema_weights(model, meta or {}, cfg.MODEL_EMA.ENABLED)
         check_pixel_stats(cfg, meta or {})
         results = Trainer.test(cfg, model)
@@ -338,7 +341,8 @@ def _main_lazy(args: argparse.Namespace, cfg: Any):
     """As detectron2's ``tools/lazyconfig_train_net.py``, on our pieces (``ropevit_det.engine.lazy``)."""
     if args.eval_only:
         model = build_lazy_model(cfg)
-        meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir).load(cfg.train.init_checkpoint)
+        meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir, strict_heads=True).load(
+            cfg.train.init_checkpoint)
         use_ema_weights(model, meta or {}, bool(cfg.train.get("model_ema", {}).get("enabled", False)))
         results = lazy_test(cfg, model)
         if lazy_tta_enabled(cfg):
@@ -354,6 +358,10 @@ def _main_lazy(args: argparse.Namespace, cfg: Any):
 def main(argv: list[str] | None = None) -> int:
     """``ropevit-det train`` / ``python tools/train_net.py``: parse, then run ``worker`` in every process."""
     args = build_parser().parse_args(argv)
+    if args.num_gpus > 1 and not torch.cuda.is_available():
+        # Several processes on one CPU (gloo): each gets its share of the cores, not all of them.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logger.info(share_cpu_cores(args.num_gpus))
     launch(
         worker,
         args.num_gpus,

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.data.datasets import register_coco_instances
+from ..errors import UserInputError
 
 __all__ = [
     "DatasetError",
@@ -29,16 +30,15 @@ __all__ = [
 _MAX_EXAMPLES = 5
 
 
-class DatasetError(ValueError):
+class DatasetError(UserInputError):
     """A COCO-format dataset cannot be used as given. The message lists every problem found and a fix.
 
-    ``role`` says which set it is (``"training"``, ``"evaluation"``, or None when not known), so that a
+    ``argument`` (the ``role`` given) says which set it is (``"training"``, ``"evaluation"``, or None when not known), so that a
     command line can name the options that gave its paths.
     """
 
     def __init__(self, message: str, role: str | None = None):
-        super().__init__(message)
-        self.role = role
+        super().__init__(message, argument=role)
 
 
 # Parsed "categories" per JSON file, keyed by (path, mtime, size). The pre-flight check already parses

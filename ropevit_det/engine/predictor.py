@@ -66,7 +66,7 @@ def load_detector(cfg: CfgNode) -> tuple[torch.nn.Module, dict[str, Any]]:
     if not cfg.MODEL.WEIGHTS:
         raise ValueError("no detector weights: MODEL.WEIGHTS is empty (it must name a trained detectron2 checkpoint)")
     model = build_model(cfg)
-    meta = RoPEViTCheckpointer(model).load(cfg.MODEL.WEIGHTS) or {}
+    meta = RoPEViTCheckpointer(model, strict_heads=True).load(cfg.MODEL.WEIGHTS) or {}
     check_pixel_stats(cfg, meta)
     if meta.get("__author__") == CHECKPOINT_AUTHOR:
         # Converted birder weights hold a classification ViT only: the detection heads are random.

@@ -76,9 +76,12 @@ class DatasetInfo:
         self.datasets = list(cfg.DATASETS.TRAIN) if cfg is not None else list(datasets or [])
         self.init_weights = cfg.MODEL.WEIGHTS if cfg is not None else init_weights
         self.thing_classes = list(MetadataCatalog.get(self.datasets[0]).get("thing_classes", [])) if self.datasets else []
+        # The count the heads were built for (inference refuses a config of another count, naming these classes).
+        self.num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES if cfg is not None else len(self.thing_classes)
 
     def state_dict(self) -> dict:
-        return {"datasets": self.datasets, "thing_classes": self.thing_classes, "init_weights": self.init_weights}
+        return {"datasets": self.datasets, "thing_classes": self.thing_classes, "num_classes": self.num_classes,
+                "init_weights": self.init_weights}
 
     def load_state_dict(self, state: dict) -> None:
         """On resume: the current run's datasets are authoritative; the initial weights stay the first run's."""

@@ -10,11 +10,17 @@ Fixed input size, not dynamic: the RoPE table and the resized absolute position 
 patch grid, so the graph is only valid for the grid it was traced on. The RoPE table is computed eagerly for
 that grid and embedded as a constant (the TorchScript-based ONNX exporter cannot trace ``repeat_interleave``
 over traced sizes); the position embedding's bicubic resize is traced (a ``Resize`` node in ONNX).
+
+ONNX is written by PyTorch's ``torch.export``-based exporter (``dynamo=True``) where it can capture the model, and
+by the TorchScript-based one (``dynamo=False``, deprecated by PyTorch) only where it fails, with the reason
+logged: the ViT alone (``export_vit_onnx``) goes through ``torch.export``; the whole detector does not, because
+detectron2's RPN and ROI heads branch in Python on tensor values (docs/EXPORT.md, "Which ONNX exporter").
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 from collections.abc import Iterator
 
@@ -26,10 +32,52 @@ from detectron2.structures import ImageList
 from ..modeling.rope_vit import RoPEViT
 from .info import EXPORT_INFO_KEY, INPUT_NAMES, OUTPUT_NAMES, ExportInfo
 
-__all__ = ["ONNX_OPSET", "default_input_hw", "export_model", "export_vit_onnx", "fixed_rope_table", "outputs_of", "patch_grid", "traceable_model"]
+__all__ = ["DYNAMO_ONNX_OPSET", "ONNX_OPSET", "default_input_hw", "export_model", "export_vit_onnx", "fixed_rope_table", "onnx_export", "outputs_of",
+           "patch_grid", "traceable_model"]
 
 # detectron2's STABLE_ONNX_OPSET_VERSION (11) has no repeat_interleave / bicubic-resize forms this model needs.
 ONNX_OPSET = 17
+# The torch.export-based exporter writes opset 18 natively; converted down to 17 its Split nodes kept opset 18's
+# ``num_outputs`` attribute, which ONNX Runtime rejects as an invalid graph (torch 2.14.1, onnxscript 0.7.2).
+DYNAMO_ONNX_OPSET = 18
+
+logger = logging.getLogger(__name__)
+
+
+def _failure_reason(error: BaseException) -> str:
+    """The gist of an exporter error (its full text runs to pages): the exception summary's first line, and where
+    torch.export says the failing call was made ("The following call raised this error")."""
+    text = str(error)
+    summary = text.split("## Exception summary", 1)[-1]
+    lines = [line.strip() for line in summary.splitlines() if line.strip()]
+    reason = lines[0] if lines else type(error).__name__
+    marker = "The following call raised this error:"
+    if marker in text:
+        where = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()][:2]
+        reason += " at " + ": ".join(where)
+    return reason
+
+
+def onnx_export(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], input_names: list[str],
+                output_names: list[str]) -> tuple[bytes, str]:
+    """``module`` traced at ``inputs`` as ONNX: ``(serialised model, exporter)``.
+
+    PyTorch's ``torch.export``-based exporter first (``exporter == "dynamo"``, opset ``DYNAMO_ONNX_OPSET``); where
+    ``torch.export`` cannot capture the module, the TorchScript-based one (``"torchscript"``, opset ``ONNX_OPSET``),
+    with the reason logged as a warning."""
+    try:
+        program = torch.onnx.export(module, inputs, None, opset_version=DYNAMO_ONNX_OPSET, dynamo=True, verbose=False,
+                                    input_names=input_names, output_names=output_names)
+    except Exception as error:  # torch.onnx raises several types (TorchExportError, ConversionError, ...)
+        logger.warning("the torch.export-based ONNX exporter failed (%s: %s); writing ONNX with PyTorch's "
+                       "TorchScript-based exporter instead (docs/EXPORT.md, 'Which ONNX exporter')",
+                       type(error).__name__, _failure_reason(error))
+    else:
+        return program.model_proto.SerializeToString(), "dynamo"
+    buffer = io.BytesIO()
+    torch.onnx.export(module, inputs, buffer, opset_version=ONNX_OPSET, dynamo=False,
+                      input_names=input_names, output_names=output_names)
+    return buffer.getvalue(), "torchscript"
 
 
 def patch_grid(vit: RoPEViT, input_hw: tuple[int, int]) -> tuple[int, int]:
@@ -100,7 +148,8 @@ def traceable_model(model: GeneralizedRCNN, input_hw: tuple[int, int]) -> tuple[
     # Mid-grey content on a part of the canvas, so that the trace sees padding and a content size < the input.
     image = torch.full((3, *input_hw), 127.0, device=device)
     image_hw = torch.tensor([input_hw[0] * 3 // 4, input_hw[1]], dtype=torch.int64, device=device)
-    return TracingAdapter(model.eval(), (image, image_hw), _inference), (image, image_hw)
+    # The adapter itself in eval mode too: torch.onnx warns of exporting a module in training mode otherwise.
+    return TracingAdapter(model.eval(), (image, image_hw), _inference).eval(), (image, image_hw)
 
 
 def export_model(model: GeneralizedRCNN, info: ExportInfo) -> bytes:
@@ -115,9 +164,8 @@ def export_model(model: GeneralizedRCNN, info: ExportInfo) -> bytes:
         elif info.fmt == "onnx":
             import onnx
 
-            torch.onnx.export(adapter, inputs, buffer, opset_version=ONNX_OPSET, dynamo=False,
-                              input_names=list(INPUT_NAMES), output_names=list(info.outputs))
-            proto = onnx.load_from_string(buffer.getvalue())
+            serialised, _ = onnx_export(adapter, inputs, list(INPUT_NAMES), list(info.outputs))
+            proto = onnx.load_from_string(serialised)
             onnx.helper.set_model_props(proto, {EXPORT_INFO_KEY: info.to_json()})
             return proto.SerializeToString()
         else:
@@ -154,9 +202,7 @@ class _NeckOnly(torch.nn.Module):
 def export_vit_onnx(vit: RoPEViT, input_hw: tuple[int, int]) -> bytes:
     """The ViT alone (``detection_features``' neck for a (1, 3, H, W) normalised input) as ONNX, at ``input_hw``:
     what the accuracy guard and the benchmark compare, without the detection heads."""
-    buffer = io.BytesIO()
     sample = torch.zeros(1, 3, *input_hw, device=vit.pos_embedding.device)
     with fixed_rope_table(vit, patch_grid(vit, input_hw)), torch.no_grad():
-        torch.onnx.export(_NeckOnly(vit).eval(), (sample,), buffer, opset_version=ONNX_OPSET, dynamo=False,
-                          input_names=["image"], output_names=["neck"])
-    return buffer.getvalue()
+        serialised, _ = onnx_export(_NeckOnly(vit).eval(), (sample,), ["image"], ["neck"])
+    return serialised

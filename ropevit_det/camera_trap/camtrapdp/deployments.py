@@ -30,6 +30,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .schema import field_names
+from ...errors import UserInputError
 
 __all__ = ["REQUIRED_COLUMNS", "Deployment", "Deployments", "DeploymentsError", "parse_timezone", "read_deployments"]
 
@@ -40,7 +41,7 @@ OWN_COLUMNS: frozenset[str] = frozenset({"timezone", "folder"})
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 
 
-class DeploymentsError(ValueError):
+class DeploymentsError(UserInputError):
     """A deployments file (or a media file's place in it) is wrong; ``line`` and ``field`` say where."""
 
     def __init__(self, message: str, *, line: int | None = None, field: str | None = None):

@@ -36,6 +36,7 @@ from .deployments import Deployment, Deployments, DeploymentsError, read_deploym
 from .events import DEFAULT_EVENT_GAP_SECONDS, group_events
 from .metadata import package_descriptor, read_package_metadata
 from .schema import field_names
+from ...errors import UserInputError
 
 __all__ = ["ExportError", "ExportOptions", "ExportReport", "export_package"]
 
@@ -46,7 +47,7 @@ _MEDIATYPE_FALLBACK = {".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".
                        ".mp4": "video/mp4", ".webp": "image/webp"}
 
 
-class ExportError(ValueError):
+class ExportError(UserInputError):
     """The results cannot become a package as asked (media without time, failures, files not found, ...)."""
 
 

@@ -22,13 +22,14 @@ from typing import Any
 
 from ..inputs.exif import image_size_from_header
 from ..inputs.video import is_video_file
+from ...errors import UserInputError
 
 __all__ = ["ImportReport", "PackageError", "package_to_cct"]
 
 EMPTY_CATEGORY = "empty"
 
 
-class PackageError(ValueError):
+class PackageError(UserInputError):
     """The folder is not a Camtrap DP 1.x package this reader understands."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from .deployments import Deployment
 from .schema import PROFILE_URL, TABLES, table_schema_url
+from ...errors import UserInputError
 
 __all__ = ["MetadataError", "package_descriptor", "read_package_metadata"]
 
@@ -27,7 +28,7 @@ DEFAULT_CONTRIBUTOR = {"title": "UNSET: name the contact person in --package-met
 _COMPUTED = ("resources", "profile", "created")
 
 
-class MetadataError(ValueError):
+class MetadataError(UserInputError):
     """The package metadata file is unreadable or not a mapping."""
 
 

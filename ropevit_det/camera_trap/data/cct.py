@@ -36,6 +36,7 @@ from detectron2.structures import BoxMode
 from .class_mapping import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, mapped_md_class
 from ..inputs.exif import image_size_from_header  # sizes follow EXIF orientation, as detectron2's read_image does
 from .matching import MatchReport, TrailingPathMatcher, strip_path_prefix
+from ...errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def read_cct_json(json_file: str | Path) -> dict[str, Any]:
     return data
 
 
-class CCTConsistencyError(ValueError):
+class CCTConsistencyError(UserInputError):
     """A CCT file whose ids or boxes would make two readings of it possible (so metrics or splits would lie)."""
 
 

@@ -8,9 +8,10 @@ the journals, smooths species labels and converts to COCO results. Errors name t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from detectron2.config import CfgNode
@@ -40,18 +41,18 @@ from ..species.place_filter import apply_species_filter
 from .batch_loop import InferenceSummary, run_inference
 from .categories import DetectionClasses, detection_classes, parse_class_names
 from .glance import DEFAULT_ESCALATION_THRESHOLD, GlanceDetector
+from ...errors import UserInputError
 
-__all__ = ["BatchJobError", "BatchJobSettings", "build_job_cfg", "run_batch_job"]
+__all__ = ["BatchJobError", "BatchJobSettings", "JobModels", "build_job_cfg", "load_job_models", "run_batch_job"]
 
 logger = logging.getLogger("ropevit_det.infer")
 
 
-class BatchJobError(ValueError):
-    """A setting of the job cannot be used; ``setting`` names the :class:`BatchJobSettings` field at fault."""
+class BatchJobError(UserInputError):
+    """A setting of the job cannot be used; ``argument`` names the :class:`BatchJobSettings` field at fault."""
 
     def __init__(self, message: str, setting: str) -> None:
-        super().__init__(message)
-        self.setting = setting
+        super().__init__(message, argument=setting)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +134,48 @@ def list_job_inputs(settings: BatchJobSettings) -> tuple[Path, list[str]]:
         raise BatchJobError(str(exc), "input") from exc
 
 
+class JobModels(NamedTuple):
+    """The loaded models of a job and what turns their outputs into MD entries."""
+
+    detector: Detector | Callable  # engine.predictor.Detector, or a CPU backend's equivalent
+    spec: InputSpec
+    classes: DetectionClasses
+    classifier: SpeciesClassifier | None
+
+
+def load_job_models(settings: BatchJobSettings, cfg: CfgNode) -> JobModels:
+    """The detector (and the species classifier with ``classify``) that ``settings`` name, ready to run.
+
+    Reads only the model settings (weights, class names, device, bf16, backend, the species options), so the
+    detection server loads its models with it too.
+    """
+    try:
+        class_names = parse_class_names(settings.class_names) if settings.class_names else None
+        spec = InputSpec.from_cfg(cfg)
+        # Parts the weights do not cover (heads of a backbone-only file) start from the same seed in every rank
+        # and every re-run, so a distributed or resumed run never mixes two different random models.
+        seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
+        model, meta = load_detector(cfg)
+        classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
+                                    [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN], checkpoint_meta=meta)
+    except (WeightsDownloadError, WeightsFileError) as exc:  # before ValueError: WeightsFileError is one
+        raise BatchJobError(str(exc), "weights") from exc
+    except (ValueError, FileNotFoundError) as exc:
+        raise BatchJobError(str(exc), "class_names") from exc
+    classifier = _classifier(settings, cfg, model, meta)
+    if settings.backend == "pytorch":
+        detector = Detector(model, cfg.MODEL.DEVICE, bf16=settings.bf16)
+    else:
+        detector = cpu_detector(settings.backend, model, cfg)
+    if settings.glance is not None:
+        try:
+            detector = GlanceDetector(detector, glance_size=settings.glance,
+                                      escalation_threshold=settings.glance_threshold)
+        except ValueError as exc:
+            raise BatchJobError(str(exc), "glance") from exc
+    return JobModels(detector, spec, classes, classifier)
+
+
 def _classifier(settings: BatchJobSettings, cfg: CfgNode, model: torch.nn.Module, meta: dict
                 ) -> SpeciesClassifier | None:
     if not settings.classify:
@@ -187,44 +230,21 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
         files = part_of(files, settings.shard[0] - 1, settings.shard[1])
         logger.info("shard %d/%d: %d images", settings.shard[0], settings.shard[1], len(files))
     mine = part_of(files, rank, world)
-    try:
-        class_names = parse_class_names(settings.class_names) if settings.class_names else None
-        spec = InputSpec.from_cfg(cfg)
-        # Parts the weights do not cover (heads of a backbone-only file) start from the same seed in every rank
-        # and every re-run, so a distributed or resumed run never mixes two different random models.
-        seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
-        model, meta = load_detector(cfg)
-        classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
-                                    [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN], checkpoint_meta=meta)
-    except (WeightsDownloadError, WeightsFileError) as exc:  # before ValueError: WeightsFileError is one
-        raise BatchJobError(str(exc), "weights") from exc
-    except (ValueError, FileNotFoundError) as exc:
-        raise BatchJobError(str(exc), "class_names") from exc
-    classifier = _classifier(settings, cfg, model, meta)
-    writer = _writer(settings, cfg, classes, classifier)
-    if settings.backend == "pytorch":
-        detector = Detector(model, cfg.MODEL.DEVICE, bf16=settings.bf16)
-    else:
-        detector = cpu_detector(settings.backend, model, cfg)
-    if settings.glance is not None:
-        try:
-            detector = GlanceDetector(detector, glance_size=settings.glance,
-                                      escalation_threshold=settings.glance_threshold)
-        except ValueError as exc:
-            raise BatchJobError(str(exc), "glance") from exc
+    models = load_job_models(settings, cfg)
+    writer = _writer(settings, cfg, models.classes, models.classifier)
     typical = settings.typical_threshold
     with writer:  # one process: finalized on leaving; several: each closes its journal
         summary = run_inference(
-            detector, spec, root, mine, writer, classes,
+            models.detector, models.spec, root, mine, writer, models.classes,
             threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, batch_size=settings.batch_size,
-            num_workers=settings.num_workers, classifier=classifier,
+            num_workers=settings.num_workers, classifier=models.classifier,
             classify_threshold=typical if settings.classify_threshold is None else settings.classify_threshold,
             render_dir=settings.render_dir,
             render_threshold=typical if settings.render_threshold is None else settings.render_threshold,
             sampling=settings.sampling, all_frames=settings.all_frames, progress=settings.progress and rank == 0)
-    if isinstance(detector, GlanceDetector):
+    if isinstance(models.detector, GlanceDetector):
         logger.info("glance at %d px: %d of %d frames escalated to the full pass", settings.glance,
-                    detector.escalated, detector.glanced)
+                    models.detector.escalated, models.detector.glanced)
     logger.info("%d images in %.2f s (%.2f images/s): %d detections, %d classified, %d failures%s",
                 summary.images, summary.seconds, summary.images_per_second, summary.detections, summary.classified,
                 summary.failures, f" (e.g. {', '.join(summary.failed_files[:3])})" if summary.failures else "")

@@ -6,8 +6,9 @@ What happens to each input (:mod:`.batch_job` runs :func:`run_inference` in ever
    mode to RGB, huge images decoded at reduced size, broken files become a failure string), or a video's
    sampled frames (``inputs.video.VideoReader``), and prepares the detector input
    (``engine.predictor.InputSpec``), so the main process only runs the model (:mod:`.worker_inputs`);
-2. the detector (``engine.predictor.Detector``) runs on batches of images and frames alike and returns boxes
-   already rescaled to the displayed size;
+2. the detector (``engine.predictor.Detector``) runs on batches of images and frames alike, each batch of one
+   resized size (so a frame's detections do not depend on its batch neighbours), and returns boxes already
+   rescaled to the displayed size;
 3. detections at or above ``threshold`` become an MD entry (normalised boxes), with top-k species from the
    ``species.classifier.SpeciesClassifier`` when one is given; a video's frames become one video entry
    (``results.video_entries``);
@@ -18,8 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ from tqdm import tqdm
 
 from ...engine.predictor import Detector, InputSpec
 from ..inputs.decoding import DEFAULT_MAX_PIXELS
-from ..inputs.video import FrameSampling
+from ..inputs.video import FrameSampling, is_video_file
 from ..results.md_format import detection_entry, failure_entry, image_entry
 from ..results.video_entries import video_entry, video_failure_entry
 from ..results.writer import ResultsWriter
@@ -38,9 +43,15 @@ from ..species.classifier import SpeciesClassifier
 from .categories import DetectionClasses
 from .glance import passes_of
 from .render import render_entry, rendered_path
-from .worker_inputs import DetectorInputDataset, PreparedItem, make_input_loader
+from .worker_inputs import (
+    DetectorInputDataset,
+    PreparedItem,
+    VideoEnd,
+    files_in_progress,
+    make_input_loader,
+)
 
-__all__ = ["InferenceSummary", "run_inference"]
+__all__ = ["InferenceSummary", "md_detections", "run_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,28 +151,125 @@ def run_inference(
     options = _Options(classes, threshold, classifier, classify_threshold, render_dir, render_threshold, all_frames,
                        include_datetime)
     keep_image = classifier is not None or render_dir is not None
-    dataset = DetectorInputDataset(root, todo, spec, keep_image=keep_image, max_pixels=max_pixels, sampling=sampling)
     summary = InferenceSummary()
-    videos: dict[str, _VideoInProgress] = {}
-    pending: list[PreparedItem] = []
     start = time.perf_counter()
-    with tqdm(total=len(todo), unit="img", desc="detecting", dynamic_ncols=True, disable=not progress) as bar:
-        def flush() -> None:
-            ready = [item for item in pending if item.model_input is not None]
-            outputs = detector([item.model_input for item in ready])
-            by_item = {id(item): out for item, out in zip(ready, outputs)}
-            for item in pending:
-                finished = _handle(item, by_item.get(id(item)), writer, videos, options, summary)
-                bar.update(int(finished))
-            pending.clear()
 
-        for item in make_input_loader(dataset, batch_size, num_workers):
-            pending.append(item)
-            if sum(item.model_input is not None for item in pending) >= batch_size:
-                flush()
-        flush()
+    def loader_run(paths: Sequence[str], workers: int) -> list[str] | None:
+        """Run ``paths`` through one loader; None when it ended, else the files its workers were on when one died."""
+        dataset = DetectorInputDataset(root, paths, spec, keep_image=keep_image, max_pixels=max_pixels,
+                                       sampling=sampling)
+        try:
+            _run_loader(make_input_loader(dataset, batch_size, workers), detector, batch_size, writer, options,
+                        summary, bar)
+            return None
+        except RuntimeError as exc:
+            if not _is_worker_death(exc):
+                raise
+            logger.warning("%s", exc)
+        return files_in_progress(dataset)  # read after the failed loader is gone (its workers stopped)
+
+    with tqdm(total=len(todo), unit="img", desc="detecting", dynamic_ncols=True, disable=not progress) as bar:
+        remaining = todo
+        while remaining:
+            suspects = loader_run(remaining, num_workers)
+            if suspects is None:
+                break
+            # A decoding process died (a native decoder crashed on a file): the files its workers were on are
+            # retried one by one in a process of their own, so that the one that kills its reader becomes a
+            # failure entry and the run goes on without it; the rest start again in a fresh loader.
+            done = writer.done
+            suspects = [f for f in suspects if f not in done]
+            if not suspects:
+                raise RuntimeError("a decoding process died outside any file; run again with --resume")
+            for file in suspects:
+                if loader_run([file], 1) is not None and file not in writer.done:
+                    failure = "the decoding process died while reading this file (a crash in the decoder)"
+                    end = VideoEnd(-1.0, 0, failure, None) if is_video_file(file) else None
+                    with _worker_deaths_deferred():
+                        _handle(PreparedItem(file, failure, None, None, None, video_end=end), None, writer, {},
+                                options, summary)
+                    bar.update(1)
+            done = writer.done
+            remaining = [f for f in remaining if f not in done]
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _is_worker_death(exc: RuntimeError) -> bool:
+    """Whether torch's DataLoader raised ``exc`` because one of its worker processes died."""
+    return "DataLoader worker (pid" in str(exc)
+
+
+@contextmanager
+def _worker_deaths_deferred() -> Iterator[None]:
+    """Hold back torch's "DataLoader worker died" error while entries are written.
+
+    torch raises that error from its ``SIGCHLD`` handler, in the main thread, wherever it happens to be: in
+    the middle of a journal append it would leave half a line, or a line the writer does not count as done
+    (and the file would be journaled twice). Here the signal is noted and the handler runs after the block.
+    """
+    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGCHLD, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
+
+
+def _input_size(item: PreparedItem) -> tuple[int, ...]:
+    return tuple(item.model_input["image"].shape[-2:])
+
+
+def _run_loader(loader: Any, detector: Detector, batch_size: int, writer: ResultsWriter, options: _Options,
+                summary: InferenceSummary, bar: tqdm) -> None:
+    """Detect every item of ``loader`` in batches of one input size, and hand the results on in arrival order.
+
+    Batches hold images of one resized size only. detectron2 pads a batch to its largest image, and the ViT's
+    global attention sees the padding, so an image batched with larger ones would get other detections than
+    alone: results would depend on the batch size, the worker count and what a resumed run had left. Grouping
+    by size (rather than masking padded tokens in every attention layer) keeps the model and its speed as they
+    are: in a folder of one camera model every batch is full, as before. An item whose size is rare waits at
+    most ``4 * batch_size`` arrivals, then its group runs as a smaller batch. Entries are written in arrival
+    order, so a video's frames are always handled before its end item.
+    """
+    videos: dict[str, _VideoInProgress] = {}
+    pending: deque[PreparedItem] = deque()  # arrived, not yet handled, in arrival order
+    outputs: dict[int, Instances] = {}  # id(item) -> its detections, once its batch ran
+    max_pending = 4 * batch_size
+
+    def waiting() -> list[PreparedItem]:
+        return [item for item in pending if item.model_input is not None and id(item) not in outputs]
+
+    def run_group(size: tuple[int, ...]) -> None:
+        group = [item for item in waiting() if _input_size(item) == size][:batch_size]
+        for item, out in zip(group, detector([item.model_input for item in group])):
+            outputs[id(item)] = out
+
+    def handle_ready() -> None:
+        with _worker_deaths_deferred():
+            while pending and (pending[0].model_input is None or id(pending[0]) in outputs):
+                item = pending.popleft()
+                finished = _handle(item, outputs.pop(id(item), None), writer, videos, options, summary)
+                bar.update(int(finished))
+
+    for item in loader:
+        pending.append(item)
+        if item.model_input is not None:
+            size = _input_size(item)
+            if sum(_input_size(other) == size for other in waiting()) >= batch_size:
+                run_group(size)
+            elif len(pending) > max_pending:
+                run_group(_input_size(waiting()[0]))
+        handle_ready()
+    while waiting():
+        run_group(_input_size(waiting()[0]))
+        handle_ready()
+    handle_ready()
 
 
 def _handle(item: PreparedItem, instances: Instances | None, writer: ResultsWriter,
@@ -210,23 +318,38 @@ def _handle(item: PreparedItem, instances: Instances | None, writer: ResultsWrit
 def _detections(item: PreparedItem, instances: Instances, options: _Options,
                 summary: InferenceSummary) -> list[dict[str, Any]]:
     """MD detections of one image or frame (boxes in displayed pixels, normalised by ``detection_entry``)."""
-    height, width = item.original_hw
-    boxes, scores, labels = _detections_of(instances, options.threshold)
+    image = item.image.numpy() if item.image is not None else None
+    detections, classified = md_detections(instances, item.original_hw, image, classes=options.classes,
+                                           threshold=options.threshold, classifier=options.classifier,
+                                           classify_threshold=options.classify_threshold)
+    summary.classified += classified
+    return detections
+
+
+def md_detections(instances: Instances, original_hw: tuple[int, int], image: np.ndarray | None, *,
+                  classes: DetectionClasses, threshold: float, classifier: SpeciesClassifier | None = None,
+                  classify_threshold: float = 0.2) -> tuple[list[dict[str, Any]], int]:
+    """``(MD detections, number classified)`` of one image: what ``infer`` and ``serve`` both write.
+
+    ``image`` (the decoded RGB image, maybe smaller than ``original_hw``) is needed only for species crops.
+    """
+    height, width = original_hw
+    boxes, scores, labels = _detections_of(instances, threshold)
     species: list[list[tuple[str, float]] | None] = [None] * len(scores)
-    classifier = options.classifier
-    if classifier is not None and item.image is not None:
-        image = item.image.numpy()
+    classified = 0
+    if classifier is not None and image is not None:
         # The decoded image may be smaller than the displayed size (max_pixels); crop in its own pixels.
         scale = np.array([image.shape[1] / width, image.shape[0] / height] * 2)
-        chosen = [i for i, s in enumerate(scores) if s >= options.classify_threshold]
+        chosen = [i for i, s in enumerate(scores) if s >= classify_threshold]
         crops = [classifier.preprocess(image, boxes[i] * scale) for i in chosen]
         for i, top_k in zip(chosen, classifier.classify(crops) if crops else []):
             species[i] = top_k
-        summary.classified += len(chosen)
-    return [
-        detection_entry(options.classes.ids[int(label)], float(score), box, width, height, classifications=top_k)
+        classified = len(chosen)
+    detections = [
+        detection_entry(classes.ids[int(label)], float(score), box, width, height, classifications=top_k)
         for box, score, label, top_k in zip(boxes, scores, labels, species)
     ]
+    return detections, classified
 
 
 def _render(item: PreparedItem, entry: dict[str, Any], render_dir: str | os.PathLike, writer: ResultsWriter,

@@ -13,12 +13,13 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from .exif import capture_datetime, displayed_size
+from .read_guard import NotRegularFileError, ReadTimeoutError, open_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,11 @@ def truncated_images_refused() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
-def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageReadResult:
+def read_image_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageReadResult:
     """Read an image as displayed, as 8-bit RGB, without raising on bad files.
 
     Args:
-        path: the image file.
+        path: the image file, or an open binary file (an upload held in memory).
         max_pixels: images with more pixels are decoded at reduced size (JPEG draft) and resized to at most
             this many pixels; None disables the guard. Pillow's own decompression-bomb limit still applies.
 
@@ -66,7 +67,8 @@ def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX
         "decompression bomb", ...) when the file cannot be read.
     """
     try:
-        with truncated_images_refused(), Image.open(path) as img:
+        # Opened without blocking and checked to be a regular file: a FIFO named .jpg must not hang the run.
+        with truncated_images_refused(), open_regular_file(path) as handle, Image.open(handle) as img:
             width, height = img.size
             shown_w, shown_h = displayed_size(img)
             original_hw = (shown_h, shown_w)
@@ -86,6 +88,8 @@ def read_image_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX
         return ImageReadResult(None, f"decompression bomb: {exc}", None)
     except FileNotFoundError:
         return ImageReadResult(None, "file not found", None)
+    except (NotRegularFileError, ReadTimeoutError) as exc:
+        return ImageReadResult(None, str(exc), None)
     # Decoders (Pillow core and its many plugins) raise all sorts of exception types on damaged data
     # (OSError, SyntaxError, ValueError, struct.error, IndexError, ...). Any of them on one file must become
     # that file's failure entry, not end a run over 500,000 images, so this boundary catches Exception.

@@ -40,6 +40,7 @@ from ..data.matching import TrailingPathMatcher, check_relative_paths
 from ..results.md_format import load_results
 from ...utils.atomic_json import write_json_atomic
 from .md_package import import_md
+from ...errors import UserInputError
 
 __all__ = ["CameraByLocation", "FilteringIndexError", "RdeOptions", "SuspiciousDetection", "apply_repeats",
            "camera_by_location", "find_repeats", "read_filtering_index"]
@@ -63,7 +64,7 @@ _NESTED_CLASSES = {"customDirNameFunction": _INDEX_CLASSES["camera function"],
 _JSONPICKLE_OBJECT, _JSONPICKLE_TUPLE = "py/object", "py/tuple"
 
 
-class FilteringIndexError(ValueError):
+class FilteringIndexError(UserInputError):
     """A filtering folder's index holds something MegaDetector's find step never writes (maybe code to run)."""
 
 
@@ -242,23 +243,24 @@ def find_repeats(
     """
     options = options or RdeOptions()
     if options.occurrences < 2:
-        raise ValueError(f"occurrences must be >= 2, got {options.occurrences}")
+        raise UserInputError(f"must be >= 2, got {options.occurrences}", argument="occurrences")
     if not 0.0 < options.iou <= 1.0:
-        raise ValueError(f"iou must be in (0, 1], got {options.iou}")
+        raise UserInputError(f"must be in (0, 1], got {options.iou}", argument="iou")
     if options.cct_file is not None and options.folder_levels:
-        raise ValueError("group cameras either by CCT location or by folder_levels, not both")
+        raise UserInputError("cameras are grouped either by CCT location or by folder levels, not both",
+                             argument="folder_levels")
     results = load_results(results_file)
     # MegaDetector reads image_dir/file for every entry and renders tiles from them.
     check_relative_paths([e["file"] for e in results["images"]], source=str(results_file), root=str(image_dir))
     names = {name: cat_id for cat_id, name in results["detection_categories"].items()}
     unknown = [c for c in options.exclude_categories if c not in names]
     if unknown:
-        raise ValueError(f"exclude_categories {unknown} are not detection categories of {results_file} "
-                         f"({', '.join(names)})")
+        raise UserInputError(f"{unknown} are not detection categories of {results_file} ({', '.join(names)})",
+                             argument="exclude_categories")
     first = next((e["file"] for e in results["images"] if e.get("detections") is not None), None)
     if first is not None and not (Path(image_dir) / first).is_file():
-        raise FileNotFoundError(f"{Path(image_dir) / first} does not exist: image_dir must be the folder the "
-                                f"results' paths start from")
+        raise UserInputError(f"{Path(image_dir) / first} does not exist: it must be the folder the results' paths "
+                             "start from", argument="image_dir")
 
     if options.blur:
         from .review import blurred_mirror

@@ -33,6 +33,7 @@ from ..data.class_mapping import is_empty_category
 from ..data.matching import MatchReport, TrailingPathMatcher, check_relative_paths, strip_path_prefix
 from ..results.md_format import load_results
 from .md_package import import_md
+from ...errors import UserInputError
 
 __all__ = ["NO_LABELS", "ReviewOptions", "ReviewSummary", "blurred_mirror", "review_ground_truth", "write_review"]
 
@@ -136,8 +137,8 @@ def review_ground_truth(
         by_name[name] = image
     found, report = TrailingPathMatcher(by_name).match_all(result_files)
     if report.matched == 0:
-        raise ValueError(f"no result matches an image of {gt_file}: {report.describe('results')}. "
-                         "Rewrite the ground-truth file names with gt_strip_prefix / gt_add_prefix.")
+        raise UserInputError(f"no result matches an image of {gt_file}: {report.describe('results')}. "
+                         "Rewrite the ground-truth file names with a prefix to strip or add.", argument="gt_prefix")
     images = [{**by_name[gt_name], "file_name": result_file} for result_file, gt_name in sorted(found.items())]
     kept_ids = {image["id"] for image in images}
     out = {
@@ -183,9 +184,9 @@ def write_review(
     """
     options = options or ReviewOptions()
     if options.sort_order not in SORT_ORDERS:
-        raise ValueError(f"sort_order must be one of {SORT_ORDERS}, got {options.sort_order!r}")
+        raise UserInputError(f"must be one of {SORT_ORDERS}, got {options.sort_order!r}", argument="sort_order")
     if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
-        raise ValueError(f"threshold must be in 0..1, got {options.threshold}")
+        raise UserInputError(f"must be in 0..1, got {options.threshold}", argument="threshold")
     results = load_results(results_file)
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     check_relative_paths([e["file"] for e in results["images"]], source=str(results_file), root=str(image_dir))

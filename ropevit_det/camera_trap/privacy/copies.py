@@ -37,6 +37,7 @@ from ...utils.atomic_json import write_json_atomic
 from ..results.md_format import load_results
 from ..inputs.video import is_video_file
 from .blur import DEFAULT_BLUR_CATEGORIES, BlurStyle, blur_boxes, boxes_to_blur
+from ...errors import UserInputError
 
 __all__ = ["OPTIONS_FILE", "UNBLURRED_MODES", "BlurOptions", "BlurSummary", "blur_copies"]
 
@@ -182,15 +183,16 @@ def blur_copies(results: str | Path | Mapping[str, Any], image_dir: str | Path, 
     """
     options = options or BlurOptions()
     if options.unblurred not in UNBLURRED_MODES:
-        raise ValueError(f"unblurred must be one of {', '.join(UNBLURRED_MODES)}, got {options.unblurred!r}")
+        raise UserInputError(f"must be one of {', '.join(UNBLURRED_MODES)}, got {options.unblurred!r}",
+                             argument="unblurred")
     if not 0.0 <= options.threshold <= 1.0:
-        raise ValueError(f"threshold must be in 0..1, got {options.threshold}")
+        raise UserInputError(f"must be in 0..1, got {options.threshold}", argument="threshold")
     data = results if isinstance(results, Mapping) else load_results(results)
     names = {str(name): str(cid) for cid, name in data.get("detection_categories", {}).items()}
     unknown = [c for c in options.categories if c not in names]
     if unknown or not options.categories:
-        raise ValueError(f"categories {unknown or '(none)'} are not detection categories of the results "
-                         f"(they have: {', '.join(names)})")
+        raise UserInputError(f"{unknown or '(none)'} are not detection categories of the results "
+                             f"(they have: {', '.join(names)})", argument="categories")
     ids = [names[c] for c in options.categories]
     root, out_root = Path(image_dir), Path(output_dir)
     if not root.is_dir():

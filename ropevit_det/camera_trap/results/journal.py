@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from ...errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ JOURNAL_VERSION = 1
 _HEADER_KEY = "ropevit_det_journal"
 
 
-class JournalError(ValueError):
+class JournalError(UserInputError):
     """A journal file cannot be used (damaged in the middle, or written for other categories)."""
 
 

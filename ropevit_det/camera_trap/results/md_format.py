@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.matching import to_posix
+from ...errors import UserInputError
 
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def normalized_to_absolute_xywh(bbox: Sequence[float], width: int, height: int) 
     return [x * width, y * height, w * width, h * height]
 
 
-class ResultsFileError(ValueError):
+class ResultsFileError(UserInputError):
     """An existing results file cannot be used (not JSON, not MD format, other categories)."""
 
 

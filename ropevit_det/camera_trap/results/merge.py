@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .md_format import load_results
+from ...errors import UserInputError
 
 __all__ = ["MergeError", "MergeResult", "merge_results"]
 
@@ -21,7 +22,7 @@ __all__ = ["MergeError", "MergeResult", "merge_results"]
 _PER_PART_INFO = ("shard", "detection_completion_time")
 
 
-class MergeError(ValueError):
+class MergeError(UserInputError):
     """The files cannot be merged: repeated images, or category maps / detectors that differ."""
 
 

@@ -38,6 +38,7 @@ import torch
 
 from ..geofence.class_geofence import CANDIDATES, ClassGeofence
 from .taxonomy import RANKS, Taxonomy
+from ...errors import UserInputError
 
 __all__ = ["LabelPolicy", "LabelPolicyError", "ROLLUP_RANKS", "read_species_list"]
 
@@ -45,13 +46,12 @@ ROLLUP_RANKS: tuple[str, ...] = tuple(reversed(RANKS[:-1]))  # genus, family, or
 GEOFENCE_SUFFIX = "geofence"  # category names of geofence roll-ups: "Felidae (family, geofence)"
 
 
-class LabelPolicyError(ValueError):
+class LabelPolicyError(UserInputError):
     """A ``LabelPolicy`` argument cannot be used; ``argument`` names it (``allowed``, ``rollup``, ``geofence``), so
     that a command line can name the option that set it."""
 
     def __init__(self, message: str, argument: str) -> None:
-        super().__init__(message)
-        self.argument = argument
+        super().__init__(message, argument=argument)
 
 
 class LabelPolicy:

@@ -15,19 +15,19 @@ from ..geofence.speciesnet_rules import GeofenceRules
 from .classifier import SpeciesClassifier
 from .label_policy import LabelPolicy, LabelPolicyError, read_species_list
 from .taxonomy import Taxonomy
+from ...errors import UserInputError
 
 __all__ = ["SpeciesFilterError", "apply_species_filter", "check_place_arguments"]
 
 logger = logging.getLogger("ropevit_det.infer")
 
 
-class SpeciesFilterError(ValueError):
+class SpeciesFilterError(UserInputError):
     """A species filter argument cannot be used; ``argument`` names it (``taxonomy``, ``taxa``, ``species_list``,
     ``geofence``, ``country``, ``rollup``, or ``allowed`` for the classes the taxa and the list leave together)."""
 
     def __init__(self, message: str, argument: str) -> None:
-        super().__init__(message)
-        self.argument = argument
+        super().__init__(message, argument=argument)
 
 
 def check_place_arguments(*, geofence: str | None, country: str | None, admin1: str | None) -> None:
