@@ -69,7 +69,7 @@ def build_mdv5a(device: str | torch.device = "cpu", tiny: bool = False) -> torch
     return model.fuse().eval().to(device)
 
 
-def letterboxed_frame(image_size: int = MDV5A_IMAGE_SIZE, seed: int = 0) -> np.ndarray:
+def letterboxed_frame(image_size: int = MDV5A_IMAGE_SIZE, seed: int = 0, stride: int = MDV5A_STRIDE) -> np.ndarray:
     """A synthetic 4:3 camera frame (1536 x 2048 RGB uint8) letterboxed as MegaDetector does: (H, W, 3) uint8."""
     from yolov5.utils.augmentations import letterbox
 
@@ -77,7 +77,7 @@ def letterboxed_frame(image_size: int = MDV5A_IMAGE_SIZE, seed: int = 0) -> np.n
     coarse = rng.uniform(0, 255, size=(12, 16, 3)).astype(np.float32)
     frame = np.kron(coarse, np.ones((128, 128, 1), dtype=np.float32))  # 1536 x 2048 blocks
     frame = (frame + rng.uniform(0, 40, size=frame.shape)).clip(0, 255).astype(np.uint8)
-    boxed, _, _ = letterbox(frame, new_shape=image_size, stride=MDV5A_STRIDE, auto=True, scaleFill=False,
+    boxed, _, _ = letterbox(frame, new_shape=image_size, stride=stride, auto=True, scaleFill=False,
                             scaleup=True)
     return boxed
 

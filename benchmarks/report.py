@@ -11,7 +11,7 @@ def _num(value: float | None, fmt: str) -> str:
 def _window(row: dict) -> str:
     if row["model"] == "vitdet":
         return "14, own layout"  # ViTDet-B's config: window 14, global blocks 2/5/8/11
-    if row["model"] == "mdv5a":
+    if row["model"] not in ("ours", "vitdet"):  # a MegaDetector peer
         return "n/a (CNN)"
     return f"{row['window']}" if row["window"] else "global"
 
@@ -59,6 +59,12 @@ def markdown_report(result: dict) -> str:
         lines += ["", f"`*_vs_mdv5a`: ours at {at['size']} px against MegaDetector v5a ({at['mdv5a']} long side, "
                       "letterboxed 4:3 frame), same batch; task backbone = the network alone; "
                       "`images_per_second_*` is higher-is-better."]
+    if result.get("peers"):
+        lines += ["", "MegaDetector peers (random weights, published architecture and input size; MegaDetector's own "
+                      "speed rating against v5a for reference): "
+                  + "; ".join(f"{name} = {p['architecture']} at {p['image_size']} px, stride {p['stride']} "
+                              f"(rated {p['megadetector_speed_vs_v5a']}x v5a)" for name, p in result["peers"].items())
+                  + ". `*_vs_<peer>` as for v5a."]
     if result.get("ratios_vs_vitdet_bf16"):
         lines += ["", "Against ViTDet-B in bf16 autocast:", "", "| ratio | value |", "|---|---|"]
         lines += [f"| {k} | {_num(v, '.3f')} |" for k, v in result["ratios_vs_vitdet_bf16"].items() if v is not None]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -20,7 +21,8 @@ from detectron2.utils.events import EventStorage
 
 from .accuracy import BF16_MIN_COSINE, neck_agreement, windowed_copy
 from .measure import PeakMemory, matmul_peak_gflops, synchronize, time_repeats
-from .megadetector import MDV5A_IMAGE_SIZE, build_mdv5a, letterboxed_frame, mdv5a_postprocess
+from .md1000 import PEERS, build_peer, peer_frame, peer_postprocess
+from .megadetector import MDV5A_IMAGE_SIZE
 from .models import (
     MDV5A_MODES,
     OUR_MODES,
@@ -69,6 +71,9 @@ class BenchmarkSettings:
     ours_modes: Sequence[str] = ("parity", "bf16", "fast")
     vitdet_modes: Sequence[str] = ("fp32",)
     mdv5a_modes: Sequence[str] = ()  # MegaDetector v5a peer: fp32 (CPU) and/or fp16 (GPU)
+    # MegaDetector peers by name (md1000.PEERS: mdv5a, cedar, larch, sorrel, spruce), each run in the first of
+    # mdv5a_modes (fp32 when none is given); "mdv5a" here is the same as mdv5a_modes=("fp32",)
+    peers: Sequence[str] = ()
     boxes_only: bool = False  # ours without the mask head (Faster R-CNN, as the camera-trap config)
     interleave: bool = False  # round-robin repeats over all models (see measure_interleaved)
     warmup: int = 1
@@ -84,6 +89,24 @@ class BenchmarkSettings:
     tiny: bool = False
     threads: int | None = None
 
+    def peer_mode(self) -> str:
+        """The precision every MegaDetector peer runs in: the first of ``mdv5a_modes``, fp32 when none."""
+        return self.mdv5a_modes[0] if self.mdv5a_modes else "fp32"
+
+    def peer_specs(self) -> list[ModelSpec]:
+        """One spec per MegaDetector model and mode measured: v5a in each of ``mdv5a_modes`` (or the peer mode
+        when only ``peers`` names it), then each MegaDetector 1000 peer in the peer mode."""
+        v5a_modes = list(self.mdv5a_modes) or (["fp32"] if "mdv5a" in self.peers else [])
+        specs = [MDV5A_MODES[m] for m in v5a_modes]
+        base = MDV5A_MODES[self.peer_mode()]
+        for name in self.peers:
+            if name != "mdv5a":
+                peer = PEERS[name]
+                specs.append(dataclasses.replace(
+                    base, model=name, description=f"MegaDetector 1000 {name} ({peer.architecture}), {base.mode}, "
+                                                  f"{peer.image_size} px letterbox"))
+        return specs
+
     def validate(self) -> None:
         """Raises ``SettingsError`` naming the field at fault (``DeviceUnavailableError`` for a missing CUDA
         device); ``ImportError`` where a mode's runtime package is not installed."""
@@ -95,6 +118,9 @@ class BenchmarkSettings:
             bad = [m for m in modes if m not in table]
             if bad:
                 raise SettingsError(f"unknown {name} mode(s) {bad}; choose from {sorted(table)}", f"{name}_modes")
+        unknown_peers = [p for p in self.peers if p not in PEERS]
+        if unknown_peers:
+            raise SettingsError(f"unknown MegaDetector peer(s) {unknown_peers}; choose from {list(PEERS)}", "peers")
         runtimes = [OUR_MODES[m] for m in self.ours_modes if OUR_MODES[m].runtime]
         if runtimes and not self.device.startswith("cpu"):
             raise SettingsError(f"mode(s) {[s.mode for s in runtimes]} run the export on the CPU; device is "
@@ -106,7 +132,7 @@ class BenchmarkSettings:
         if runtimes and not set(self.tasks) & set(RUNTIME_TASKS):
             raise SettingsError(f"mode(s) {[s.mode for s in runtimes]} measure task(s) {list(RUNTIME_TASKS)} only "
                                 f"(the export is the whole detector); tasks asked for: {list(self.tasks)}", "tasks")
-        if self.mdv5a_modes and self.topk_candidates <= 0:
+        if (self.mdv5a_modes or self.peers) and self.topk_candidates <= 0:
             raise SettingsError("the MegaDetector peer needs a candidate cap for both models (e.g. topk_candidates "
                                 "1000): random weights pass every anchor, so uncapped post-processing measures noise",
                                 "topk_candidates")
@@ -267,19 +293,25 @@ MDV5A_TINY_IMAGE_SIZE = 320  # --tiny: a small letterbox, for smoke tests of the
 
 
 def mdv5a_image_size(settings: BenchmarkSettings) -> int:
-    return MDV5A_TINY_IMAGE_SIZE if settings.tiny else MDV5A_IMAGE_SIZE
+    return peer_image_size("mdv5a", settings)
+
+
+def peer_image_size(peer: str, settings: BenchmarkSettings) -> int:
+    """The letterbox's long side for a MegaDetector peer (its published size; 320 with ``tiny``)."""
+    return MDV5A_TINY_IMAGE_SIZE if settings.tiny else PEERS[peer].image_size
 
 
 def mdv5a_task_fns(model: torch.nn.Module, spec: ModelSpec, settings: BenchmarkSettings, batch: int
                    ) -> dict[str, Callable[[], object]]:
     """``{"backbone": the network alone, "inference": network + post-processing}`` on a batch of letterboxed
-    4:3 frames (see ``megadetector.py``), for ``model`` from ``build_mdv5a`` (made ``half()`` for fp16)."""
+    4:3 frames (see ``megadetector.py`` and ``md1000.py``), for ``model`` from ``build_peer(spec.model)`` (made
+    ``half()`` for fp16)."""
     device = torch.device(settings.device)
-    frame = torch.from_numpy(letterboxed_frame(mdv5a_image_size(settings))).permute(2, 0, 1).to(device)
-    pixels = frame.unsqueeze(0).repeat(batch, 1, 1, 1)
+    frame = torch.from_numpy(peer_frame(spec.model, peer_image_size(spec.model, settings))).permute(2, 0, 1)
+    pixels = frame.to(device).unsqueeze(0).repeat(batch, 1, 1, 1)
     half = spec.autocast_dtype == torch.float16  # MegaDetector runs model.half() on GPUs, not autocast
     autocast = spec.autocast_dtype if spec.autocast_dtype == torch.bfloat16 else None
-    postprocess = mdv5a_postprocess(settings.topk_candidates)
+    postprocess = peer_postprocess(spec.model, settings.topk_candidates)
 
     def scaled() -> torch.Tensor:  # MegaDetector's preprocessing of a uint8 batch
         x = pixels.float() / 255.0
@@ -300,16 +332,16 @@ def mdv5a_task_fns(model: torch.nn.Module, spec: ModelSpec, settings: BenchmarkS
 
 
 def _build_mdv5a(spec: ModelSpec, settings: BenchmarkSettings) -> torch.nn.Module:
-    model = build_mdv5a(settings.device, tiny=settings.tiny)
+    model = build_peer(spec.model, settings.device, tiny=settings.tiny)
     return model.half() if spec.autocast_dtype == torch.float16 else model
 
 
 def measure_mdv5a(spec: ModelSpec, settings: BenchmarkSettings, peaks: dict[str, float], memory: PeakMemory
                   ) -> list[Row]:
-    """MegaDetector v5a's network alone (task "backbone") and with its post-processing (task "inference");
-    rows carry the letterbox's long side as their size."""
+    """A MegaDetector model's network alone (task "backbone") and with its post-processing (task "inference");
+    rows carry the letterbox's long side as their size and the peer's name as their model."""
     device = torch.device(settings.device)
-    image_size = mdv5a_image_size(settings)
+    image_size = peer_image_size(spec.model, settings)
     memory.set_baseline()
     model = _build_mdv5a(spec, settings)
     rows = []
@@ -321,10 +353,10 @@ def measure_mdv5a(spec: ModelSpec, settings: BenchmarkSettings, peaks: dict[str,
             timed = time_repeats(fn, device, settings.warmup, settings.repeats, settings.count_flops)
             gflops = timed.flops / 1e9 if timed.flops is not None else None
             fraction = gflops / timed.median / _peak_for(spec, peaks) if gflops else None
-            row = Row("mdv5a", spec.mode, task, image_size, batch, timed.median, memory.peak_mb(), gflops, fraction,
-                      spec.precision, 0, timed.seconds)
+            row = Row(spec.model, spec.mode, task, image_size, batch, timed.median, memory.peak_mb(), gflops,
+                      fraction, spec.precision, 0, timed.seconds)
             rows.append(row)
-            logger.info("mdv5a/%s %s %dpx x%d: %.3f s median, peak %s MB, %s GFLOP", spec.mode, task,
+            logger.info("%s/%s %s %dpx x%d: %.3f s median, peak %s MB, %s GFLOP", spec.model, spec.mode, task,
                         image_size, batch, row.seconds_median, _fmt(row.peak_mem_mb), _fmt(gflops))
     del model
     return rows
@@ -343,12 +375,12 @@ def measure_interleaved(specs: Sequence[ModelSpec], size: int, settings: Benchma
     models = []
     for spec in specs:
         torch.manual_seed(0)
-        if spec.model == "mdv5a":
+        if spec.model in PEERS:
             model = _build_mdv5a(spec, settings)
             for batch in settings.batches:
                 for task, fn in mdv5a_task_fns(model, spec, settings, batch).items():
                     if task in settings.tasks:
-                        jobs.append((spec, task, mdv5a_image_size(settings), batch, fn))
+                        jobs.append((spec, task, peer_image_size(spec.model, settings), batch, fn))
         else:
             window = (settings.window or auto_window_size(size)) if spec.windowed else 0
             model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window,
@@ -478,26 +510,33 @@ def compute_ratios(
     return ratios
 
 
+def peer_ratios(rows: Sequence[Row], size: int, batch: int, peer: str, peer_mode: str, peer_size: int
+                ) -> dict[str, float]:
+    """:func:`mdv5a_ratios` against any MegaDetector peer: ``{task}_{mode}_vs_{peer}``,
+    ``images_per_second_{mode}_vs_{peer}`` and ``inference_mem_{mode}_vs_{peer}``, measured pairs only."""
+    ratios: dict[str, float] = {}
+    modes = sorted({r.mode for r in rows if r.model == "ours"}, key=lambda m: list(OUR_MODES).index(m))
+    for mode in modes:
+        for task in ("backbone", "inference"):
+            ours = _lookup(rows, "ours", mode, task, size, batch)
+            other = _lookup(rows, peer, peer_mode, task, peer_size, batch)
+            if ours is None or other is None or not ours.seconds_median or not other.seconds_median:
+                continue
+            ratios[f"{task}_{mode}_vs_{peer}"] = ours.seconds_median / other.seconds_median
+            if task == "inference":
+                ratios[f"images_per_second_{mode}_vs_{peer}"] = other.seconds_median / ours.seconds_median
+                if ours.peak_mem_mb and other.peak_mem_mb:
+                    ratios[f"inference_mem_{mode}_vs_{peer}"] = ours.peak_mem_mb / other.peak_mem_mb
+    return ratios
+
+
 def mdv5a_ratios(rows: Sequence[Row], size: int, batch: int, mdv5a_mode: str, mdv5a_size: int
                  ) -> dict[str, float]:
     """Ours (``size``) against MegaDetector v5a (``mdv5a_mode``, letterboxed to ``mdv5a_size``), same batch:
     ``{task}_{mode}_vs_mdv5a`` time ratios (lower is better; task "backbone" = the network alone) and
     ``images_per_second_{mode}_vs_mdv5a`` (inference; higher is better: the issue's goals are stated in it),
     ``inference_mem_{mode}_vs_mdv5a`` peak-memory ratios. Only pairs measured in this run."""
-    ratios: dict[str, float] = {}
-    modes = sorted({r.mode for r in rows if r.model == "ours"}, key=lambda m: list(OUR_MODES).index(m))
-    for mode in modes:
-        for task in ("backbone", "inference"):
-            ours = _lookup(rows, "ours", mode, task, size, batch)
-            peer = _lookup(rows, "mdv5a", mdv5a_mode, task, mdv5a_size, batch)
-            if ours is None or peer is None or not ours.seconds_median or not peer.seconds_median:
-                continue
-            ratios[f"{task}_{mode}_vs_mdv5a"] = ours.seconds_median / peer.seconds_median
-            if task == "inference":
-                ratios[f"images_per_second_{mode}_vs_mdv5a"] = peer.seconds_median / ours.seconds_median
-                if ours.peak_mem_mb and peer.peak_mem_mb:
-                    ratios[f"inference_mem_{mode}_vs_mdv5a"] = ours.peak_mem_mb / peer.peak_mem_mb
-    return ratios
+    return peer_ratios(rows, size, batch, "mdv5a", mdv5a_mode, mdv5a_size)
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -552,7 +591,7 @@ def run_benchmark(settings: BenchmarkSettings, on_progress: Callable[[dict], Non
     logger.info("matmul peak on %s: fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s", device, peaks["fp32"], peaks["bf16"])
     memory = PeakMemory(device)
     model_specs = [VITDET_MODES[m] for m in settings.vitdet_modes] + [OUR_MODES[m] for m in settings.ours_modes]
-    peer_specs = [MDV5A_MODES[m] for m in settings.mdv5a_modes]
+    peer_specs = settings.peer_specs()
     specs = peer_specs + model_specs
     rows: list[Row] = []
     # MegaDetector once, at its own size: its rows are the same whatever our sizes are.
@@ -577,8 +616,8 @@ def _result(settings: BenchmarkSettings, specs: Sequence[ModelSpec], rows: Seque
             device: torch.device, peaks: dict[str, float], load_at_start: tuple | None = None) -> dict:
     first = (settings.sizes[0], settings.batches[0])
     first_train = settings.batches[0] if not settings.train_batches else settings.train_batches[0]
-    peer = dict(mdv5a_mode=settings.mdv5a_modes[0], mdv5a_size=mdv5a_image_size(settings)) if settings.mdv5a_modes \
-        else {}
+    v5a_modes = [s.mode for s in specs if s.model == "mdv5a"]
+    peer = dict(mdv5a_mode=v5a_modes[0], mdv5a_size=mdv5a_image_size(settings)) if v5a_modes else {}
     result = {
         "rows": [_row_dict(r) for r in rows],
         "ratios": compute_ratios(rows, *first, train_batch=first_train, **peer),
@@ -591,6 +630,15 @@ def _result(settings: BenchmarkSettings, specs: Sequence[ModelSpec], rows: Seque
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "modes": {f"{s.model}/{s.mode}": s.description for s in specs},
     }
+    for name in settings.peers:
+        if name != "mdv5a":  # v5a's ratios are in "ratios" already
+            result["ratios"].update(peer_ratios(rows, *first, name, settings.peer_mode(),
+                                                peer_image_size(name, settings)))
+    if settings.peers:
+        result["peers"] = {s.model: {"architecture": PEERS[s.model].architecture,
+                                     "image_size": peer_image_size(s.model, settings), "stride": PEERS[s.model].stride,
+                                     "megadetector_speed_vs_v5a": PEERS[s.model].speed_vs_v5a}
+                           for s in specs if s.model in PEERS}
     if "bf16" in settings.vitdet_modes:
         result["ratios_vs_vitdet_bf16"] = compute_ratios(rows, *first, baseline_mode="bf16", train_batch=first_train)
     return result

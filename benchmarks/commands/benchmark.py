@@ -16,6 +16,9 @@ Baseline: ViTDet-B fp32 (add bf16 with --vitdet-modes fp32,bf16).
     # against MegaDetector v5a (CPU, batch 1), our no-bf16 paths included:
     python tools/benchmark.py --sizes 1024 --tasks backbone,inference --vitdet-modes '' --mdv5a-modes fp32 \
         --ours-modes parity,bf16,fast,int8,int8_fast --boxes-only --topk-candidates 1000 --threads 2
+    # against MegaDetector v5a and MegaDetector 1000's models, same run, same candidate cap:
+    python tools/benchmark.py --sizes 1024 --tasks inference --vitdet-modes '' --ours-modes fast --boxes-only \
+        --peers mdv5a,cedar,larch,sorrel,spruce --topk-candidates 1000 --threads 1 --interleave
     # the CPU backends of `infer` against each other (the export at 1024 px; inference only):
     python tools/benchmark.py --sizes 1024 --tasks inference --vitdet-modes '' --mdv5a-modes fp32 \
         --ours-modes parity,int8,ort,openvino --boxes-only --topk-candidates 1000 --threads 1 --interleave
@@ -34,9 +37,10 @@ from benchmarks import BenchmarkSettings, markdown_report, run_benchmark
 from benchmarks.runner import SettingsError
 
 # 448 px: ViTDet's 28 x 28 grid fills 2 x 2 windows of 14 exactly, ours (32 x 32) 2 x 2 windows of 16. The
-# bf16-global mode is left out, so that the run stays well under 5 minutes on 2 idle cores.
+# bf16-global mode is left out, so that the run stays well under 5 minutes on 2 idle cores. MegaDetector v5a and
+# cedar (fp32, at their own sizes, capped at 1000 candidates as ours) give the ratios against the peers users run.
 QUICK = dict(sizes=(448,), batches=(1,), warmup=1, repeats=1, tasks=("backbone", "inference", "train_step"),
-             ours_modes=("parity", "fast"))
+             ours_modes=("parity", "fast"), peers=("mdv5a", "cedar"), topk_candidates=1000)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -63,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mdv5a-modes", type=_names, default=(),
                    help="MegaDetector v5a (YOLOv5x6, 1280 px letterbox) as a peer: fp32 (what it runs on CPUs), fp16 "
                         "(GPUs) and/or bf16; needs --topk-candidates and the bench extra (default: none)")
+    p.add_argument("--peers", type=_names, default=None,
+                   help="MegaDetector models as peers, by name: mdv5a (YOLOv5x6, 1280 px) and MegaDetector 1000's "
+                        "cedar (YOLOv9c, 640), larch (YOLO11L, 640), sorrel (YOLO11s, 960), spruce (YOLOv5s, 640); "
+                        "each in the first of --mdv5a-modes (fp32 when none); needs --topk-candidates and the bench "
+                        "extra. Reports images_per_second_<mode>_vs_<peer> for every pair (default: none)")
     p.add_argument("--interleave", action="store_true",
                    help="build every model first, then run the repeats round-robin over them (backbone/inference "
                         "tasks only; no peak memory or FLOPs): on a shared, loaded machine, load drift is spread "
@@ -79,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test score threshold for both models (default 0.0). Random weights give near-uniform "
                         "class scores (~1/81) below detectron2's 0.05, which would skip NMS work and the mask head; "
                         "0 keeps 100 detections per image, as a trained model produces")
-    p.add_argument("--topk-candidates", type=int, default=0,
+    p.add_argument("--topk-candidates", type=int, default=None,
                    help="cap on the (proposal, class) pairs per image that enter test-time NMS, for both models "
-                        "(MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST; default 0: no cap, detectron2's post-processing)")
+                        "(MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST; default 0: no cap, detectron2's post-processing; "
+                        "1000 with --quick)")
     p.add_argument("--train-instances", type=int, default=8, help="synthetic ground-truth objects per image")
     p.add_argument("--weights", default="", help="checkpoint for our model (birder or detectron2 format); "
                                                   "used by the accuracy guard, timing does not depend on it")
@@ -91,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flops", action="store_true", help="skip FLOP counting")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true",
-                   help=f"a short run: {QUICK['sizes'][0]} px, batch 1, 1 warm-up, 1 repeat, ours parity and fast "
-                        "(< 5 min on 2 idle cores); explicit options still win")
+                   help=f"a short run: {QUICK['sizes'][0]} px, batch 1, 1 warm-up, 1 repeat, ours parity and fast, "
+                        "MegaDetector v5a and cedar as peers, 1000 candidates (< 5 min on 2 idle cores); explicit "
+                        "options still win")
     p.add_argument("--tiny", action="store_true", help="2-block, 64-wide ViTs: smoke-tests the tool, timings "
                                                        "are meaningless")
     p.add_argument("--json", type=Path, default=None, help="write the full result as JSON here")
@@ -104,7 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     chosen = {
         "sizes": args.sizes, "batches": args.batches, "tasks": args.tasks,
         "warmup": args.warmup, "repeats": args.repeats, "ours_modes": args.ours_modes,
-        "train_batches": args.train_batches,
+        "train_batches": args.train_batches, "peers": args.peers, "topk_candidates": args.topk_candidates,
     }
     base.update({k: v for k, v in chosen.items() if v is not None})
     return BenchmarkSettings(
@@ -115,7 +126,6 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
         interleave=args.interleave,
         window=args.window,
         score_thresh=args.score_thresh,
-        topk_candidates=args.topk_candidates,
         train_instances=args.train_instances,
         weights=args.weights,
         accuracy=not args.no_accuracy,

@@ -8,6 +8,11 @@ Example:
 Prints image-level (and, with seq_id in the ground truth, sequence-level) precision / recall / F1 of
 "animal present", the false-positive rate on empty frames, recall at a target precision, precision at a
 target recall, and box COCO AP / AP50.
+
+With ``--glance-report GLANCE.json`` (results of ``infer --glance PX --glance-threshold 2`` on the same images;
+``--results`` the single-pass run; no ``--gt`` needed) it reports instead what glance-then-look costs there: the
+escalation rate and the recall lost against single-pass inference at each escalation threshold, and the highest
+threshold that loses nothing.
 """
 from __future__ import annotations
 
@@ -29,7 +34,12 @@ from ropevit_det.cli.common import os_error_sentence
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", required=True, help="MegaDetector-format results JSON (e.g. from tools/infer.py)")
-    parser.add_argument("--gt", required=True, help="ground truth: COCO Camera Traps or plain COCO JSON")
+    parser.add_argument("--gt", default=None, help="ground truth: COCO Camera Traps or plain COCO JSON (required "
+                                                    "unless --glance-report)")
+    parser.add_argument("--glance-report", default=None, metavar="GLANCE_RESULTS",
+                        help="results of `infer --glance PX --glance-threshold 2` on the images of --results (a "
+                             "single-pass run): report the escalation rate and the recall lost at each escalation "
+                             "threshold, and suggest the highest that loses nothing")
     parser.add_argument("--threshold", type=float, default=None,
                         help="confidence threshold (default: the results file's typical_detection_threshold, else 0.2)")
     parser.add_argument("--category", default="animal", choices=POSITIVE_CLASSES,
@@ -66,7 +76,28 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"ERROR: {message}") from None
 
 
+def _glance_report(args: argparse.Namespace) -> int:
+    from ropevit_det.camera_trap.metrics.glance_report import format_glance_report, glance_report
+    from ropevit_det.camera_trap.results.md_format import load_results
+
+    full = load_results(args.results)
+    typical = args.threshold
+    if typical is None:
+        typical = float((full.get("info") or {}).get("detector_metadata", {}).get("typical_detection_threshold", 0.2))
+    report = glance_report(full, load_results(args.glance_report), typical)
+    print(format_glance_report(report))
+    if args.json:
+        write_json_atomic(args.json, report.as_dict(), indent=1)
+        print(f"\nglance report written to {args.json}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.glance_report:
+        return _glance_report(args)
+    if args.gt is None:
+        raise ValueError("--gt is required (ground truth: COCO Camera Traps or plain COCO JSON), unless "
+                         "--glance-report is given")
     options = EvalOptions(
         threshold=args.threshold, positive_class=args.category, target_precision=args.target_precision,
         target_recall=args.target_recall, mapping_file=args.mapping, image_root=args.image_root,

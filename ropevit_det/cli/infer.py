@@ -38,7 +38,8 @@ from ropevit_det.engine.distributed import shutdown_distributed
 
 _START_OVER = "pass --resume to continue it, or --overwrite (or another --output) to start over"
 # The flag behind each setting a BatchJobError can name.
-_FLAGS = {"input": "--input", "input_root": "--input-root", "class_names": "--class-names / --config",
+_FLAGS = {"glance": "--glance / --glance-threshold",
+          "input": "--input", "input_root": "--input-root", "class_names": "--class-names / --config",
           "weights": "--weights", "classifier_weights": "--classifier-weights", "coco_gt": "--coco-gt",
           "smooth_sequences": "--smooth-sequences", "device": "--device"}
 

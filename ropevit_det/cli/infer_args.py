@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ropevit_det.camera_trap.detection.glance import DEFAULT_ESCALATION_THRESHOLD
 from ropevit_det.camera_trap.species.classifier import DEFAULT_CONTEXT_MARGIN
 from ropevit_det.cli.species_args import add_species_args
 from ropevit_det.export.cpu_backend import CPU_BACKENDS
@@ -63,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call (default: %(default)s)")
     parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="image decoding processes (default: %(default)s; 0 decodes in the main process)")
+    parser.add_argument("--glance", type=int, default=None, metavar="PX",
+                        help="glance, then look: run the detector first on a copy of each frame PX px on the long "
+                             "side (e.g. 448) and the full-resolution pass only where the glance finds a candidate "
+                             "at or above --glance-threshold; each entry records its \"passes\" (default: one "
+                             "full pass)")
+    parser.add_argument("--glance-threshold", type=float, default=DEFAULT_ESCALATION_THRESHOLD,
+                        help="score of a glance candidate that escalates the frame to the full pass (default: "
+                             "%(default)s, chosen on the demo domain; check yours with eval-camtrap --glance-report)")
     parser.add_argument("--checkpoint-every", type=int, default=1000,
                         help="fsync the journal every N images: a power cut loses at most N, a killed process "
                              "none but the batch in flight (default: %(default)s)")

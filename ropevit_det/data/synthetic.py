@@ -224,3 +224,9 @@ def generate_shapes_dataset(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _paths(root)
+
+
+def empty_frame(size: int = 160, seed: int = 0) -> np.ndarray:
+    """A frame of the synthetic domain with no shape in it: the background alone (uint8 HxWx3), as an empty
+    camera-trap frame is the scene without an animal."""
+    return np.round(_background(np.random.default_rng(seed), size)).astype(np.uint8)

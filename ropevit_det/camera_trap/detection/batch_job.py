@@ -46,6 +46,7 @@ from ..species.classifier import (
 from ..species.place_filter import apply_species_filter
 from .batch_loop import InferenceSummary, run_inference
 from .categories import DetectionClasses, detection_classes, parse_class_names
+from .glance import DEFAULT_ESCALATION_THRESHOLD, GlanceDetector
 
 __all__ = ["BatchJobError", "BatchJobSettings", "JobModels", "build_job_cfg", "load_job_models", "run_batch_job"]
 
@@ -77,6 +78,8 @@ class BatchJobSettings:
     device: str | None = None
     bf16: bool = False
     backend: str = "pytorch"
+    glance: int | None = None  # glance, then look: long side (px) of the first pass; None: one full pass
+    glance_threshold: float = DEFAULT_ESCALATION_THRESHOLD  # a glance candidate at least this escalates
     checkpoint_every: int = 1000
     resume: bool = False
     overwrite: bool = False
@@ -174,6 +177,12 @@ def load_job_models(settings: BatchJobSettings, cfg: CfgNode) -> JobModels:
         detector = Detector(model, cfg.MODEL.DEVICE, bf16=settings.bf16)
     else:
         detector = cpu_detector(settings.backend, model, cfg)
+    if settings.glance is not None:
+        try:
+            detector = GlanceDetector(detector, glance_size=settings.glance,
+                                      escalation_threshold=settings.glance_threshold)
+        except ValueError as exc:
+            raise BatchJobError(str(exc), "glance") from exc
     return JobModels(detector, spec, classes, classifier)
 
 
@@ -281,6 +290,9 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
                 writer.finalize()
     except OSError as exc:  # a full disk, a folder made read-only: the journal keeps what was done
         raise BatchJobError(write_problem(exc, settings.output), "output") from exc
+    if isinstance(models.detector, GlanceDetector):
+        logger.info("glance at %d px: %d of %d frames escalated to the full pass", settings.glance,
+                    models.detector.escalated, models.detector.glanced)
     logger.info("%d images in %.2f s (%.2f images/s): %d detections, %d classified, %d failures%s",
                 summary.images, summary.seconds, summary.images_per_second, summary.detections, summary.classified,
                 summary.failures, f" (e.g. {', '.join(summary.failed_files[:3])})" if summary.failures else "")

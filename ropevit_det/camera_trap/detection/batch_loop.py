@@ -41,6 +41,7 @@ from ..results.video_entries import video_entry, video_failure_entry
 from ..results.writer import ResultsWriter
 from ..species.classifier import SpeciesClassifier
 from .categories import DetectionClasses
+from .glance import passes_of
 from .render import render_entry, rendered_path
 from .worker_inputs import (
     DetectorInputDataset,
@@ -296,6 +297,8 @@ def _handle(item: PreparedItem, instances: Instances | None, writer: ResultsWrit
         entry = failure_entry(item.rel_path, item.failure)
     else:
         entry = image_entry(item.rel_path, _detections(item, instances, options, summary))
+        if passes_of(instances) is not None:  # --glance: which passes ran on this image
+            entry["passes"] = passes_of(instances)
     if item.failure is not None:
         summary.failures += 1
         summary.failed_files.append(item.rel_path)

@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""Glance-then-look per collection against single-pass and MegaDetector's models.
+
+The code lives in ``benchmarks/commands/benchmark_glance.py``, outside the installed package (as detectron2 and timm keep
+their benchmarks): run it from a clone. Options: ``python tools/benchmark_glance.py --help``.
+"""
+import sys
+from pathlib import Path
+
+# benchmarks/ is deliberately not in the wheel, so it is importable only from the clone's root. Python puts this
+# script's folder (tools/) on sys.path, not the root: put the root first, so this clone's benchmarks/ (and its
+# ropevit_det) are the ones that run. Only tools/ scripts do this; `python -m benchmarks.commands.benchmark_glance`
+# from the root needs nothing.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.commands.benchmark_glance import main
+
+if __name__ == "__main__":
+    sys.exit(main())
