@@ -116,6 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--all-frames", action="store_true",
                        help="keep every sampled frame's detections (default: the most confident one per category, "
                             "as MegaDetector's frame_results_to_video_results does)")
+    small = parser.add_argument_group("small and distant animals (docs/SMALL_OBJECTS.md)")
+    small.add_argument("--tiles", action="store_true",
+                       help="sliced inference with SAHI: run the detector on overlapping tiles of each image and "
+                            "merge the boxes into one entry in full-image coordinates (needs the 'tiles' extra)")
+    small.add_argument("--tile-size", type=_tile_size, default=1024, metavar="PX",
+                       help="tile side in image pixels; each tile is resized to the model's test size "
+                            "(default: %(default)s)")
+    small.add_argument("--tile-overlap", type=_tile_overlap, default=0.2, metavar="FRACTION",
+                       help="fraction of a tile shared with its neighbour, in [0, 1) (default: %(default)s)")
+    small.add_argument("--tiles-full-frame", dest="tiles_with_full_frame", action="store_true",
+                       help="with --tiles, also run the whole frame, so large animals no tile holds whole are found")
     scale = parser.add_argument_group("several processes and machines (detectron2 launch, as for training)")
     scale.add_argument("--num-gpus", type=int, default=1,
                        help="processes per machine: one per GPU, or CPU processes over gloo (default: %(default)s)")
@@ -130,3 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     return parser
+
+
+def _tile_size(text: str) -> int:
+    value = int(text)
+    if value < 32:
+        raise argparse.ArgumentTypeError(f"{value} px is too small; use at least 32 (e.g. 1024)")
+    return value
+
+
+def _tile_overlap(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} must be a fraction in [0, 1) (e.g. 0.2)")
+    return value

@@ -97,6 +97,10 @@ class BatchJobSettings:
     shard: tuple[int, int] | None = None  # (K, N): the K-th (1-based) of N parts of the input
     sampling: FrameSampling = field(default_factory=FrameSampling)
     all_frames: bool = False
+    tiles: bool = False  # sliced inference (SAHI): overlapping tiles of each image, merged (detection/tiling.py)
+    tile_size: int = 1024  # tile side in image pixels
+    tile_overlap: float = 0.2  # fraction of a tile shared with its neighbour
+    tiles_with_full_frame: bool = False  # also run the whole frame and merge it with the tiles
     progress: bool = True
 
 
@@ -157,7 +161,8 @@ def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses,
                      classifier=classifier.name if classifier else None,
                      extra_detector_metadata={"config": Path(settings.config_file).name,
                                               "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
-                                              "max_size_test": cfg.INPUT.MAX_SIZE_TEST})
+                                              "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
+                                              **_tiling_metadata(settings)})
     if settings.shard is not None:
         info["shard"] = f"{settings.shard[0]}/{settings.shard[1]}"  # for the merge's report; dropped from merged files
     try:
@@ -167,6 +172,27 @@ def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses,
                              overwrite=settings.overwrite, rank=comm.get_rank(), world_size=comm.get_world_size())
     except (FileExistsError, ResultsFileError, JournalError, ValueError) as exc:
         raise BatchJobError(str(exc), "output") from exc
+
+
+def _tiling(settings: BatchJobSettings):
+    """``tiles``: how images are sliced (checked, SAHI importable), before any output is opened; else None."""
+    if not settings.tiles:
+        return None
+    from .tiling import TilingSettings, require_sahi
+
+    try:
+        require_sahi()
+        return TilingSettings(tile_size=settings.tile_size, overlap=settings.tile_overlap,
+                              full_frame=settings.tiles_with_full_frame)
+    except (ValueError, ImportError) as exc:
+        raise BatchJobError(str(exc), "tiles") from exc
+
+
+def _tiling_metadata(settings: BatchJobSettings) -> dict:
+    if not settings.tiles:
+        return {}
+    return {"tiles": {"tile_size": settings.tile_size, "overlap": settings.tile_overlap,
+                      "full_frame": settings.tiles_with_full_frame}}
 
 
 def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
@@ -197,12 +223,21 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
         raise BatchJobError(str(exc), "weights") from exc
     except (ValueError, FileNotFoundError) as exc:
         raise BatchJobError(str(exc), "class_names") from exc
+    tiling = _tiling(settings)
     classifier = _classifier(settings, cfg, model, meta)
     writer = _writer(settings, cfg, classes, classifier)
     if settings.backend == "pytorch":
         detector = Detector(model, cfg.MODEL.DEVICE, bf16=settings.bf16)
     else:
         detector = cpu_detector(settings.backend, model, cfg)
+    if tiling is not None:
+        from .tiling import TiledDetector, TiledInputSpec
+
+        detector = TiledDetector(detector, batch_size=settings.batch_size,
+                                 max_detections=cfg.TEST.DETECTIONS_PER_IMAGE)
+        spec = TiledInputSpec(spec, tiling)
+        logger.info("sliced inference: %d px tiles, overlap %.2f%s", tiling.tile_size, tiling.overlap,
+                    ", plus the full frame" if tiling.full_frame else "")
     typical = settings.typical_threshold
     with writer:  # one process: finalized on leaving; several: each closes its journal
         summary = run_inference(
