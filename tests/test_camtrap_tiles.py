@@ -2,9 +2,9 @@
 with boxes in full-image coordinates, through two processes and through a killed-then-resumed run; the results
 pass MegaDetector's validator.
 
-The model is the tests' trained shapes detector (test size 160 px, shapes of 20-72 px). The frames are 640 x 480
-with 36-48 px shapes: shrunk to 160 px for plain inference they are ~10 px and lost; 160 px tiles see them at
-the size the model learnt.
+The model is the tests' trained shapes detector (test size 160 px, shapes of 20-72 px). The frames are 480 x 360
+with shapes 30-40 px across: shrunk to 160 px for plain inference they are 7-13 px and lost; 160 px tiles see
+them at the size the model learnt.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from tests.camtrap_helpers import validate_md
 from tests.infer_helpers import kill_once_journaled, run_infer
 from tests.trained_shapes import MODEL_OVERRIDES
 
-HEIGHT, WIDTH = 480, 640
-TILE_FLAGS = ["--tiles", "--tile-size", "160", "--tile-overlap", "0.5"]  # any shape <= 80 px lies whole in a tile
+HEIGHT, WIDTH = 360, 480
+TILE_FLAGS = ["--tiles", "--tile-size", "160", "--tile-overlap", "0.25"]  # 12 tiles a frame
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def setup(tmp_path_factory, shapes_detector) -> dict:
     card.mkdir()
     truth = {}
     rng = np.random.default_rng(3)
-    for index in range(4):
-        pixels, objects = render_frame(rng, HEIGHT, WIDTH, [36, 40, 44, 48])
+    for index in range(3):
+        pixels, objects = render_frame(rng, HEIGHT, WIDTH, [30, 34, 37, 40])
         name = f"frame_{index}.png"
         Image.fromarray(pixels).save(card / name)
         truth[name] = [o.box for o in objects]
@@ -47,8 +47,11 @@ def setup(tmp_path_factory, shapes_detector) -> dict:
     return {"root": root, "truth": truth, "common": common}
 
 
-def _found(results: dict, truth: dict, min_conf: float = 0.3, min_iou: float = 0.5) -> tuple[int, int]:
-    """(objects matched by a detection of at least ``min_conf``, objects): boxes compared in full-image pixels."""
+def _found(results: dict, truth: dict, min_conf: float = 0.3, min_iou: float = 0.3) -> tuple[int, int]:
+    """(objects matched by a detection of at least ``min_conf``, objects): boxes compared in full-image pixels.
+
+    IoU 0.3, not COCO's 0.5: the briefly trained model's boxes are loose (often a few pixels too large on
+    each side of a 30 px shape), and what is tested is where they are, not how tight."""
     found = total = 0
     for entry in results["images"]:
         boxes = [[x * WIDTH, y * HEIGHT, (x + w) * WIDTH, (y + h) * HEIGHT]
@@ -90,12 +93,12 @@ def test_tiles_find_small_objects_that_plain_inference_misses_in_two_processes(s
     two = json.loads(out.read_text())
     found_plain, total = _found(plain, setup["truth"])
     found_tiled, _ = _found(two, setup["truth"])
-    assert total >= 14
+    assert total >= 10
     assert found_plain <= total // 4, (found_plain, total)
     assert found_tiled >= 0.8 * total, (found_tiled, total)
     # Two processes give the one-process tiled result, entry for entry.
     assert two["images"] == tiled["images"]
-    assert two["info"]["detector_metadata"]["tiles"] == {"tile_size": 160, "overlap": 0.5, "full_frame": False}
+    assert two["info"]["detector_metadata"]["tiles"] == {"tile_size": 160, "overlap": 0.25, "full_frame": False, "merge": "nms"}
     assert validate_md(two)["errors"] == []
     # One merged box per object: no duplicates from the overlapping tiles (at the typical threshold).
     for entry in two["images"]:
@@ -131,10 +134,10 @@ def test_tiles_plus_full_frame_map_boxes_from_a_reduced_decode_to_displayed_pixe
             if inp["height"] == 100:  # a tile (decoded pixels): the object at decoded (110..130, 20..40)
                 x0 = 110 - inp["offset_x"]
                 boxes = [[x0, 20, x0 + 20, 40]] if 0 <= x0 and x0 + 20 <= 100 else []
-            else:  # the full frame, in displayed pixels (twice the decoded size)
+            else:  # the full frame, in displayed pixels (twice the decoded size), more confident
                 boxes = [[221, 41, 259, 79]]
             instances.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-            instances.scores = torch.full((len(boxes),), 0.9)
+            instances.scores = torch.full((len(boxes),), 0.9 if inp["height"] == 100 else 0.95)
             instances.pred_classes = torch.zeros(len(boxes), dtype=torch.int64)
             out.append(instances)
         return out
@@ -150,7 +153,10 @@ def test_tiles_plus_full_frame_map_boxes_from_a_reduced_decode_to_displayed_pixe
     spec = TiledInputSpec(OffsetSpec(0, 0), TilingSettings(tile_size=100, overlap=0.5, full_frame=True))
     prepared = spec(decoded, (200, 500))  # displayed at twice the decoded size
     assert prepared["offsets"] == [(0, 0), (50, 0), (100, 0), (150, 0)]
-    result = TiledDetector(detector, batch_size=3)([prepared])[0]
-    assert len(seen) == 5 and result.image_size == (200, 500)
-    assert len(result) == 1  # two tiles and the full frame, merged
-    assert result.pred_boxes.tensor[0].tolist() == pytest.approx([220, 40, 260, 80])
+    union = TiledDetector(detector, batch_size=3, merge="greedy_nmm")([prepared])[0]
+    assert len(seen) == 5 and union.image_size == (200, 500)
+    assert len(union) == 1  # two tiles and the full frame, merged into their union
+    assert union.pred_boxes.tensor[0].tolist() == pytest.approx([220, 40, 260, 80])
+    best = TiledDetector(detector, batch_size=3)([prepared])[0]  # nms: the most confident box is kept
+    assert len(best) == 1 and best.pred_boxes.tensor[0].tolist() == pytest.approx([221, 41, 259, 79])
+    assert best.scores.tolist() == pytest.approx([0.95])

@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fraction of a tile shared with its neighbour, in [0, 1) (default: %(default)s)")
     small.add_argument("--tiles-full-frame", dest="tiles_with_full_frame", action="store_true",
                        help="with --tiles, also run the whole frame, so large animals no tile holds whole are found")
+    small.add_argument("--tile-merge", choices=("nms", "greedy_nmm"), default="nms",
+                       help="boxes of one object seen by several tiles: keep the most confident (nms) or merge them "
+                            "into their union (greedy_nmm, SAHI's default; low-score boxes widen it) "
+                            "(default: %(default)s)")
     scale = parser.add_argument_group("several processes and machines (detectron2 launch, as for training)")
     scale.add_argument("--num-gpus", type=int, default=1,
                        help="processes per machine: one per GPU, or CPU processes over gloo (default: %(default)s)")

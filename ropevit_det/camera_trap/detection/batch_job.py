@@ -101,6 +101,7 @@ class BatchJobSettings:
     tile_size: int = 1024  # tile side in image pixels
     tile_overlap: float = 0.2  # fraction of a tile shared with its neighbour
     tiles_with_full_frame: bool = False  # also run the whole frame and merge it with the tiles
+    tile_merge: str = "nms"  # how boxes of overlapping tiles are merged: nms or greedy_nmm (SAHI's)
     progress: bool = True
 
 
@@ -177,13 +178,16 @@ def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses,
 def _tiling(settings: BatchJobSettings):
     """``tiles``: how images are sliced (checked, SAHI importable), before any output is opened; else None."""
     if not settings.tiles:
+        if settings.tiles_with_full_frame:
+            raise BatchJobError("tiles_with_full_frame only applies with tiles (--tiles-full-frame needs --tiles)",
+                                "tiles")
         return None
     from .tiling import TilingSettings, require_sahi
 
     try:
         require_sahi()
         return TilingSettings(tile_size=settings.tile_size, overlap=settings.tile_overlap,
-                              full_frame=settings.tiles_with_full_frame)
+                              full_frame=settings.tiles_with_full_frame, merge=settings.tile_merge)
     except (ValueError, ImportError) as exc:
         raise BatchJobError(str(exc), "tiles") from exc
 
@@ -192,7 +196,7 @@ def _tiling_metadata(settings: BatchJobSettings) -> dict:
     if not settings.tiles:
         return {}
     return {"tiles": {"tile_size": settings.tile_size, "overlap": settings.tile_overlap,
-                      "full_frame": settings.tiles_with_full_frame}}
+                      "full_frame": settings.tiles_with_full_frame, "merge": settings.tile_merge}}
 
 
 def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
@@ -234,7 +238,7 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
         from .tiling import TiledDetector, TiledInputSpec
 
         detector = TiledDetector(detector, batch_size=settings.batch_size,
-                                 max_detections=cfg.TEST.DETECTIONS_PER_IMAGE)
+                                 max_detections=cfg.TEST.DETECTIONS_PER_IMAGE, merge=tiling.merge)
         spec = TiledInputSpec(spec, tiling)
         logger.info("sliced inference: %d px tiles, overlap %.2f%s", tiling.tile_size, tiling.overlap,
                     ", plus the full frame" if tiling.full_frame else "")

@@ -3,8 +3,11 @@
 Small and distant animals cover a few dozen pixels of a 4K frame and vanish when the frame is shrunk to the
 model's test size; cut into tiles, each tile is shrunk far less. The tiles are SAHI's (``sahi.slicing
 .get_slice_bboxes``: fixed-size slices with an overlap, the last row and column shifted back inside the image)
-and so is the merge (``sahi.postprocess.combine.GreedyNMMPostprocess``: per class, boxes of one object seen by
-two tiles, or by a tile and the full frame, merged into their union, the higher score kept).
+and so is the merge (``sahi.postprocess.combine``, per class, overlap measured as intersection over the smaller
+box, 0.5, as SAHI's sliced prediction does): ``nms`` (the default) keeps the most confident of the boxes of one
+object seen by two tiles, or by a tile and the full frame; ``greedy_nmm`` (SAHI's own default) merges them into
+their union. The union also takes in every low-score box that overlaps (MD files are written from low
+thresholds), which inflates boxes; hence NMS by default.
 
 The two halves keep the batch loop's interface, so every path of a run (several processes, shards, resume,
 video frames, species crops from the full image, bf16, the CPU backends) works unchanged:
@@ -31,9 +34,10 @@ __all__ = ["TILES_EXTRA_HINT", "TiledDetector", "TiledInputSpec", "TilingSetting
 
 TILES_EXTRA_HINT = "tiling needs SAHI: pip install -e '.[tiles]' (or: pip install --no-deps sahi)"
 
-# SAHI's defaults for sliced prediction: greedy non-maximum merging, intersection over the smaller box, 0.5.
+# SAHI's match for sliced prediction: intersection over the smaller box, 0.5.
 MATCH_METRIC = "IOS"
 MATCH_THRESHOLD = 0.5
+MERGES = ("nms", "greedy_nmm")  # sahi.postprocess.combine's NMSPostprocess, GreedyNMMPostprocess
 
 
 def require_sahi() -> None:
@@ -54,17 +58,21 @@ class TilingSettings:
         overlap: fraction of a tile shared with its neighbour, in [0, 1).
         full_frame: also run the whole frame (at the model's test size): large animals that no tile holds
             whole are found there.
+        merge: ``nms`` or ``greedy_nmm`` (see the module docstring).
     """
 
     tile_size: int = 1024
     overlap: float = 0.2
     full_frame: bool = False
+    merge: str = "nms"
 
     def __post_init__(self) -> None:
         if self.tile_size < 32:
             raise ValueError(f"tile size {self.tile_size} px is too small; use at least 32 (e.g. 1024)")
         if not 0.0 <= self.overlap < 1.0:
             raise ValueError(f"tile overlap {self.overlap} must be a fraction in [0, 1) (e.g. 0.2)")
+        if self.merge not in MERGES:
+            raise ValueError(f"tile merge {self.merge!r} is not one of {', '.join(MERGES)}")
 
     def tile_boxes(self, height: int, width: int) -> list[list[int]]:
         """SAHI's slices ``[x0, y0, x1, y1]`` of a ``height`` x ``width`` image."""
@@ -111,14 +119,18 @@ class TiledDetector:
         batch_size: tiles per call of ``detector``.
         max_detections: keep at most this many merged boxes per image, best first (the model's
             ``TEST.DETECTIONS_PER_IMAGE``); 0 keeps all.
+        merge: ``nms`` or ``greedy_nmm`` (see the module docstring).
     """
 
     def __init__(self, detector: Callable[[list[dict[str, Any]]], list[Instances]], *, batch_size: int = 4,
-                 max_detections: int = 100) -> None:
+                 max_detections: int = 100, merge: str = "nms") -> None:
         require_sahi()
         if batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be >= 1")
+        if merge not in MERGES:
+            raise ValueError(f"tile merge {merge!r} is not one of {', '.join(MERGES)}")
         self.detector = detector
+        self.merge = merge
         self.batch_size = batch_size
         self.max_detections = max_detections
 
@@ -154,8 +166,8 @@ class TiledDetector:
         return [self._merge(rows, (image["height"], image["width"])) for rows, image in zip(per_image, inputs)]
 
     def _merge(self, parts: Sequence[np.ndarray], image_hw: tuple[int, int]) -> Instances:
-        """SAHI's greedy NMM over the boxes of every tile of one image (rows: x0 y0 x1 y1 score class)."""
-        from sahi.postprocess.combine import GreedyNMMPostprocess
+        """SAHI's merge over the boxes of every tile of one image (rows: x0 y0 x1 y1 score class)."""
+        from sahi.postprocess.combine import GreedyNMMPostprocess, NMSPostprocess
         from sahi.prediction import ObjectPrediction
 
         rows = np.concatenate(parts) if parts else np.zeros((0, 6))
@@ -166,8 +178,8 @@ class TiledDetector:
             for row in rows if row[2] > row[0] and row[3] > row[1]
         ]
         if predictions:
-            merge = GreedyNMMPostprocess(match_threshold=MATCH_THRESHOLD, match_metric=MATCH_METRIC,
-                                         class_agnostic=False)
+            kind = NMSPostprocess if self.merge == "nms" else GreedyNMMPostprocess
+            merge = kind(match_threshold=MATCH_THRESHOLD, match_metric=MATCH_METRIC, class_agnostic=False)
             predictions = merge(predictions)
         predictions.sort(key=lambda p: -p.score.value)
         if self.max_detections > 0:
