@@ -16,7 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from ropevit_det.camera_trap.detection.tiling import TiledDetector, TiledInputSpec, TilingSettings
+from ropevit_det.camera_trap.detection.tiling import (
+    TiledDetector,
+    TiledInputSpec,
+    TilingSettings,
+)
 from ropevit_det.camera_trap.results.journal import existing_journals
 from ropevit_det.cli import infer as cli
 from ropevit_det.data.synthetic_frames import render_frame

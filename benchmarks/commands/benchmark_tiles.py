@@ -100,7 +100,10 @@ def _run_mode(fields: dict[str, Any]) -> dict[str, float]:
     """In a process of its own: one batch job; its loop seconds, images and peak memory."""
     import torch
 
-    from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
+    from ropevit_det.camera_trap.detection.batch_job import (
+        BatchJobSettings,
+        run_batch_job,
+    )
 
     summary = run_batch_job(BatchJobSettings(**fields))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
@@ -215,9 +218,10 @@ def markdown_table(rows: list[ModeResult], args: argparse.Namespace) -> str:
         return "-" if value is None else f"{100 * value:.0f}%"
 
     counts = rows[0].objects if rows else {}
-    lines = [f"| mode | recall small ({counts.get('small', 0)}) | recall medium ({counts.get('medium', 0)}) | "
-             f"recall large ({counts.get('large', 0)}) | false positives per empty frame | s per frame | "
-             "peak memory (MB) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    header = (f"| mode | recall small ({counts.get('small', 0)}) | recall medium ({counts.get('medium', 0)}) | "
+              f"recall large ({counts.get('large', 0)}) | false positives per empty frame | s per frame | "
+              "peak memory (MB) |")
+    lines = [header, "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r.mode} | {pct(r.recall['small'])} | {pct(r.recall['medium'])} | {pct(r.recall['large'])} "
                      f"| {r.false_positives_per_empty_frame:.2f} | {r.seconds_per_frame:.2f} | "

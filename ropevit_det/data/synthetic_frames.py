@@ -66,7 +66,7 @@ def render_frame(rng: np.random.Generator, height: int, width: int, diameters: S
         polygon = np.asarray(_shape_polygon(kind, cx, cy, radius, rng.uniform(0, 2 * math.pi)))
         # Rasterise in a crop around the shape: a full-frame mask of a 4K frame per shape would be slow.
         x0, y0 = max(int(cx - radius) - 2, 0), max(int(cy - radius) - 2, 0)
-        x1, y1 = min(int(math.ceil(cx + radius)) + 3, width), min(int(math.ceil(cy + radius)) + 3, height)
+        x1, y1 = min(math.ceil(cx + radius) + 3, width), min(math.ceil(cy + radius) + 3, height)
         local = (polygon.reshape(-1, 2) - [x0, y0]).reshape(-1).tolist()
         rle = mask_util.frPyObjects([local], y1 - y0, x1 - x0)[0]
         mask = mask_util.decode(rle).astype(bool)

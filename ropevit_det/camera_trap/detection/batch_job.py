@@ -219,7 +219,7 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
         spec = InputSpec.from_cfg(cfg)
         # Parts the weights do not cover (heads of a backbone-only file) start from the same seed in every rank
         # and every re-run, so a distributed or resumed run never mixes two different random models.
-        seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
+        seed_all_rng(max(cfg.SEED, 0))
         model, meta = load_detector(cfg)
         classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
                                     [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN], checkpoint_meta=meta)
@@ -276,7 +276,11 @@ def _smooth_species_labels(settings: BatchJobSettings) -> None:
     """``smooth_sequences``: rewrite the output with labels smoothed per sequence."""
     if not settings.smooth_sequences:
         return
-    from ..postprocess.smoothing import sequences_from_capture_times, sequences_from_cct, smooth_sequences
+    from ..postprocess.smoothing import (
+        sequences_from_capture_times,
+        sequences_from_cct,
+        smooth_sequences,
+    )
 
     try:
         results = load_results(settings.output)

@@ -43,7 +43,7 @@ MERGES = ("nms", "greedy_nmm")  # sahi.postprocess.combine's NMSPostprocess, Gre
 def require_sahi() -> None:
     """Raise ``ImportError`` naming the extra to install when SAHI is missing."""
     try:
-        import sahi.postprocess.combine  # noqa: F401
+        import sahi.postprocess.combine
         import sahi.slicing  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"{TILES_EXTRA_HINT} ({exc})") from exc

@@ -15,7 +15,6 @@ from pycocotools import mask as mask_util
 
 from ..data.class_mapping import normalize_name
 from ..results.md_format import normalized_to_absolute_xywh
-
 from .ground_truth import GroundTruthImage, md_class_of
 
 __all__ = ["SIZE_BANDS", "recall_by_size", "size_band"]
