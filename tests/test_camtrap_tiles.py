@@ -164,3 +164,24 @@ def test_tiles_plus_full_frame_map_boxes_from_a_reduced_decode_to_displayed_pixe
     best = TiledDetector(detector, batch_size=3)([prepared])[0]  # nms: the most confident box is kept
     assert len(best) == 1 and best.pred_boxes.tensor[0].tolist() == pytest.approx([221, 41, 259, 79])
     assert best.scores.tolist() == pytest.approx([0.95])
+
+
+def test_video_frames_are_tiled_too(setup):
+    from tests.test_camtrap_video import make_video
+
+    names = sorted(setup["truth"])[:2]
+    folder = setup["root"] / "videos"
+    folder.mkdir()
+    frames = [np.asarray(Image.open(setup["root"] / "card" / name).convert("RGB")) for name in names]
+    make_video(folder / "clip.mp4", frames, fps=2)
+    out = setup["root"] / "video.json"
+    common = [a if a != str(setup["root"] / "card") else str(folder) for a in setup["common"]]
+    assert cli.main([*common, "--output", str(out), *TILE_FLAGS, "--all-frames", *MODEL_OVERRIDES]) == 0
+    results = json.loads(out.read_text())
+    assert validate_md(results)["errors"] == []
+    (entry,) = results["images"]
+    assert entry["frames_processed"] == [0, 1]
+    by_frame = {"images": [{"file": name, "detections": [d for d in entry["detections"] if d["frame_number"] == i]}
+                           for i, name in enumerate(names)]}
+    found, total = _found(by_frame, setup["truth"])
+    assert found >= 0.7 * total, (found, total)  # MPEG-4 blurs the shapes a little

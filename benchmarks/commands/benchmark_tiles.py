@@ -1,24 +1,24 @@
 r"""Small objects in 4K frames: plain inference, tiles, tiles + full frame and high resolution, in one run.
 
 Builds a synthetic set for it (:mod:`ropevit_det.data.synthetic_frames`): ``--frames`` frames of 3840 x 2160 with
-small shapes (16-64 px across) among large ones (150-300 px), plus as many empty frames, and trains the tests'
+``--small`` small shapes (16-64 px across) among 3 large ones (150-300 px), plus as many empty frames, and trains the tests'
 shapes detector (``tests/trained_shapes.py``: the demo's recipe, a 2-block ViT, 120 steps at 160 px; cached
 under ``--work-dir``). Then runs the batch job (``run_batch_job``, as ``ropevit-det infer`` does) once per mode,
 each in its own process so that its peak memory is its own:
 
 * ``plain``: the frame at the model's test size (``--test-size``, default 720 / 1280: a third of a 4K frame, as
   MegaDetector runs at 1280 px);
-* ``tiles``: SAHI tiles of ``--tile-size`` px (each run at the test size), merged;
+* ``tiles``: SAHI tiles of ``--tile-size`` px (each resized to the test size: 1280 px tiles at 720 px), merged;
 * ``tiles+full``: the tiles and the full frame, merged;
-* ``high-res``: the full frame at ``--high-res`` (default 2160 / 3840: native size) with windowed attention
-  (``--window`` patches, every block windowed), the ViT's own answer.
+* ``high-res``: the full frame at ``--high-res`` (default 1216 / 2160: the scale the default tiles run at) with
+  windowed attention (``--window`` patches, every block windowed), the ViT's own answer.
 
 Reports, per mode: recall at ``--threshold`` by COCO size band (area in full-image pixels; an object is found
 by a detection with IoU >= 0.3), false positives per
 empty frame, seconds per frame (the batch loop's own time: decoding included, model loading not) and peak
 memory (resident set of the mode's process; on a GPU, the largest CUDA allocation).
 
-    python tools/benchmark_tiles.py --frames 4 --json output/benchmark_tiles.json
+    python tools/benchmark_tiles.py --frames 2 --json output/benchmark_tiles/table.json
 """
 from __future__ import annotations
 
@@ -48,8 +48,10 @@ class ModeResult:
     device: str
 
 
-def build_set(folder: Path, frames: int, seed: int = 0, size: tuple[int, int] = (3840, 2160)) -> dict[str, list]:
-    """``frames`` frames with objects and ``frames`` empty ones as JPEGs; returns {file: [box, ...]}."""
+def build_set(folder: Path, frames: int, small: int, seed: int = 0, size: tuple[int, int] = (3840, 2160)
+              ) -> dict[str, list]:
+    """``frames`` frames with ``small`` small shapes and 3 large ones each, and ``frames`` empty ones, as JPEGs;
+    returns {file: [box, ...]}."""
     from PIL import Image
 
     from ropevit_det.data.synthetic_frames import render_frame
@@ -59,7 +61,7 @@ def build_set(folder: Path, frames: int, seed: int = 0, size: tuple[int, int] = 
     truth: dict[str, list] = {}
     width, height = size
     for index in range(frames):
-        diameters = [*rng.uniform(16, 64, size=10), *rng.uniform(150, 300, size=2)]
+        diameters = [*rng.uniform(16, 64, size=small), *rng.uniform(150, 300, size=3)]
         pixels, objects = render_frame(rng, height, width, diameters)
         name = f"objects_{index:03d}.jpg"
         Image.fromarray(pixels).save(folder / name, quality=95)
@@ -152,15 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=4,
                         help="frames with objects, and as many empty ones (default: %(default)s)")
+    parser.add_argument("--small", type=int, default=20,
+                        help="small shapes (16-64 px across) per frame, among 3 large ones (default: %(default)s)")
     parser.add_argument("--work-dir", default="output/benchmark_tiles",
                         help="the trained model (reused when there) and the frames (default: %(default)s)")
     parser.add_argument("--modes", nargs="+", default=["plain", "tiles", "tiles+full", "high-res"])
     parser.add_argument("--test-size", type=int, nargs=2, default=[720, 1280], metavar=("MIN", "MAX"),
                         help="the model's test size for plain inference and for each tile (default: 720 1280)")
-    parser.add_argument("--tile-size", type=int, default=720, help="tile side in frame pixels (default: %(default)s)")
+    parser.add_argument("--tile-size", type=int, default=1280,
+                        help="tile side in frame pixels; each is resized to the test size (default: %(default)s: 8 "
+                             "tiles of a 4K frame, run at 0.56 of their size)")
     parser.add_argument("--tile-overlap", type=float, default=0.2, help="(default: %(default)s)")
-    parser.add_argument("--high-res", type=int, nargs=2, default=[2160, 3840], metavar=("MIN", "MAX"),
-                        help="test size of the high-resolution mode (default: 2160 3840)")
+    parser.add_argument("--high-res", type=int, nargs=2, default=[1216, 2160], metavar=("MIN", "MAX"),
+                        help="test size of the high-resolution mode (default: 1216 2160: the frame at the scale "
+                             "the default tiles run at)")
     parser.add_argument("--window", type=int, default=12,
                         help="windowed attention of the high-resolution mode, in patches (default: %(default)s, "
                              "the 12 x 12 patch grid the shapes model was trained on)")
@@ -182,12 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work_dir).resolve()
     config, weights, overrides = trained_model(work)
     size = (3840, 2160)
-    frames = (work / f"frames_{args.frames}").resolve()
+    frames = (work / f"frames_{args.frames}x{args.small}").resolve()
     truth_file = frames / "truth.json"
     if truth_file.is_file():
         truth = json.loads(truth_file.read_text())
     else:
-        truth = build_set(frames, args.frames, size=size)
+        truth = build_set(frames, args.frames, args.small, size=size)
         truth_file.write_text(json.dumps(truth))
     files = frames / "files.txt"
     files.write_text("".join(f"{frames / name}\n" for name in sorted(truth)))
@@ -227,7 +234,9 @@ def markdown_table(rows: list[ModeResult], args: argparse.Namespace) -> str:
                      f"| {r.false_positives_per_empty_frame:.2f} | {r.seconds_per_frame:.2f} | "
                      f"{r.peak_memory_mb:.0f} |")
     lines.append(f"\nthreshold {args.threshold}, found = IoU >= 0.3; device {rows[0].device if rows else '-'}; {args.frames} frames with "
-                 f"objects and {args.frames} empty, 3840x2160")
+                 f"objects ({args.small} small + 3 large each) and {args.frames} empty, 3840x2160; "
+                 f"test size {args.test_size}, tiles {args.tile_size} px overlap {args.tile_overlap}, high-res "
+                 f"{args.high_res} window {args.window}")
     return "\n".join(lines)
 
 
