@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -185,3 +186,25 @@ def test_video_frames_are_tiled_too(setup):
                            for i, name in enumerate(names)]}
     found, total = _found(by_frame, setup["truth"])
     assert found >= 0.7 * total, (found, total)  # MPEG-4 blurs the shapes a little
+
+
+def test_missing_sahi_names_the_extra(monkeypatch):
+    from ropevit_det.camera_trap.detection.tiling import require_sahi
+
+    for name in ("sahi", "sahi.slicing", "sahi.postprocess", "sahi.postprocess.combine"):
+        monkeypatch.setitem(sys.modules, name, None)  # import then raises ImportError, as when not installed
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[tiles\]'"):
+        require_sahi()
+    with pytest.raises(ImportError, match="tiles"):
+        TiledDetector(lambda inputs: [], batch_size=1)
+
+
+def test_bad_tile_settings_are_refused_by_name():
+    with pytest.raises(ValueError, match="overlap"):
+        TilingSettings(overlap=1.0)
+    with pytest.raises(ValueError, match="too small"):
+        TilingSettings(tile_size=8)
+    with pytest.raises(ValueError, match="merge"):
+        TilingSettings(merge="union")
+    with pytest.raises(SystemExit):
+        cli.main(["--config", "x.yaml", "--weights", "w", "--input", "i", "--output", "o", "--tile-overlap", "1.5"])
