@@ -167,14 +167,25 @@ def test_tiles_plus_full_frame_map_boxes_from_a_reduced_decode_to_displayed_pixe
     assert best.scores.tolist() == pytest.approx([0.95])
 
 
-def test_video_frames_are_tiled_too(setup):
-    from tests.test_camtrap_video import make_video
+def _write_video(path, frames: list[np.ndarray], fps: int = 2) -> None:
+    """MPEG-4 at the frames' own size (FFmpeg's encoder, through PyAV)."""
+    import av
 
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        stream.bit_rate = 4_000_000
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_video_frames_are_tiled_too(setup):
     names = sorted(setup["truth"])[:2]
     folder = setup["root"] / "videos"
     folder.mkdir()
     frames = [np.asarray(Image.open(setup["root"] / "card" / name).convert("RGB")) for name in names]
-    make_video(folder / "clip.mp4", frames, fps=2)
+    _write_video(folder / "clip.mp4", frames)
     out = setup["root"] / "video.json"
     common = [a if a != str(setup["root"] / "card") else str(folder) for a in setup["common"]]
     assert cli.main([*common, "--output", str(out), *TILE_FLAGS, "--all-frames", *MODEL_OVERRIDES]) == 0

@@ -98,6 +98,15 @@ def mode_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             "tiles+full": {"opts": plain, **tiles, "tiles_with_full_frame": True}, "high-res": {"opts": high}}
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ``getrusage``'s ru_maxrss: that survives the exec of a
+    spawned process, so it would report the parent's peak (the 4K frames it drew)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
+
+
 def _run_mode(fields: dict[str, Any]) -> dict[str, float]:
     """In a process of its own: one batch job; its loop seconds, images and peak memory."""
     import torch
@@ -108,7 +117,7 @@ def _run_mode(fields: dict[str, Any]) -> dict[str, float]:
     )
 
     summary = run_batch_job(BatchJobSettings(**fields))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    peak_mb = _peak_rss_mb()
     device = "cpu"
     if torch.cuda.is_available() and (fields.get("device") or "cuda").startswith("cuda"):
         peak_mb, device = torch.cuda.max_memory_allocated() / 2 ** 20, torch.cuda.get_device_name()
