@@ -130,6 +130,15 @@ setup(
             "onnx>=1.16",
             "openvino>=2024.0",
         ],
+        # infer --tiles: SAHI's slicing and merging. sahi itself is installed with --no-deps by tools/setup_env.sh:
+        # its requirements pull opencv-python, which would overwrite the cv2 of opencv-python-headless; what its
+        # slicing and postprocess modules import is listed here.
+        "tiles": [
+            "shapely>=2.0",
+            "opencv-python-headless>=4.8",
+            "Pillow>=8.2",
+            "tqdm>=4.48",
+        ],
         # MegaDetector v5a's network as a benchmark peer (python tools/benchmark.py --mdv5a-modes, from a clone): what the yolov5
         # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by
         # tools/setup_env.sh: yolov5's requirements pull a training stack (sahi, roboflow, boto3) and pin old hubs.

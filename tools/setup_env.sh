@@ -118,6 +118,19 @@ else
   has lvis.eval || die "lvis does not import: $("$PY" -c "import lvis.eval" 2>&1 | tail -1)"
 fi
 
+# 4b'. SAHI (infer --tiles). Installed without deps, as lvis is: sahi's metadata pulls opencv-python, which would
+#     overwrite the cv2 of opencv-python-headless; the tiles extra brings what sahi.slicing and
+#     sahi.postprocess import (shapely, cv2, PIL, tqdm).
+if has sahi.slicing sahi.postprocess.combine; then
+  say "sahi present"
+else
+  say "installing sahi (sliced inference, without its opencv-python requirement)"
+  "${PIP[@]}" -e "$ROOT[tiles]" || die "could not install the tiles extra"
+  "${PIP[@]}" --no-deps "sahi==0.12.8" || die "could not install sahi==0.12.8"
+  has sahi.slicing sahi.postprocess.combine || die "sahi does not import: $("$PY" -c \
+    "import sahi.postprocess.combine" 2>&1 | tail -1)"
+fi
+
 # 4c. The bench extra: MegaDetector v5a's network (YOLOv5x6) from the yolov5 package, for the benchmark peer and
 #     its test. yolov5 and ultralytics go in without deps (their requirements pull a training stack and pin old
 #     hub clients); the bench extra brings what their import needs. Optional: where it does not install cleanly,

@@ -41,7 +41,7 @@ _START_OVER = "pass --resume to continue it, or --overwrite (or another --output
 _FLAGS = {"glance": "--glance / --glance-threshold",
           "input": "--input", "input_root": "--input-root", "class_names": "--class-names / --config",
           "weights": "--weights", "classifier_weights": "--classifier-weights", "coco_gt": "--coco-gt",
-          "smooth_sequences": "--smooth-sequences", "device": "--device"}
+          "smooth_sequences": "--smooth-sequences", "device": "--device", "tiles": "--tiles / --tile-size / --tile-overlap"}
 
 
 def check_args(args: argparse.Namespace) -> tuple[tuple[int, int] | None, FrameSampling]:

@@ -102,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--all-frames", action="store_true",
                        help="keep every sampled frame's detections (default: the most confident one per category, "
                             "as MegaDetector's frame_results_to_video_results does)")
+    small = parser.add_argument_group("small and distant animals (docs/SMALL_OBJECTS.md)")
+    small.add_argument("--tiles", action="store_true",
+                       help="sliced inference with SAHI: run the detector on overlapping tiles of each image and "
+                            "merge the boxes into one entry in full-image coordinates (needs the 'tiles' extra)")
+    small.add_argument("--tile-size", type=_tile_size, default=1024, metavar="PX",
+                       help="tile side in image pixels; each tile is resized to the model's test size "
+                            "(default: %(default)s)")
+    small.add_argument("--tile-overlap", type=_tile_overlap, default=0.2, metavar="FRACTION",
+                       help="fraction of a tile shared with its neighbour, in [0, 1) (default: %(default)s)")
+    small.add_argument("--tiles-full-frame", dest="tiles_with_full_frame", action="store_true",
+                       help="with --tiles, also run the whole frame, so large animals no tile holds whole are found")
+    small.add_argument("--tile-merge", choices=("nms", "greedy_nmm"), default="nms",
+                       help="boxes of one object seen by several tiles: keep the most confident (nms) or merge them "
+                            "into their union (greedy_nmm, SAHI's default; low-score boxes widen it) "
+                            "(default: %(default)s)")
     scale = parser.add_argument_group("several processes and machines (detectron2 launch, as for training)")
     scale.add_argument("--num-gpus", type=int, default=1,
                        help="processes per machine: one per GPU, or CPU processes over gloo (default: %(default)s)")
@@ -157,3 +172,17 @@ def add_classify_args(parser: argparse.ArgumentParser) -> None:
     species.add_argument("--crop-margin", type=float, default=DEFAULT_CONTEXT_MARGIN,
                          help="context around each box, fraction of its longer side (default: %(default)s)")
     add_species_args(species)  # --taxa, --species-list, --rollup, --smooth-sequences (cli/species_args.py)
+
+
+def _tile_size(text: str) -> int:
+    value = int(text)
+    if value < 32:
+        raise argparse.ArgumentTypeError(f"{value} px is too small; use at least 32 (e.g. 1024)")
+    return value
+
+
+def _tile_overlap(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} must be a fraction in [0, 1) (e.g. 0.2)")
+    return value

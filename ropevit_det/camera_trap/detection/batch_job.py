@@ -106,6 +106,11 @@ class BatchJobSettings:
     shard: tuple[int, int] | None = None  # (K, N): the K-th (1-based) of N parts of the input
     sampling: FrameSampling = field(default_factory=FrameSampling)
     all_frames: bool = False
+    tiles: bool = False  # sliced inference (SAHI): overlapping tiles of each image, merged (detection/tiling.py)
+    tile_size: int = 1024  # tile side in image pixels
+    tile_overlap: float = 0.2  # fraction of a tile shared with its neighbour
+    tiles_with_full_frame: bool = False  # also run the whole frame and merge it with the tiles
+    tile_merge: str = "nms"  # how boxes of overlapping tiles are merged: nms or greedy_nmm (SAHI's)
     progress: bool = True
     # The run that holds the output's lock (taken by the command before launching; see results/run_lock.py).
     # None: a one-process job takes the lock itself; the other processes of a run take rank 0's.
@@ -159,6 +164,10 @@ def load_job_models(settings: BatchJobSettings, cfg: CfgNode) -> JobModels:
     Reads only the model settings (weights, class names, device, bf16, backend, the species options), so the
     detection server loads its models with it too.
     """
+    tiling = _tiling(settings)  # checked before the model loads
+    if tiling is not None and settings.glance is not None:
+        raise BatchJobError("a glance and tiles do not combine (the glance would shrink each tile): choose one",
+                            "glance")
     try:
         class_names = parse_class_names(settings.class_names) if settings.class_names else None
         spec = InputSpec.from_cfg(cfg)
@@ -177,6 +186,14 @@ def load_job_models(settings: BatchJobSettings, cfg: CfgNode) -> JobModels:
         detector = Detector(model, cfg.MODEL.DEVICE, bf16=settings.bf16)
     else:
         detector = cpu_detector(settings.backend, model, cfg)
+    if tiling is not None:
+        from .tiling import TiledDetector, TiledInputSpec
+
+        detector = TiledDetector(detector, batch_size=settings.batch_size,
+                                 max_detections=cfg.TEST.DETECTIONS_PER_IMAGE, merge=tiling.merge)
+        spec = TiledInputSpec(spec, tiling)
+        logger.info("sliced inference: %d px tiles, overlap %.2f%s", tiling.tile_size, tiling.overlap,
+                    ", plus the full frame" if tiling.full_frame else "")
     if settings.glance is not None:
         try:
             detector = GlanceDetector(detector, glance_size=settings.glance,
@@ -244,7 +261,8 @@ def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses,
                      classifier=classifier.name if classifier else None,
                      extra_detector_metadata={"config": Path(settings.config_file).name,
                                               "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
-                                              "max_size_test": cfg.INPUT.MAX_SIZE_TEST})
+                                              "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
+                                              **_tiling_metadata(settings)})
     if settings.shard is not None:
         info["shard"] = f"{settings.shard[0]}/{settings.shard[1]}"  # for the merge's report; dropped from merged files
     info[IDENTITY_KEY] = identity
@@ -258,6 +276,30 @@ def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses,
         raise BatchJobError(str(exc), "output") from exc
     except OSError as exc:
         raise BatchJobError(write_problem(exc, settings.output), "output") from exc
+
+
+def _tiling(settings: BatchJobSettings):
+    """``tiles``: how images are sliced (checked, SAHI importable), before any output is opened; else None."""
+    if not settings.tiles:
+        if settings.tiles_with_full_frame:
+            raise BatchJobError("tiles_with_full_frame only applies with tiles (--tiles-full-frame needs --tiles)",
+                                "tiles")
+        return None
+    from .tiling import TilingSettings, require_sahi
+
+    try:
+        require_sahi()
+        return TilingSettings(tile_size=settings.tile_size, overlap=settings.tile_overlap,
+                              full_frame=settings.tiles_with_full_frame, merge=settings.tile_merge)
+    except (ValueError, ImportError) as exc:
+        raise BatchJobError(str(exc), "tiles") from exc
+
+
+def _tiling_metadata(settings: BatchJobSettings) -> dict:
+    if not settings.tiles:
+        return {}
+    return {"tiles": {"tile_size": settings.tile_size, "overlap": settings.tile_overlap,
+                      "full_frame": settings.tiles_with_full_frame, "merge": settings.tile_merge}}
 
 
 def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
@@ -328,7 +370,11 @@ def _smooth_species_labels(settings: BatchJobSettings) -> None:
     """``smooth_sequences``: rewrite the output with labels smoothed per sequence."""
     if not settings.smooth_sequences:
         return
-    from ..postprocess.smoothing import sequences_from_capture_times, sequences_from_cct, smooth_sequences
+    from ..postprocess.smoothing import (
+        sequences_from_capture_times,
+        sequences_from_cct,
+        smooth_sequences,
+    )
 
     try:
         results = load_results(settings.output)

@@ -15,6 +15,7 @@ from ..results.md_format import load_results
 from .box_ap import box_ap
 from .ground_truth import GroundTruthImage, load_ground_truth, md_class_of
 from .presence import presence_metrics
+from .size_recall import recall_by_size
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def evaluate_results(results_file: str | Path, gt_file: str | Path, options: Eva
     and ignored-only images are counted and left out.
 
     Returns:
-        A JSON-ready dict: ``matching``, ``image_level``, ``sequence_level`` (None without ``seq_id``), ``boxes``.
+        A JSON-ready dict: ``matching``, ``image_level``, ``sequence_level`` (None without ``seq_id``), ``boxes``,
+        ``recall_by_size`` (box recall at the threshold per COCO size band, :mod:`.size_recall`).
     """
     options = options or EvalOptions()
     if options.positive_class not in POSITIVE_CLASSES:
@@ -123,4 +125,6 @@ def evaluate_results(results_file: str | Path, gt_file: str | Path, options: Eva
         "threshold": threshold, "positive_class": options.positive_class,
         "matching": matching, "image_level": image_level, "sequence_level": sequence_level,
         "boxes": box_ap(pairs, results["detection_categories"], mapping) if options.box_ap else None,
+        "recall_by_size": (recall_by_size(pairs, results["detection_categories"], mapping, threshold)
+                           if options.box_ap else None),
     }

@@ -49,6 +49,13 @@ def format_table(report: Mapping[str, Any]) -> str:
                               ["images", boxes["n_images"]], ["ground-truth boxes", boxes["n_gt_boxes"]],
                               ["detections", boxes["n_detections"]]],
                              headers=["boxes", "value"], tablefmt="github", disable_numparse=True))
+    by_size = report.get("recall_by_size")
+    if by_size is not None:
+        text.append(tabulate([[band, by_size[band]["boxes"], by_size[band]["found"], _fmt(by_size[band]["recall"])]
+                              for band in ("small", "medium", "large")],
+                             headers=[f"box size (COCO area bands), threshold {by_size['threshold']:.3f}",
+                                      "ground-truth boxes", "found", "recall"],
+                             tablefmt="github", disable_numparse=True))
     m = report["matching"]
     text.append(f"matched {m['matched']} of {m['results']} results; left out: {m['results_without_ground_truth']} "
                 f"results without ground truth, {m['ground_truth_without_result']} ground-truth images without "
