@@ -12,9 +12,9 @@ from ropevit_det.camera_trap.data.cct import (
     image_size_from_header,
     load_cct_dataset,
     register_cct_dataset,
-    resolve_image_paths,
     write_coco_gt_json,
 )
+from ropevit_det.camera_trap.data.cct_paths import resolve_image_paths
 from tests.camtrap_helpers import (
     MINI_COCO,
     MINI_IMAGES,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ropevit_det.camera_trap.data.cct import CCTConsistencyError, check_cct_consistency
+from ropevit_det.camera_trap.data.cct_checks import CCTConsistencyError, check_cct_consistency
 from ropevit_det.camera_trap.results.md_format import ResultsFileError, load_results
 from ropevit_det.utils.atomic_json import write_json_atomic
 from ropevit_det.camera_trap.results.merge import MergeError, merge_results

@@ -152,7 +152,7 @@ def test_a_crafted_index_runs_no_code(tmp_path, capsys):
     ("options.filteredFileListToLoad", "/etc/passwd", "filteredFileListToLoad"),
 ])
 def test_the_index_holds_only_what_the_find_step_writes(tmp_path, where, value, named):
-    from ropevit_det.camera_trap.postprocess.rde import FilteringIndexError, read_filtering_index
+    from ropevit_det.camera_trap.postprocess.rde_index import FilteringIndexError, read_filtering_index
 
     results = make_cards(tmp_path, {"camA": 6})
     folder, _ = find_repeats(results, tmp_path / "images", tmp_path / "rde", RdeOptions(occurrences=5, workers=1,

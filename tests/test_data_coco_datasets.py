@@ -40,7 +40,7 @@ def test_missing_json_names_path_and_fix(tmp_path):
 def test_command_line_adds_the_options_to_the_message(tmp_path):
     import argparse
 
-    from ropevit_det.cli.train import register_cli_datasets
+    from ropevit_det.cli.train_data import register_cli_datasets
     from tests.conftest import CONFIGS, tiny_cfg
 
     missing = tmp_path / "nope" / "val.json"

@@ -26,23 +26,18 @@ Trailing KEY VALUE pairs override yacs config keys (unknown keys are an error); 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import MetadataCatalog
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from omegaconf import OmegaConf
 
-from ropevit_det.camera_trap.data.cct import register_cct_dataset
 from ropevit_det.checkpoint import (
     KeyMappingError,
     RoPEViTCheckpointer,
@@ -51,22 +46,20 @@ from ropevit_det.checkpoint import (
     check_pixel_stats,
 )
 from ropevit_det.config import check_config, load_config
-from ropevit_det.data import DatasetError, read_coco_categories, register_coco_dataset, validate_coco_dataset
 from ropevit_det.engine import (Trainer, build_lazy_model, check_lazy_config, lazy_test, lazy_test_with_tta,
                                 lazy_train, lazy_tta_enabled, load_ema_weights)
 from ropevit_det.engine.devices import available_device
 from ropevit_det.engine.distributed import shutdown_distributed
 from ropevit_det.evaluation.report import write_eval_report
-from ropevit_det.cli.common import config_arg, reject_flags_among_overrides, user_error_message
+from ropevit_det.cli.common import config_arg, reject_flags_among_overrides
+from ropevit_det.cli.train_data import (
+    own_run_config,
+    record_data_flags,
+    register_cli_datasets,
+)
 from ropevit_det.engine.cpu_threads import share_cpu_cores
 
 logger = logging.getLogger("ropevit_det.train_net")
-
-TRAIN_NAME, VAL_NAME = "ropevit_cli_train", "ropevit_cli_val"
-# DatasetError's argument (the role of the set) as the flags that gave it; "" when the role is not known.
-DATASET_FLAGS = {"training": "--train-json / --train-images", "evaluation": "--val-json / --val-images",
-                 "": "--train-json / --val-json"}
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = default_argument_parser(epilog=__doc__)
@@ -99,108 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     cct.add_argument("--cct-drop-empty", action="store_true",
                      help="train without empty frames (by default they are kept as negatives)")
     return parser
-
-
-# The data flags: recorded beside the run's config.yaml, so that --resume and --eval-only find the same data.
-DATA_FLAGS = ("train_json", "train_images", "val_json", "val_images", "cct_train_json", "cct_val_json", "cct_images",
-              "cct_class_mode", "cct_mapping", "cct_strip_prefix", "cct_add_prefix", "cct_drop_empty")
-DATA_RECORD = "datasets.json"
-
-
-def data_flags_given(args: argparse.Namespace) -> bool:
-    return any(getattr(args, flag) not in (None, False, "") for flag in DATA_FLAGS)
-
-
-def record_data_flags(args: argparse.Namespace, output_dir: str) -> None:
-    """Write the data flags (paths made absolute) to ``OUTPUT_DIR/datasets.json``, for --resume and --eval-only."""
-    record = {}
-    for flag in DATA_FLAGS:
-        value = getattr(args, flag)
-        if isinstance(value, str) and value and flag != "cct_class_mode" and not flag.endswith("prefix"):
-            value = os.path.abspath(value)
-        record[flag] = value
-    os.makedirs(output_dir, exist_ok=True)
-    Path(output_dir, DATA_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-
-
-def restore_data_flags(args: argparse.Namespace, output_dir: str) -> bool:
-    """Fill the data flags from a previous run's record (only when none were given); True if a record was read."""
-    path = Path(output_dir, DATA_RECORD)
-    if data_flags_given(args) or not path.is_file():
-        return False
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"ERROR: {path} cannot be read ({error}): pass the data flags (--train-json ...) again") from None
-    for flag in DATA_FLAGS:
-        if flag in record:
-            setattr(args, flag, record[flag])
-    logger.info(f"data flags of the run in {output_dir} read from {path}")
-    return True
-
-
-def register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
-    """Check, then register ``--train-*`` / ``--val-*`` data, and point the config at it.
-
-    Training data without validation data empties ``DATASETS.TEST``: the run evaluates nothing rather than
-    falling back to the config's default test set (COCO) and failing at the first evaluation, hours in.
-    A failed check ends the run before any model is built, with the check's message and no traceback.
-    """
-    try:
-        _register_cli_datasets(args, cfg)
-    except DatasetError as error:
-        # The library names files and fields; the options that gave them are the command line's to name.
-        raise SystemExit(user_error_message(error, DATASET_FLAGS)) from None
-    if (args.train_json or args.cct_train_json) and not (args.val_json or args.cct_val_json):
-        cfg.DATASETS.TEST = ()
-
-
-def _register_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
-    for split in ("train", "val"):
-        json_file, images = getattr(args, f"{split}_json"), getattr(args, f"{split}_images")
-        if bool(json_file) != bool(images):
-            raise SystemExit(f"--{split}-json and --{split}-images go together; got only one of them.")
-    num_classes = None
-    if args.train_json:
-        validate_coco_dataset(args.train_json, args.train_images, for_training=True)
-        register_coco_dataset(TRAIN_NAME, args.train_json, args.train_images)
-        cfg.DATASETS.TRAIN = (TRAIN_NAME,)
-        num_classes = len(read_coco_categories(args.train_json))
-    if args.val_json:
-        validate_coco_dataset(args.val_json, args.val_images, for_training=False)
-        register_coco_dataset(VAL_NAME, args.val_json, args.val_images)
-        cfg.DATASETS.TEST = (VAL_NAME,)
-        val_classes = len(read_coco_categories(args.val_json))
-        if num_classes is not None and val_classes != num_classes:
-            raise SystemExit(
-                f"--train-json has {num_classes} categories but --val-json has {val_classes}; "
-                "both files must list the same categories."
-            )
-        num_classes = num_classes or val_classes
-    if num_classes is not None:
-        cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
-    register_cct_cli_datasets(args, cfg)
-
-
-def register_cct_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
-    """Register ``--cct-*`` data (lazily: path matching is reported when the data loader first reads it)."""
-    if not (args.cct_train_json or args.cct_val_json):
-        return
-    if not args.cct_images:
-        raise SystemExit("--cct-train-json / --cct-val-json need --cct-images (the folder holding the frames).")
-    if args.train_json or args.val_json:
-        raise SystemExit("Use either the COCO flags (--train-json/--val-json) or the CCT flags, not both.")
-    options = dict(class_mode=args.cct_class_mode or "species", mapping_file=args.cct_mapping,
-                   strip_prefix=args.cct_strip_prefix, add_prefix=args.cct_add_prefix)
-    if args.cct_train_json:
-        register_cct_dataset(TRAIN_NAME, args.cct_train_json, args.cct_images,
-                             keep_empty_for_training=not args.cct_drop_empty, **options)
-        cfg.DATASETS.TRAIN = (TRAIN_NAME,)
-    if args.cct_val_json:
-        register_cct_dataset(VAL_NAME, args.cct_val_json, args.cct_images, for_evaluation=True, **options)
-        cfg.DATASETS.TEST = (VAL_NAME,)
-    name = TRAIN_NAME if args.cct_train_json else VAL_NAME
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(MetadataCatalog.get(name).thing_classes)
 
 
 def is_lazy_config(config_file: str) -> bool:
@@ -265,22 +156,6 @@ def setup(args: argparse.Namespace) -> CfgNode:
     if comm.is_main_process() and not args.eval_only:
         record_data_flags(args, cfg.OUTPUT_DIR)
     return cfg
-
-
-def own_run_config(args: argparse.Namespace, output_dir: str) -> str | None:
-    """With --resume or --eval-only on an OUTPUT_DIR this tool trained in: that run's ``config.yaml``.
-
-    The run's own file holds every override it was started with (the schedule, the class count, the datasets);
-    the data flags come back from its ``datasets.json``. Returns None for a fresh run, or an OUTPUT_DIR that
-    holds no run of this tool (a record is what marks one: a stale config.yaml alone is not trusted).
-    """
-    if not (args.resume or args.eval_only):
-        return None
-    config_file = Path(output_dir, "config.yaml")
-    if not (config_file.is_file() and Path(output_dir, DATA_RECORD).is_file()):
-        return None
-    restore_data_flags(args, output_dir)
-    return str(config_file)
 
 
 def worker(args: argparse.Namespace):

@@ -16,10 +16,7 @@ Media without a capture time and images that failed are counted and refused unle
 """
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
-import mimetypes
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -30,12 +27,11 @@ from typing import Any
 
 from ..inputs.exif import EXIF_DATETIME_FORMAT
 from ..results.md_format import load_results
-from ..species.taxonomy import RANKS, parse_inat21_name
 from ..inputs.video import is_video_file
 from .deployments import Deployment, Deployments, DeploymentsError, read_deployments
 from .events import DEFAULT_EVENT_GAP_SECONDS, group_events
 from .metadata import package_descriptor, read_package_metadata
-from .schema import field_names
+from .rows import classified_by, event_observations, media_id, media_type, scientific_name, write_csv
 from ...errors import UserInputError
 
 __all__ = ["ExportError", "ExportOptions", "ExportReport", "export_package"]
@@ -43,8 +39,6 @@ __all__ = ["ExportError", "ExportOptions", "ExportReport", "export_package"]
 # MegaDetector's class names -> Camtrap DP observationType.
 OBSERVATION_TYPES: dict[str, str] = {"animal": "animal", "person": "human", "human": "human", "vehicle": "vehicle"}
 DEFAULT_THRESHOLD = 0.2
-_MEDIATYPE_FALLBACK = {".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".mov": "video/quicktime",
-                       ".mp4": "video/mp4", ".webp": "image/webp"}
 
 
 class ExportError(UserInputError):
@@ -119,42 +113,6 @@ class ExportReport:
             lines.append("metadata defaults used (set them with --package-metadata):")
             lines += [f"  - {d}" for d in self.defaults]
         return "\n".join(lines)
-
-
-def media_id(path: str) -> str:
-    """A stable id of a medium: the first 16 hex digits of the SHA-1 of its path (a re-export keeps it)."""
-    return hashlib.sha1(path.encode("utf-8")).hexdigest()[:16]
-
-
-def media_type(path: str) -> str:
-    guessed, _ = mimetypes.guess_type(path)
-    suffix = Path(path).suffix.lower()
-    if guessed and guessed.split("/")[0] in ("image", "video"):
-        return guessed
-    return _MEDIATYPE_FALLBACK.get(suffix, "video/unknown" if is_video_file(path) else "image/unknown")
-
-
-def scientific_name(label: str) -> tuple[str, dict[str, str]]:
-    """``(scientificName, {rank: taxon})`` of a classifier label: iNat21 names give their binomial and ranks,
-    other labels are taken as written."""
-    lineage = parse_inat21_name(label)
-    if lineage is None:
-        return label.strip(), {}
-    return lineage[-1], dict(zip(RANKS[:-1], lineage[:-1]))
-
-
-def _classified_by(info: dict[str, Any]) -> str:
-    from ... import __version__
-
-    metadata = info.get("detector_metadata") or {}
-    detector = str(info.get("detector", "unknown detector"))
-    # ropevit-det infer names the checkpoint file and its config; MegaDetector writes megadetector_version.
-    version = metadata.get("megadetector_version") or metadata.get("model_version") or metadata.get("version")
-    extra = [str(v) for v in (version, metadata.get("config") and f"config {metadata['config']}") if v]
-    parts = [f"detector {detector}" + (f" ({', '.join(extra)})" if extra else "")]
-    if info.get("classifier"):
-        parts.append(f"classifier {info['classifier']}")
-    return f"ropevit-det {__version__} (MegaDetector format {info.get('format_version', '?')}): " + "; ".join(parts)
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -251,7 +209,7 @@ def export_package(
     report.events = len(set(event_of.values()))
 
     output.mkdir(parents=True, exist_ok=True)
-    classified_by = _classified_by(info)
+    machine = classified_by(info)
     detection_names = data["detection_categories"]
     class_names = data.get("classification_categories") or {}
     media_rows, observation_rows = [], []
@@ -275,7 +233,7 @@ def export_package(
                            "filePublic": "false", "fileName": Path(path).name, "fileMediatype": media_type(path)})
         common = {"deploymentID": deployment.deployment_id, "mediaID": mid, "eventID": event_of[path],
                   "eventStart": when, "eventEnd": when, "observationLevel": "media",
-                  "classificationMethod": "machine", "classifiedBy": classified_by}
+                  "classificationMethod": "machine", "classifiedBy": machine}
         kept = [det for det in e["detections"] if det["conf"] >= threshold]
         rows = []
         for det in kept:
@@ -310,55 +268,15 @@ def export_package(
         observation_rows += rows
         per_event[event_of[path]].append({"time": timestamps[path], "rows": rows})
     report.media_observations = len(observation_rows)
-    event_rows = _event_observations(per_event, classified_by)
+    event_rows = event_observations(per_event, machine)
     report.event_observations = len(event_rows)
 
-    _write_csv(output / "deployments.csv", "deployments", [d.columns for d in deps])
-    _write_csv(output / "media.csv", "media", media_rows)
-    _write_csv(output / "observations.csv", "observations", event_rows + observation_rows)
+    write_csv(output / "deployments.csv", "deployments", [d.columns for d in deps])
+    write_csv(output / "media.csv", "media", media_rows)
+    write_csv(output / "observations.csv", "observations", event_rows + observation_rows)
     descriptor, report.defaults = package_descriptor(
         meta, deployments=list(deps), media_times=list(timestamps.values()), taxa=taxa,
         capture_methods=[options.capture_method], created=datetime.now(timezone.utc))
     (output / "datapackage.json").write_text(json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
     return report
-
-
-def _event_observations(per_event: dict[str, list[dict[str, Any]]], classified_by: str) -> list[dict[str, Any]]:
-    """Per event and (observationType, scientificName): ``count`` = the most of them in one medium."""
-    rows = []
-    for event_id in sorted(per_event):
-        media = per_event[event_id]
-        first = media[0]["rows"][0]
-        start = min(m["time"] for m in media).isoformat(timespec="seconds")
-        end = max(m["time"] for m in media).isoformat(timespec="seconds")
-        counts: dict[tuple[str, str], int] = {}
-        probability: dict[tuple[str, str], float] = {}
-        for m in media:
-            in_frame = Counter((r["observationType"], r.get("scientificName", "")) for r in m["rows"]
-                               if r["observationType"] != "blank")
-            for key, n in in_frame.items():
-                counts[key] = max(counts.get(key, 0), n)
-            for r in m["rows"]:
-                key = (r["observationType"], r.get("scientificName", ""))
-                if key in in_frame:
-                    probability[key] = max(probability.get(key, 0.0), float(r["classificationProbability"]))
-        keys = sorted(counts) or [("blank", "")]
-        for i, key in enumerate(keys, 1):
-            row = {"observationID": f"{event_id}_{i}", "deploymentID": first["deploymentID"], "eventID": event_id,
-                   "eventStart": start, "eventEnd": end, "observationLevel": "event", "observationType": key[0],
-                   "classificationMethod": "machine", "classifiedBy": classified_by}
-            if key[0] != "blank":
-                row.update(scientificName=key[1], count=str(counts[key]),
-                           classificationProbability=f"{probability[key]:.3f}")
-            rows.append(row)
-    return rows
-
-
-def _write_csv(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
-    columns = field_names(table)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="raise", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in columns})

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +33,8 @@ from detectron2.structures import BoxMode
 
 from .class_mapping import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, mapped_md_class
 from ..inputs.exif import image_size_from_header  # sizes follow EXIF orientation, as detectron2's read_image does
-from .matching import MatchReport, TrailingPathMatcher, strip_path_prefix
-from ...errors import UserInputError
+from .cct_paths import resolve_image_paths
+from .matching import MatchReport
 
 logger = logging.getLogger(__name__)
 
@@ -76,170 +74,6 @@ def read_cct_json(json_file: str | Path) -> dict[str, Any]:
         if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
             raise ValueError(f"CCT file {path}: images[{i}] lacks 'id' or 'file_name': {image}")
     return data
-
-
-class CCTConsistencyError(UserInputError):
-    """A CCT file whose ids or boxes would make two readings of it possible (so metrics or splits would lie)."""
-
-
-def _ids_hint(value: Any, known: set[Any]) -> str:
-    """Why ``value`` is not among ``known``: a type mismatch ("12" vs 12) is the usual cause."""
-    same_text = [k for k in known if str(k) == str(value)]
-    if same_text:
-        return (f" (image id {same_text[0]!r} is a {type(same_text[0]).__name__}, annotation image_id {value!r} a "
-                f"{type(value).__name__}: write both as the same type)")
-    return ""
-
-
-def _finite_number(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return isinstance(value, int) or math.isfinite(value)  # an int is finite however large (and too big for float)
-
-
-def check_cct_consistency(data: dict[str, Any], source: str | Path, *, max_listed: int = 3) -> None:
-    """Refuse a CCT file whose ids or boxes do not mean one thing, naming what is wrong.
-
-    Checked: image, annotation and category ids are strings or integers and unique; every annotation's
-    ``image_id`` is an image's id of the same type (``"12"`` is not ``12``) and its ``category_id`` a category's;
-    every ``bbox`` is null or four finite numbers with ``x``, ``y`` >= 0 and ``w``, ``h`` >= 0; ``file_name`` is a
-    string and ``width`` / ``height``, where given, numbers >= 0.
-
-    Args:
-        data: the parsed file (as :func:`read_cct_json` returns it).
-        source: how messages name the file, e.g. ``"CCT file data/cct.json"``.
-
-    Raises:
-        CCTConsistencyError: naming ``source``, the check and the first entries at fault.
-    """
-    def fail(problem: str, bad: list[str], fix: str) -> CCTConsistencyError:
-        listed = ", ".join(bad[:max_listed]) + (f" and {len(bad) - max_listed} more" if len(bad) > max_listed else "")
-        return CCTConsistencyError(f"{source}: {problem}: {listed}; {fix}")
-
-    def valid_id(value: Any) -> bool:
-        return isinstance(value, (str, int)) and not isinstance(value, bool)
-
-    for key in ("images", "annotations", "categories"):
-        items = data.get(key, [])
-        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-            raise CCTConsistencyError(f"{source}: '{key}' must be a list of objects")
-        bad = [f"{key}[{i}] id {item.get('id')!r}" for i, item in enumerate(data.get(key, []))
-               if "id" in item and not valid_id(item["id"])]
-        if bad:
-            raise fail(f"{key} ids must be strings or integers", bad, "fix the ids")
-        counts = Counter(item["id"] for item in data.get(key, []) if "id" in item)
-        repeated = [repr(i) for i, n in counts.items() if n > 1]
-        if repeated:
-            raise fail(f"{key} ids used more than once", repeated,
-                       "give each a unique id (annotations cannot say which one they belong to)")
-    bad = [f"images[{i}] file_name {image['file_name']!r}" for i, image in enumerate(data["images"])
-           if not isinstance(image["file_name"], str)]
-    bad += [f"images[{i}] {key} {image[key]!r}" for i, image in enumerate(data["images"]) for key in ("width", "height")
-            if image.get(key) is not None and not (_finite_number(image[key]) and image[key] >= 0)]
-    if bad:
-        raise fail("image file names must be strings, and width / height numbers >= 0 (0: unknown)", bad,
-                   "fix these images")
-    image_ids = {image["id"] for image in data["images"]}
-    category_ids = {c["id"] for c in data["categories"] if "id" in c}
-    orphans, unknown_categories, bad_boxes = [], [], []
-    type_hint = ""
-    for i, ann in enumerate(data.get("annotations", [])):
-        name = f"annotation {ann.get('id', f'#{i}')!r}"
-        image_id = ann.get("image_id")
-        if not valid_id(image_id) or image_id not in image_ids:
-            orphans.append(f"{name} of image_id {image_id!r}")
-            type_hint = type_hint or _ids_hint(image_id, image_ids)
-        if ann.get("category_id") not in category_ids:
-            unknown_categories.append(f"{name} of category_id {ann.get('category_id')!r}")
-        bbox = ann.get("bbox")
-        if bbox is None:
-            continue
-        numbers = isinstance(bbox, list) and len(bbox) == 4 and all(_finite_number(v) for v in bbox)
-        if not numbers or min(bbox) < 0:
-            bad_boxes.append(f"{name} bbox {bbox!r}")
-    if orphans:
-        raise fail(f"annotations of images that are not in 'images'{type_hint}", orphans,
-                   "add the images or remove the annotations (results would be scored without them)")
-    if unknown_categories:
-        raise fail("annotations of categories that are not in 'categories'", unknown_categories,
-                   "add the categories or fix the ids")
-    if bad_boxes:
-        raise fail("boxes that are not [x, y, width, height] with four finite numbers >= 0", bad_boxes,
-                   "fix or remove these boxes")
-
-
-def resolve_image_paths(
-    file_names: list[str],
-    image_root: str | Path,
-    *,
-    strip_prefix: str | None = None,
-    add_prefix: str = "",
-    match_basename: bool = True,
-) -> tuple[dict[str, Path], MatchReport]:
-    """Map CCT ``file_name`` values to files under ``image_root``.
-
-    Each name is rewritten (``strip_prefix`` removed, ``add_prefix`` put in front) and looked up under
-    ``image_root``. Names still missing are, with ``match_basename``, matched to the file under ``image_root``
-    with the same file name and the longest shared run of parent folders.
-
-    Args:
-        file_names: ``file_name`` values from the CCT file.
-        image_root: folder the images live in.
-        strip_prefix: leading path to drop from every ``file_name`` (e.g. the original server's folder).
-        add_prefix: text to put in front after stripping (a sub-folder like ``"images/"`` or a name prefix).
-        match_basename: search ``image_root`` recursively for names that are not found directly.
-
-    Returns:
-        ``({file_name: local path}, report)``.
-    """
-    root = Path(image_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image root {root} is not a folder")
-    found: dict[str, Path] = {}
-    report = MatchReport()
-    missing: dict[str, str] = {}  # original file_name -> rewritten relative path
-    for name in file_names:
-        report.total += 1
-        rel = add_prefix + strip_path_prefix(name, strip_prefix)
-        candidate = root / rel
-        if candidate.is_file():
-            found[name] = candidate
-            report.exact += 1
-        else:
-            missing[name] = rel
-    if missing and match_basename:
-        local_files = [
-            os.path.relpath(os.path.join(dirpath, f), root)
-            for dirpath, _dirs, files in os.walk(root)
-            for f in files
-        ]
-        matcher = TrailingPathMatcher(local_files)
-        for name, rel in missing.items():
-            hit, ambiguous = matcher.match(rel)
-            if hit is not None:
-                found[name] = root / hit
-                report.by_suffix += 1
-            elif ambiguous:
-                report.ambiguous.append(name)
-            else:
-                report.unmatched.append(name)
-        if report.unmatched:
-            report.hint = _prefix_hint(missing[report.unmatched[0]], local_files)
-    else:
-        report.unmatched.extend(missing)
-    return found, report
-
-
-def _prefix_hint(wanted: str, local_files: list[str]) -> str:
-    """Suggest an ``add_prefix`` when a local file name ends with the wanted name (``serengeti_<name>``)."""
-    wanted_name = Path(wanted).name
-    for local in sorted(local_files):
-        local_posix = Path(local).as_posix()
-        if local_posix.endswith(wanted_name) and local_posix != wanted_name:
-            prefix = local_posix[: -len(wanted_name)]
-            return (f"local file {local_posix!r} ends with the wanted name {wanted_name!r}: "
-                    f"strip the folders of file_name (strip_prefix) and use add_prefix={prefix!r}")
-    return ""
 
 
 @dataclass

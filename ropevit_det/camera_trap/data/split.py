@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from .cct import check_cct_consistency
+from .cct_checks import check_cct_consistency
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def split_by_location(
     Raises:
         ValueError: a fraction is out of range, too few locations, or the data's ids or boxes are inconsistent
             (a duplicated image id would put its annotations in two splits; see
-            :func:`ropevit_det.camera_trap.data.cct.check_cct_consistency`).
+            :func:`ropevit_det.camera_trap.data.cct_checks.check_cct_consistency`).
     """
     if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"need 0 < val_fraction < 1, 0 <= test_fraction < 1 and val_fraction + test_fraction < 1; "

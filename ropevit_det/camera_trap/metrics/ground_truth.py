@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 
-from ..data.cct import check_cct_consistency, read_cct_json
+from ..data.cct import read_cct_json
+from ..data.cct_checks import check_cct_consistency
 from ..inputs.exif import image_size_from_header
 from ..data.class_mapping import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, mapped_md_class
 from ..data.matching import strip_path_prefix
@@ -63,7 +64,7 @@ def load_ground_truth(
 
     Raises:
         ValueError: the file cannot be read, or its ids or boxes are inconsistent
-            (:func:`ropevit_det.camera_trap.data.cct.check_cct_consistency`).
+            (:func:`ropevit_det.camera_trap.data.cct_checks.check_cct_consistency`).
     """
     data = read_cct_json(gt_file)
     # Ids of another type than the annotations' ("12" vs 12) or unknown images would score every image empty.
