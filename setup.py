@@ -14,7 +14,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
-# ropevit-det serve (docs/SERVE.md); the test extra has them too, for tests/test_serve.py.
+# ropevit-det serve (docs/SERVE.md); the test extra has them too, for tests/serve/test_serve.py.
 SERVE_REQUIRES = [
     "fastapi>=0.115",
     "uvicorn>=0.30",
@@ -95,7 +95,7 @@ setup(
             "hypothesis>=6.100",  # property-based tests of the readers of results, CCT and merge inputs
             "httpx",  # the serve tests' client
             "schemathesis>=4",  # fuzzes the server against its OpenAPI schema
-            *SERVE_REQUIRES,  # tests/test_serve.py runs the server
+            *SERVE_REQUIRES,  # tests/serve/test_serve.py runs the server
         ],
         "serve": SERVE_REQUIRES,
         # What MegaDetector's post-processing imports (review pages, repeat-detection elimination, compare,

@@ -39,7 +39,7 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
-INT8_MIN_COSINE = 0.99  # the quantization guard (tests/test_cpu_backend.py holds the same bound)
+INT8_MIN_COSINE = 0.99  # the quantization guard (tests/export/test_cpu_backend.py holds the same bound)
 TASKS = ("backbone", "inference", "train_step")
 
 __all__ = ["TASKS", "BenchmarkSettings", "DeviceUnavailableError", "Row", "SettingsError", "compute_ratios",

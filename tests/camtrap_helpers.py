@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 # Real camera-trap frames kept in the repository, with their sources and licences (data/camtrap_mini/SOURCES.md).
-CAMTRAP_MINI = Path(__file__).resolve().parent / "data" / "camtrap_mini"
+CAMTRAP_MINI = Path(__file__).resolve().parent / "assets" / "camtrap_mini"
 SERENGETI_CCT = CAMTRAP_MINI / "serengeti_cct_original.json"
 MINI_COCO = CAMTRAP_MINI / "annotations.json"
 MINI_IMAGES = CAMTRAP_MINI / "images"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ropevit_det.camera_trap.inputs.exif import capture_datetime
 
-from .camtrap_helpers import MINI_COCO, MINI_IMAGES
+from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES
 
 HIPPO = "00001_Animalia_Chordata_Mammalia_Artiodactyla_Hippopotamidae_Hippopotamus_amphibius"
 # Folder of each frame (by file-name prefix) = one deployment each.

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .camtrap_helpers import CAMTRAP_MINI  # noqa: F401  (the sample frames in tests/data)
+from tests.camtrap_helpers import CAMTRAP_MINI  # noqa: F401  (the sample frames in tests/assets)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -39,6 +39,6 @@ def _deterministic_seed() -> None:
 @pytest.fixture(scope="session")
 def shapes_detector(tmp_path_factory):
     """A briefly trained detector with confident boxes, shared by the tests that compare fast paths with fp32."""
-    from .trained_shapes import train_shapes_detector
+    from tests.trained_shapes import train_shapes_detector
 
     return train_shapes_detector(tmp_path_factory.mktemp("shapes_detector"))

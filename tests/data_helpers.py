@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.camtrap_helpers import CAMTRAP_MINI as CAMTRAP_DIR  # noqa: F401  (the sample frames in tests/data)
+from tests.camtrap_helpers import CAMTRAP_MINI as CAMTRAP_DIR  # noqa: F401  (the sample frames in tests/assets)
 from tests.camtrap_helpers import unique_name  # noqa: F401  (re-exported for the data tests)
 
 

@@ -1,4 +1,4 @@
-"""Run by tests/test_training.py (yacs) and tests/test_lazy_train.py (LazyConfig): a 2-process (gloo) training run
+"""Run by tests/engine/test_training.py (yacs) and tests/engine/test_lazy_train.py (LazyConfig): a 2-process (gloo) training run
 through ``ropevit-det train``'s own setup and trainer (tools/train_net.py), for either config system. Every rank
 reports, per parameter tensor, a checksum before and after training and the iteration counter, so the test can
 prove that the run trained (parameters moved, iterations advanced) and that the ranks stayed in sync. The report is

@@ -97,7 +97,7 @@ else
     "import megadetector.postprocessing.postprocess_batch_results" 2>&1 | tail -1)"
 fi
 
-# 4a. SpeciesNet's geofence reference (tests/test_camtrap_geofence.py compares our decisions with its
+# 4a. SpeciesNet's geofence reference (tests/camera_trap/test_camtrap_geofence.py compares our decisions with its
 #     geofence_utils). Installed without deps: its own requirements pull TensorFlow and its detector; the test loads
 #     only geofence_utils.py, taxonomy_utils.py and constants.py from the package folder.
 if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('speciesnet') is None)" 2>/dev/null; then
@@ -134,7 +134,7 @@ fi
 # 4c. The bench extra: MegaDetector v5a's network (YOLOv5x6) from the yolov5 package, for the benchmark peer and
 #     its test. yolov5 and ultralytics go in without deps (their requirements pull a training stack and pin old
 #     hub clients); the bench extra brings what their import needs. Optional: where it does not install cleanly,
-#     say so and go on (tests/test_benchmark_mdv5a.py then fails, naming the install command).
+#     say so and go on (tests/benchmarks/test_benchmark_mdv5a.py then fails, naming the install command).
 if has yolov5.models.yolo yolov5.utils.augmentations; then
   say "yolov5 (bench extra) present"
 else

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-loader", action="store_true", help="skip the data-loader benchmark")
     p.add_argument("--loader-images", type=int, default=32, help="generated 640x480 JPEGs (default 32)")
     p.add_argument("--loader-image-dir", type=Path, default=None,
-                   help="use these JPEGs instead of generated ones (e.g. tests/data/camtrap_mini/images)")
+                   help="use these JPEGs instead of generated ones (e.g. tests/assets/camtrap_mini/images)")
     p.add_argument("--loader-passes", type=int, default=2, help="passes over the images (default 2)")
     p.add_argument("--config", "--config-file", dest="config_file", default=DEFAULT_CONFIG,
                    help="training config for the mapper, a path or a model-zoo name (default: %(default)s)")

@@ -6,7 +6,7 @@ ViT-B/14 of the detector (random weights, 768 wide, 12 blocks, global attention)
 one normalised frame per size. After one warm-up run each, the two run alternately (``--repeats`` rounds, the
 order swapped every round), so that the load of a shared machine falls on both alike. Prints, per size, each
 engine's times, torchao's speed-up over torch.ao per round (torch.ao time / torchao time) and its median, and each
-engine's neck cosine against fp32 (per location, mean: the guard of tests/test_cpu_backend.py).
+engine's neck cosine against fp32 (per location, mean: the guard of tests/export/test_cpu_backend.py).
 
     OMP_NUM_THREADS=1 python tools/compare_int8_backends.py --sizes 448 1024 --repeats 5 --threads 1
 """

@@ -1,7 +1,7 @@
 """Mask R-CNN, RoPE ViT-B/14 from the iNat21 weights, on COCO 2017: ViTDet-B's recipe as a full LazyConfig
 (``model``, ``dataloader``, ``optimizer``, ``lr_multiplier``, ``train``, and our ``test``), after detectron2's
 projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py. Its yacs twin is configs/ropevit_mrcnn.yaml;
-tests/test_lazy_config.py checks that both build the same model, optimizer, schedule and augmentations.
+tests/engine/test_lazy_config.py checks that both build the same model, optimizer, schedule and augmentations.
 
     ropevit-det train --config lazy/ropevit_mrcnn.py --num-gpus 8
     ropevit-det train --config lazy/ropevit_mrcnn.py --eval-only train.init_checkpoint=output/model_final.pth

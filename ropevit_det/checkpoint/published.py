@@ -2,7 +2,7 @@
 
 The values are copied from birder 0.8.4's own registry (``birder/net/rope_vit.py`` and
 ``birder.common.lib.get_pretrained_model_url``) so that downloading needs no birder at run time;
-``tests/test_checkpoint_published.py`` checks that this table still equals birder's.
+``tests/checkpoint/test_checkpoint_published.py`` checks that this table still equals birder's.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _published(tag: str, folder: str, sha256: str, size_mb: float, side: int, tr
     )
 
 
-# Every rope_vit_reg4_b14 checkpoint of birder 0.8.4's registry (tests/test_checkpoint_published.py compares).
+# Every rope_vit_reg4_b14 checkpoint of birder 0.8.4's registry (tests/checkpoint/test_checkpoint_published.py compares).
 PUBLISHED_WEIGHTS: dict[str, PublishedWeights] = {
     w.name: w
     for w in (

@@ -1,7 +1,7 @@
 r"""``ropevit-det demo --camera-trap``: the whole camera-trap workflow on the sample frames, on a CPU, in minutes.
 
 Nothing is downloaded. It needs a clone of the repository: the 21 sample frames live in its
-tests/data/camtrap_mini/ and are not installed by pip (--sample-dir points elsewhere). The steps, in one process:
+tests/assets/camtrap_mini/ and are not installed by pip (--sample-dir points elsewhere). The steps, in one process:
   1. lay the sample out as a survey: one folder per camera location, a COCO Camera Traps file with each frame's
      location and sequence (OUTPUT_DIR/data);
   2. split it by location (split-cct: no camera in both train and val);
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# The sample frames ship with a clone (tests/data), not with the installed package.
+# The sample frames ship with a clone (tests/assets), not with the installed package.
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "camtrap_mini"
 QUICK_CONFIG = "quick_schedules/ropevit_faster_rcnn_instant_test.yaml"  # a model-zoo name
 # One folder (camera location) per source of the sample frames, by file-name prefix; the location decides the split.
@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="--camera-trap fine-tuning steps (default: %(default)s)")
     group.add_argument("--sample-dir", default=str(SAMPLE_DIR),
                        help="--camera-trap sample (annotations.json + images/; default: the clone's "
-                            "tests/data/camtrap_mini)")
+                            "tests/assets/camtrap_mini)")
 
 
 def sample_survey(sample_dir: Path, data_dir: Path) -> tuple[Path, Path]:

@@ -11,7 +11,7 @@
   and run by that runtime in fp32.
 
 Which to pick is measured by ``python tools/benchmark.py`` from a clone (docs/PERFORMANCE_MEGADETECTOR.md); accuracy guards
-in tests/test_cpu_backend.py.
+in tests/export/test_cpu_backend.py.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ The chunked path (global blocks, and the windows of windowed blocks) is taken on
   what flash attention exists to avoid, so training keeps SDPA.
 
 Its one numerical difference from the flash kernel: scores are rounded to bf16 before the softmax (see
-``chunked_cpu_attention``), measured and bounded in ``tests/test_attention.py``.
+``chunked_cpu_attention``), measured and bounded in ``tests/modeling/test_attention.py``.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def chunked_cpu_attention(
     Long sequences (global blocks) go one head at a time; short ones (windows) take as many heads per
     product as fit ``SCORE_BLOCK_BYTES``. Precision: the products accumulate in fp32 but, unlike the flash
     kernel, return bf16 scores (PyTorch has no bf16 x bf16 -> fp32 product on CPU), so the softmax sees
-    scores rounded to bf16; see ``tests/test_attention.py`` for the error this adds.
+    scores rounded to bf16; see ``tests/modeling/test_attention.py`` for the error this adds.
     """
     if q.dim() != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
         raise ValueError(f"expected (B, heads, N, d) q, k, v; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")

@@ -7,7 +7,7 @@ grown by a context margin, made square so the animal is not stretched, resized t
 resolution (336 px for the iNat21 weights). Preprocessing is birder's own inference transform
 (``birder.data.transforms.classification.inference_preset``: bicubic antialiased resize, scale to 0..1,
 normalise with the checkpoint's ``rgb_stats``), re-stated here with torchvision because birder is a test-only
-dependency; ``tests/test_camtrap_infer.py`` checks the two give the same tensor and the same logits.
+dependency; ``tests/camera_trap/test_camtrap_infer.py`` checks the two give the same tensor and the same logits.
 
 Where the classifier comes from (:func:`load_species_classifier`): a birder ``.pt`` / ``.safetensors`` file, a
 ``birder://NAME`` published checkpoint, or a detectron2 checkpoint whose ViT carries ``classifier.*`` (a file
