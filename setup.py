@@ -5,6 +5,7 @@ detectron2 itself is not on PyPI, so it is not listed in ``install_requires``;
 ``tools/setup_env.sh`` installs it (official source install, or a registry fallback), and
 ``ropevit-det env`` says which one is present.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,10 +57,12 @@ setup(
     long_description_content_type="text/markdown",
     # benchmarks/ (the speed harness, run from a clone as python tools/benchmark*.py) stays out of the wheel.
     packages=find_packages(exclude=("tests", "tests.*", "tools", "configs", "benchmarks", "benchmarks.*")),
-    package_data={"ropevit_det.model_zoo": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"],
-                  # The Camtrap DP 1.0.2 profile, table schemas and the schemas they refer to, with their licences:
-                  # validation runs offline against these files.
-                  "ropevit_det.camera_trap.camtrapdp": ["profile/*.json", "profile/LICENSE-*", "profile/*.md"]},
+    package_data={
+        "ropevit_det.model_zoo": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"],
+        # The Camtrap DP 1.0.2 profile, table schemas and the schemas they refer to, with their licences:
+        # validation runs offline against these files.
+        "ropevit_det.camera_trap.camtrapdp": ["profile/*.json", "profile/LICENSE-*", "profile/*.md"],
+    },
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",
@@ -85,6 +88,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=7",
+            "ruff>=0.6",  # make test lints and format-checks the tree first (ruff.toml)
             "birder==0.8.4",  # the reference implementation the parity tests compare against
             "timm",  # detectron2's own ViTDet backbone (benchmark baseline) imports it
             "onnx>=1.16",  # ropevit-det export --format onnx, and its tests
@@ -139,7 +143,8 @@ setup(
             "Pillow>=8.2",
             "tqdm>=4.48",
         ],
-        # MegaDetector v5a's network as a benchmark peer (python tools/benchmark.py --mdv5a-modes, from a clone): what the yolov5
+        # MegaDetector v5a's network as a benchmark peer (python tools/benchmark.py --mdv5a-modes, from a clone):
+        # what the yolov5
         # package's model code imports. yolov5==7.0.14 and ultralytics themselves are installed with --no-deps by
         # tools/setup_env.sh: yolov5's requirements pull a training stack (sahi, roboflow, boto3) and pin old hubs.
         "bench": [

@@ -5,6 +5,7 @@ weights. Windowed attention changes the architecture (each patch attends to its 
 tokens only); pretrained weights saw global attention, so it is a fine-tuning choice, and its deviation is
 reported rather than bounded.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,7 +70,8 @@ def windowed_copy(vit: RoPEViT, window_size: int, global_blocks: Sequence[int]) 
 @torch.no_grad()
 def _neck(vit: RoPEViT, images: torch.Tensor, autocast_dtype: torch.dtype | None) -> torch.Tensor:
     context = (
-        torch.autocast(images.device.type, dtype=autocast_dtype) if autocast_dtype is not None
+        torch.autocast(images.device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
         else contextlib.nullcontext()
     )
     with context:

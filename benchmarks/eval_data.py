@@ -5,6 +5,7 @@
 * Data loading: images/s of JPEG decoding + the LSJ augmentation + annotation transforms that training
   uses (detectron2 ``DatasetMapper`` with ``lsj_augmentations``), to compare with the model's steps/s.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,8 +55,14 @@ def synthetic_coco(
         gt_boxes = _random_boxes(rng, n_gt, IMAGE_W, IMAGE_H)
         gt_classes = rng.integers(1, num_classes + 1, size=n_gt)
         for box, cls in zip(gt_boxes, gt_classes, strict=True):
-            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls),
-                   "bbox": box.tolist(), "area": float(box[2] * box[3]), "iscrowd": 0}
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": int(cls),
+                "bbox": box.tolist(),
+                "area": float(box[2] * box[3]),
+                "iscrowd": 0,
+            }
             if with_segm:
                 ann["segmentation"] = _box_polygon(box)
             annotations.append(ann)
@@ -86,6 +93,7 @@ def _timed(fn):
 
 def _run_cocoeval(cocoeval_cls, gt, dt, iou_type: str) -> tuple[np.ndarray, float]:
     """evaluate + accumulate + summarize; returns the 12 summary stats and the seconds taken."""
+
     def run():
         evaluator = cocoeval_cls(gt, dt, iou_type)
         evaluator.evaluate()
@@ -115,8 +123,12 @@ def coco_eval_benchmark(
     from pycocotools.cocoeval import COCOeval
 
     gt_dict, dets = synthetic_coco(num_images, dets_per_image, seed=seed, with_segm="segm" in iou_types)
-    results = {"num_images": num_images, "detections": len(dets), "gt_objects": len(gt_dict["annotations"]),
-               "by_iou_type": {}}
+    results = {
+        "num_images": num_images,
+        "detections": len(dets),
+        "gt_objects": len(gt_dict["annotations"]),
+        "by_iou_type": {},
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints index-building messages
         gt_py = COCO()
         gt_py.dataset = copy.deepcopy(gt_dict)
@@ -135,8 +147,9 @@ def coco_eval_benchmark(
             "speedup": t_py / t_fast,
             "speedup_as_used_by_evaluator": t_py / t_mixed,
             "AP": {"pycocotools": float(stats_py[0]), "faster_coco_eval": float(stats_fast[0])},
-            "max_abs_stat_difference": float(max(np.abs(stats_py - stats_fast).max(),
-                                                 np.abs(stats_py - stats_mixed).max())),
+            "max_abs_stat_difference": float(
+                max(np.abs(stats_py - stats_fast).max(), np.abs(stats_py - stats_mixed).max())
+            ),
             "stats_pycocotools": stats_py.tolist(),
         }
     return results
@@ -171,12 +184,18 @@ def _dataset_dicts(paths: list[Path], seed: int = 0) -> list[dict]:
             width, height = im.size
         boxes = _random_boxes(rng, int(rng.poisson(6.3)) + 1, width, height)
         annotations = [
-            {"bbox": box.tolist(), "bbox_mode": BoxMode.XYWH_ABS, "category_id": int(rng.integers(0, 80)),
-             "segmentation": _box_polygon(box), "iscrowd": 0}
+            {
+                "bbox": box.tolist(),
+                "bbox_mode": BoxMode.XYWH_ABS,
+                "category_id": int(rng.integers(0, 80)),
+                "segmentation": _box_polygon(box),
+                "iscrowd": 0,
+            }
             for box in boxes
         ]
-        dicts.append({"file_name": str(path), "image_id": i, "height": height, "width": width,
-                      "annotations": annotations})
+        dicts.append(
+            {"file_name": str(path), "image_id": i, "height": height, "width": width, "annotations": annotations}
+        )
     return dicts
 
 

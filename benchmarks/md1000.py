@@ -16,6 +16,7 @@ stride, with random weights, fed and post-processed as MegaDetector's PyTorch de
 
 Both packages are the ``bench`` extra (tools/setup_env.sh installs them with --no-deps).
 """
+
 from __future__ import annotations
 
 import copy
@@ -157,8 +158,12 @@ def peer_postprocess(name: str, topk_candidates: int) -> Callable[[torch.Tensor]
         from ultralytics.utils.ops import non_max_suppression
 
     def postprocess(prediction: torch.Tensor) -> list[torch.Tensor]:
-        return non_max_suppression(cap_anchor_free_candidates(prediction.float(), topk_candidates),
-                                   conf_thres=MDV5A_CONF_THRESH, iou_thres=MDV5A_NMS_IOU, agnostic=False,
-                                   multi_label=False)
+        return non_max_suppression(
+            cap_anchor_free_candidates(prediction.float(), topk_candidates),
+            conf_thres=MDV5A_CONF_THRESH,
+            iou_thres=MDV5A_NMS_IOU,
+            agnostic=False,
+            multi_label=False,
+        )
 
     return postprocess

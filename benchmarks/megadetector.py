@@ -12,6 +12,7 @@ MegaDetector's PyTorch detector imports, with random weights, fed and post-proce
 
 The ``yolov5`` package is the ``bench`` extra (tools/setup_env.sh installs it where it installs cleanly).
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,8 +36,10 @@ MDV5A_STRIDE = 64  # the P6 models' largest stride, which MegaDetector uses for 
 MDV5A_CLASSES = 3  # animal, person, vehicle
 MDV5A_CONF_THRESH = 0.005  # MegaDetector's default output threshold (run_detector_batch)
 MDV5A_NMS_IOU = 0.45  # pytorch_detector's NMS IoU in its default ("classic") compatibility mode
-INSTALL_HINT = ("pip install --no-deps yolov5==7.0.14 ultralytics && pip install pandas seaborn thop psutil "
-                "(or bash tools/setup_env.sh, which installs the bench extra where it installs cleanly)")
+INSTALL_HINT = (
+    "pip install --no-deps yolov5==7.0.14 ultralytics && pip install pandas seaborn thop psutil "
+    "(or bash tools/setup_env.sh, which installs the bench extra where it installs cleanly)"
+)
 
 
 def yolov5_model_config(name: str = "yolov5x6.yaml") -> str:
@@ -77,8 +80,7 @@ def letterboxed_frame(image_size: int = MDV5A_IMAGE_SIZE, seed: int = 0, stride:
     coarse = rng.uniform(0, 255, size=(12, 16, 3)).astype(np.float32)
     frame = np.kron(coarse, np.ones((128, 128, 1), dtype=np.float32))  # 1536 x 2048 blocks
     frame = (frame + rng.uniform(0, 40, size=frame.shape)).clip(0, 255).astype(np.uint8)
-    boxed, _, _ = letterbox(frame, new_shape=image_size, stride=stride, auto=True, scaleFill=False,
-                            scaleup=True)
+    boxed, _, _ = letterbox(frame, new_shape=image_size, stride=stride, auto=True, scaleFill=False, scaleup=True)
     return boxed
 
 
@@ -100,7 +102,10 @@ def mdv5a_postprocess(topk_candidates: int) -> Callable[[torch.Tensor], list[tor
     from megadetector.detection.pytorch_detector import nms
 
     def postprocess(prediction: torch.Tensor) -> list[torch.Tensor]:
-        return nms(cap_yolo_candidates(prediction.float(), topk_candidates), conf_thres=MDV5A_CONF_THRESH,
-                   iou_thres=MDV5A_NMS_IOU)
+        return nms(
+            cap_yolo_candidates(prediction.float(), topk_candidates),
+            conf_thres=MDV5A_CONF_THRESH,
+            iou_thres=MDV5A_NMS_IOU,
+        )
 
     return postprocess

@@ -7,6 +7,7 @@
 Both get the same synthetic images and ground truth, the same square padding (the benchmark size) and the
 same test score threshold.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,10 +45,22 @@ VITDET_GLOBAL_BLOCKS = (2, 5, 8, 11)
 # instead of 512 and 50 test proposals instead of 1000: for smoke tests of the tool itself.
 TINY_ROIS_PER_IMAGE = 64
 TINY_TEST_PROPOSALS = 50
-OURS_TINY_OPTS = ["MODEL.ROPE_VIT.EMBED_DIM", 64, "MODEL.ROPE_VIT.DEPTH", 2, "MODEL.ROPE_VIT.NUM_HEADS", 2,
-                  "MODEL.ROPE_VIT.MLP_DIM", 128, "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE", 56,
-                  "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", TINY_ROIS_PER_IMAGE,
-                  "MODEL.RPN.POST_NMS_TOPK_TEST", TINY_TEST_PROPOSALS]
+OURS_TINY_OPTS = [
+    "MODEL.ROPE_VIT.EMBED_DIM",
+    64,
+    "MODEL.ROPE_VIT.DEPTH",
+    2,
+    "MODEL.ROPE_VIT.NUM_HEADS",
+    2,
+    "MODEL.ROPE_VIT.MLP_DIM",
+    128,
+    "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE",
+    56,
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    TINY_ROIS_PER_IMAGE,
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    TINY_TEST_PROPOSALS,
+]
 TINY_GLOBAL_BLOCKS = (1,)
 
 
@@ -84,24 +97,59 @@ class ModelSpec:
 OUR_MODES = {
     "parity": ModelSpec("ours", "parity", None, False, "fp32, global attention in every block (as pretrained)"),
     "bf16": ModelSpec("ours", "bf16", torch.bfloat16, False, "bf16 autocast, global attention (as pretrained)"),
-    "fast": ModelSpec("ours", "fast", torch.bfloat16, True,
-                      "bf16 autocast, windowed attention, global blocks 2/5/8/11 (a fine-tuning choice)"),
+    "fast": ModelSpec(
+        "ours",
+        "fast",
+        torch.bfloat16,
+        True,
+        "bf16 autocast, windowed attention, global blocks 2/5/8/11 (a fine-tuning choice)",
+    ),
     # Not in the default set: torch.compile needs a C++ compiler (CPU) or Triton (GPU) and minutes of warm-up.
-    "fast_compiled": ModelSpec("ours", "fast_compiled", torch.bfloat16, True,
-                               "fast, with each ViT block compiled by torch.compile (fuses norms, RoPE, GELU, "
-                               "residuals)", compile_blocks=True),
+    "fast_compiled": ModelSpec(
+        "ours",
+        "fast_compiled",
+        torch.bfloat16,
+        True,
+        "fast, with each ViT block compiled by torch.compile (fuses norms, RoPE, GELU, residuals)",
+        compile_blocks=True,
+    ),
     # The paths for CPUs without bf16 (tools/infer.py --backend int8); inference only (no backward in int8).
-    "int8": ModelSpec("ours", "int8", None, False, "fp32 with the ViT's linear layers in int8 (torch.ao dynamic "
-                      "quantization), global attention: the no-bf16 path", int8_linears=True),
-    "int8_fast": ModelSpec("ours", "int8_fast", None, True, "int8 linear layers, fp32 windowed attention, global "
-                           "blocks 2/5/8/11: the no-bf16 counterpart of fast", int8_linears=True),
+    "int8": ModelSpec(
+        "ours",
+        "int8",
+        None,
+        False,
+        "fp32 with the ViT's linear layers in int8 (torch.ao dynamic quantization), global attention: the no-bf16 path",
+        int8_linears=True,
+    ),
+    "int8_fast": ModelSpec(
+        "ours",
+        "int8_fast",
+        None,
+        True,
+        "int8 linear layers, fp32 windowed attention, global blocks 2/5/8/11: the no-bf16 counterpart of fast",
+        int8_linears=True,
+    ),
     # The exported model on the CPU runtimes (ropevit-det infer --backend onnxruntime|openvino): fp32, global
     # attention, the whole detector as one graph at the benchmark size; inference only.
-    "ort": ModelSpec("ours", "ort", None, False, "the ONNX export (fp32, global attention) run by ONNX Runtime's "
-                     "CPU provider: ropevit-det infer --backend onnxruntime", runtime="onnxruntime"),
-    "openvino": ModelSpec("ours", "openvino", None, False, "the ONNX export (fp32, global attention) run by "
-                          "OpenVINO on the CPU, f32 precision hint: ropevit-det infer --backend openvino",
-                          runtime="openvino"),
+    "ort": ModelSpec(
+        "ours",
+        "ort",
+        None,
+        False,
+        "the ONNX export (fp32, global attention) run by ONNX Runtime's "
+        "CPU provider: ropevit-det infer --backend onnxruntime",
+        runtime="onnxruntime",
+    ),
+    "openvino": ModelSpec(
+        "ours",
+        "openvino",
+        None,
+        False,
+        "the ONNX export (fp32, global attention) run by "
+        "OpenVINO on the CPU, f32 precision hint: ropevit-det infer --backend openvino",
+        runtime="openvino",
+    ),
 }
 # The tasks a runtime mode measures. The runtime runs what `infer` runs, the exported whole detector; a
 # backbone-only row would need a second, backbone-only export that nothing ships, and training has no export.
@@ -110,8 +158,13 @@ RUNTIME_TASKS = ("inference",)
 MDV5A_MODES = {
     "fp32": ModelSpec("mdv5a", "fp32", None, False, "MegaDetector v5a (YOLOv5x6), fp32, 1280 px letterbox"),
     "fp16": ModelSpec("mdv5a", "fp16", torch.float16, False, "MegaDetector v5a, fp16 weights and inputs (GPU)"),
-    "bf16": ModelSpec("mdv5a", "bf16", torch.bfloat16, False, "MegaDetector v5a, bf16 autocast (not what "
-                      "MegaDetector runs; for reference)"),
+    "bf16": ModelSpec(
+        "mdv5a",
+        "bf16",
+        torch.bfloat16,
+        False,
+        "MegaDetector v5a, bf16 autocast (not what MegaDetector runs; for reference)",
+    ),
 }
 VITDET_MODES = {
     "fp32": ModelSpec("vitdet", "fp32", None, False, "detectron2 ViTDet-B, fp32 (its own window attention)"),
@@ -144,13 +197,20 @@ def ours_cfg(
 ) -> CfgNode:
     """``configs/ropevit_mrcnn.yaml`` set up for the benchmark (see ``build_benchmark_model``)."""
     opts = [
-        "MODEL.WEIGHTS", weights,
-        "MODEL.DEVICE", device,
-        "MODEL.SFP.SQUARE_PAD", size,
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", score_thresh,
-        "MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST", topk_candidates,
-        "MODEL.ROPE_VIT.WINDOW_SIZE", window if spec.windowed else 0,
-        "MODEL.ROPE_VIT.GLOBAL_BLOCKS", list(global_blocks) if spec.windowed else [],
+        "MODEL.WEIGHTS",
+        weights,
+        "MODEL.DEVICE",
+        device,
+        "MODEL.SFP.SQUARE_PAD",
+        size,
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        score_thresh,
+        "MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST",
+        topk_candidates,
+        "MODEL.ROPE_VIT.WINDOW_SIZE",
+        window if spec.windowed else 0,
+        "MODEL.ROPE_VIT.GLOBAL_BLOCKS",
+        list(global_blocks) if spec.windowed else [],
     ]
     if boxes_only:  # Faster R-CNN heads, as the camera-trap config: what MegaDetector's boxes compare with
         opts += ["MODEL.MASK_ON", False]
@@ -163,8 +223,9 @@ def vitdet_lazy_config_path() -> str:
     spec = importlib.util.find_spec("detectron2")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("detectron2 is not installed; see tools/setup_env.sh")
-    path = os.path.join(spec.submodule_search_locations[0], "model_zoo", "configs", "common", "models",
-                        "mask_rcnn_vitdet.py")
+    path = os.path.join(
+        spec.submodule_search_locations[0], "model_zoo", "configs", "common", "models", "mask_rcnn_vitdet.py"
+    )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing: this detectron2 install has no model_zoo configs")
     return path
@@ -293,7 +354,11 @@ def synthetic_training_batch(
     rng = np.random.default_rng(seed)
     size = images.shape[-1]
     return [
-        {"image": image, "height": size, "width": size,
-         "instances": synthetic_instances(size, num_instances, num_classes, rng)}
+        {
+            "image": image,
+            "height": size,
+            "width": size,
+            "instances": synthetic_instances(size, num_instances, num_classes, rng),
+        }
         for image in images
     ]

@@ -1,4 +1,5 @@
 """Markdown rendering of a ``run_benchmark`` result."""
+
 from __future__ import annotations
 
 __all__ = ["markdown_report"]
@@ -19,8 +20,9 @@ def _window(row: dict) -> str:
 def _post_processing(settings: dict) -> str:
     """One line on the test-time settings both models share (they move the inference rows)."""
     cap = settings.get("topk_candidates", 0)
-    return (f"Both models: test score threshold {settings.get('score_thresh', 0.0)}, "
-            + (f"at most {cap} candidates per image into NMS." if cap else "no cap on the candidates into NMS."))
+    return f"Both models: test score threshold {settings.get('score_thresh', 0.0)}, " + (
+        f"at most {cap} candidates per image into NMS." if cap else "no cap on the candidates into NMS."
+    )
 
 
 def markdown_report(result: dict) -> str:
@@ -38,8 +40,10 @@ def markdown_report(result: dict) -> str:
     ]
     for r in result["rows"]:
         if r.get("error"):
-            lines.append(f"| {r['model']} | {r['mode']} | {r['precision']} | {_window(r)} | {r['task']} | {r['size']} "
-                         f"| {r['batch']} | {r['error']} | | | | | | |")
+            lines.append(
+                f"| {r['model']} | {r['mode']} | {r['precision']} | {_window(r)} | {r['task']} | {r['size']} "
+                f"| {r['batch']} | {r['error']} | | | | | | |"
+            )
             continue
         achieved = r["gflops"] / r["seconds_median"] if r["gflops"] else None
         fraction = 100 * r["fraction_of_peak"] if r["fraction_of_peak"] is not None else None
@@ -51,30 +55,50 @@ def markdown_report(result: dict) -> str:
         )
     at = result["ratios_at"]
     train_batch = at.get("train_batch", at["batch"])
-    lines += ["", f"Ratios at {at['size']} px, batch {at['batch']} (training: batch {train_batch}); `*_vs_vitdet`: "
-                  "ours / ViTDet-B fp32, lower is better; `*_speedup_*`: higher is better:", "",
-              "| ratio | value |", "|---|---|"]
+    lines += [
+        "",
+        f"Ratios at {at['size']} px, batch {at['batch']} (training: batch {train_batch}); `*_vs_vitdet`: "
+        "ours / ViTDet-B fp32, lower is better; `*_speedup_*`: higher is better:",
+        "",
+        "| ratio | value |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {_num(v, '.3f')} |" for k, v in result["ratios"].items() if v is not None]
     if "mdv5a" in at:
-        lines += ["", f"`*_vs_mdv5a`: ours at {at['size']} px against MegaDetector v5a ({at['mdv5a']} long side, "
-                      "letterboxed 4:3 frame), same batch; task backbone = the network alone; "
-                      "`images_per_second_*` is higher-is-better."]
+        lines += [
+            "",
+            f"`*_vs_mdv5a`: ours at {at['size']} px against MegaDetector v5a ({at['mdv5a']} long side, "
+            "letterboxed 4:3 frame), same batch; task backbone = the network alone; "
+            "`images_per_second_*` is higher-is-better.",
+        ]
     if result.get("peers"):
-        lines += ["", "MegaDetector peers (random weights, published architecture and input size; MegaDetector's own "
-                      "speed rating against v5a for reference): "
-                  + "; ".join(f"{name} = {p['architecture']} at {p['image_size']} px, stride {p['stride']} "
-                              f"(rated {p['megadetector_speed_vs_v5a']}x v5a)" for name, p in result["peers"].items())
-                  + ". `*_vs_<peer>` as for v5a."]
+        lines += [
+            "",
+            "MegaDetector peers (random weights, published architecture and input size; MegaDetector's own "
+            "speed rating against v5a for reference): "
+            + "; ".join(
+                f"{name} = {p['architecture']} at {p['image_size']} px, stride {p['stride']} "
+                f"(rated {p['megadetector_speed_vs_v5a']}x v5a)"
+                for name, p in result["peers"].items()
+            )
+            + ". `*_vs_<peer>` as for v5a.",
+        ]
     if result.get("ratios_vs_vitdet_bf16"):
         lines += ["", "Against ViTDet-B in bf16 autocast:", "", "| ratio | value |", "|---|---|"]
         lines += [f"| {k} | {_num(v, '.3f')} |" for k, v in result["ratios_vs_vitdet_bf16"].items() if v is not None]
     if result.get("accuracy"):
-        lines += ["", "Accuracy guard: neck of each fast mode against fp32 global attention, same weights "
-                      f"({result['accuracy'][0]['size']} px):", "",
-                  "| mode | cosine mean | cosine min | cosine (flattened) | relative L2 | guard | passed |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Accuracy guard: neck of each fast mode against fp32 global attention, same weights "
+            f"({result['accuracy'][0]['size']} px):",
+            "",
+            "| mode | cosine mean | cosine min | cosine (flattened) | relative L2 | guard | passed |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for a in result["accuracy"]:
             passed = "n/a" if a["passed"] is None else ("yes" if a["passed"] else "NO")
-            lines.append(f"| {a['mode']} | {a['cosine_mean']:.6f} | {a['cosine_min']:.6f} | {a['cosine_flat']:.6f} "
-                         f"| {a['relative_l2']:.4f} | {a['guard']} | {passed} |")
+            lines.append(
+                f"| {a['mode']} | {a['cosine_mean']:.6f} | {a['cosine_min']:.6f} | {a['cosine_flat']:.6f} "
+                f"| {a['relative_l2']:.4f} | {a['guard']} | {passed} |"
+            )
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 Models are built one at a time and freed before the next, so each peak-memory figure belongs to one model.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,8 @@ import torch
 from detectron2.utils.events import EventStorage
 
 from .accuracy import BF16_MIN_COSINE, neck_agreement, windowed_copy
-from .measure import PeakMemory, matmul_peak_gflops, synchronize, time_repeats
 from .md1000 import PEERS, build_peer, peer_frame, peer_postprocess
+from .measure import PeakMemory, matmul_peak_gflops, synchronize, time_repeats
 from .megadetector import MDV5A_IMAGE_SIZE
 from .models import (
     MDV5A_MODES,
@@ -42,8 +43,15 @@ logger = logging.getLogger(__name__)
 INT8_MIN_COSINE = 0.99  # the quantization guard (tests/export/test_cpu_backend.py holds the same bound)
 TASKS = ("backbone", "inference", "train_step")
 
-__all__ = ["TASKS", "BenchmarkSettings", "DeviceUnavailableError", "Row", "SettingsError", "compute_ratios",
-           "run_benchmark"]
+__all__ = [
+    "TASKS",
+    "BenchmarkSettings",
+    "DeviceUnavailableError",
+    "Row",
+    "SettingsError",
+    "compute_ratios",
+    "run_benchmark",
+]
 
 
 class SettingsError(ValueError):
@@ -102,9 +110,14 @@ class BenchmarkSettings:
         for name in self.peers:
             if name != "mdv5a":
                 peer = PEERS[name]
-                specs.append(dataclasses.replace(
-                    base, model=name, description=f"MegaDetector 1000 {name} ({peer.architecture}), {base.mode}, "
-                                                  f"{peer.image_size} px letterbox"))
+                specs.append(
+                    dataclasses.replace(
+                        base,
+                        model=name,
+                        description=f"MegaDetector 1000 {name} ({peer.architecture}), {base.mode}, "
+                        f"{peer.image_size} px letterbox",
+                    )
+                )
         return specs
 
     def validate(self) -> None:
@@ -113,8 +126,11 @@ class BenchmarkSettings:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise SettingsError(f"unknown task(s) {unknown}; choose from {list(TASKS)}", "tasks")
-        for name, modes, table in (("ours", self.ours_modes, OUR_MODES), ("vitdet", self.vitdet_modes, VITDET_MODES),
-                                   ("mdv5a", self.mdv5a_modes, MDV5A_MODES)):
+        for name, modes, table in (
+            ("ours", self.ours_modes, OUR_MODES),
+            ("vitdet", self.vitdet_modes, VITDET_MODES),
+            ("mdv5a", self.mdv5a_modes, MDV5A_MODES),
+        ):
             bad = [m for m in modes if m not in table]
             if bad:
                 raise SettingsError(f"unknown {name} mode(s) {bad}; choose from {sorted(table)}", f"{name}_modes")
@@ -123,28 +139,37 @@ class BenchmarkSettings:
             raise SettingsError(f"unknown MegaDetector peer(s) {unknown_peers}; choose from {list(PEERS)}", "peers")
         runtimes = [OUR_MODES[m] for m in self.ours_modes if OUR_MODES[m].runtime]
         if runtimes and not self.device.startswith("cpu"):
-            raise SettingsError(f"mode(s) {[s.mode for s in runtimes]} run the export on the CPU; device is "
-                                f"{self.device!r}", "device")
+            raise SettingsError(
+                f"mode(s) {[s.mode for s in runtimes]} run the export on the CPU; device is {self.device!r}", "device"
+            )
         # A runtime is named by its package (the test extra has onnxruntime; openvino is optional).
         for spec in runtimes:
             if importlib.util.find_spec(spec.runtime) is None:
                 raise ImportError(f"mode {spec.mode!r} needs the {spec.runtime} package (pip install {spec.runtime})")
         if runtimes and not set(self.tasks) & set(RUNTIME_TASKS):
-            raise SettingsError(f"mode(s) {[s.mode for s in runtimes]} measure task(s) {list(RUNTIME_TASKS)} only "
-                                f"(the export is the whole detector); tasks asked for: {list(self.tasks)}", "tasks")
+            raise SettingsError(
+                f"mode(s) {[s.mode for s in runtimes]} measure task(s) {list(RUNTIME_TASKS)} only "
+                f"(the export is the whole detector); tasks asked for: {list(self.tasks)}",
+                "tasks",
+            )
         if (self.mdv5a_modes or self.peers) and self.topk_candidates <= 0:
-            raise SettingsError("the MegaDetector peer needs a candidate cap for both models (e.g. topk_candidates "
-                                "1000): random weights pass every anchor, so uncapped post-processing measures noise",
-                                "topk_candidates")
+            raise SettingsError(
+                "the MegaDetector peer needs a candidate cap for both models (e.g. topk_candidates "
+                "1000): random weights pass every anchor, so uncapped post-processing measures noise",
+                "topk_candidates",
+            )
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise DeviceUnavailableError(f"device {self.device!r} was asked for, but torch sees no CUDA device",
-                                         "device")
+            raise DeviceUnavailableError(
+                f"device {self.device!r} was asked for, but torch sees no CUDA device", "device"
+            )
         if self.topk_candidates < 0:
-            raise SettingsError(f"topk_candidates must be >= 0 (0 = no cap), got {self.topk_candidates}",
-                                "topk_candidates")
+            raise SettingsError(
+                f"topk_candidates must be >= 0 (0 = no cap), got {self.topk_candidates}", "topk_candidates"
+            )
         if any(s < 32 or s % 32 for s in self.sizes):
-            raise SettingsError(f"sizes must be multiples of 32 (the pyramid's stride-32 level): {list(self.sizes)}",
-                                "sizes")
+            raise SettingsError(
+                f"sizes must be multiples of 32 (the pyramid's stride-32 level): {list(self.sizes)}", "sizes"
+            )
 
 
 @dataclass
@@ -174,8 +199,9 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def _task_fn(task: str, model: torch.nn.Module, spec: ModelSpec, images: torch.Tensor, settings: BenchmarkSettings
-             ) -> tuple[Callable[[], object], Callable[[], None]]:
+def _task_fn(
+    task: str, model: torch.nn.Module, spec: ModelSpec, images: torch.Tensor, settings: BenchmarkSettings
+) -> tuple[Callable[[], object], Callable[[], None]]:
     """(the unit of work for ``task``, a clean-up to call after measuring it)."""
     device = images.device
     if task == "backbone":
@@ -244,8 +270,18 @@ def measure_model(
         window = settings.window or auto_window_size(size)
     memory.set_baseline()
     torch.manual_seed(0)
-    model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window, settings.weights,
-                                  settings.tiny, settings.topk_candidates, settings.boxes_only, settings.threads)
+    model = build_benchmark_model(
+        spec,
+        size,
+        settings.device,
+        settings.score_thresh,
+        window,
+        settings.weights,
+        settings.tiny,
+        settings.topk_candidates,
+        settings.boxes_only,
+        settings.threads,
+    )
     rows = []
     train_batches = settings.batches if settings.train_batches is None else settings.train_batches
     for batch in sorted(set(settings.batches) | set(train_batches if "train_step" in settings.tasks else ())):
@@ -264,26 +300,67 @@ def measure_model(
             try:
                 # torch's FLOP counter does not see the quantized linear kernels (no (partial) count for
                 # int8), nor what an ONNX runtime runs.
-                timed = time_repeats(fn, device, warmup, settings.repeats,
-                                     settings.count_flops and not spec.int8_linears and not spec.runtime)
+                timed = time_repeats(
+                    fn,
+                    device,
+                    warmup,
+                    settings.repeats,
+                    settings.count_flops and not spec.int8_linears and not spec.runtime,
+                )
             except torch.cuda.OutOfMemoryError as e:
                 # One configuration that does not fit must not lose the rest of the run: keep a row saying so.
                 cleanup()
                 torch.cuda.empty_cache()
                 logger.warning("%s/%s %s %dpx x%d: CUDA out of memory", spec.model, spec.mode, task, size, batch)
-                rows.append(Row(spec.model, spec.mode, task, size, batch, None, None, None, None, spec.precision,
-                                window, [], f"CUDA out of memory: {str(e).splitlines()[0]}"))
+                rows.append(
+                    Row(
+                        spec.model,
+                        spec.mode,
+                        task,
+                        size,
+                        batch,
+                        None,
+                        None,
+                        None,
+                        None,
+                        spec.precision,
+                        window,
+                        [],
+                        f"CUDA out of memory: {str(e).splitlines()[0]}",
+                    )
+                )
                 continue
             peak_mb = memory.peak_mb()
             cleanup()
             gflops = timed.flops / 1e9 if timed.flops is not None else None
             fraction = gflops / timed.median / _peak_for(spec, peaks) if gflops else None
-            row = Row(spec.model, spec.mode, task, size, batch, timed.median, peak_mb, gflops, fraction,
-                      spec.precision, window, timed.seconds)
+            row = Row(
+                spec.model,
+                spec.mode,
+                task,
+                size,
+                batch,
+                timed.median,
+                peak_mb,
+                gflops,
+                fraction,
+                spec.precision,
+                window,
+                timed.seconds,
+            )
             rows.append(row)
-            logger.info("%s/%s %s %dpx x%d: %.3f s median (%.0f s total), peak %s MB, %s GFLOP",
-                        spec.model, spec.mode, task, size, batch, row.seconds_median,
-                        time.perf_counter() - started, _fmt(peak_mb), _fmt(gflops))
+            logger.info(
+                "%s/%s %s %dpx x%d: %.3f s median (%.0f s total), peak %s MB, %s GFLOP",
+                spec.model,
+                spec.mode,
+                task,
+                size,
+                batch,
+                row.seconds_median,
+                time.perf_counter() - started,
+                _fmt(peak_mb),
+                _fmt(gflops),
+            )
         del images
     del model
     return rows
@@ -301,8 +378,9 @@ def peer_image_size(peer: str, settings: BenchmarkSettings) -> int:
     return MDV5A_TINY_IMAGE_SIZE if settings.tiny else PEERS[peer].image_size
 
 
-def mdv5a_task_fns(model: torch.nn.Module, spec: ModelSpec, settings: BenchmarkSettings, batch: int
-                   ) -> dict[str, Callable[[], object]]:
+def mdv5a_task_fns(
+    model: torch.nn.Module, spec: ModelSpec, settings: BenchmarkSettings, batch: int
+) -> dict[str, Callable[[], object]]:
     """``{"backbone": the network alone, "inference": network + post-processing}`` on a batch of letterboxed
     4:3 frames (see ``megadetector.py`` and ``md1000.py``), for ``model`` from ``build_peer(spec.model)`` (made
     ``half()`` for fp16)."""
@@ -336,8 +414,9 @@ def _build_mdv5a(spec: ModelSpec, settings: BenchmarkSettings) -> torch.nn.Modul
     return model.half() if spec.autocast_dtype == torch.float16 else model
 
 
-def measure_mdv5a(spec: ModelSpec, settings: BenchmarkSettings, peaks: dict[str, float], memory: PeakMemory
-                  ) -> list[Row]:
+def measure_mdv5a(
+    spec: ModelSpec, settings: BenchmarkSettings, peaks: dict[str, float], memory: PeakMemory
+) -> list[Row]:
     """A MegaDetector model's network alone (task "backbone") and with its post-processing (task "inference");
     rows carry the letterbox's long side as their size and the peer's name as their model."""
     device = torch.device(settings.device)
@@ -353,11 +432,32 @@ def measure_mdv5a(spec: ModelSpec, settings: BenchmarkSettings, peaks: dict[str,
             timed = time_repeats(fn, device, settings.warmup, settings.repeats, settings.count_flops)
             gflops = timed.flops / 1e9 if timed.flops is not None else None
             fraction = gflops / timed.median / _peak_for(spec, peaks) if gflops else None
-            row = Row(spec.model, spec.mode, task, image_size, batch, timed.median, memory.peak_mb(), gflops,
-                      fraction, spec.precision, 0, timed.seconds)
+            row = Row(
+                spec.model,
+                spec.mode,
+                task,
+                image_size,
+                batch,
+                timed.median,
+                memory.peak_mb(),
+                gflops,
+                fraction,
+                spec.precision,
+                0,
+                timed.seconds,
+            )
             rows.append(row)
-            logger.info("%s/%s %s %dpx x%d: %.3f s median, peak %s MB, %s GFLOP", spec.model, spec.mode, task,
-                        image_size, batch, row.seconds_median, _fmt(row.peak_mem_mb), _fmt(gflops))
+            logger.info(
+                "%s/%s %s %dpx x%d: %.3f s median, peak %s MB, %s GFLOP",
+                spec.model,
+                spec.mode,
+                task,
+                image_size,
+                batch,
+                row.seconds_median,
+                _fmt(row.peak_mem_mb),
+                _fmt(gflops),
+            )
     del model
     return rows
 
@@ -383,9 +483,18 @@ def measure_interleaved(specs: Sequence[ModelSpec], size: int, settings: Benchma
                         jobs.append((spec, task, peer_image_size(spec.model, settings), batch, fn))
         else:
             window = (settings.window or auto_window_size(size)) if spec.windowed else 0
-            model = build_benchmark_model(spec, size, settings.device, settings.score_thresh, window,
-                                          settings.weights, settings.tiny, settings.topk_candidates,
-                                          settings.boxes_only, settings.threads)
+            model = build_benchmark_model(
+                spec,
+                size,
+                settings.device,
+                settings.score_thresh,
+                window,
+                settings.weights,
+                settings.tiny,
+                settings.topk_candidates,
+                settings.boxes_only,
+                settings.threads,
+            )
             for batch in settings.batches:
                 images = synthetic_images(batch, size, device)
                 for task in settings.tasks:
@@ -406,13 +515,35 @@ def measure_interleaved(specs: Sequence[ModelSpec], size: int, settings: Benchma
             fn()
             synchronize(device)
             times.append(time.perf_counter() - start)
-            logger.info("round %d: %s/%s %s %dpx x%d: %.3f s", round_ + 1, spec.model, spec.mode, task, job_size,
-                        batch, times[-1])
+            logger.info(
+                "round %d: %s/%s %s %dpx x%d: %.3f s",
+                round_ + 1,
+                spec.model,
+                spec.mode,
+                task,
+                job_size,
+                batch,
+                times[-1],
+            )
     rows = []
     for times, (spec, task, job_size, batch, _) in zip(seconds, jobs):
         window = (settings.window or auto_window_size(size)) if spec.windowed else 0
-        rows.append(Row(spec.model, spec.mode, task, job_size, batch, statistics.median(times), None, None, None,
-                        spec.precision, window, times))
+        rows.append(
+            Row(
+                spec.model,
+                spec.mode,
+                task,
+                job_size,
+                batch,
+                statistics.median(times),
+                None,
+                None,
+                None,
+                spec.precision,
+                window,
+                times,
+            )
+        )
     del models
     return rows
 
@@ -425,8 +556,9 @@ def accuracy_guard(size: int, settings: BenchmarkSettings) -> list[dict]:
     """Neck agreement of each fast mode with fp32 global attention on the same weights (ours only)."""
     device = torch.device(settings.device)
     torch.manual_seed(0)
-    model = build_benchmark_model(OUR_MODES["parity"], size, settings.device, settings.score_thresh, 0,
-                                  settings.weights, settings.tiny)
+    model = build_benchmark_model(
+        OUR_MODES["parity"], size, settings.device, settings.score_thresh, 0, settings.weights, settings.tiny
+    )
     vit = model.backbone.net.vit.eval()
     images = (synthetic_images(1, size, device, seed=1) - model.pixel_mean) / model.pixel_std
     del model
@@ -471,8 +603,13 @@ def _lookup(rows: Sequence[Row], model: str, mode: str, task: str, size: int, ba
 
 
 def compute_ratios(
-    rows: Sequence[Row], size: int, batch: int, baseline_mode: str = "fp32", train_batch: int | None = None,
-    mdv5a_mode: str | None = None, mdv5a_size: int = MDV5A_IMAGE_SIZE,
+    rows: Sequence[Row],
+    size: int,
+    batch: int,
+    baseline_mode: str = "fp32",
+    train_batch: int | None = None,
+    mdv5a_mode: str | None = None,
+    mdv5a_size: int = MDV5A_IMAGE_SIZE,
 ) -> dict[str, float | None]:
     """Ours / ViTDet-B (``baseline_mode``) at one size and batch; ``None`` where a row was not measured.
 
@@ -510,8 +647,9 @@ def compute_ratios(
     return ratios
 
 
-def peer_ratios(rows: Sequence[Row], size: int, batch: int, peer: str, peer_mode: str, peer_size: int
-                ) -> dict[str, float]:
+def peer_ratios(
+    rows: Sequence[Row], size: int, batch: int, peer: str, peer_mode: str, peer_size: int
+) -> dict[str, float]:
     """:func:`mdv5a_ratios` against any MegaDetector peer: ``{task}_{mode}_vs_{peer}``,
     ``images_per_second_{mode}_vs_{peer}`` and ``inference_mem_{mode}_vs_{peer}``, measured pairs only."""
     ratios: dict[str, float] = {}
@@ -530,8 +668,7 @@ def peer_ratios(rows: Sequence[Row], size: int, batch: int, peer: str, peer_mode
     return ratios
 
 
-def mdv5a_ratios(rows: Sequence[Row], size: int, batch: int, mdv5a_mode: str, mdv5a_size: int
-                 ) -> dict[str, float]:
+def mdv5a_ratios(rows: Sequence[Row], size: int, batch: int, mdv5a_mode: str, mdv5a_size: int) -> dict[str, float]:
     """Ours (``size``) against MegaDetector v5a (``mdv5a_mode``, letterboxed to ``mdv5a_size``), same batch:
     ``{task}_{mode}_vs_mdv5a`` time ratios (lower is better; task "backbone" = the network alone) and
     ``images_per_second_{mode}_vs_mdv5a`` (inference; higher is better: the issue's goals are stated in it),
@@ -612,8 +749,15 @@ def run_benchmark(settings: BenchmarkSettings, on_progress: Callable[[dict], Non
     return _result(settings, specs, rows, accuracy, device, peaks, load_at_start)
 
 
-def _result(settings: BenchmarkSettings, specs: Sequence[ModelSpec], rows: Sequence[Row], accuracy: list[dict],
-            device: torch.device, peaks: dict[str, float], load_at_start: tuple | None = None) -> dict:
+def _result(
+    settings: BenchmarkSettings,
+    specs: Sequence[ModelSpec],
+    rows: Sequence[Row],
+    accuracy: list[dict],
+    device: torch.device,
+    peaks: dict[str, float],
+    load_at_start: tuple | None = None,
+) -> dict:
     first = (settings.sizes[0], settings.batches[0])
     first_train = settings.batches[0] if not settings.train_batches else settings.train_batches[0]
     v5a_modes = [s.mode for s in specs if s.model == "mdv5a"]
@@ -621,10 +765,18 @@ def _result(settings: BenchmarkSettings, specs: Sequence[ModelSpec], rows: Seque
     result = {
         "rows": [_row_dict(r) for r in rows],
         "ratios": compute_ratios(rows, *first, train_batch=first_train, **peer),
-        "ratios_at": {"size": first[0], "batch": first[1], "train_batch": first_train, "baseline": "vitdet fp32",
-                      **({"mdv5a": f"{peer['mdv5a_mode']} at {peer['mdv5a_size']} px"} if peer else {})},
-        "ratios_all": {f"{s}px_batch{b}": compute_ratios(rows, s, b) for s in settings.sizes
-                       for b in sorted({r.batch for r in rows})},
+        "ratios_at": {
+            "size": first[0],
+            "batch": first[1],
+            "train_batch": first_train,
+            "baseline": "vitdet fp32",
+            **({"mdv5a": f"{peer['mdv5a_mode']} at {peer['mdv5a_size']} px"} if peer else {}),
+        },
+        "ratios_all": {
+            f"{s}px_batch{b}": compute_ratios(rows, s, b)
+            for s in settings.sizes
+            for b in sorted({r.batch for r in rows})
+        },
         "accuracy": accuracy,
         "machine": machine_info(device, peaks, load_at_start),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
@@ -632,13 +784,20 @@ def _result(settings: BenchmarkSettings, specs: Sequence[ModelSpec], rows: Seque
     }
     for name in settings.peers:
         if name != "mdv5a":  # v5a's ratios are in "ratios" already
-            result["ratios"].update(peer_ratios(rows, *first, name, settings.peer_mode(),
-                                                peer_image_size(name, settings)))
+            result["ratios"].update(
+                peer_ratios(rows, *first, name, settings.peer_mode(), peer_image_size(name, settings))
+            )
     if settings.peers:
-        result["peers"] = {s.model: {"architecture": PEERS[s.model].architecture,
-                                     "image_size": peer_image_size(s.model, settings), "stride": PEERS[s.model].stride,
-                                     "megadetector_speed_vs_v5a": PEERS[s.model].speed_vs_v5a}
-                           for s in specs if s.model in PEERS}
+        result["peers"] = {
+            s.model: {
+                "architecture": PEERS[s.model].architecture,
+                "image_size": peer_image_size(s.model, settings),
+                "stride": PEERS[s.model].stride,
+                "megadetector_speed_vs_v5a": PEERS[s.model].speed_vs_v5a,
+            }
+            for s in specs
+            if s.model in PEERS
+        }
     if "bf16" in settings.vitdet_modes:
         result["ratios_vs_vitdet_bf16"] = compute_ratios(rows, *first, baseline_mode="bf16", train_batch=first_train)
     return result

@@ -4,6 +4,7 @@ Importing this package registers ``build_ropevit_sfp_backbone`` with detectron2'
 ``BACKBONE_REGISTRY`` and the ``birder://`` path handler with its ``PathManager``;
 ``add_ropevit_config`` adds the config keys the backbone reads.
 """
+
 import warnings
 
 from ._deps import require_detectron2
@@ -15,8 +16,10 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     require_detectron2()
 
-    from . import checkpoint  # noqa: F401  (registers the birder:// path handler)
-    from . import model_zoo  # noqa: F401  (configs by name: model_zoo.get_config)
+    from . import (
+        checkpoint,  # noqa: F401  (registers the birder:// path handler)
+        model_zoo,  # noqa: F401  (configs by name: model_zoo.get_config)
+    )
     from .config import add_ropevit_config
     from .modeling import RoPEViT, build_ropevit_sfp_backbone
 

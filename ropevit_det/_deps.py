@@ -1,4 +1,5 @@
 """Fail early, and say how to fix it, when a dependency that pip cannot install for us is missing."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,8 +31,10 @@ MEGADETECTOR_VERSION = "10.0.28"
 # megadetector package itself is installed with --no-deps: its own requirements pull a YOLO training stack whose
 # sdist needs the network.
 EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
-    "camtrap": (("megadetector", "pandas", "sklearn", "humanfriendly", "jsonpickle", "cv2"),
-                f'pip install "ropevit_det[camtrap]" && pip install --no-deps megadetector=={MEGADETECTOR_VERSION}'),
+    "camtrap": (
+        ("megadetector", "pandas", "sklearn", "humanfriendly", "jsonpickle", "cv2"),
+        f'pip install "ropevit_det[camtrap]" && pip install --no-deps megadetector=={MEGADETECTOR_VERSION}',
+    ),
     "camtrapdp": (("frictionless",), 'pip install "ropevit_det[camtrap]"'),
     "export": (("onnx",), 'pip install "ropevit_det[export]"'),
     "onnxruntime": (("onnx", "onnxruntime"), 'pip install "ropevit_det[export]"'),
@@ -39,9 +42,11 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     # python tools/benchmark.py (from a clone): detectron2's ViTDet-B baseline imports timm; MegaDetector v5a's
     # network is the yolov5 package's, installed with --no-deps as megadetector is.
     "vitdet": (("timm",), 'pip install "ropevit_det[bench]"'),
-    "mdv5a": (("yolov5", "thop", "seaborn", "psutil", "megadetector"),
-              'pip install "ropevit_det[bench]" && pip install --no-deps yolov5==7.0.14 ultralytics '
-              f"megadetector=={MEGADETECTOR_VERSION}"),
+    "mdv5a": (
+        ("yolov5", "thop", "seaborn", "psutil", "megadetector"),
+        'pip install "ropevit_det[bench]" && pip install --no-deps yolov5==7.0.14 ultralytics '
+        f"megadetector=={MEGADETECTOR_VERSION}",
+    ),
 }
 
 
@@ -59,10 +64,15 @@ COMMAND_NEEDS: dict[str, Callable[[Any], list[str]]] = {
     "classify": lambda args: ["camtrap"] if getattr(args, "smooth_sequences", False) else [],
     "export": lambda args: ["export"] if getattr(args, "format", None) == "onnx" else [],
     "camtrapdp": lambda args: ["camtrapdp"] if getattr(args, "step", None) in ("export", "validate") else [],
-    "benchmark": lambda args: ((["vitdet"] if getattr(args, "vitdet_modes", ()) else [])
-                               + (["mdv5a"] if getattr(args, "mdv5a_modes", ()) else [])
-                               + [{"ort": "onnxruntime", "openvino": "openvino"}[m]
-                                  for m in getattr(args, "ours_modes", None) or () if m in ("ort", "openvino")]),
+    "benchmark": lambda args: (
+        (["vitdet"] if getattr(args, "vitdet_modes", ()) else [])
+        + (["mdv5a"] if getattr(args, "mdv5a_modes", ()) else [])
+        + [
+            {"ort": "onnxruntime", "openvino": "openvino"}[m]
+            for m in getattr(args, "ours_modes", None) or ()
+            if m in ("ort", "openvino")
+        ]
+    ),
 }
 
 # How the user runs each command (the benchmarks run from a clone, not through ropevit-det).

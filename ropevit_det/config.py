@@ -3,6 +3,7 @@
 Every key has a default and a one-line comment. yacs rejects unknown keys, so a typo in a YAML
 file or on the command line fails loudly instead of being ignored.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,10 @@ class RoPEViTCfgNode(CN):
         except yaml.YAMLError as error:
             raise UserInputError(f"config {filename} is not valid YAML: {error}") from None
         except OSError as error:  # a _BASE_ that names no file
-            raise UserInputError(f"config {filename} cannot be read ({error.strerror}): check the path, and the "
-                                 "_BASE_ entries of the files that include it") from None
+            raise UserInputError(
+                f"config {filename} cannot be read ({error.strerror}): check the path, and the "
+                "_BASE_ entries of the files that include it"
+            ) from None
 
 
 def add_ropevit_config(cfg: CN) -> None:
@@ -81,7 +84,9 @@ def add_ropevit_config(cfg: CN) -> None:
     cfg.SOLVER.LAYER_DECAY = 0.7  # lr multiplier per block below the top (ViTDet-B: 0.7); 1.0 disables it
     cfg.SOLVER.AMP.PRECISION = "bfloat16"  # autocast dtype when SOLVER.AMP.ENABLED: "float16" (CUDA) or "bfloat16"
     cfg.INPUT.LSJ = CN()
-    cfg.INPUT.LSJ.ENABLED = False  # large-scale jitter (flip, ResizeScale, FixedSizeCrop(pad=False)) instead of ResizeShortestEdge
+    cfg.INPUT.LSJ.ENABLED = (
+        False  # large-scale jitter (flip, ResizeScale, FixedSizeCrop(pad=False)) instead of ResizeShortestEdge
+    )
     cfg.INPUT.LSJ.IMAGE_SIZE = 1024  # crop size; pair with MODEL.SFP.SQUARE_PAD of the same value
     cfg.INPUT.LSJ.MIN_SCALE = 0.1  # ResizeScale range, relative to IMAGE_SIZE
     cfg.INPUT.LSJ.MAX_SCALE = 2.0
@@ -103,12 +108,13 @@ def load_config(config_file: str | os.PathLike, opts: Sequence[str] = ()) -> CN:
     """
     config_file = os.fspath(config_file)
     if config_file.startswith(ZOO_SCHEME):
-        config_file = get_config_file(config_file[len(ZOO_SCHEME):])
+        config_file = get_config_file(config_file[len(ZOO_SCHEME) :])
     opts = list(opts)
     if len(opts) % 2:
         raise UserInputError(
             f"config overrides come in KEY VALUE pairs, but {len(opts)} items were given; the last, "
-            f"{opts[-1]!r}, has no value (e.g. SOLVER.MAX_ITER 1000)", argument="opts"
+            f"{opts[-1]!r}, has no value (e.g. SOLVER.MAX_ITER 1000)",
+            argument="opts",
         )
     cfg = get_cfg()
     add_ropevit_config(cfg)
@@ -116,14 +122,18 @@ def load_config(config_file: str | os.PathLike, opts: Sequence[str] = ()) -> CN:
     try:
         cfg.merge_from_file(config_file)
     except KeyError as error:  # yacs: "Non-existent config key: X"
-        raise UserInputError(f"config {config_file}: {error.args[0]}. Check its spelling: detectron2's keys are "
-                             "in detectron2/config/defaults.py, this project's in ropevit_det/config.py") from None
+        raise UserInputError(
+            f"config {config_file}: {error.args[0]}. Check its spelling: detectron2's keys are "
+            "in detectron2/config/defaults.py, this project's in ropevit_det/config.py"
+        ) from None
     try:
         cfg.merge_from_list(opts)
     except KeyError as error:
-        raise UserInputError(f"override: {error.args[0]}. Check its spelling: detectron2's keys are in "
-                             "detectron2/config/defaults.py, this project's in ropevit_det/config.py",
-                             argument="opts") from None
+        raise UserInputError(
+            f"override: {error.args[0]}. Check its spelling: detectron2's keys are in "
+            "detectron2/config/defaults.py, this project's in ropevit_det/config.py",
+            argument="opts",
+        ) from None
     except (ValueError, TypeError, AssertionError) as error:  # yacs: a value of another type than the default's
         raise UserInputError(f"override: {error}", argument="opts") from None
     check_config(cfg)
@@ -134,8 +144,13 @@ CAPPED_ROI_HEADS = ("CandidateCappedROIHeads",)
 
 
 def check_tta_fits_square(
-    enabled: bool, max_size: int, square_pad: int, *,
-    max_key: str = "TEST.AUG.MAX_SIZE", square_key: str = "MODEL.SFP.SQUARE_PAD", assign: str = " ",
+    enabled: bool,
+    max_size: int,
+    square_pad: int,
+    *,
+    max_key: str = "TEST.AUG.MAX_SIZE",
+    square_key: str = "MODEL.SFP.SQUARE_PAD",
+    assign: str = " ",
 ) -> None:
     """TTA resizes images up to ``max_size``; the model pads every batch to ``square_pad`` (0: off), which must
     hold them. The key names are the config system's (the Lazy path passes ``test.aug.max_size``, ``=``)."""

@@ -2,6 +2,7 @@
 which detectron2 build is present (and what its missing ``_C`` ops cost), CPU bf16 support, and which
 published weights are already in the ``birder://`` cache.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -63,8 +64,13 @@ def detectron2_rows() -> list[Row]:
         importlib.import_module("detectron2._C")
         rows.append(("detectron2._C", "loaded: compiled ROIAlign/NMS, deformable conv, rotated boxes"))
     except ImportError as error:
-        rows.append(("detectron2._C", f"not loaded ({error}): ROIAlign and NMS come from torchvision; "
-                                      "deformable conv and rotated-box ops are unavailable"))
+        rows.append(
+            (
+                "detectron2._C",
+                f"not loaded ({error}): ROIAlign and NMS come from torchvision; "
+                "deformable conv and rotated-box ops are unavailable",
+            )
+        )
     return rows
 
 
@@ -74,8 +80,10 @@ def weights_cache_rows() -> list[Row]:
 
     folder = cache_dir()
     present = [name for name, w in PUBLISHED_WEIGHTS.items() if (folder / w.file_name).is_file()]
-    return [("weights cache", f"{folder} ({'exists' if folder.is_dir() else 'not created yet'})"),
-            ("published weights cached", ", ".join(present) if present else "none")]
+    return [
+        ("weights cache", f"{folder} ({'exists' if folder.is_dir() else 'not created yet'})"),
+        ("published weights cached", ", ".join(present) if present else "none"),
+    ]
 
 
 def collect_env_rows() -> list[Row]:
@@ -104,12 +112,18 @@ def collect_env_rows() -> list[Row]:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            rows.append((f"GPU {i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, "
-                                     f"capability {props.major}.{props.minor}"))
+            rows.append(
+                (
+                    f"GPU {i}",
+                    f"{props.name}, {props.total_memory / 2**30:.0f} GiB, capability {props.major}.{props.minor}",
+                )
+            )
     else:
         rows.append(("GPU", "none: torch.cuda.is_available() is False"))
-    rows += [(name, _version(name)) for name in ("birder", "faster-coco-eval", "pycocotools", "fvcore",
-                                                 "megadetector", "onnxruntime")]
+    rows += [
+        (name, _version(name))
+        for name in ("birder", "faster-coco-eval", "pycocotools", "fvcore", "megadetector", "onnxruntime")
+    ]
     rows += weights_cache_rows()
     return rows
 

@@ -5,6 +5,7 @@ Library code raises it (or a subclass) in its own terms, a file, a field, a key,
 command-line layer knows which flag gave that parameter, and every command maps it the same way
 (``ropevit_det.cli.common.user_error_message``).
 """
+
 from __future__ import annotations
 
 

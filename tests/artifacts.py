@@ -1,4 +1,5 @@
 """Files a test keeps for people to look at (screenshots), at a fixed place that outlives pytest's tmp_path."""
+
 from __future__ import annotations
 
 import os

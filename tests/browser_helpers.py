@@ -1,4 +1,5 @@
 """Headless Chromium for tests that must see a page as a user does (Debian's chromium + chromedriver, selenium)."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,11 +12,20 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-INSTALL_COMMAND = ("sudo apt-get update && sudo apt-get install -y chromium chromium-driver fonts-liberation "
-                   "(tools/setup_env.sh runs this when it runs as root)")
+INSTALL_COMMAND = (
+    "sudo apt-get update && sudo apt-get install -y chromium chromium-driver fonts-liberation "
+    "(tools/setup_env.sh runs this when it runs as root)"
+)
 # No GPU, no sandbox (containers run as root), and nothing that reaches out to the network on start.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 
 
 def require_chromium() -> None:
@@ -37,8 +47,9 @@ def headless_chromium(user_data_dir: Path, width: int = 1280, height: int = 1000
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}", f"--window-size={width},{height}"):
         options.add_argument(flag)
     # An explicit driver path: selenium then never runs its "selenium manager" download step.
-    driver = webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER),
-                              options=options)
+    driver = webdriver.Chrome(
+        service=Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER), options=options
+    )
     try:
         yield driver
     finally:

@@ -1,4 +1,6 @@
-"""Helpers for the camera-trap tests: the sample frames in tests/data, small images and CCT files made in a temp folder."""
+"""Helpers for the camera-trap tests: the sample frames in tests/data, small images and CCT files made in a temp
+folder."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """A small survey for the Camtrap DP tests: the camtrap_mini frames laid out as three deployments, their
 MegaDetector-format results (made from the human boxes of annotations.json) and a deployments file."""
+
 from __future__ import annotations
 
 import csv
@@ -12,20 +13,46 @@ from typing import Any
 from PIL import Image
 
 from ropevit_det.camera_trap.inputs.exif import capture_datetime
-
 from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES
 
 HIPPO = "00001_Animalia_Chordata_Mammalia_Artiodactyla_Hippopotamidae_Hippopotamus_amphibius"
 # Folder of each frame (by file-name prefix) = one deployment each.
 FOLDERS = {"serengeti_": "serengeti", "speciesnet_": "blanks", "pw_": "pw"}
-DEPLOYMENT_COLUMNS = ["deploymentID", "latitude", "longitude", "deploymentStart", "deploymentEnd", "timezone",
-                      "folder", "locationName", "cameraModel"]
+DEPLOYMENT_COLUMNS = [
+    "deploymentID",
+    "latitude",
+    "longitude",
+    "deploymentStart",
+    "deploymentEnd",
+    "timezone",
+    "folder",
+    "locationName",
+    "cameraModel",
+]
 DEPLOYMENTS = [
-    ["serengeti-S1-E03", "-2.333", "34.833", "2010-08-01", "2010-08-31", "Africa/Dar_es_Salaam", "serengeti",
-     "Serengeti E03", ""],
+    [
+        "serengeti-S1-E03",
+        "-2.333",
+        "34.833",
+        "2010-08-01",
+        "2010-08-31",
+        "Africa/Dar_es_Salaam",
+        "serengeti",
+        "Serengeti E03",
+        "",
+    ],
     ["blanks-1", "-41.29", "174.78", "2016-05-01", "2016-10-01", "+12:00", "blanks", "", ""],
-    ["pw-1", "47.6", "-122.3", "2021-06-01T08:00:00", "2021-06-01T18:00:00", "America/Los_Angeles", "pw", "",
-     "Reconyx HF2X"],
+    [
+        "pw-1",
+        "47.6",
+        "-122.3",
+        "2021-06-01T08:00:00",
+        "2021-06-01T18:00:00",
+        "America/Los_Angeles",
+        "pw",
+        "",
+        "Reconyx HF2X",
+    ],
 ]
 
 
@@ -83,9 +110,16 @@ def make_survey(tmp_path: Path) -> Survey:
         detections = []
         for ann in by_image.get(im["id"], []):
             x, y, w, h = ann["bbox"]
-            det = {"category": "1", "conf": 0.9,
-                   "bbox": [round(x / im["width"], 4), round(y / im["height"], 4), round(w / im["width"], 4),
-                            round(h / im["height"], 4)]}
+            det = {
+                "category": "1",
+                "conf": 0.9,
+                "bbox": [
+                    round(x / im["width"], 4),
+                    round(y / im["height"], 4),
+                    round(w / im["width"], 4),
+                    round(h / im["height"], 4),
+                ],
+            }
             if rel.startswith("serengeti/"):
                 det["classifications"] = [["0", 0.8]]
             detections.append(det)
@@ -94,11 +128,17 @@ def make_survey(tmp_path: Path) -> Survey:
         if rel == "pw/pw_102542.jpg":
             detections.append({"category": "2", "conf": 0.8, "bbox": [0.0, 0.5, 0.1, 0.3]})
         entries.append({"file": rel, "datetime": when, "detections": detections})
-    data = {"info": {"format_version": "1.6", "detector": "model_final.pth", "classifier": "rope_vit inat21",
-                     "detector_metadata": {"typical_detection_threshold": 0.2}},
-            "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
-            "classification_categories": {"0": HIPPO},
-            "images": entries}
+    data = {
+        "info": {
+            "format_version": "1.6",
+            "detector": "model_final.pth",
+            "classifier": "rope_vit inat21",
+            "detector_metadata": {"typical_detection_threshold": 0.2},
+        },
+        "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
+        "classification_categories": {"0": HIPPO},
+        "images": entries,
+    }
     results = tmp_path / "results.json"
     results.write_text(json.dumps(data), encoding="utf-8")
     deployments = write_deployments(tmp_path / "deployments.csv", DEPLOYMENTS)

@@ -1,5 +1,6 @@
 """Shared fixtures for the checkpoint tests: random-weight birder checkpoints written by birder's own code,
 and small detectron2 models built from the project's base config."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -74,25 +75,41 @@ def save_birder_safetensors(
 
 
 def tiny_cfg(
-    depth: int = 2, embed_dim: int = 64, num_heads: int = 2, mlp_dim: int = 128, img_size: int = TINY_SIZE,
+    depth: int = 2,
+    embed_dim: int = 64,
+    num_heads: int = 2,
+    mlp_dim: int = 128,
+    img_size: int = TINY_SIZE,
     num_classes: int = 0,
 ):
     """The base config with a tiny ViT and thin heads (fast on a CPU)."""
     return load_config(
         str(BASE_CONFIG),
         [
-            "MODEL.DEVICE", "cpu",
-            "MODEL.ROPE_VIT.DEPTH", depth,
-            "MODEL.ROPE_VIT.EMBED_DIM", embed_dim,
-            "MODEL.ROPE_VIT.NUM_HEADS", num_heads,
-            "MODEL.ROPE_VIT.MLP_DIM", mlp_dim,
-            "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE", img_size,
-            "MODEL.ROPE_VIT.NUM_CLASSES", num_classes,
-            "MODEL.SFP.OUT_CHANNELS", 16,
-            "MODEL.ROI_BOX_HEAD.CONV_DIM", 16,
-            "MODEL.ROI_BOX_HEAD.FC_DIM", 32,
-            "MODEL.ROI_MASK_HEAD.CONV_DIM", 16,
-            "MODEL.ROI_HEADS.NUM_CLASSES", 3,
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.ROPE_VIT.DEPTH",
+            depth,
+            "MODEL.ROPE_VIT.EMBED_DIM",
+            embed_dim,
+            "MODEL.ROPE_VIT.NUM_HEADS",
+            num_heads,
+            "MODEL.ROPE_VIT.MLP_DIM",
+            mlp_dim,
+            "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE",
+            img_size,
+            "MODEL.ROPE_VIT.NUM_CLASSES",
+            num_classes,
+            "MODEL.SFP.OUT_CHANNELS",
+            16,
+            "MODEL.ROI_BOX_HEAD.CONV_DIM",
+            16,
+            "MODEL.ROI_BOX_HEAD.FC_DIM",
+            32,
+            "MODEL.ROI_MASK_HEAD.CONV_DIM",
+            16,
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            3,
         ],
     )
 

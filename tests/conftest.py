@@ -1,4 +1,5 @@
 """Shared test helpers: tiny-depth detectron2 configs so end-to-end tests stay fast on 2 CPU cores."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +14,22 @@ CONFIGS = REPO / "configs"
 
 # A narrow, shallow ViT with the real patch size and token layout: same code paths, a fraction of the cost.
 TINY_VIT_OVERRIDES = [
-    "MODEL.ROPE_VIT.EMBED_DIM", "64",
-    "MODEL.ROPE_VIT.DEPTH", "2",
-    "MODEL.ROPE_VIT.NUM_HEADS", "2",
-    "MODEL.ROPE_VIT.MLP_DIM", "128",
-    "MODEL.DEVICE", "cpu",
-    "MODEL.WEIGHTS", "",
-    "MODEL.SFP.SQUARE_PAD", "0",  # LSJ configs pad every batch to 1024; tests use small images
-    "MODEL.ROPE_VIT.GLOBAL_BLOCKS", "[1]",  # where a config windows attention (ViTDet-B: 2, 5, 8, 11), the last block stays global
+    "MODEL.ROPE_VIT.EMBED_DIM",
+    "64",
+    "MODEL.ROPE_VIT.DEPTH",
+    "2",
+    "MODEL.ROPE_VIT.NUM_HEADS",
+    "2",
+    "MODEL.ROPE_VIT.MLP_DIM",
+    "128",
+    "MODEL.DEVICE",
+    "cpu",
+    "MODEL.WEIGHTS",
+    "",
+    "MODEL.SFP.SQUARE_PAD",
+    "0",  # LSJ configs pad every batch to 1024; tests use small images
+    "MODEL.ROPE_VIT.GLOBAL_BLOCKS",
+    "[1]",  # where a config windows attention (ViTDet-B: 2, 5, 8, 11), the last block stays global
 ]
 
 

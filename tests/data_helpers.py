@@ -1,4 +1,5 @@
 """Shared helpers for the data and evaluation tests: tiny COCO-format datasets written to a temp folder."""
+
 from __future__ import annotations
 
 import json

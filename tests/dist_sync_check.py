@@ -1,8 +1,10 @@
-"""Run by tests/engine/test_training.py (yacs) and tests/engine/test_lazy_train.py (LazyConfig): a 2-process (gloo) training run
+"""Run by tests/engine/test_training.py (yacs) and tests/engine/test_lazy_train.py (LazyConfig): a 2-process (gloo)
+training run
 through ``ropevit-det train``'s own setup and trainer (tools/train_net.py), for either config system. Every rank
 reports, per parameter tensor, a checksum before and after training and the iteration counter, so the test can
 prove that the run trained (parameters moved, iterations advanced) and that the ranks stayed in sync. The report is
 ``sync_report.json`` in the run's output folder."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +23,11 @@ from ropevit_det.engine.distributed import shutdown_distributed, unwrap_model
 
 
 def checksums(model: torch.nn.Module) -> dict[str, float]:
-    return {name: p.detach().double().sum().item() + p.detach().double().abs().sum().item()
-            for name, p in model.named_parameters() if p.requires_grad}
+    return {
+        name: p.detach().double().sum().item() + p.detach().double().abs().sum().item()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
 
 
 def yacs_run(cfg: CfgNode) -> tuple[TrainerBase, Callable[[], Any], int, str]:
@@ -45,8 +50,14 @@ def main(args) -> None:
     before = checksums(model)
     train()
     after = checksums(model)
-    report = {"rank": comm.get_rank(), "world": comm.get_world_size(), "iter": trainer.iter,
-              "max_iter": max_iter, "before": before, "after": after}
+    report = {
+        "rank": comm.get_rank(),
+        "world": comm.get_world_size(),
+        "iter": trainer.iter,
+        "max_iter": max_iter,
+        "before": before,
+        "after": after,
+    }
     all_reports = comm.all_gather(report)
     if comm.is_main_process():
         Path(output_dir, "sync_report.json").write_text(json.dumps(all_reports))

@@ -1,4 +1,5 @@
 """Helpers for the tests that run ``tools/infer.py`` as users do: in a subprocess, sometimes killed part-way."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_infer(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO / "tools/infer.py"), *args], capture_output=True, text=True,
-                          timeout=300, cwd=REPO, env=env)
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools/infer.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
 
 
 def journaled(output: Path) -> int:
@@ -39,14 +46,21 @@ def kill_once_journaled(args: list[str], output: Path, entries: int, log: Path, 
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "w") as err:  # a file, not a pipe: a full pipe would stall the run before the kill
-        proc = subprocess.Popen([sys.executable, str(REPO / "tools/infer.py"), *args], stdout=subprocess.DEVNULL,
-                                stderr=err, cwd=REPO, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "tools/infer.py"), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + timeout
             while journaled(output) < entries:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the run ended or stalled before journaling {entries} images: "
-                                f"{log.read_text()[-3000:]}")
+                    pytest.fail(
+                        f"the run ended or stalled before journaling {entries} images: {log.read_text()[-3000:]}"
+                    )
                 time.sleep(0.01)
             os.killpg(proc.pid, signal.SIGKILL)  # the run and every process it started (ranks, workers)
             return proc.wait(timeout=60)

@@ -1,4 +1,5 @@
 """Helpers for the tests of the output lock: what a killed run leaves behind."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Helpers for the tests that run ``ropevit-det serve`` as a real process on a loopback port."""
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,13 @@ class ServerProcess:
     def start(self, timeout: float = 180) -> ServerProcess:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         with open(self.log, "w") as err:  # a file, not a pipe: a full pipe would stall the server
-            self.proc = subprocess.Popen([sys.executable, "-m", "ropevit_det.cli.main", "serve", *self.args],
-                                         stdout=err, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ropevit_det.cli.main", "serve", *self.args],
+                stdout=err,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=env,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -5,6 +5,7 @@
 under a stub package of the same name (their imports are absolute: ``from speciesnet.constants import ...``).
 A missing package FAILS the test with the install command (never skips).
 """
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -16,8 +17,10 @@ from pathlib import Path
 import pytest
 
 VERSION = "5.0.6"
-INSTALL_COMMAND = (f"pip install --no-deps speciesnet=={VERSION}  (tools/setup_env.sh installs it; --no-deps: the "
-                   "tests read only its geofence files, not its TensorFlow model stack)")
+INSTALL_COMMAND = (
+    f"pip install --no-deps speciesnet=={VERSION}  (tools/setup_env.sh installs it; --no-deps: the "
+    "tests read only its geofence files, not its TensorFlow model stack)"
+)
 MODULES = ("constants", "taxonomy_utils", "geofence_utils", "geolocation")
 
 

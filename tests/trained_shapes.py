@@ -6,6 +6,7 @@ config (a 2-block, 96-wide ViT/14 here, one class "shape") learns the synthetic 
 iterations to score its best boxes near 0.9. Trained once per test session (``shapes_detector`` in
 conftest.py) and shared.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,25 +18,38 @@ import torch
 TRAIN_NAME = "tests_shapes_train"
 # The model: the demo config, boxes only, with a 2-block 96-wide ViT. Needed again at inference.
 MODEL_OVERRIDES = [
-    "MODEL.MASK_ON", "False",
-    "MODEL.ROI_HEADS.NUM_CLASSES", "1",
-    "MODEL.ROPE_VIT.DEPTH", "2",
-    "MODEL.ROPE_VIT.EMBED_DIM", "96",
-    "MODEL.ROPE_VIT.MLP_DIM", "384",
+    "MODEL.MASK_ON",
+    "False",
+    "MODEL.ROI_HEADS.NUM_CLASSES",
+    "1",
+    "MODEL.ROPE_VIT.DEPTH",
+    "2",
+    "MODEL.ROPE_VIT.EMBED_DIM",
+    "96",
+    "MODEL.ROPE_VIT.MLP_DIM",
+    "384",
     # A briefly trained model leaves clusters of overlapping near-duplicate boxes around some shapes; which one
     # of a cluster NMS keeps then hangs on score differences of a few thousandths, in fp32 as in any fast path.
     # A stricter test-time NMS keeps one box per shape, as a converged model would.
-    "MODEL.ROI_HEADS.NMS_THRESH_TEST", "0.3",
+    "MODEL.ROI_HEADS.NMS_THRESH_TEST",
+    "0.3",
 ]
 TRAIN_OVERRIDES = [
-    "SOLVER.MAX_ITER", "120",
-    "SOLVER.WARMUP_ITERS", "10",
-    "SOLVER.BASE_LR", "0.001",
-    "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR",  # constant after warm-up: a cosine to 0 over 120 steps
-                                                      # left the scores near 0.5
-    "SOLVER.IMS_PER_BATCH", "8",
-    "DATASETS.TEST", "()",
-    "SEED", "0",
+    "SOLVER.MAX_ITER",
+    "120",
+    "SOLVER.WARMUP_ITERS",
+    "10",
+    "SOLVER.BASE_LR",
+    "0.001",
+    "SOLVER.LR_SCHEDULER_NAME",
+    "WarmupMultiStepLR",  # constant after warm-up: a cosine to 0 over 120 steps
+    # left the scores near 0.5
+    "SOLVER.IMS_PER_BATCH",
+    "8",
+    "DATASETS.TEST",
+    "()",
+    "SEED",
+    "0",
 ]
 
 
@@ -50,11 +64,12 @@ class ShapesDetector:
 
 
 def train_shapes_detector(out_dir: Path) -> ShapesDetector:
+    from detectron2.data import DatasetCatalog
+    from detectron2.utils.env import seed_all_rng
+
     from ropevit_det import model_zoo
     from ropevit_det.data import generate_shapes_dataset, register_coco_dataset
     from ropevit_det.engine import Trainer
-    from detectron2.data import DatasetCatalog
-    from detectron2.utils.env import seed_all_rng
 
     paths = generate_shapes_dataset(out_dir / "data", 200, 6, seed=0, image_size=160)
     # One class, "shape": finding the shapes is learnt in a few dozen steps, telling circles from squares takes
@@ -68,7 +83,14 @@ def train_shapes_detector(out_dir: Path) -> ShapesDetector:
     if TRAIN_NAME not in DatasetCatalog.list():
         register_coco_dataset(TRAIN_NAME, one_class_json, paths["train_images"])
     config_file = model_zoo.get_config_file("demo/ropevit_shapes_cpu.yaml")
-    overrides = [*MODEL_OVERRIDES, *TRAIN_OVERRIDES, "DATASETS.TRAIN", f"('{TRAIN_NAME}',)", "OUTPUT_DIR", str(out_dir / "train")]
+    overrides = [
+        *MODEL_OVERRIDES,
+        *TRAIN_OVERRIDES,
+        "DATASETS.TRAIN",
+        f"('{TRAIN_NAME}',)",
+        "OUTPUT_DIR",
+        str(out_dir / "train"),
+    ]
     cfg = model_zoo.get_config("demo/ropevit_shapes_cpu.yaml", overrides)
     # One thread, as the demo does: on 2 cores shared with anything else, 2 OpenMP threads wait on each other
     # and a step takes several times longer; on idle cores 2 threads gain only about a quarter.
@@ -83,20 +105,33 @@ def train_shapes_detector(out_dir: Path) -> ShapesDetector:
         torch.set_num_threads(threads)
     weights = out_dir / "train" / "model_final.pth"
     assert weights.is_file()
-    return ShapesDetector(config_file=config_file, overrides=[*MODEL_OVERRIDES, "MODEL.WEIGHTS", str(weights)],
-                          weights=weights, val_images=sorted(paths["val_images"].glob("*.png")))
+    return ShapesDetector(
+        config_file=config_file,
+        overrides=[*MODEL_OVERRIDES, "MODEL.WEIGHTS", str(weights)],
+        weights=weights,
+        val_images=sorted(paths["val_images"].glob("*.png")),
+    )
 
 
 Detection = tuple[list[float], float, int]  # (box x1 y1 x2 y2, score, class)
 
 
 def detections_of(instances) -> list[Detection]:
-    return [(b.tolist(), float(s), int(c))
-            for b, s, c in zip(instances.pred_boxes.tensor, instances.scores, instances.pred_classes)]
+    return [
+        (b.tolist(), float(s), int(c))
+        for b, s, c in zip(instances.pred_boxes.tensor, instances.scores, instances.pred_classes)
+    ]
 
 
-def assert_matched(reference: list[Detection], candidate: list[Detection], *, min_score: float = 0.3,
-                   min_iou: float = 0.9, max_score_diff: float | None = None, label: str = "") -> int:
+def assert_matched(
+    reference: list[Detection],
+    candidate: list[Detection],
+    *,
+    min_score: float = 0.3,
+    min_iou: float = 0.9,
+    max_score_diff: float | None = None,
+    label: str = "",
+) -> int:
     """Every reference detection above ``min_score`` has a candidate of its class with IoU >= ``min_iou`` (and,
     if given, a score within ``max_score_diff``). Returns how many reference detections were checked."""
     from detectron2.structures import Boxes, pairwise_iou

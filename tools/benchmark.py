@@ -4,6 +4,7 @@
 The code lives in ``benchmarks/commands/benchmark.py``, outside the installed package (as detectron2 and timm keep
 their benchmarks): run it from a clone. Options: ``python tools/benchmark.py --help``.
 """
+
 import sys
 from pathlib import Path
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Glance-then-look per collection against single-pass and MegaDetector's models.
 
-The code lives in ``benchmarks/commands/benchmark_glance.py``, outside the installed package (as detectron2 and timm keep
+The code lives in ``benchmarks/commands/benchmark_glance.py``, outside the installed package (as detectron2 and timm
+keep
 their benchmarks): run it from a clone. Options: ``python tools/benchmark_glance.py --help``.
 """
+
 import sys
 from pathlib import Path
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Checkpoint cost of the results journal over a 1,000,000-image run (fake detector); see docs/SCALE.md.
 
-The code lives in ``benchmarks/commands/benchmark_journal.py``, outside the installed package (as detectron2 and timm keep
+The code lives in ``benchmarks/commands/benchmark_journal.py``, outside the installed package (as detectron2 and
+timm keep
 their benchmarks): run it from a clone. Options: ``python tools/benchmark_journal.py --help``.
 """
+
 import sys
 from pathlib import Path
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Images/s of a 2-process inference run against 1 process on the same machine; see docs/SCALE.md.
 
-The code lives in ``benchmarks/commands/benchmark_scaling.py``, outside the installed package (as detectron2 and timm keep
+The code lives in ``benchmarks/commands/benchmark_scaling.py``, outside the installed package (as detectron2 and
+timm keep
 their benchmarks): run it from a clone. Options: ``python tools/benchmark_scaling.py --help``.
 """
+
 import sys
 from pathlib import Path
 

@@ -4,6 +4,7 @@
 The code lives in ``benchmarks/commands/benchmark_serve.py``, outside the installed package: run it from a clone.
 Options: ``python tools/benchmark_serve.py --help``.
 """
+
 import sys
 from pathlib import Path
 

@@ -5,6 +5,7 @@ docs/SMALL_OBJECTS.md.
 The code lives in ``benchmarks/commands/benchmark_tiles.py``, outside the installed package (as detectron2 and timm keep
 their benchmarks): run it from a clone. Options: ``python tools/benchmark_tiles.py --help``.
 """
+
 import sys
 from pathlib import Path
 

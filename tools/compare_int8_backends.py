@@ -4,6 +4,7 @@
 The code lives in ``benchmarks/commands/compare_int8_backends.py``, outside the installed package: run it from a clone.
 Options: ``python tools/compare_int8_backends.py --help``.
 """
+
 import sys
 from pathlib import Path
 

@@ -4,6 +4,7 @@
 A thin wrapper, kept because detectron2 users run `python tools/...`: the code lives in
 ``ropevit_det/cli/demo.py`` and also runs as ``ropevit-det demo``. Options: ``python tools/demo.py --help``.
 """
+
 import sys
 
 from ropevit_det.cli.demo import main

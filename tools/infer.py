@@ -4,6 +4,7 @@
 A thin wrapper, kept because detectron2 users run `python tools/...`: the code lives in
 ``ropevit_det/cli/infer.py`` and also runs as ``ropevit-det infer``. Options: ``python tools/infer.py --help``.
 """
+
 import sys
 
 from ropevit_det.cli.infer import main

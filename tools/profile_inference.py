@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Operator-level profile of full inference (torch.profiler).
 
-The code lives in ``benchmarks/commands/profile_inference.py``, outside the installed package (as detectron2 and timm keep
+The code lives in ``benchmarks/commands/profile_inference.py``, outside the installed package (as detectron2 and
+timm keep
 their benchmarks): run it from a clone. Options: ``python tools/profile_inference.py --help``.
 """
+
 import sys
 from pathlib import Path
 

@@ -4,6 +4,7 @@
 A thin wrapper, kept because detectron2 users run `python tools/...`: the code lives in
 ``ropevit_det/cli/rde.py`` and also runs as ``ropevit-det rde``. Options: ``python tools/rde.py --help``.
 """
+
 import sys
 
 from ropevit_det.cli.rde import main

@@ -4,6 +4,7 @@
 A thin wrapper, kept because detectron2 users run `python tools/...`: the code lives in
 ``ropevit_det/cli/review.py`` and also runs as ``ropevit-det review``. Options: ``python tools/review.py --help``.
 """
+
 import sys
 
 from ropevit_det.cli.review import main

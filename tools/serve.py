@@ -4,6 +4,7 @@
 A thin wrapper, kept because detectron2 users run `python tools/...`: the code lives in
 ``ropevit_det/cli/serve.py`` and also runs as ``ropevit-det serve``. Options: ``python tools/serve.py --help``.
 """
+
 import sys
 
 from ropevit_det.cli.serve import main

@@ -4,6 +4,7 @@
 A thin wrapper, kept because detectron2 users run `python tools/...`: the code lives in
 ``ropevit_det/cli/train.py`` and also runs as ``ropevit-det train``. Options: ``python tools/train_net.py --help``.
 """
+
 import sys
 
 from ropevit_det.cli.train import main

@@ -9,6 +9,7 @@ the model's training speed (issue 6, part 4). Prints Markdown; ``--json OUT`` wr
 The loader is compared with the model's training images/s taken from a ``tools/benchmark.py --json``
 file (train_step rows of our model), or, without one, measured here for our fast mode (``--model-size``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,20 +31,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-images", type=int, default=5000, help="synthetic COCO images (default 5000)")
     p.add_argument("--dets-per-image", type=int, default=100, help="detections per image (default 100)")
-    p.add_argument("--iou-types", default="bbox", help="bbox and/or segm, comma-separated (segm is much slower "
-                                                         "for pycocotools)")
+    p.add_argument(
+        "--iou-types", default="bbox", help="bbox and/or segm, comma-separated (segm is much slower for pycocotools)"
+    )
     p.add_argument("--skip-coco", action="store_true", help="skip the COCO evaluation benchmark")
     p.add_argument("--skip-loader", action="store_true", help="skip the data-loader benchmark")
     p.add_argument("--loader-images", type=int, default=32, help="generated 640x480 JPEGs (default 32)")
-    p.add_argument("--loader-image-dir", type=Path, default=None,
-                   help="use these JPEGs instead of generated ones (e.g. tests/assets/camtrap_mini/images)")
+    p.add_argument(
+        "--loader-image-dir",
+        type=Path,
+        default=None,
+        help="use these JPEGs instead of generated ones (e.g. tests/assets/camtrap_mini/images)",
+    )
     p.add_argument("--loader-passes", type=int, default=2, help="passes over the images (default 2)")
-    p.add_argument("--config", "--config-file", dest="config_file", default=DEFAULT_CONFIG,
-                   help="training config for the mapper, a path or a model-zoo name (default: %(default)s)")
-    p.add_argument("--benchmark-json", type=Path, default=None, help="tools/benchmark.py --json output: take the "
-                                                                     "model's train_step speed from it")
-    p.add_argument("--model-size", type=int, default=1024, help="without --benchmark-json: measure our fast "
-                                                                "mode's train step at this size (default 1024)")
+    p.add_argument(
+        "--config",
+        "--config-file",
+        dest="config_file",
+        default=DEFAULT_CONFIG,
+        help="training config for the mapper, a path or a model-zoo name (default: %(default)s)",
+    )
+    p.add_argument(
+        "--benchmark-json",
+        type=Path,
+        default=None,
+        help="tools/benchmark.py --json output: take the model's train_step speed from it",
+    )
+    p.add_argument(
+        "--model-size",
+        type=int,
+        default=1024,
+        help="without --benchmark-json: measure our fast mode's train step at this size (default 1024)",
+    )
     p.add_argument("--quick", action="store_true", help="500 images, 16 loader images, model at 448 px")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     return p
@@ -57,14 +76,28 @@ def model_train_speed(args: argparse.Namespace) -> list[dict]:
     else:
         from benchmarks import BenchmarkSettings, run_benchmark
 
-        settings = BenchmarkSettings(sizes=(args.model_size,), tasks=("train_step",), ours_modes=("fast",),
-                                     vitdet_modes=(), warmup=1, repeats=1, count_flops=False, accuracy=False)
+        settings = BenchmarkSettings(
+            sizes=(args.model_size,),
+            tasks=("train_step",),
+            ours_modes=("fast",),
+            vitdet_modes=(),
+            warmup=1,
+            repeats=1,
+            count_flops=False,
+            accuracy=False,
+        )
         rows = run_benchmark(settings)["rows"]
         source = "measured here"
     return [
-        {"mode": r["mode"], "size": r["size"], "batch": r["batch"], "source": source,
-         "train_images_per_second": r["batch"] / r["seconds_median"]}
-        for r in rows if r["model"] == "ours" and r["task"] == "train_step" and r["seconds_median"]
+        {
+            "mode": r["mode"],
+            "size": r["size"],
+            "batch": r["batch"],
+            "source": source,
+            "train_images_per_second": r["batch"] / r["seconds_median"],
+        }
+        for r in rows
+        if r["model"] == "ours" and r["task"] == "train_step" and r["seconds_median"]
     ]
 
 
@@ -72,31 +105,48 @@ def markdown(result: dict) -> str:
     lines = []
     coco = result.get("coco")
     if coco:
-        lines += [f"COCO evaluation, {coco['num_images']} synthetic images, {coco['detections']} detections "
-                  f"({coco['gt_objects']} ground-truth objects):", "",
-                  "| IoU type | pycocotools s | faster-coco-eval s | speedup | speedup as FasterCOCOEvaluator uses it "
-                  "| AP pycocotools | AP faster-coco-eval | max stat difference |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"COCO evaluation, {coco['num_images']} synthetic images, {coco['detections']} detections "
+            f"({coco['gt_objects']} ground-truth objects):",
+            "",
+            "| IoU type | pycocotools s | faster-coco-eval s | speedup | speedup as FasterCOCOEvaluator uses it "
+            "| AP pycocotools | AP faster-coco-eval | max stat difference |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for iou_type, r in coco["by_iou_type"].items():
             s = r["seconds"]
-            lines.append(f"| {iou_type} | {s['pycocotools']:.2f} | {s['faster_coco_eval']:.2f} | {r['speedup']:.1f}x "
-                         f"| {r['speedup_as_used_by_evaluator']:.1f}x | {r['AP']['pycocotools']:.4f} "
-                         f"| {r['AP']['faster_coco_eval']:.4f} | {r['max_abs_stat_difference']:.2e} |")
+            lines.append(
+                f"| {iou_type} | {s['pycocotools']:.2f} | {s['faster_coco_eval']:.2f} | {r['speedup']:.1f}x "
+                f"| {r['speedup_as_used_by_evaluator']:.1f}x | {r['AP']['pycocotools']:.4f} "
+                f"| {r['AP']['faster_coco_eval']:.4f} | {r['max_abs_stat_difference']:.2e} |"
+            )
         load = coco["load_results_seconds"]
-        lines += ["", f"Loading the detections: pycocotools {load['pycocotools']:.2f} s, "
-                      f"faster-coco-eval {load['faster_coco_eval']:.2f} s.", ""]
+        lines += [
+            "",
+            f"Loading the detections: pycocotools {load['pycocotools']:.2f} s, "
+            f"faster-coco-eval {load['faster_coco_eval']:.2f} s.",
+            "",
+        ]
     loader = result.get("loader")
     if loader:
-        lines += [f"Data loading (decode + LSJ {loader['lsj_image_size']} + annotations, one worker): "
-                  f"{loader['images_per_second_per_worker']:.1f} images/s "
-                  f"({loader['images']} images in {loader['seconds']:.1f} s).", ""]
+        lines += [
+            f"Data loading (decode + LSJ {loader['lsj_image_size']} + annotations, one worker): "
+            f"{loader['images_per_second_per_worker']:.1f} images/s "
+            f"({loader['images']} images in {loader['seconds']:.1f} s).",
+            "",
+        ]
         if result.get("model"):
-            lines += ["| our mode | size | batch | model train images/s | loader images/s (1 worker) "
-                      "| workers to keep up | share of one core spent loading |", "|---|---|---|---|---|---|---|"]
+            lines += [
+                "| our mode | size | batch | model train images/s | loader images/s (1 worker) "
+                "| workers to keep up | share of one core spent loading |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for m in result["model"]:
-                lines.append(f"| {m['mode']} | {m['size']} | {m['batch']} | {m['train_images_per_second']:.3f} "
-                             f"| {loader['images_per_second_per_worker']:.1f} | {m['workers_needed']} "
-                             f"| {100 * m['loader_core_share']:.1f}% |")
+                lines.append(
+                    f"| {m['mode']} | {m['size']} | {m['batch']} | {m['train_images_per_second']:.3f} "
+                    f"| {loader['images_per_second_per_worker']:.1f} | {m['workers_needed']} "
+                    f"| {100 * m['loader_core_share']:.1f}% |"
+                )
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ process start-up are left out, as they do not grow with the input).
     python tools/benchmark_scaling.py --config camera_trap/ropevit_faster_rcnn_cct.yaml --images 24 \
         INPUT.MIN_SIZE_TEST 480 INPUT.MAX_SIZE_TEST 640
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,29 @@ def random_checkpoint(config: str, opts: list[str], path: Path) -> None:
 def images_per_second(processes: int, args: argparse.Namespace, weights: Path, frames: str, out: Path) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process(processes))}
     # The package's own entry point (installed, or on PYTHONPATH), so the run works from any working folder.
-    command = [sys.executable, "-m", "ropevit_det", "infer", "--config", args.config, "--weights", str(weights),
-               "--input", frames, "--output", str(out), "--overwrite", "--no-progress", "--batch-size",
-               str(args.batch_size), "--num-workers", str(args.num_workers), "--num-gpus", str(processes), *args.opts]
+    command = [
+        sys.executable,
+        "-m",
+        "ropevit_det",
+        "infer",
+        "--config",
+        args.config,
+        "--weights",
+        str(weights),
+        "--input",
+        frames,
+        "--output",
+        str(out),
+        "--overwrite",
+        "--no-progress",
+        "--batch-size",
+        str(args.batch_size),
+        "--num-workers",
+        str(args.num_workers),
+        "--num-gpus",
+        str(processes),
+        *args.opts,
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RunFailed(f"the {processes}-process run failed:\n{proc.stderr[-3000:]}")
@@ -64,14 +85,18 @@ def images_per_second(processes: int, args: argparse.Namespace, weights: Path, f
         raise RunFailed(f"expected {processes} rank summaries, found {len(ranks)}:\n{proc.stderr[-3000:]}")
     slowest = max(s for _, s in ranks)
     if slowest <= 0:  # the log's rounding left nothing to divide by: a run far too short to time
-        raise RunFailed(f"the {processes}-process run took under 0.01 s per rank; give more images "
-                         "(--images) or a larger test size")
+        raise RunFailed(
+            f"the {processes}-process run took under 0.01 s per rank; give more images (--images) or a larger test size"
+        )
     return sum(n for n, _ in ranks) / slowest
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0],
+        epilog=__doc__.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", default="camera_trap/ropevit_faster_rcnn_cct.yaml", help="detector config")
     parser.add_argument("--input", default=None, help="images to use (default: --images synthetic 2048x1536 JPEGs)")
     parser.add_argument("--images", type=int, default=24, help="synthetic frames (default: %(default)s)")
@@ -94,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             write_frames(tmp_path / "frames", args.images)
             frames = str(tmp_path / "frames")
         try:
-            rates = {p: images_per_second(p, args, weights, frames, tmp_path / f"out_{p}.json")
-                     for p in args.processes}
+            rates = {p: images_per_second(p, args, weights, frames, tmp_path / f"out_{p}.json") for p in args.processes}
         except RunFailed as e:
             print(f"ERROR: {e}", file=sys.stderr)
             return 1

@@ -13,6 +13,7 @@ measured right before each level; and the server's resident memory (RSS) after 1
 Without ``--weights`` the detector is ``--config`` with random weights (speed does not depend on them).
 Nothing leaves the machine: the client only talks to 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,21 +34,38 @@ HOST = "127.0.0.1"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="quick_schedules/ropevit_faster_rcnn_instant_test.yaml",
-                        help="detector config, file or zoo name (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0],
+        epilog=__doc__.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        default="quick_schedules/ropevit_faster_rcnn_instant_test.yaml",
+        help="detector config, file or zoo name (default: %(default)s)",
+    )
     parser.add_argument("--weights", default=None, help="detector weights (default: random weights of --config)")
-    parser.add_argument("--input", default=str(REPO / "tests" / "data" / "camtrap_mini" / "images"),
-                        help="folder of frames, sent in turn (default: the repository's sample frames)")
+    parser.add_argument(
+        "--input",
+        default=str(REPO / "tests" / "data" / "camtrap_mini" / "images"),
+        help="folder of frames, sent in turn (default: the repository's sample frames)",
+    )
     parser.add_argument("--concurrency", default="1,4,16", help="concurrent clients per level (default: %(default)s)")
     parser.add_argument("--requests", type=int, default=96, help="requests per level (default: %(default)s)")
-    parser.add_argument("--memory-requests", type=int, default=1000,
-                        help="requests of the memory phase; RSS read after 100 and after these (default: %(default)s)")
+    parser.add_argument(
+        "--memory-requests",
+        type=int,
+        default=1000,
+        help="requests of the memory phase; RSS read after 100 and after these (default: %(default)s)",
+    )
     parser.add_argument("--max-batch", type=int, default=8, help="server --max-batch and in-process batch size")
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="server --max-wait-ms (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="OMP threads of the server and of the in-process run (default: all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="OMP threads of the server and of the in-process run (default: all cores)",
+    )
     parser.add_argument("--level-timeout-s", type=float, default=300.0, help="time bound of each level and phase")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the figures here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
@@ -82,8 +100,9 @@ class InProcess:
         torch.set_num_threads(args.threads)
         self.args, self.frames, self.work, self.weights = args, frames, work, weights
         work.mkdir()
-        settings = BatchJobSettings(config_file=config, weights=weights, input=str(args.input), output="",
-                                    opts=tuple(args.opts), device="cpu")
+        settings = BatchJobSettings(
+            config_file=config, weights=weights, input=str(args.input), output="", opts=tuple(args.opts), device="cpu"
+        )
         self.cfg = build_job_cfg(settings)
         self.models = load_job_models(settings, self.cfg)
         self.runs = 0
@@ -101,17 +120,30 @@ class InProcess:
         for i, file in enumerate(files):
             (folder / file).symlink_to(self.frames[i % len(self.frames)])
         models = self.models
-        writer = ResultsWriter(self.work / f"run_{self.runs}.json", info=make_info(Path(self.weights).name),
-                               detection_categories=models.classes.categories)
+        writer = ResultsWriter(
+            self.work / f"run_{self.runs}.json",
+            info=make_info(Path(self.weights).name),
+            detection_categories=models.classes.categories,
+        )
         with writer:
-            summary = run_inference(models.detector, models.spec, folder, files, writer, models.classes,
-                                    threshold=self.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
-                                    batch_size=self.args.max_batch, num_workers=1, progress=False)
+            summary = run_inference(
+                models.detector,
+                models.spec,
+                folder,
+                files,
+                writer,
+                models.classes,
+                threshold=self.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+                batch_size=self.args.max_batch,
+                num_workers=1,
+                progress=False,
+            )
         return summary.images_per_second
 
 
-async def _load(url: str, payloads: list[tuple[str, bytes]], requests: int, concurrency: int, timeout: float
-                ) -> tuple[list[float], float, int]:
+async def _load(
+    url: str, payloads: list[tuple[str, bytes]], requests: int, concurrency: int, timeout: float
+) -> tuple[list[float], float, int]:
     """``requests`` posts from ``concurrency`` clients; (latencies of the 200s, wall seconds, non-200 count)."""
     import httpx
 
@@ -147,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     missing = [name for name in ("httpx", "fastapi", "uvicorn", "multipart") if importlib.util.find_spec(name) is None]
     if missing:
-        raise SystemExit(f"ERROR: the load benchmark needs the serve and test extras ({', '.join(missing)} missing): "
-                         "pip install -e '.[serve,test]'")
+        raise SystemExit(
+            f"ERROR: the load benchmark needs the serve and test extras ({', '.join(missing)} missing): "
+            "pip install -e '.[serve,test]'"
+        )
     import httpx
 
     from ropevit_det.cli.benchmark_scaling import random_checkpoint
@@ -172,10 +206,35 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         log = open(work / "server.log", "w")  # noqa: SIM115  (open for the server's whole life)
         server = subprocess.Popen(
-            [sys.executable, "-m", "ropevit_det", "serve", "--config", config, "--weights", weights, "--host", HOST,
-             "--port", str(port), "--device", "cpu", "--max-batch", str(args.max_batch), "--max-wait-ms",
-             str(args.max_wait_ms), "--max-queue", str(4 * max(levels) * args.max_batch), "--log-level", "warning",
-             *args.opts], stdout=log, stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "ropevit_det",
+                "serve",
+                "--config",
+                config,
+                "--weights",
+                weights,
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+                "--max-batch",
+                str(args.max_batch),
+                "--max-wait-ms",
+                str(args.max_wait_ms),
+                "--max-queue",
+                str(4 * max(levels) * args.max_batch),
+                "--log-level",
+                "warning",
+                *args.opts,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         try:
             deadline = time.monotonic() + 300
             while True:
@@ -190,13 +249,20 @@ def main(argv: list[str] | None = None) -> int:
             results = {"levels": []}
             for concurrency in levels:
                 reference = in_process.images_per_second(args.requests)  # the server idles meanwhile
-                latencies, seconds, failed = asyncio.run(_load(url, payloads, args.requests, concurrency,
-                                                               args.level_timeout_s))
-                results["levels"].append({
-                    "concurrency": concurrency, "requests": len(latencies), "failed": failed,
-                    "in_process_images_per_second": reference,
-                    "images_per_second": len(latencies) / seconds,
-                    "p50_ms": 1000 * _percentile(latencies, 50), "p99_ms": 1000 * _percentile(latencies, 99)})
+                latencies, seconds, failed = asyncio.run(
+                    _load(url, payloads, args.requests, concurrency, args.level_timeout_s)
+                )
+                results["levels"].append(
+                    {
+                        "concurrency": concurrency,
+                        "requests": len(latencies),
+                        "failed": failed,
+                        "in_process_images_per_second": reference,
+                        "images_per_second": len(latencies) / seconds,
+                        "p50_ms": 1000 * _percentile(latencies, 50),
+                        "p99_ms": 1000 * _percentile(latencies, 99),
+                    }
+                )
                 print(f"concurrency {concurrency}: {results['levels'][-1]}", flush=True)
             asyncio.run(_load(url, payloads, 100, 4, args.level_timeout_s))
             rss_100 = _rss_mib(server.pid)
@@ -205,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
             results["memory"] = {"rss_mib_after_100": rss_100, f"rss_mib_after_{args.memory_requests}": rss_after}
             print(f"memory: {results['memory']}", flush=True)
             metrics = httpx.get(f"{url}/metrics", timeout=10).text
-            results["batch_size_metric"] = [line for line in metrics.splitlines()
-                                            if line.startswith("ropevit_serve_batch_size_")]
+            results["batch_size_metric"] = [
+                line for line in metrics.splitlines() if line.startswith("ropevit_serve_batch_size_")
+            ]
         finally:
             server.terminate()
             server.wait(timeout=120)
@@ -221,13 +288,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(results: dict) -> str:
-    lines = ["| clients | server images/s | in-process images/s (just before) | server / in-process | p50 ms | "
-             "p99 ms | non-200 |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| clients | server images/s | in-process images/s (just before) | server / in-process | p50 ms | "
+        "p99 ms | non-200 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for level in results["levels"]:
         base = level["in_process_images_per_second"]
-        lines.append(f"| {level['concurrency']} | {level['images_per_second']:.2f} | {base:.2f} | "
-                     f"{level['images_per_second'] / base:.2f}x | {level['p50_ms']:.0f} | {level['p99_ms']:.0f} | "
-                     f"{level['failed']} |")
+        lines.append(
+            f"| {level['concurrency']} | {level['images_per_second']:.2f} | {base:.2f} | "
+            f"{level['images_per_second'] / base:.2f}x | {level['p50_ms']:.0f} | {level['p99_ms']:.0f} | "
+            f"{level['failed']} |"
+        )
     memory = results["memory"]
     lines += ["", "RSS: " + ", ".join(f"{k} = {v:.1f} MiB" for k, v in memory.items())]
     return "\n".join(lines)

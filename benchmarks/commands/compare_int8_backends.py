@@ -10,6 +10,7 @@ engine's neck cosine against fp32 (per location, mean: the guard of tests/export
 
     OMP_NUM_THREADS=1 python tools/compare_int8_backends.py --sizes 448 1024 --repeats 5 --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fp32 = RoPEViT().eval()
-    engines = {"torch_ao": quantize_vit_linears(copy.deepcopy(fp32), "torch.ao"),
-               "torchao": quantize_vit_linears(copy.deepcopy(fp32), "torchao")}
+    engines = {
+        "torch_ao": quantize_vit_linears(copy.deepcopy(fp32), "torch.ao"),
+        "torchao": quantize_vit_linears(copy.deepcopy(fp32), "torchao"),
+    }
     results = []
     for size in args.sizes:
         # Smooth random colour normalised as the detector does: a frame-like input, not white noise.
@@ -58,18 +61,22 @@ def main(argv: list[str] | None = None) -> int:
             times: dict[str, list[float]] = {name: [] for name in engines}
             for round_ in range(args.repeats):
                 # Alternate the order, so that neither engine always runs right after the other.
-                for name in (ENGINES if round_ % 2 == 0 else ENGINES[::-1]):
+                for name in ENGINES if round_ % 2 == 0 else ENGINES[::-1]:
                     start = time.perf_counter()
                     engines[name].detection_features(image)
                     times[name].append(time.perf_counter() - start)
         paired = [old / new for old, new in zip(times["torch_ao"], times["torchao"])]
-        row = {"size": size, "threads": args.threads, "seconds": times,
-               "median_s": {name: statistics.median(t) for name, t in times.items()},
-               "min_s": {name: min(t) for name, t in times.items()},
-               # legacy / torchao time of each round (> 1: torchao faster); the median is robust to one bad round.
-               "speedup_torchao_over_torch_ao_per_round": paired,
-               "speedup_torchao_over_torch_ao_median": statistics.median(paired),
-               "neck_cosine": {name: neck_cosine(reference, neck) for name, neck in necks.items()}}
+        row = {
+            "size": size,
+            "threads": args.threads,
+            "seconds": times,
+            "median_s": {name: statistics.median(t) for name, t in times.items()},
+            "min_s": {name: min(t) for name, t in times.items()},
+            # legacy / torchao time of each round (> 1: torchao faster); the median is robust to one bad round.
+            "speedup_torchao_over_torch_ao_per_round": paired,
+            "speedup_torchao_over_torch_ao_median": statistics.median(paired),
+            "neck_cosine": {name: neck_cosine(reference, neck) for name, neck in necks.items()},
+        }
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.json:

@@ -9,6 +9,7 @@ of an end-to-end figure is the backbone and how much detectron2's heads and post
     # the no-bf16 path against MegaDetector (docs/PERFORMANCE_MEGADETECTOR.md): Faster R-CNN heads, capped NMS
     OMP_NUM_THREADS=1 python tools/profile_inference.py --size 1024 --mode int8 --boxes-only --topk-candidates 1000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--model", choices=("ours", "vitdet"), default="ours")
     parser.add_argument("--mode", default="bf16", help="ours: " + "|".join(OUR_MODES) + "; vitdet: fp32|bf16")
-    parser.add_argument("--topk-candidates", type=int, default=0,
-                        help="cap on the candidates per image entering test-time NMS (0: none)")
-    parser.add_argument("--boxes-only", action="store_true",
-                        help="ours without its mask head (Faster R-CNN, as the camera-trap config)")
+    parser.add_argument(
+        "--topk-candidates",
+        type=int,
+        default=0,
+        help="cap on the candidates per image entering test-time NMS (0: none)",
+    )
+    parser.add_argument(
+        "--boxes-only", action="store_true", help="ours without its mask head (Faster R-CNN, as the camera-trap config)"
+    )
     parser.add_argument("--top", type=int, default=20, help="operators to list")
     parser.add_argument("--warmup", type=int, default=2)
     return parser
@@ -51,11 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown {args.model} mode {args.mode!r}; choose one of {', '.join(modes)}")
     spec = modes[args.mode]
     if spec.runtime:  # torch's profiler sees nothing inside ONNX Runtime or OpenVINO
-        parser.error(f"mode {args.mode!r} runs in {spec.runtime}, which torch's profiler cannot see into; "
-                     "use its own profiler, or time it with tools/benchmark.py")
+        parser.error(
+            f"mode {args.mode!r} runs in {spec.runtime}, which torch's profiler cannot see into; "
+            "use its own profiler, or time it with tools/benchmark.py"
+        )
     device = torch.device(args.device)
-    model = build_benchmark_model(spec, args.size, args.device, 0.0, auto_window_size(args.size),
-                                  topk_candidates=args.topk_candidates, boxes_only=args.boxes_only).eval()
+    model = build_benchmark_model(
+        spec,
+        args.size,
+        args.device,
+        0.0,
+        auto_window_size(args.size),
+        topk_candidates=args.topk_candidates,
+        boxes_only=args.boxes_only,
+    ).eval()
     images = synthetic_images(args.batch, args.size, device)
     inputs = [{"image": image} for image in images]
     normalized = (images - model.pixel_mean) / model.pixel_std

@@ -1,5 +1,6 @@
 """Cascade Mask R-CNN, RoPE ViT-B/14, on LVIS v1: ViTDet's LVIS/cascade_mask_rcnn_vitdet_b_100ep.py over
 LVIS/ropevit_mrcnn.py. Its yacs twin is LVIS/ropevit_cascade_mrcnn.yaml."""
+
 from detectron2.config import LazyCall as L
 
 from ropevit_det.data.lvis_datasets import fed_loss_cls_weights

@@ -1,5 +1,6 @@
 """Mask R-CNN, RoPE ViT-B/14, on LVIS v1: ViTDet's projects/ViTDet/configs/LVIS/mask_rcnn_vitdet_b_100ep.py over
 lazy/ropevit_mrcnn.py. Its yacs twin is LVIS/ropevit_mrcnn.yaml (tests/engine/test_lazy_config.py compares them)."""
+
 from detectron2.config import LazyCall as L
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 

@@ -8,6 +8,7 @@ tests/engine/test_lazy_config.py checks that both build the same model, optimize
 
 Every departure from ViTDet-B, and why, is in docs/RESEARCH.md.
 """
+
 import torch
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
@@ -20,8 +21,6 @@ from ropevit_det.modeling.norms import ChannelLayerNorm
 from ropevit_det.modeling.roi_heads import CandidateCappedFastRCNNOutputLayers, CandidateCappedROIHeads
 from ropevit_det.modeling.rope_vit import RoPEViT
 from ropevit_det.modeling.sfp_backbone import RoPEViTSimpleFeaturePyramid, RoPEViTStride16
-
-from .common.coco_loader_lsj import dataloader
 
 # detectron2's ViTDet Mask R-CNN (2-conv RPN, 4conv1fc box head with LN, LN mask head), RoPE ViT-B/14 backbone.
 model = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model

@@ -3,6 +3,7 @@
 Importing this package registers the ``birder://`` path handler with detectron2's ``PathManager`` (a name
 resolves to a converted detectron2 checkpoint, so detectron2's own loaders read it); it patches nothing.
 """
+
 from .birder_format import BirderCheckpoint, read_birder_checkpoint
 from .checkpointer import HeadClassesError, RoPEViTCheckpointer, check_pixel_stats
 from .conversion import (

@@ -11,6 +11,7 @@ birder stores a classification checkpoint in one of two ways (``birder.common.fs
 Every failure (truncated download, wrong file, refused pickle) becomes a ``ValueError`` that names the file,
 what is wrong, and what to do, chained to the original exception for debugging.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -227,8 +228,7 @@ def _read_safetensors(path: Path) -> BirderCheckpoint:
             state = {key: f.get_tensor(key) for key in f.keys()}
     except SafetensorError as e:
         raise ValueError(
-            f"{path}: not a readable safetensors checkpoint ({e}). The file is truncated or corrupt. "
-            f"{_REDOWNLOAD_HINT}"
+            f"{path}: not a readable safetensors checkpoint ({e}). The file is truncated or corrupt. {_REDOWNLOAD_HINT}"
         ) from e
     missing = [k for k in _REQUIRED_ST_METADATA if k not in metadata]
     if missing:

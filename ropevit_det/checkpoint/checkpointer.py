@@ -24,6 +24,7 @@ trained on another number of classes. With ``strict_heads`` (inference, evaluati
 naming the checkpoint's classes (from its ``dataset_info``) and the config key to set; without it (fine-tuning
 from another detector) one warning says which head tensors start from scratch, never fvcore's per-key lines alone.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,8 +68,13 @@ def _checkpoint_classes(checkpoint: Mapping[str, Any], state: Mapping[str, Any])
     return count, names
 
 
-def head_class_mismatch(checkpoint: Mapping[str, Any], state: Mapping[str, Any], incorrect_shapes: Sequence[Any],
-                        model_classes: int | None, source: str) -> str | None:
+def head_class_mismatch(
+    checkpoint: Mapping[str, Any],
+    state: Mapping[str, Any],
+    incorrect_shapes: Sequence[Any],
+    model_classes: int | None,
+    source: str,
+) -> str | None:
     """The message for class-specific head tensors that did not load (another class count), or None."""
     heads = [k for k, *_ in incorrect_shapes if _CLASS_HEAD.match(k)]
     if not heads:
@@ -79,11 +85,16 @@ def head_class_mismatch(checkpoint: Mapping[str, Any], state: Mapping[str, Any],
     if shown:
         what += f" ({shown})"
     told = f"MODEL.ROI_HEADS.NUM_CLASSES {model_classes}" if model_classes is not None else "another class count"
-    fix = (f"set it to {count} (add MODEL.ROI_HEADS.NUM_CLASSES {count} to the command)" if count
-           else "set it to the checkpoint's")
-    return (f"the checkpoint {source} has {what}, the config says {told}: {fix}, or use a checkpoint trained on "
-            f"{model_classes} classes (its head tensors {', '.join(heads[:3])}{', ...' if len(heads) > 3 else ''} "
-            "do not fit)")
+    fix = (
+        f"set it to {count} (add MODEL.ROI_HEADS.NUM_CLASSES {count} to the command)"
+        if count
+        else "set it to the checkpoint's"
+    )
+    return (
+        f"the checkpoint {source} has {what}, the config says {told}: {fix}, or use a checkpoint trained on "
+        f"{model_classes} classes (its head tensors {', '.join(heads[:3])}{', ...' if len(heads) > 3 else ''} "
+        "do not fit)"
+    )
 
 
 class RoPEViTCheckpointer(DetectionCheckpointer):
@@ -97,8 +108,9 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
     :class:`HeadClassesError`; otherwise (fine-tuning) one warning names the head tensors that start from scratch.
     """
 
-    def __init__(self, model: torch.nn.Module, save_dir: str = "", *, strict_heads: bool = False,
-                 **checkpointables: Any) -> None:
+    def __init__(
+        self, model: torch.nn.Module, save_dir: str = "", *, strict_heads: bool = False, **checkpointables: Any
+    ) -> None:
         super().__init__(model, save_dir, **checkpointables)
         self.strict_heads = strict_heads
         self._source = ""
@@ -166,15 +178,15 @@ class RoPEViTCheckpointer(DetectionCheckpointer):
         # None tells fvcore there is nothing left to report (it would list every head tensor as missing).
         return None
 
-
     def _check_class_heads(self, checkpoint: Mapping[str, Any], state: Mapping[str, Any], incompatible: Any) -> None:
         """Refuse (``strict_heads``) or say aloud that the class-specific head tensors did not fit."""
         if incompatible is None:
             return
         model_scores = self.model.state_dict().get("roi_heads.box_predictor.cls_score.weight")
         model_classes = int(model_scores.shape[0]) - 1 if model_scores is not None else None
-        message = head_class_mismatch(checkpoint, state, incompatible.incorrect_shapes, model_classes,
-                                      self._source or "file")
+        message = head_class_mismatch(
+            checkpoint, state, incompatible.incorrect_shapes, model_classes, self._source or "file"
+        )
         if message is None:
             return
         if self.strict_heads:

@@ -6,6 +6,7 @@ from the architecture (its depth), never from the checkpoint's keys by pattern, 
 know is an error rather than something carried along, and a key the table expects but the file lacks is an
 error too. ``matching_heuristics`` is always off: nothing is matched by suffix.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .birder_format import BirderCheckpoint
 from ..errors import UserInputError
+from .birder_format import BirderCheckpoint
 
 __all__ = [
     "VIT_PREFIX",

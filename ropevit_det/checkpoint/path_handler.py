@@ -5,7 +5,8 @@ works wherever detectron2 resolves a path, detectron2's own ``DetectionCheckpoin
 ``lazyconfig_train_net.py``) included: the name resolves to the *converted* detectron2 checkpoint, written once
 beside the download and keyed by its sha256 (``NAME.SHA12.d2-with-classifier.pth``, or ``NAME.SHA12.d2.pth``
 for a file without classifier, SHA12 the first 12 hex digits of the download's sha256), which the stock
-checkpointer loads as is: nothing of detectron2 is patched. ``fetch_published`` gives the raw birder file. Where the files land:
+checkpointer loads as is: nothing of detectron2 is patched. ``fetch_published`` gives the raw birder file. Where the
+files land:
 
 * ``$ROPEVIT_DET_CACHE`` (default ``~/.cache/ropevit_det``) / ``NAME.pt``;
 * the transfer goes to a uniquely named ``*.partial`` file in that folder, renamed into place only after its
@@ -16,6 +17,7 @@ The download is written here with ``urllib`` rather than reusing ``torch.hub.dow
 iopath's ``download``, because both open the URL without a timeout: on a machine without network (or behind
 a silent firewall) they can hang, where this must fail within seconds and say how to proceed by hand.
 """
+
 from __future__ import annotations
 
 import hashlib

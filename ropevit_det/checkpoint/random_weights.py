@@ -4,6 +4,7 @@ The camera-trap first run (``ropevit-det demo --camera-trap``) starts its detect
 goes through the same path as real weights (birder's own file format, converted in memory by
 :class:`~ropevit_det.checkpoint.RoPEViTCheckpointer`) without a download. The weights mean nothing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -46,8 +47,13 @@ def write_random_birder_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    config = {"num_layers": num_layers, "hidden_dim": hidden_dim, "num_heads": num_heads, "mlp_dim": mlp_dim,
-              "drop_path_rate": 0.0}
+    config = {
+        "num_layers": num_layers,
+        "hidden_dim": hidden_dim,
+        "num_heads": num_heads,
+        "mlp_dim": mlp_dim,
+        "drop_path_rate": 0.0,
+    }
     net = registry.net_factory("rope_vit_reg4_b14", len(class_to_idx), 3, config=config, size=(size, size)).eval()
     signature = get_signature((1, 3, size, size), len(class_to_idx))
     fs_ops.save_st(net, str(path), net.task, dict(class_to_idx), signature, dict(rgb_stats))

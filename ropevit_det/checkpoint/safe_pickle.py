@@ -12,6 +12,7 @@ A trusted legacy file that holds more (an old snapshot with pickled objects) is 
 :func:`convert_trusted_pickle` (``ropevit-det convert --trusted-pickle SRC DST``), into a ``.pth`` that the
 rules above read.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from ..errors import UserInputError
 
 __all__ = [

@@ -10,34 +10,45 @@ Each copy sits at the same relative path under --output-dir, with its EXIF and f
 never written. Run it again to resume: finished copies are skipped. Videos are not blurred (they are listed);
 an image whose detection failed is not copied. docs/REVIEW.md ("Privacy") says what is blurred and how.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 
-from ropevit_det.camera_trap.results.md_format import ResultsFileError
 from ropevit_det.camera_trap.privacy.blur import BLUR_METHODS, DEFAULT_BLUR_CATEGORIES
+from ropevit_det.camera_trap.results.md_format import ResultsFileError
 from ropevit_det.cli.common import user_error_message
-
 
 # The library's argument names (UserInputError.argument) as this command's flags.
 LIBRARY_FLAGS = {"categories": "--categories", "threshold": "--threshold", "unblurred": "--copy-unblurred"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0],
+        epilog=__doc__.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--results", required=True, help="MegaDetector-format results JSON")
     parser.add_argument("--images", required=True, help="folder the results' relative paths start from (ROOT)")
     parser.add_argument("--output-dir", required=True, help="where the blurred copies go (not ROOT)")
-    parser.add_argument("--categories", default=",".join(DEFAULT_BLUR_CATEGORIES),
-                        help="detection categories to blur, comma-separated (default: %(default)s)")
-    parser.add_argument("--threshold", type=float, default=0.1,
-                        help="blur detections from this confidence (default: %(default)s; low on purpose)")
+    parser.add_argument(
+        "--categories",
+        default=",".join(DEFAULT_BLUR_CATEGORIES),
+        help="detection categories to blur, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.1,
+        help="blur detections from this confidence (default: %(default)s; low on purpose)",
+    )
     parser.add_argument("--method", choices=BLUR_METHODS, default="gaussian", help="default: %(default)s")
-    parser.add_argument("--copy-unblurred", action="store_true",
-                        help="also copy, unchanged, the images with nothing to blur")
+    parser.add_argument(
+        "--copy-unblurred", action="store_true", help="also copy, unchanged, the images with nothing to blur"
+    )
     return parser
 
 
@@ -49,20 +60,28 @@ def main(argv: list[str] | None = None) -> int:
 
     categories = [c.strip() for c in args.categories.split(",") if c.strip()]
     try:
-        options = BlurOptions(categories=categories, threshold=args.threshold, style=BlurStyle(method=args.method),
-                              unblurred="copy" if args.copy_unblurred else "skip")
+        options = BlurOptions(
+            categories=categories,
+            threshold=args.threshold,
+            style=BlurStyle(method=args.method),
+            unblurred="copy" if args.copy_unblurred else "skip",
+        )
         summary = blur_copies(args.results, args.images, args.output_dir, options)
     except (ValueError, FileNotFoundError, ResultsFileError) as exc:
         raise SystemExit(user_error_message(exc, LIBRARY_FLAGS)) from None
-    print(f"{summary.blurred} images blurred ({summary.boxes} regions), {summary.unblurred} copied unchanged, "
-          f"{summary.already_done} already done; in {summary.output_dir}")
+    print(
+        f"{summary.blurred} images blurred ({summary.boxes} regions), {summary.unblurred} copied unchanged, "
+        f"{summary.already_done} already done; in {summary.output_dir}"
+    )
     if summary.missing:
         print(f"{len(summary.missing)} images not found under {args.images} (e.g. {summary.missing[0]})")
     if summary.failed_not_copied:
         print(f"{len(summary.failed_not_copied)} images whose detection failed were not copied")
     if summary.videos_not_blurred:
-        print(f"{len(summary.videos_not_blurred)} videos not blurred and not copied "
-              f"({summary.videos_with_detections} with a detection to blur); look at them before sharing")
+        print(
+            f"{len(summary.videos_not_blurred)} videos not blurred and not copied "
+            f"({summary.videos_with_detections} with a detection to blur); look at them before sharing"
+        )
     return 0
 
 

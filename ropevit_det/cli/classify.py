@@ -12,6 +12,7 @@ are replaced. The output is written once, atomically, and never over the input. 
 in the detection pass; this step is for files that exist already. The classifier's ViT shape comes from --config
 (trailing KEY VALUE pairs override it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,23 +30,42 @@ def build_parser() -> argparse.ArgumentParser:
     from ropevit_det.camera_trap.species.classifier import DEFAULT_CONTEXT_MARGIN
     from ropevit_det.cli.species_args import add_species_args
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0],
+        epilog=__doc__.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--results", required=True, help="MegaDetector-format results JSON to add species to")
     parser.add_argument("--images", required=True, help="folder the results' relative paths start from")
     parser.add_argument("--output", required=True, help="results JSON with species (not the --results file)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    parser.add_argument("--config", "--config-file", dest="config_file", default=DEFAULT_CONFIG,
-                        metavar="FILE_OR_NAME", help="config giving the classifier's ViT shape (default: %(default)s)")
-    parser.add_argument("--classifier-weights", default=DEFAULT_CLASSIFIER, metavar="FILE_OR_NAME",
-                        help="birder file, birder://NAME, or detectron2 file with the classifier (default: "
-                             "%(default)s)")
-    parser.add_argument("--classify-threshold", type=float, default=None,
-                        help="classify detections from this confidence (default: the file's "
-                             "typical_detection_threshold, else 0.2)")
+    parser.add_argument(
+        "--config",
+        "--config-file",
+        dest="config_file",
+        default=DEFAULT_CONFIG,
+        metavar="FILE_OR_NAME",
+        help="config giving the classifier's ViT shape (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--classifier-weights",
+        default=DEFAULT_CLASSIFIER,
+        metavar="FILE_OR_NAME",
+        help="birder file, birder://NAME, or detectron2 file with the classifier (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--classify-threshold",
+        type=float,
+        default=None,
+        help="classify detections from this confidence (default: the file's typical_detection_threshold, else 0.2)",
+    )
     parser.add_argument("--top-k", type=int, default=5, help="classes written per detection (default: %(default)s)")
-    parser.add_argument("--crop-margin", type=float, default=DEFAULT_CONTEXT_MARGIN,
-                        help="context around each box, fraction of its longer side (default: %(default)s)")
+    parser.add_argument(
+        "--crop-margin",
+        type=float,
+        default=DEFAULT_CONTEXT_MARGIN,
+        help="context around each box, fraction of its longer side (default: %(default)s)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--bf16", action="store_true", help="classify under bf16 autocast")
     add_species_args(parser.add_argument_group("species that fit the place"))
@@ -65,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     check_species_args(args)
     results_path, output = Path(args.results), Path(args.output)
     if output.resolve() == results_path.resolve():
-        raise SystemExit(f"ERROR: --output is the --results file {results_path}: the input is never overwritten; "
-                         "pass another --output")
+        raise SystemExit(
+            f"ERROR: --output is the --results file {results_path}: the input is never overwritten; "
+            "pass another --output"
+        )
     if output.exists() and not args.overwrite:
         raise SystemExit(f"ERROR: --output {output} exists; pass --overwrite (or another --output)")
     if not 0.0 <= (args.classify_threshold if args.classify_threshold is not None else 0.0) <= 1.0:
@@ -96,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load_config(config_arg(args.config_file), list(args.opts))
-        classifier = load_species_classifier(cfg, args.classifier_weights, device=args.device, bf16=args.bf16,
-                                             margin=args.crop_margin, top_k=args.top_k)
+        classifier = load_species_classifier(
+            cfg, args.classifier_weights, device=args.device, bf16=args.bf16, margin=args.crop_margin, top_k=args.top_k
+        )
     except (ValueError, FileNotFoundError, WeightsDownloadError) as exc:
         raise SystemExit(f"ERROR: --classifier-weights / --config: {exc}") from None
     classifier = build_species_filter(args, classifier)
@@ -108,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.smooth_sequences:
         labelled = _smoothed(labelled, args)
     write_json_atomic(output, labelled, indent=1)
-    print(f"{summary.classified} detections classified in {summary.images} images (threshold {threshold:g}; "
-          f"{summary.below_threshold} below it); written to {output}")
+    print(
+        f"{summary.classified} detections classified in {summary.images} images (threshold {threshold:g}; "
+        f"{summary.below_threshold} below it); written to {output}"
+    )
     if summary.missing:
         print(f"{len(summary.missing)} images not found under {args.images} (e.g. {summary.missing[0]})")
     if summary.unreadable:
@@ -135,7 +160,8 @@ def _smoothed(results: dict, args: argparse.Namespace) -> dict:
         if not sequences:
             logging.getLogger("ropevit_det.classify").warning(
                 "--smooth-sequences: no entry has a capture time ('datetime'); pass --sequences-cct FILE to give "
-                "the sequences. Labels left as they are.")
+                "the sequences. Labels left as they are."
+            )
             return results
         return smooth_sequences(results, sequences, classification_threshold=args.smooth_threshold)
     except (ValueError, FileNotFoundError, ImportError) as exc:

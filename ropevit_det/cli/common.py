@@ -1,4 +1,5 @@
 """What every command shares: config lookup by path or zoo name, and the checks of overrides, as one-line errors."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -32,9 +33,12 @@ def os_error_sentence(error: OSError) -> str:
     """An ``OSError`` as one line naming the path and the problem (``[Errno 21] ...`` is not for users)."""
     if error.filename is None:
         return str(error)
-    problem = {FileNotFoundError: "does not exist", IsADirectoryError: "is a folder where a file is expected",
-               NotADirectoryError: "is a file where a folder is expected", PermissionError: "cannot be accessed "
-               "(permission denied)"}.get(type(error), error.strerror or str(error))
+    problem = {
+        FileNotFoundError: "does not exist",
+        IsADirectoryError: "is a folder where a file is expected",
+        NotADirectoryError: "is a file where a folder is expected",
+        PermissionError: "cannot be accessed (permission denied)",
+    }.get(type(error), error.strerror or str(error))
     return f"{error.filename} {problem}"
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Convert a birder RoPE ViT checkpoint into a detectron2 checkpoint (see ``--help``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("src", metavar="SRC", type=Path,
-                        help="birder checkpoint (.pt or .safetensors); with --trusted-pickle a legacy .pkl/.pth")
+    parser.add_argument(
+        "src",
+        metavar="SRC",
+        type=Path,
+        help="birder checkpoint (.pt or .safetensors); with --trusted-pickle a legacy .pkl/.pth",
+    )
     parser.add_argument("dst", metavar="DST", type=Path, help="detectron2 checkpoint to write (e.g. .pth)")
     parser.add_argument(
         "--keep-classifier",

@@ -22,6 +22,7 @@ The numbers it prints concern synthetic shapes; they say nothing about natural i
   python tools/demo.py --camera-trap   # the camera-trap workflow on the sample frames instead (needs a clone);
                                        # see ropevit_det/cli/demo_camera_trap.py
 """
+
 from __future__ import annotations
 
 import time
@@ -41,19 +42,22 @@ from typing import Any, Mapping  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from detectron2.config import CfgNode  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.data import detection_utils  # noqa: E402
+from detectron2.data import (  # noqa: E402
+    DatasetCatalog,
+    MetadataCatalog,
+    detection_utils,  # noqa: E402
+)
 from detectron2.engine import DefaultPredictor, default_setup  # noqa: E402
 from detectron2.utils.visualizer import Visualizer  # noqa: E402
 from PIL import Image  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from ropevit_det.cli import demo_camera_trap  # noqa: E402
+from ropevit_det.cli.common import config_arg  # noqa: E402
 from ropevit_det.config import load_config  # noqa: E402
 from ropevit_det.data import SHAPE_CLASSES, generate_shapes_dataset, register_coco_dataset  # noqa: E402
 from ropevit_det.engine import Trainer  # noqa: E402
 from ropevit_det.engine.devices import available_device  # noqa: E402
-from ropevit_det.cli.common import config_arg  # noqa: E402
-from ropevit_det.cli import demo_camera_trap  # noqa: E402
 
 logger = logging.getLogger("ropevit_det.demo")
 
@@ -71,26 +75,49 @@ RENDER_SCORE_THRESHOLD = 0.5
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
+        description=__doc__.split("\n", 1)[0],
+        epilog=__doc__.split("\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--output-dir", default=None,
-                        help="everything goes here (default: output/demo, with --camera-trap output/demo_camera_trap)")
-    parser.add_argument("--config", "--config-file", dest="config_file", default=DEFAULT_CONFIG,
-                        metavar="FILE_OR_NAME", help="demo config, a path or a model-zoo name (default: %(default)s)")
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help="everything goes here (default: output/demo, with --camera-trap output/demo_camera_trap)",
+    )
+    parser.add_argument(
+        "--config",
+        "--config-file",
+        dest="config_file",
+        default=DEFAULT_CONFIG,
+        metavar="FILE_OR_NAME",
+        help="demo config, a path or a model-zoo name (default: %(default)s)",
+    )
     parser.add_argument("--num-train", type=int, default=600, help="synthetic training images (default: %(default)s)")
     parser.add_argument("--num-val", type=int, default=100, help="synthetic held-out images (default: %(default)s)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset (default: %(default)s)")
-    parser.add_argument("--num-render", type=int, default=8,
-                        help="held-out images rendered into OUTPUT_DIR/predictions (default: %(default)s)")
-    parser.add_argument("--num-threads", type=int, default=DEFAULT_NUM_THREADS,
-                        help="torch intra-op CPU threads (default: %(default)s, robust when the cores are shared; "
-                             "2 is ~25%% faster on an idle 2-core machine)")
-    parser.add_argument("--min-box-ap50", type=float, default=50.0,
-                        help="exit with status 1 when held-out box AP50 is below this (default: %(default)s)")
+    parser.add_argument(
+        "--num-render",
+        type=int,
+        default=8,
+        help="held-out images rendered into OUTPUT_DIR/predictions (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-threads",
+        type=int,
+        default=DEFAULT_NUM_THREADS,
+        help="torch intra-op CPU threads (default: %(default)s, robust when the cores are shared; "
+        "2 is ~25%% faster on an idle 2-core machine)",
+    )
+    parser.add_argument(
+        "--min-box-ap50",
+        type=float,
+        default=50.0,
+        help="exit with status 1 when held-out box AP50 is below this (default: %(default)s)",
+    )
     demo_camera_trap.add_arguments(parser)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                        help="config overrides, e.g. SOLVER.MAX_ITER 100")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides, e.g. SOLVER.MAX_ITER 100"
+    )
     return parser
 
 
@@ -152,12 +179,22 @@ def ap_table(results: Mapping[str, Mapping[str, float]]) -> str:
     return tabulate(rows, headers=["task", *METRICS], tablefmt="pipe")
 
 
-def write_results(path: Path, results: Mapping[str, Mapping[str, float]], timings: dict[str, float],
-                  cfg: CfgNode, args: argparse.Namespace, passed: bool) -> dict[str, Any]:
+def write_results(
+    path: Path,
+    results: Mapping[str, Mapping[str, float]],
+    timings: dict[str, float],
+    cfg: CfgNode,
+    args: argparse.Namespace,
+    passed: bool,
+) -> dict[str, Any]:
     summary = {
         "dataset": "synthetic shapes (ropevit_det.data.synthetic), generated locally; not real data",
-        "data": {"num_train": args.num_train, "num_val": args.num_val, "seed": args.data_seed,
-                 "image_size": cfg.INPUT.MIN_SIZE_TEST},
+        "data": {
+            "num_train": args.num_train,
+            "num_val": args.num_val,
+            "seed": args.data_seed,
+            "image_size": cfg.INPUT.MIN_SIZE_TEST,
+        },
         "config": args.config_file,
         "overrides": list(args.opts),
         **{task: {k: _finite_or_none(v) for k, v in metrics.items()} for task, metrics in results.items()},

@@ -17,6 +17,7 @@ The weights are random and trained for seconds on 14 frames: every number it pri
 what each command writes and where, not what a trained detector scores (docs/CAMERA_TRAPS.md says what real use
 needs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,13 +38,36 @@ LOCATIONS = {"serengeti_": "serengeti_E03", "pw_": "pw_site", "speciesnet_": "bl
 # Where and when each location's camera stood, for the Camtrap DP export (times cover the frames' EXIF times;
 # the pw frames carry none and are left out of the package, which says so).
 DEPLOYMENTS = [
-    {"deploymentID": "serengeti-E03", "latitude": "-2.333", "longitude": "34.833", "deploymentStart": "2010-08-01",
-     "deploymentEnd": "2010-08-31", "timezone": "Africa/Dar_es_Salaam", "folder": "serengeti_E03",
-     "locationName": "Serengeti E03"},
-    {"deploymentID": "pw-1", "latitude": "47.6", "longitude": "-122.3", "deploymentStart": "2021-06-01",
-     "deploymentEnd": "2021-06-30", "timezone": "America/Los_Angeles", "folder": "pw_site", "locationName": ""},
-    {"deploymentID": "blanks-1", "latitude": "-41.29", "longitude": "174.78", "deploymentStart": "2010-01-01",
-     "deploymentEnd": "2024-12-31", "timezone": "+12:00", "folder": "blanks", "locationName": ""},
+    {
+        "deploymentID": "serengeti-E03",
+        "latitude": "-2.333",
+        "longitude": "34.833",
+        "deploymentStart": "2010-08-01",
+        "deploymentEnd": "2010-08-31",
+        "timezone": "Africa/Dar_es_Salaam",
+        "folder": "serengeti_E03",
+        "locationName": "Serengeti E03",
+    },
+    {
+        "deploymentID": "pw-1",
+        "latitude": "47.6",
+        "longitude": "-122.3",
+        "deploymentStart": "2021-06-01",
+        "deploymentEnd": "2021-06-30",
+        "timezone": "America/Los_Angeles",
+        "folder": "pw_site",
+        "locationName": "",
+    },
+    {
+        "deploymentID": "blanks-1",
+        "latitude": "-41.29",
+        "longitude": "174.78",
+        "deploymentStart": "2010-01-01",
+        "deploymentEnd": "2024-12-31",
+        "timezone": "+12:00",
+        "folder": "blanks",
+        "locationName": "",
+    },
 ]
 VAL_FRACTION, SPLIT_SEED = 0.35, 0
 TRAIN_NAME = "ropevit_demo_camtrap_train"
@@ -55,14 +79,20 @@ logger = logging.getLogger("ropevit_det.demo")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("--camera-trap")
-    group.add_argument("--camera-trap", action="store_true",
-                       help="the camera-trap workflow on the sample frames instead (split, fine-tune, infer, review, "
-                            "eval-camtrap, Camtrap DP); needs a clone (default output dir: output/demo_camera_trap)")
-    group.add_argument("--iterations", type=int, default=20,
-                       help="--camera-trap fine-tuning steps (default: %(default)s)")
-    group.add_argument("--sample-dir", default=str(SAMPLE_DIR),
-                       help="--camera-trap sample (annotations.json + images/; default: the clone's "
-                            "tests/assets/camtrap_mini)")
+    group.add_argument(
+        "--camera-trap",
+        action="store_true",
+        help="the camera-trap workflow on the sample frames instead (split, fine-tune, infer, review, "
+        "eval-camtrap, Camtrap DP); needs a clone (default output dir: output/demo_camera_trap)",
+    )
+    group.add_argument(
+        "--iterations", type=int, default=20, help="--camera-trap fine-tuning steps (default: %(default)s)"
+    )
+    group.add_argument(
+        "--sample-dir",
+        default=str(SAMPLE_DIR),
+        help="--camera-trap sample (annotations.json + images/; default: the clone's tests/assets/camtrap_mini)",
+    )
 
 
 def sample_survey(sample_dir: Path, data_dir: Path) -> tuple[Path, Path]:
@@ -83,7 +113,8 @@ def sample_survey(sample_dir: Path, data_dir: Path) -> tuple[Path, Path]:
         stem = Path(name).stem
         # Sequences as the sources give them: two 2-frame Serengeti bursts, one pw burst, single blank frames.
         seq = {"serengeti_E03": f"E03_{'a' if stem.endswith(('38', '39')) else 'b'}", "pw_site": "pw_1"}.get(
-            location, stem)
+            location, stem
+        )
         images.append({**im, "file_name": f"{location}/{name}", "location": location, "seq_id": seq})
     cct = {**coco, "images": images}
     cct_file = data_dir / "sample_cct.json"
@@ -103,8 +134,9 @@ def _overrides(num_classes: int) -> list[str]:
     return ["MODEL.ROI_HEADS.NUM_CLASSES", str(num_classes), "DATALOADER.FILTER_EMPTY_ANNOTATIONS", "False"]
 
 
-def train(config_file: str, root: Path, splits: dict[str, Path], weights: Path, out: Path, iterations: int
-          ) -> tuple[Path, list[str]]:
+def train(
+    config_file: str, root: Path, splits: dict[str, Path], weights: Path, out: Path, iterations: int
+) -> tuple[Path, list[str]]:
     """Fine-tune the quick schedule on the train split; returns ``(model_final.pth, class names)``."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -117,10 +149,19 @@ def train(config_file: str, root: Path, splits: dict[str, Path], weights: Path, 
         MetadataCatalog.remove(TRAIN_NAME)
     register_cct_dataset(TRAIN_NAME, splits["train"], root, keep_empty_for_training=True)
     classes = list(MetadataCatalog.get(TRAIN_NAME).thing_classes)
-    schedule = ["SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"({max(1, iterations * 3 // 4)},)",
-                "SOLVER.CHECKPOINT_PERIOD", str(iterations), "SOLVER.BASE_LR", "0.0005"]
-    cfg = load_config(config_file, [*_overrides(len(classes)), "MODEL.WEIGHTS", str(weights), *schedule,
-                                    "OUTPUT_DIR", str(out)])
+    schedule = [
+        "SOLVER.MAX_ITER",
+        str(iterations),
+        "SOLVER.STEPS",
+        f"({max(1, iterations * 3 // 4)},)",
+        "SOLVER.CHECKPOINT_PERIOD",
+        str(iterations),
+        "SOLVER.BASE_LR",
+        "0.0005",
+    ]
+    cfg = load_config(
+        config_file, [*_overrides(len(classes)), "MODEL.WEIGHTS", str(weights), *schedule, "OUTPUT_DIR", str(out)]
+    )
     cfg.DATASETS.TRAIN = (TRAIN_NAME,)
     cfg.DATASETS.TEST = ()  # scored below with the camera-trap metrics, not COCO AP
     cfg.freeze()
@@ -137,8 +178,10 @@ def run_camera_trap_demo(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     sample = Path(args.sample_dir)
     if not (sample / "annotations.json").is_file():
-        raise SystemExit(f"ERROR: --camera-trap needs the sample frames of a clone of the repository ({sample} is "
-                         "not there: pip installs the package only); run it from a clone, or pass --sample-dir")
+        raise SystemExit(
+            f"ERROR: --camera-trap needs the sample frames of a clone of the repository ({sample} is "
+            "not there: pip installs the package only); run it from a clone, or pass --sample-dir"
+        )
     import torch
 
     from ropevit_det.cli.common import config_arg
@@ -152,8 +195,9 @@ def run_camera_trap_demo(args: argparse.Namespace) -> int:
     from ropevit_det.camera_trap.data.split import split_by_location
 
     root, cct_file = sample_survey(sample, out / "data")
-    parts, split = split_by_location(json.loads(cct_file.read_text()), val_fraction=VAL_FRACTION, seed=SPLIT_SEED,
-                                     source=str(cct_file))
+    parts, split = split_by_location(
+        json.loads(cct_file.read_text()), val_fraction=VAL_FRACTION, seed=SPLIT_SEED, source=str(cct_file)
+    )
     splits = {}
     for name, data in parts.items():
         splits[name] = out / "data" / f"sample_cct_{name}.json"
@@ -167,8 +211,14 @@ def run_camera_trap_demo(args: argparse.Namespace) -> int:
     tick = time.perf_counter()
     vit = load_config(config_file).MODEL.ROPE_VIT
     init = write_random_birder_checkpoint(
-        out / "init" / "random_rope_vit.safetensors", hidden_dim=vit.EMBED_DIM, num_layers=vit.DEPTH,
-        num_heads=vit.NUM_HEADS, mlp_dim=vit.MLP_DIM, size=vit.PRETRAIN_IMG_SIZE, class_to_idx={"random": 0})
+        out / "init" / "random_rope_vit.safetensors",
+        hidden_dim=vit.EMBED_DIM,
+        num_layers=vit.DEPTH,
+        num_heads=vit.NUM_HEADS,
+        mlp_dim=vit.MLP_DIM,
+        size=vit.PRETRAIN_IMG_SIZE,
+        class_to_idx={"random": 0},
+    )
     model_final, classes = train(config_file, root, splits, init, out / "train", args.iterations)
     timings["fine_tune"] = time.perf_counter() - tick
 
@@ -177,18 +227,30 @@ def run_camera_trap_demo(args: argparse.Namespace) -> int:
 
     tick = time.perf_counter()
     results = out / "results.json"
-    run_batch_job(BatchJobSettings(config_file=config_file, weights=str(model_final), input=str(root),
-                                   output=str(results), opts=tuple(_overrides(len(classes))),
-                                   threshold=WRITE_THRESHOLD, batch_size=2, num_workers=0, overwrite=True,
-                                   progress=False, device="cpu"))
+    run_batch_job(
+        BatchJobSettings(
+            config_file=config_file,
+            weights=str(model_final),
+            input=str(root),
+            output=str(results),
+            opts=tuple(_overrides(len(classes))),
+            threshold=WRITE_THRESHOLD,
+            batch_size=2,
+            num_workers=0,
+            overwrite=True,
+            progress=False,
+            device="cpu",
+        )
+    )
     timings["infer"] = time.perf_counter() - tick
 
     # 5. review page against the held-out ground truth.
     from ropevit_det.camera_trap.postprocess.review import ReviewOptions, write_review
 
     tick = time.perf_counter()
-    review = write_review(results, root, out / "review",
-                          ReviewOptions(gt_file=splits["val"], workers=0, quiet=True, image_width=640))
+    review = write_review(
+        results, root, out / "review", ReviewOptions(gt_file=splits["val"], workers=0, quiet=True, image_width=640)
+    )
     timings["review"] = time.perf_counter() - tick
 
     # 6. camera-trap metrics on the held-out split.
@@ -207,21 +269,47 @@ def run_camera_trap_demo(args: argparse.Namespace) -> int:
 
     tick = time.perf_counter()
     deployments = write_deployments(out / "data" / "deployments.csv")
-    package = export_package(results=results, deployments=deployments, images=root, output=out / "camtrapdp",
-                             options=ExportOptions(skip_undated=True, overwrite=True))
+    package = export_package(
+        results=results,
+        deployments=deployments,
+        images=root,
+        output=out / "camtrapdp",
+        options=ExportOptions(skip_undated=True, overwrite=True),
+    )
     validation = validate_package(out / "camtrapdp")
     timings["camtrapdp"] = time.perf_counter() - tick
     timings["total"] = _since_process_start(args.process_start)
 
-    summary = {"sample": str(sample), "split": {"locations": split.locations, "images": split.images},
-               "iterations": args.iterations, "classes": classes, "wall_time_s": timings,
-               "outputs": {"results": str(results), "review": str(review.index_html),
-                           "metrics": str(out / "metrics.json"), "camtrapdp": str(out / "camtrapdp"),
-                           "model": str(model_final)},
-               "camtrapdp_valid": validation.valid, "torch_threads": torch.get_num_threads()}
+    summary = {
+        "sample": str(sample),
+        "split": {"locations": split.locations, "images": split.images},
+        "iterations": args.iterations,
+        "classes": classes,
+        "wall_time_s": timings,
+        "outputs": {
+            "results": str(results),
+            "review": str(review.index_html),
+            "metrics": str(out / "metrics.json"),
+            "camtrapdp": str(out / "camtrapdp"),
+            "model": str(model_final),
+        },
+        "camtrapdp_valid": validation.valid,
+        "torch_threads": torch.get_num_threads(),
+    }
     write_json_atomic(out / "demo_results.json", summary, indent=1)
-    _explain(out, split, classes, results, review, report, format_table(report), package, validation, timings,
-             args.iterations)
+    _explain(
+        out,
+        split,
+        classes,
+        results,
+        review,
+        report,
+        format_table(report),
+        package,
+        validation,
+        timings,
+        args.iterations,
+    )
     return 0 if validation.valid else 1
 
 
@@ -235,19 +323,30 @@ def _since_process_start(fallback_start: float) -> float:
     return time.time() - psutil.Process().create_time()
 
 
-def _explain(out: Path, split: Any, classes: list[str], results: Path, review: Any, report: dict[str, Any],
-             table: str, package: Any, validation: Any, timings: dict[str, float], iterations: int) -> None:
+def _explain(
+    out: Path,
+    split: Any,
+    classes: list[str],
+    results: Path,
+    review: Any,
+    report: dict[str, Any],
+    table: str,
+    package: Any,
+    validation: Any,
+    timings: dict[str, float],
+    iterations: int,
+) -> None:
     data = json.loads(results.read_text())
     detections = sum(len(e.get("detections") or ()) for e in data["images"])
     valid = "valid" if validation.valid else "INVALID"
     print(f"""
-Camera-trap demo on the {sum(split.images.values())} sample frames, {timings['total']:.0f} s in all, in {out}/.
+Camera-trap demo on the {sum(split.images.values())} sample frames, {timings["total"]:.0f} s in all, in {out}/.
 
-1. Split by location ({out}/data/sample_cct_{{train,val}}.json): train {split.locations['train']} \
-({split.images['train']} frames), val {split.locations['val']} ({split.images['val']} frames). No camera is in both.
+1. Split by location ({out}/data/sample_cct_{{train,val}}.json): train {split.locations["train"]} \
+({split.images["train"]} frames), val {split.locations["val"]} ({split.images["val"]} frames). No camera is in both.
 2. Fine-tuned {iterations} steps from RANDOM weights ({out}/train/model_final.pth, classes {classes}). A real run
    starts from the iNat21 weights and trains for hours on a GPU (docs/CAMERA_TRAPS.md).
-3. Detections in every frame: {results} ({len(data['images'])} frames, {detections} boxes from confidence
+3. Detections in every frame: {results} ({len(data["images"])} frames, {detections} boxes from confidence
    {WRITE_THRESHOLD}); MegaDetector's format, for Timelapse, AddaxAI and the tools below.
 4. Review page: {review.index_html} (open it in a browser; TP/FP/FN/TN pages against the val ground truth).
 5. Metrics on the held-out val frames ({out}/metrics.json):
@@ -256,7 +355,7 @@ Camera-trap demo on the {sum(split.images.values())} sample frames, {timings['to
    animal, how many were flagged; the false-positive rate on empty frames = the empty frames you would still look
    at; average precision = how well the scores rank frames with animals above empty ones, over all thresholds;
    COCO AP / AP50 = how well the boxes fit the drawn ones. These come from RANDOM weights trained for seconds on
-   another species: read them as chance (a good value here is luck), and {split.images['val']} frames would say
+   another species: read them as chance (a good value here is luck), and {split.images["val"]} frames would say
    little even for a trained model.
 6. Camtrap DP package: {out}/camtrapdp/ ({package.media} media, {package.events} events; frames without a
    capture time left out: {len(package.skipped_undated)}); offline validation: {valid}.

@@ -1,4 +1,5 @@
 """``ropevit-det env``: print what a bug report needs (paste it into the issue)."""
+
 from __future__ import annotations
 
 import argparse

@@ -15,6 +15,7 @@ Inputs: image (3, H, W) float pixels in INPUT.FORMAT, image_hw (2,) int64 conten
 Outputs: boxes (N, 4) xyxy in the padded input's pixels, scores (N,), classes (N,) [, masks (N, 1, 28, 28)].
 Trailing KEY VALUE pairs override config keys.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,16 +32,31 @@ logger = logging.getLogger("ropevit_det.export")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=__doc__.split("\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "--config-file", dest="config_file", required=True, metavar="FILE_OR_NAME",
-                        help="detector config (a file or a model-zoo name)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0],
+        epilog=__doc__.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        "--config-file",
+        dest="config_file",
+        required=True,
+        metavar="FILE_OR_NAME",
+        help="detector config (a file or a model-zoo name)",
+    )
     parser.add_argument("--weights", required=True, metavar="FILE_OR_NAME", help="detector weights (model_final.pth)")
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default: %(default)s")
     parser.add_argument("--output", required=True, help="file to write (e.g. model.onnx or model.ts)")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="the fixed input size of the graph (default: MODEL.SFP.SQUARE_PAD when set, else "
-                             "INPUT.MIN_SIZE_TEST high by 4/3 of it wide)")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="the fixed input size of the graph (default: MODEL.SFP.SQUARE_PAD when set, else "
+        "INPUT.MIN_SIZE_TEST high by 4/3 of it wide)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     return parser
 
@@ -58,10 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, _ = load_detector(cfg)
         input_hw = tuple(args.input_size) if args.input_size else default_input_hw(model, cfg.INPUT.MIN_SIZE_TEST)
-        info = ExportInfo(input_hw=input_hw, pixel_mean=tuple(cfg.MODEL.PIXEL_MEAN), input_format=cfg.INPUT.FORMAT,
-                          outputs=outputs_of(model), num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-                          score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, config=Path(args.config_file).name,
-                          fmt=args.format)
+        info = ExportInfo(
+            input_hw=input_hw,
+            pixel_mean=tuple(cfg.MODEL.PIXEL_MEAN),
+            input_format=cfg.INPUT.FORMAT,
+            outputs=outputs_of(model),
+            num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+            config=Path(args.config_file).name,
+            fmt=args.format,
+        )
         logger.info("tracing at a fixed input size of %d x %d (%s)", *input_hw, args.format)
         data = export_model(model, info)
     except (ValueError, FileNotFoundError, WeightsDownloadError) as exc:
@@ -70,8 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
-    logger.info("wrote %s (%.1f MB): inputs image (3, %d, %d) float, image_hw (2,) int64; outputs %s",
-                output, len(data) / 2**20, *input_hw, ", ".join(info.outputs))
+    logger.info(
+        "wrote %s (%.1f MB): inputs image (3, %d, %d) float, image_hw (2,) int64; outputs %s",
+        output,
+        len(data) / 2**20,
+        *input_hw,
+        ", ".join(info.outputs),
+    )
     return 0
 
 

@@ -4,6 +4,7 @@
 The flags and their help are in :mod:`ropevit_det.cli.infer_args`; the job is
 ``camera_trap.detection.batch_job.run_batch_job``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,18 @@ from ropevit_det.engine.distributed import shutdown_distributed
 
 _START_OVER = "pass --resume to continue it, or --overwrite (or another --output) to start over"
 # The flag behind each setting a BatchJobError can name.
-_FLAGS = {"glance": "--glance / --glance-threshold",
-          "input": "--input", "input_root": "--input-root", "class_names": "--class-names / --config",
-          "weights": "--weights", "classifier_weights": "--classifier-weights", "coco_gt": "--coco-gt",
-          "smooth_sequences": "--smooth-sequences", "device": "--device", "tiles": "--tiles / --tile-size / --tile-overlap"}
+_FLAGS = {
+    "glance": "--glance / --glance-threshold",
+    "input": "--input",
+    "input_root": "--input-root",
+    "class_names": "--class-names / --config",
+    "weights": "--weights",
+    "classifier_weights": "--classifier-weights",
+    "coco_gt": "--coco-gt",
+    "smooth_sequences": "--smooth-sequences",
+    "device": "--device",
+    "tiles": "--tiles / --tile-size / --tile-overlap",
+}
 
 
 def check_args(args: argparse.Namespace) -> tuple[tuple[int, int] | None, FrameSampling]:
@@ -76,15 +85,27 @@ def check_args(args: argparse.Namespace) -> tuple[tuple[int, int] | None, FrameS
     return shard, sampling
 
 
-def job_settings(args: argparse.Namespace, shard: tuple[int, int] | None, sampling: FrameSampling
-                 ) -> BatchJobSettings:
+def job_settings(args: argparse.Namespace, shard: tuple[int, int] | None, sampling: FrameSampling) -> BatchJobSettings:
     """The flags as the job's settings (``--config`` resolved to a file)."""
     # The lock is the command's (main takes it once per run), not each process's.
-    names = {f.name for f in dataclasses.fields(BatchJobSettings)} - {"config_file", "opts", "shard", "run_id",
-                                                                      "wait_for_lock", "break_lock"}
+    names = {f.name for f in dataclasses.fields(BatchJobSettings)} - {
+        "config_file",
+        "opts",
+        "shard",
+        "run_id",
+        "wait_for_lock",
+        "break_lock",
+    }
     given = {name: value for name, value in vars(args).items() if name in names}
-    return BatchJobSettings(**given, config_file=config_arg(args.config_file), opts=tuple(args.opts),
-                            render_dir=args.render, shard=shard, sampling=sampling, progress=not args.no_progress)
+    return BatchJobSettings(
+        **given,
+        config_file=config_arg(args.config_file),
+        opts=tuple(args.opts),
+        render_dir=args.render,
+        shard=shard,
+        sampling=sampling,
+        progress=not args.no_progress,
+    )
 
 
 def error_message(exc: BatchJobError | SpeciesFilterError, settings: BatchJobSettings) -> str:
@@ -96,8 +117,10 @@ def error_message(exc: BatchJobError | SpeciesFilterError, settings: BatchJobSet
             return f"ERROR: {exc}: {_START_OVER}"
         if isinstance(exc.__cause__, (OSError, OutputLockedError)):
             return f"ERROR: {exc}"  # already names the file and the fix
-        return (f"ERROR: --output {settings.output}: {exc}. Use another --output, or move the file away and start "
-                "again without --resume.")
+        return (
+            f"ERROR: --output {settings.output}: {exc}. Use another --output, or move the file away and start "
+            "again without --resume."
+        )
     return user_error_message(exc, _FLAGS)
 
 
@@ -126,8 +149,15 @@ def main(argv: list[str] | None = None) -> int:
             lock, settings = take_output(args, settings)
         # The last rank to finish may come long after the first (uneven folders, slow disks): the final barrier
         # must not time out the way a training step would, hence a day rather than detectron2's 30 minutes.
-        launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(settings,), timeout=timedelta(hours=24))
+        launch(
+            worker,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(settings,),
+            timeout=timedelta(hours=24),
+        )
     finally:
         if lock is not None:
             lock.release()
@@ -137,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
 def take_output(args: argparse.Namespace, settings: BatchJobSettings) -> tuple[RunLock, BatchJobSettings]:
     """Lock ``--output`` for this run, then prepare it (once, so that every rank sees the same files)."""
     if Path(args.output).is_dir():
-        raise SystemExit(f"ERROR: --output {args.output} is a folder, not a results file: give a file path such as "
-                         f"{Path(args.output) / 'results.json'}")
+        raise SystemExit(
+            f"ERROR: --output {args.output} is a folder, not a results file: give a file path such as "
+            f"{Path(args.output) / 'results.json'}"
+        )
     lock = RunLock(args.output)
     try:
         lock.acquire(wait=math.inf if args.wait_for_lock else None, break_lock=args.break_lock)

@@ -3,6 +3,7 @@
 Sub-commands are imported only when chosen, so ``ropevit-det env`` works even where a heavy dependency is
 broken, and ``--help`` is fast.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -40,11 +41,17 @@ CLONE_ONLY: dict[str, str] = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: ropevit-det SUBCOMMAND [ARGS...]   (ropevit-det SUBCOMMAND --help for its options)", "",
-             "sub-commands:"]
+    lines = [
+        "usage: ropevit-det SUBCOMMAND [ARGS...]   (ropevit-det SUBCOMMAND --help for its options)",
+        "",
+        "sub-commands:",
+    ]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
-    lines += ["", "benchmarks (from a clone of the repository, not installed): "
-              + ", ".join(f"python {tool}" for tool in dict.fromkeys(CLONE_ONLY.values()))]
+    lines += [
+        "",
+        "benchmarks (from a clone of the repository, not installed): "
+        + ", ".join(f"python {tool}" for tool in dict.fromkeys(CLONE_ONLY.values())),
+    ]
     return "\n".join(lines)
 
 
@@ -55,12 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name in CLONE_ONLY:
-        print(f"ropevit-det {name}: the benchmark harness is not part of the installed package; it needs a clone of "
-              f"the repository: python {CLONE_ONLY[name]} {' '.join(rest)}".rstrip(), file=sys.stderr)
+        print(
+            f"ropevit-det {name}: the benchmark harness is not part of the installed package; it needs a clone of "
+            f"the repository: python {CLONE_ONLY[name]} {' '.join(rest)}".rstrip(),
+            file=sys.stderr,
+        )
         return 2
     if name not in COMMANDS:
-        print(f"ropevit-det: unknown sub-command {name!r}. Choose one of: {', '.join(COMMANDS)}\n\n{usage()}",
-              file=sys.stderr)
+        print(
+            f"ropevit-det: unknown sub-command {name!r}. Choose one of: {', '.join(COMMANDS)}\n\n{usage()}",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(f"ropevit_det.cli.{COMMANDS[name][0]}")
     # argparse in the sub-command names itself after argv[0]; make its usage line read "ropevit-det NAME".

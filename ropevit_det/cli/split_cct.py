@@ -5,6 +5,7 @@ Example:
     python tools/split_cct.py data/cct.json --output-dir data/splits --val-fraction 0.15 --seed 0
 writes data/splits/cct_train.json and data/splits/cct_val.json and prints the locations of each split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,9 @@ import sys
 from pathlib import Path
 
 from ropevit_det.camera_trap.data.cct import read_cct_json
-from ropevit_det.utils.atomic_json import write_json_atomic
 from ropevit_det.camera_trap.data.split import split_by_location
 from ropevit_det.cli.common import os_error_sentence
+from ropevit_det.utils.atomic_json import write_json_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _split(args: argparse.Namespace) -> int:
     data = read_cct_json(args.cct_json)
-    splits, summary = split_by_location(data, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                                        seed=args.seed, source=f"CCT file {args.cct_json}")
+    splits, summary = split_by_location(
+        data,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        source=f"CCT file {args.cct_json}",
+    )
     out_dir = Path(args.output_dir)
     stem = args.name or Path(args.cct_json).stem
     outputs = {name: out_dir / f"{stem}_{name}.json" for name in splits}

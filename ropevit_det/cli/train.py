@@ -23,6 +23,7 @@ Examples:
 Without a GPU, MODEL.DEVICE falls back to cpu and ``--num-gpus N`` starts N CPU processes over gloo.
 Trailing KEY VALUE pairs override yacs config keys (unknown keys are an error); a .py (LazyConfig) takes key=value.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,21 +46,30 @@ from ropevit_det.checkpoint import (
     WeightsFileError,
     check_pixel_stats,
 )
-from ropevit_det.config import check_config, load_config
-from ropevit_det.engine import (Trainer, build_lazy_model, check_lazy_config, lazy_test, lazy_test_with_tta,
-                                lazy_train, lazy_tta_enabled, load_ema_weights)
-from ropevit_det.engine.devices import available_device
-from ropevit_det.engine.distributed import shutdown_distributed
-from ropevit_det.evaluation.report import write_eval_report
 from ropevit_det.cli.common import config_arg, reject_flags_among_overrides
 from ropevit_det.cli.train_data import (
     own_run_config,
     record_data_flags,
     register_cli_datasets,
 )
+from ropevit_det.config import check_config, load_config
+from ropevit_det.engine import (
+    Trainer,
+    build_lazy_model,
+    check_lazy_config,
+    lazy_test,
+    lazy_test_with_tta,
+    lazy_train,
+    lazy_tta_enabled,
+    load_ema_weights,
+)
 from ropevit_det.engine.cpu_threads import share_cpu_cores
+from ropevit_det.engine.devices import available_device
+from ropevit_det.engine.distributed import shutdown_distributed
+from ropevit_det.evaluation.report import write_eval_report
 
 logger = logging.getLogger("ropevit_det.train_net")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = default_argument_parser(epilog=__doc__)
@@ -84,13 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     cct.add_argument("--cct-train-json", help="CCT training file (tools/split_cct.py splits one by location)")
     cct.add_argument("--cct-val-json", help="CCT validation file; its empty frames are always kept")
     cct.add_argument("--cct-images", help="image root the CCT file_name entries are resolved against")
-    cct.add_argument("--cct-class-mode", choices=("species", "megadetector"), default=None,
-                     help="the file's species, or MegaDetector's animal/person/vehicle (default: species)")
+    cct.add_argument(
+        "--cct-class-mode",
+        choices=("species", "megadetector"),
+        default=None,
+        help="the file's species, or MegaDetector's animal/person/vehicle (default: species)",
+    )
     cct.add_argument("--cct-mapping", help="JSON {species: animal|person|vehicle|ignore} for megadetector mode")
     cct.add_argument("--cct-strip-prefix", help="prefix to strip from file_name before matching local files")
     cct.add_argument("--cct-add-prefix", default="", help="prefix to add to file names after stripping")
-    cct.add_argument("--cct-drop-empty", action="store_true",
-                     help="train without empty frames (by default they are kept as negatives)")
+    cct.add_argument(
+        "--cct-drop-empty",
+        action="store_true",
+        help="train without empty frames (by default they are kept as negatives)",
+    )
     return parser
 
 
@@ -142,8 +159,10 @@ def setup(args: argparse.Namespace) -> CfgNode:
     except ValueError as error:  # a key combination that cannot work; the message says the fix
         raise SystemExit(f"ERROR: {error}") from None
     if args.eval_only and not cfg.DATASETS.TEST:
-        raise SystemExit("ERROR: --eval-only has no test set to evaluate: pass --val-json and --val-images "
-                         "(or --cct-val-json), or set DATASETS.TEST")
+        raise SystemExit(
+            "ERROR: --eval-only has no test set to evaluate: pass --val-json and --val-images "
+            "(or --cct-val-json), or set DATASETS.TEST"
+        )
     cfg.MODEL.DEVICE = available_device(cfg.MODEL.DEVICE)
     cfg.freeze()
     default_setup(cfg, args)
@@ -177,15 +196,23 @@ def _main(args: argparse.Namespace):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         meta = RoPEViTCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_heads=True).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume)
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
         use_ema_weights(model, meta or {}, cfg.MODEL_EMA.ENABLED)
         check_pixel_stats(cfg, meta or {})
         results = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             results.update(Trainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
-            report(cfg.OUTPUT_DIR, results, args.config_file, cfg.dump(), cfg.MODEL.WEIGHTS, meta or {},
-                   list(cfg.DATASETS.TEST))
+            report(
+                cfg.OUTPUT_DIR,
+                results,
+                args.config_file,
+                cfg.dump(),
+                cfg.MODEL.WEIGHTS,
+                meta or {},
+                list(cfg.DATASETS.TEST),
+            )
             verify_results(cfg, results)
         return results
     trainer = Trainer(cfg)
@@ -193,12 +220,20 @@ def _main(args: argparse.Namespace):
     return trainer.train()
 
 
-def report(output_dir: str, results: dict, config_file: str, config_text: str, weights: str, meta: dict,
-           datasets: list[str]) -> None:
+def report(
+    output_dir: str, results: dict, config_file: str, config_text: str, weights: str, meta: dict, datasets: list[str]
+) -> None:
     """The ViTDet-README-style table and the JSON record of an --eval-only run (``evaluation/report.py``)."""
     pretrain = (meta.get("dataset_info") or {}).get("init_weights") or (weights if "__author__" in meta else None)
-    md, js = write_eval_report(output_dir, results=results, config_name=config_file, config_text=config_text,
-                               weights=weights, pretrain=pretrain, datasets=datasets)
+    md, js = write_eval_report(
+        output_dir,
+        results=results,
+        config_name=config_file,
+        config_text=config_text,
+        weights=weights,
+        pretrain=pretrain,
+        datasets=datasets,
+    )
     logger.info(f"results table ({md}), full record in {js}:\n{md.read_text()}")
 
 
@@ -217,15 +252,23 @@ def _main_lazy(args: argparse.Namespace, cfg: Any):
     if args.eval_only:
         model = build_lazy_model(cfg)
         meta = RoPEViTCheckpointer(model, save_dir=cfg.train.output_dir, strict_heads=True).load(
-            cfg.train.init_checkpoint)
+            cfg.train.init_checkpoint
+        )
         use_ema_weights(model, meta or {}, bool(cfg.train.get("model_ema", {}).get("enabled", False)))
         results = lazy_test(cfg, model)
         if lazy_tta_enabled(cfg):
             results.update(lazy_test_with_tta(cfg, model))
         if comm.is_main_process():
             names = cfg.dataloader.test.dataset.names
-            report(cfg.train.output_dir, results, args.config_file, OmegaConf.to_yaml(cfg), str(cfg.train.init_checkpoint),
-                   meta or {}, [names] if isinstance(names, str) else list(names))
+            report(
+                cfg.train.output_dir,
+                results,
+                args.config_file,
+                OmegaConf.to_yaml(cfg),
+                str(cfg.train.init_checkpoint),
+                meta or {},
+                [names] if isinstance(names, str) else list(names),
+            )
         return results
     return lazy_train(cfg, resume=args.resume)
 

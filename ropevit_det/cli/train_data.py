@@ -4,6 +4,7 @@
 evaluates nothing (never the config's COCO default). The flags are written to ``OUTPUT_DIR/datasets.json`` so that
 ``--resume`` and ``--eval-only`` on that folder read the run's own ``config.yaml`` and find the same data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,28 @@ logger = logging.getLogger("ropevit_det.train_net")
 
 TRAIN_NAME, VAL_NAME = "ropevit_cli_train", "ropevit_cli_val"
 # DatasetError's argument (the role of the set) as the flags that gave it; "" when the role is not known.
-DATASET_FLAGS = {"training": "--train-json / --train-images", "evaluation": "--val-json / --val-images",
-                 "": "--train-json / --val-json"}
+DATASET_FLAGS = {
+    "training": "--train-json / --train-images",
+    "evaluation": "--val-json / --val-images",
+    "": "--train-json / --val-json",
+}
 
 
 # The data flags: recorded beside the run's config.yaml, so that --resume and --eval-only find the same data.
-DATA_FLAGS = ("train_json", "train_images", "val_json", "val_images", "cct_train_json", "cct_val_json", "cct_images",
-              "cct_class_mode", "cct_mapping", "cct_strip_prefix", "cct_add_prefix", "cct_drop_empty")
+DATA_FLAGS = (
+    "train_json",
+    "train_images",
+    "val_json",
+    "val_images",
+    "cct_train_json",
+    "cct_val_json",
+    "cct_images",
+    "cct_class_mode",
+    "cct_mapping",
+    "cct_strip_prefix",
+    "cct_add_prefix",
+    "cct_drop_empty",
+)
 DATA_RECORD = "datasets.json"
 
 
@@ -57,7 +73,9 @@ def restore_data_flags(args: argparse.Namespace, output_dir: str) -> bool:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise SystemExit(f"ERROR: {path} cannot be read ({error}): pass the data flags (--train-json ...) again") from None
+        raise SystemExit(
+            f"ERROR: {path} cannot be read ({error}): pass the data flags (--train-json ...) again"
+        ) from None
     for flag in DATA_FLAGS:
         if flag in record:
             setattr(args, flag, record[flag])
@@ -116,11 +134,16 @@ def register_cct_cli_datasets(args: argparse.Namespace, cfg: CfgNode) -> None:
         raise SystemExit("--cct-train-json / --cct-val-json need --cct-images (the folder holding the frames).")
     if args.train_json or args.val_json:
         raise SystemExit("Use either the COCO flags (--train-json/--val-json) or the CCT flags, not both.")
-    options = dict(class_mode=args.cct_class_mode or "species", mapping_file=args.cct_mapping,
-                   strip_prefix=args.cct_strip_prefix, add_prefix=args.cct_add_prefix)
+    options = dict(
+        class_mode=args.cct_class_mode or "species",
+        mapping_file=args.cct_mapping,
+        strip_prefix=args.cct_strip_prefix,
+        add_prefix=args.cct_add_prefix,
+    )
     if args.cct_train_json:
-        register_cct_dataset(TRAIN_NAME, args.cct_train_json, args.cct_images,
-                             keep_empty_for_training=not args.cct_drop_empty, **options)
+        register_cct_dataset(
+            TRAIN_NAME, args.cct_train_json, args.cct_images, keep_empty_for_training=not args.cct_drop_empty, **options
+        )
         cfg.DATASETS.TRAIN = (TRAIN_NAME,)
     if args.cct_val_json:
         register_cct_dataset(VAL_NAME, args.cct_val_json, args.cct_images, for_evaluation=True, **options)

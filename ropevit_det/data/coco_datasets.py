@@ -6,6 +6,7 @@ unknown category id after minutes of set-up, an ``AssertionError`` for duplicate
 runs before training, reads only the JSON and the directory listings (it never decodes an image), and
 reports every problem it finds in one :class:`DatasetError`.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ from typing import Any, Iterable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.data.datasets import register_coco_instances
+
 from ..errors import UserInputError
 
 __all__ = [
@@ -33,7 +35,8 @@ _MAX_EXAMPLES = 5
 class DatasetError(UserInputError):
     """A COCO-format dataset cannot be used as given. The message lists every problem found and a fix.
 
-    ``argument`` (the ``role`` given) says which set it is (``"training"``, ``"evaluation"``, or None when not known), so that a
+    ``argument`` (the ``role`` given) says which set it is (``"training"``, ``"evaluation"``, or None when not
+    known), so that a
     command line can name the options that gave its paths.
     """
 
@@ -74,7 +77,8 @@ def _load_json(json_file: str, role: str | None) -> Any:
         raise DatasetError(
             f"COCO annotation file not found: {json_file}\n"
             f"  Fix: give the path of an existing COCO-format JSON file; relative paths are "
-            f"resolved from the current directory {os.getcwd()}.", role
+            f"resolved from the current directory {os.getcwd()}.",
+            role,
         )
     if not os.path.isfile(json_file):
         raise DatasetError(
@@ -87,7 +91,8 @@ def _load_json(json_file: str, role: str | None) -> Any:
         raise DatasetError(
             f"COCO annotation file is not valid JSON: {json_file}\n"
             f"  line {e.lineno}, column {e.colno}: {e.msg}\n"
-            "  Fix: repair or re-export the file; `python -m json.tool FILE` shows the same position.", role
+            "  Fix: repair or re-export the file; `python -m json.tool FILE` shows the same position.",
+            role,
         ) from e
     except UnicodeDecodeError as e:
         raise DatasetError(
@@ -210,8 +215,11 @@ def _is_valid_image_entry(img: Any) -> bool:
 def _check_images(raw_images: list[Any], image_root: str) -> tuple[list[str], set]:
     """Problems with 'images' and their files, and the set of valid image ids."""
     problems = []
-    bad = [img.get("id", f"#{i}") if isinstance(img, dict) else f"#{i}"
-           for i, img in enumerate(raw_images) if not _is_valid_image_entry(img)]
+    bad = [
+        img.get("id", f"#{i}") if isinstance(img, dict) else f"#{i}"
+        for i, img in enumerate(raw_images)
+        if not _is_valid_image_entry(img)
+    ]
     if bad:
         problems.append(
             f"{len(bad)} of {len(raw_images)} images lack an id, a 'file_name' or a positive 'width'/'height' "
@@ -293,7 +301,8 @@ def validate_coco_dataset(json_file: str | os.PathLike, image_root: str | os.Pat
     if not isinstance(data, dict):
         raise DatasetError(
             f"COCO annotation file {json_file} holds a JSON {type(data).__name__}, not an object with "
-            "'images', 'annotations' and 'categories'.\n  Fix: export the dataset in COCO instances format.", role
+            "'images', 'annotations' and 'categories'.\n  Fix: export the dataset in COCO instances format.",
+            role,
         )
 
     problems: list[str] = []
@@ -321,8 +330,7 @@ def validate_coco_dataset(json_file: str | os.PathLike, image_root: str | os.Pat
         )
     elif for_training and isinstance(data.get("annotations"), list):
         usable = [
-            a for a in annotations
-            if isinstance(a, dict) and not a.get("iscrowd", 0) and a.get("image_id") in image_ids
+            a for a in annotations if isinstance(a, dict) and not a.get("iscrowd", 0) and a.get("image_id") in image_ids
         ]
         if not usable:
             problems.append(
@@ -333,7 +341,8 @@ def validate_coco_dataset(json_file: str | os.PathLike, image_root: str | os.Pat
     if problems:
         raise DatasetError(
             f"COCO dataset check failed: {len(problems)} problem(s) in {json_file} (images under {image_root}):\n"
-            + "\n".join(f"  - {p}" for p in problems), role
+            + "\n".join(f"  - {p}" for p in problems),
+            role,
         )
     # Only a clean file is worth remembering: registration then needs no second parse.
     _CATEGORY_CACHE[_file_key(json_file)] = [dict(c) for c in categories]

@@ -6,6 +6,7 @@ data) cannot be registered with it. ``register_lvis_format_dataset`` takes the c
 image counts that the federated loss weighs by, from the file itself; loading stays detectron2's
 ``load_lvis_json``, and the metadata says ``evaluator_type="lvis"`` so that ``LVISEvaluator`` is used.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,15 +38,18 @@ def lvis_format_metadata(json_file: str | os.PathLike) -> dict[str, Any]:
     categories = sorted(data["categories"], key=lambda c: c["id"])
     ids = [c["id"] for c in categories]
     if ids != list(range(1, len(ids) + 1)):
-        raise ValueError(f"{json_file}: LVIS category ids must be 1..{len(ids)} (detectron2 maps id - 1 to the class "
-                         f"index), got {ids[:10]}{' ...' if len(ids) > 10 else ''}")
+        raise ValueError(
+            f"{json_file}: LVIS category ids must be 1..{len(ids)} (detectron2 maps id - 1 to the class "
+            f"index), got {ids[:10]}{' ...' if len(ids) > 10 else ''}"
+        )
     counted: dict[int, set] = defaultdict(set)
     for ann in data.get("annotations", []):
         counted[ann["category_id"]].add(ann["image_id"])
     return {
         "thing_classes": [c["name"] for c in categories],
-        "class_image_count": [{"id": c["id"], "image_count": c.get("image_count", len(counted[c["id"]]))}
-                              for c in categories],
+        "class_image_count": [
+            {"id": c["id"], "image_count": c.get("image_count", len(counted[c["id"]]))} for c in categories
+        ],
     }
 
 

@@ -11,6 +11,7 @@ Objects are at least ~20 px wide and tall.
 
 Nothing here is real data; the numbers a model reaches on it say nothing about natural images.
 """
+
 from __future__ import annotations
 
 import colorsys

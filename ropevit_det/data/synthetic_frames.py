@@ -5,6 +5,7 @@ shapes (:mod:`.synthetic`: the same colours, kinds and background texture) on fr
 objects of the diameters asked for, so sliced inference and high-resolution inference can be compared against
 plain inference on known boxes (``tools/benchmark_tiles.py``, the tiling tests).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,9 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.clip(base + blotches + fine, 0, 255).astype(np.float32)
 
 
-def render_frame(rng: np.random.Generator, height: int, width: int, diameters: Sequence[float], *,
-                 gap: float = 8.0) -> tuple[np.ndarray, list[FrameObject]]:
+def render_frame(
+    rng: np.random.Generator, height: int, width: int, diameters: Sequence[float], *, gap: float = 8.0
+) -> tuple[np.ndarray, list[FrameObject]]:
     """A ``height`` x ``width`` frame (uint8 RGB) with one shape per diameter (circumscribed circle), none touching.
 
     Shapes that find no free spot in 200 tries are left out, so the objects returned are the ones drawn.

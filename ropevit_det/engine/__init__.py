@@ -1,4 +1,5 @@
 """Training: the ViTDet recipe (optimizer, LSJ, mixed precision) on detectron2's trainer."""
+
 from .ema import ModelEMA, load_ema_weights
 from .lazy import (
     build_lazy_model,

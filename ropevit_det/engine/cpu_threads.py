@@ -4,6 +4,7 @@ PyTorch gives every process as many intra-op threads as the machine has cores; N
 run N times as many threads as cores, and each waits on the others. Shared out evenly instead, 1 and N processes
 use the same cores. A user's own ``OMP_NUM_THREADS`` always wins.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,9 +32,13 @@ def share_cpu_cores(processes: int, environ: MutableMapping[str, str] | None = N
     environ = os.environ if environ is None else environ
     cores = available_cores()
     if "OMP_NUM_THREADS" in environ:
-        return (f"{processes} CPU processes on {cores} cores: {environ['OMP_NUM_THREADS']} threads each, "
-                "from your OMP_NUM_THREADS")
+        return (
+            f"{processes} CPU processes on {cores} cores: {environ['OMP_NUM_THREADS']} threads each, "
+            "from your OMP_NUM_THREADS"
+        )
     threads = threads_per_process(processes, cores)
     environ["OMP_NUM_THREADS"] = str(threads)
-    return (f"{processes} CPU processes on {cores} cores: {threads} thread(s) each (cores / processes; set "
-            "OMP_NUM_THREADS to choose)")
+    return (
+        f"{processes} CPU processes on {cores} cores: {threads} thread(s) each (cores / processes; set "
+        "OMP_NUM_THREADS to choose)"
+    )

@@ -4,6 +4,7 @@ detectron2's configs default to ``MODEL.DEVICE: cuda``; a CPU-only user should n
 a demo, a training or an inference. An explicit request on the command line (``infer --device cuda``) is
 different: the tools refuse it with a message instead of silently running elsewhere.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Several processes: wrapping a model for them, getting the bare model back, and tearing the group down."""
+
 from __future__ import annotations
 
 import logging

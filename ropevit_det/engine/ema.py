@@ -6,6 +6,7 @@ code offers. The average itself is PyTorch's ``torch.optim.swa_utils.AveragedMod
 After ``k`` optimizer steps, with ``p_0`` the weights when training starts (or resumes without an EMA) and
 ``p_i`` the weights after step ``i``: ``ema_k = decay**k * p_0 + sum_i (1 - decay) * decay**(k - i) * p_i``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -63,6 +64,6 @@ def load_ema_weights(model: torch.nn.Module, checkpoint_extra: Mapping[str, Any]
     if not saved:
         return False
     prefix = "module."
-    state = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
     unwrap_model(model).load_state_dict(state, strict=True)
     return True

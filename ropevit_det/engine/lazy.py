@@ -7,6 +7,7 @@ step with ours instead: ``RoPEViTCheckpointer``, ``wrap_for_distributed``, the b
 class names, the model EMA (``train.model_ema``), test-time augmentation (``test.aug``, as the yacs ``TEST.AUG``).
 The layer decay over ``encoder.block.N`` comes with the config (``optimizer.params``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,15 +24,22 @@ from detectron2.utils import comm
 
 from ..checkpoint import RoPEViTCheckpointer
 from ..config import check_tta_fits_square
-from .ema import EMA_CHECKPOINT_KEY, ModelEMA
 from .devices import available_device
-from .mixed_precision import step_trainer
 from .distributed import unwrap_model, wrap_for_distributed
+from .ema import EMA_CHECKPOINT_KEY, ModelEMA
+from .mixed_precision import step_trainer
 from .trainer import TTA_OUTPUT_SUBDIR, DatasetInfo, tta_model, tta_results
 
 __all__ = [
-    "build_lazy_model", "build_lazy_trainer", "check_lazy_config", "lazy_device", "lazy_test", "lazy_test_with_tta",
-    "lazy_tta_cfg", "lazy_tta_enabled", "lazy_train",
+    "build_lazy_model",
+    "build_lazy_trainer",
+    "check_lazy_config",
+    "lazy_device",
+    "lazy_test",
+    "lazy_test_with_tta",
+    "lazy_tta_cfg",
+    "lazy_tta_enabled",
+    "lazy_train",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,8 +63,12 @@ def check_lazy_config(cfg: Any) -> None:
     """Combinations that would fail late: fail now, naming the key to change (as ``config.check_config``)."""
     aug = _tta_node(cfg)
     check_tta_fits_square(
-        bool(aug.get("enabled", False)), int(aug.get("max_size", 0)), int(cfg.model.backbone.get("square_pad", 0)),
-        max_key="test.aug.max_size", square_key="model.backbone.square_pad", assign="=",
+        bool(aug.get("enabled", False)),
+        int(aug.get("max_size", 0)),
+        int(cfg.model.backbone.get("square_pad", 0)),
+        max_key="test.aug.max_size",
+        square_key="model.backbone.square_pad",
+        assign="=",
     )
 
 
@@ -92,19 +104,25 @@ def lazy_tta_cfg(cfg: Any, model: torch.nn.Module) -> CfgNode:
     heads = model.roi_heads
     # Cascade heads hold one predictor per stage; the last stage's test settings are the ones applied.
     predictor = heads.box_predictor[-1] if isinstance(heads.box_predictor, torch.nn.ModuleList) else heads.box_predictor
-    return CfgNode({
-        "MODEL": {
-            "MASK_ON": bool(getattr(heads, "mask_on", False)),
-            "KEYPOINT_ON": bool(getattr(heads, "keypoint_on", False)),
-            "LOAD_PROPOSALS": model.proposal_generator is None,
-            "ROI_HEADS": {"NUM_CLASSES": heads.num_classes, "NMS_THRESH_TEST": predictor.test_nms_thresh},
-        },
-        "TEST": {
-            "DETECTIONS_PER_IMAGE": predictor.test_topk_per_image,
-            "AUG": {"ENABLED": True, "MIN_SIZES": tuple(int(s) for s in aug.min_sizes),
-                    "MAX_SIZE": int(aug.max_size), "FLIP": bool(aug.flip)},
-        },
-    })
+    return CfgNode(
+        {
+            "MODEL": {
+                "MASK_ON": bool(getattr(heads, "mask_on", False)),
+                "KEYPOINT_ON": bool(getattr(heads, "keypoint_on", False)),
+                "LOAD_PROPOSALS": model.proposal_generator is None,
+                "ROI_HEADS": {"NUM_CLASSES": heads.num_classes, "NMS_THRESH_TEST": predictor.test_nms_thresh},
+            },
+            "TEST": {
+                "DETECTIONS_PER_IMAGE": predictor.test_topk_per_image,
+                "AUG": {
+                    "ENABLED": True,
+                    "MIN_SIZES": tuple(int(s) for s in aug.min_sizes),
+                    "MAX_SIZE": int(aug.max_size),
+                    "FLIP": bool(aug.flip),
+                },
+            },
+        }
+    )
 
 
 def lazy_test_with_tta(cfg: Any, model: torch.nn.Module) -> dict:
@@ -127,11 +145,17 @@ def build_lazy_trainer(cfg: Any, *, resume: bool = False) -> tuple[TrainerBase, 
     model = wrap_for_distributed(model)
     amp = cfg.train.get("amp", {})
     trainer = step_trainer(
-        model, train_loader, optimizer,
-        amp=bool(amp.get("enabled", False)), precision=str(amp.get("precision", "float16")), device=lazy_device(cfg),
+        model,
+        train_loader,
+        optimizer,
+        amp=bool(amp.get("enabled", False)),
+        precision=str(amp.get("precision", "float16")),
+        device=lazy_device(cfg),
     )
     checkpointer = RoPEViTCheckpointer(
-        model, cfg.train.output_dir, trainer=trainer,
+        model,
+        cfg.train.output_dir,
+        trainer=trainer,
         dataset_info=DatasetInfo(
             datasets=_names(cfg.dataloader.train.dataset.names), init_weights=str(cfg.train.init_checkpoint)
         ),
@@ -140,16 +164,18 @@ def build_lazy_trainer(cfg: Any, *, resume: bool = False) -> tuple[TrainerBase, 
     ema = ModelEMA(model, float(ema_cfg.get("decay", 0.9999))) if ema_cfg.get("enabled", False) else None
     if ema is not None:
         checkpointer.add_checkpointable(EMA_CHECKPOINT_KEY, ema.averaged)
-    trainer.register_hooks([
-        hooks.IterationTimer(),
-        hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-        ema,  # updated before checkpointing and evaluation
-        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
-        hooks.EvalHook(cfg.train.eval_period, lambda: lazy_test(cfg, ema.module if ema is not None else model)),
-        hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
-        if comm.is_main_process()
-        else None,
-    ])
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            ema,  # updated before checkpointing and evaluation
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
+            hooks.EvalHook(cfg.train.eval_period, lambda: lazy_test(cfg, ema.module if ema is not None else model)),
+            hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
+            if comm.is_main_process()
+            else None,
+        ]
+    )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
     return trainer, start_iter

@@ -3,6 +3,7 @@
 detectron2's ``AMPTrainer`` requires CUDA and always scales the loss; bf16 autocast on the CPU (fast on CPUs
 with AVX-512 BF16 or AMX; docs/PERFORMANCE.md) needs neither, so ``CPUBF16Trainer`` adds only that.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,8 +37,12 @@ def build_step_trainer(cfg: CfgNode, model, data_loader, optimizer) -> SimpleTra
     """Pick the step loop from ``SOLVER.AMP.ENABLED`` / ``SOLVER.AMP.PRECISION`` and ``MODEL.DEVICE``."""
     try:
         return step_trainer(
-            model, data_loader, optimizer,
-            amp=cfg.SOLVER.AMP.ENABLED, precision=cfg.SOLVER.AMP.PRECISION, device=cfg.MODEL.DEVICE,
+            model,
+            data_loader,
+            optimizer,
+            amp=cfg.SOLVER.AMP.ENABLED,
+            precision=cfg.SOLVER.AMP.PRECISION,
+            device=cfg.MODEL.DEVICE,
         )
     except ValueError as error:
         raise ValueError(f"SOLVER.AMP.PRECISION: {error}") from None

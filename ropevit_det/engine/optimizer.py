@@ -5,6 +5,7 @@ detectron2's ``get_vit_lr_decay_rate`` only recognises ``.blocks.`` and ``.patch
 channel-first ``LayerNorm`` used in the pyramid and heads (``norm: "LN"``). Both are written here for
 ``encoder.block.N`` and for every norm; detectron2's ``reduce_param_groups`` and gradient clipping are reused.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,7 +37,7 @@ def rope_vit_lr_decay_rate(name: str, lr_decay_rate: float, num_layers: int) -> 
     """
     layer_id = num_layers + 1
     if name.startswith(VIT_PREFIX):
-        local = name[len(VIT_PREFIX):]
+        local = name[len(VIT_PREFIX) :]
         if local.startswith(EMBEDDING_PARAMS):
             layer_id = 0
         elif local.startswith("encoder.block."):

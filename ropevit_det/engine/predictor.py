@@ -5,6 +5,7 @@ decoded RGB image into detectron2's input dict in a DataLoader worker (resize wi
 ``DefaultPredictor`` does, with ``height`` / ``width`` set to the displayed size so boxes come back in it);
 :class:`Detector` runs the model on one batch (optionally with the backbone under bf16 autocast).
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,9 +71,11 @@ def load_detector(cfg: CfgNode) -> tuple[torch.nn.Module, dict[str, Any]]:
     check_pixel_stats(cfg, meta)
     if meta.get("__author__") == CHECKPOINT_AUTHOR:
         # Converted birder weights hold a classification ViT only: the detection heads are random.
-        logger.warning("%s holds backbone weights only: the detection heads are untrained and the detections "
-                       "meaningless. Use a fine-tuned detector checkpoint (the training tool's model_final.pth).",
-                       cfg.MODEL.WEIGHTS)
+        logger.warning(
+            "%s holds backbone weights only: the detection heads are untrained and the detections "
+            "meaningless. Use a fine-tuned detector checkpoint (the training tool's model_final.pth).",
+            cfg.MODEL.WEIGHTS,
+        )
     return model.eval(), meta
 
 

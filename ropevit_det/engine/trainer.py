@@ -10,6 +10,7 @@ What differs from ``DefaultTrainer`` and why:
 * ``__init__`` is rewritten because ``DefaultTrainer`` hard-codes ``create_ddp_model(device_ids=[rank])``,
   which DDP rejects for CPU modules (our gloo multi-process runs), and picks ``AMPTrainer``, which needs CUDA.
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,13 +76,19 @@ class DatasetInfo:
         and ``init_weights``. The initial weights are kept so that evaluation reports can name the pre-training."""
         self.datasets = list(cfg.DATASETS.TRAIN) if cfg is not None else list(datasets or [])
         self.init_weights = cfg.MODEL.WEIGHTS if cfg is not None else init_weights
-        self.thing_classes = list(MetadataCatalog.get(self.datasets[0]).get("thing_classes", [])) if self.datasets else []
+        self.thing_classes = (
+            list(MetadataCatalog.get(self.datasets[0]).get("thing_classes", [])) if self.datasets else []
+        )
         # The count the heads were built for (inference refuses a config of another count, naming these classes).
         self.num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES if cfg is not None else len(self.thing_classes)
 
     def state_dict(self) -> dict:
-        return {"datasets": self.datasets, "thing_classes": self.thing_classes, "num_classes": self.num_classes,
-                "init_weights": self.init_weights}
+        return {
+            "datasets": self.datasets,
+            "thing_classes": self.thing_classes,
+            "num_classes": self.num_classes,
+            "init_weights": self.init_weights,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """On resume: the current run's datasets are authoritative; the initial weights stay the first run's."""
@@ -140,7 +147,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test_with_TTA(cls, cfg: CfgNode, model: torch.nn.Module) -> dict:  # noqa: N802 (detectron2's name)
-        """As detectron2's ``tools/train_net.py``: ``GeneralizedRCNNWithTTA`` (``TEST.AUG``), results keyed ``*_TTA``."""
+        """As detectron2's ``tools/train_net.py``: ``GeneralizedRCNNWithTTA`` (``TEST.AUG``), results keyed
+        ``*_TTA``."""
         evaluators = [
             cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, TTA_OUTPUT_SUBDIR))
             for name in cfg.DATASETS.TEST
@@ -155,7 +163,9 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg: CfgNode):
         if not cfg.INPUT.LSJ.ENABLED:
             return build_detection_train_loader(cfg)
-        mapper = DatasetMapper(cfg, is_train=True, augmentations=lsj_augmentations(cfg), recompute_boxes=cfg.MODEL.MASK_ON)
+        mapper = DatasetMapper(
+            cfg, is_train=True, augmentations=lsj_augmentations(cfg), recompute_boxes=cfg.MODEL.MASK_ON
+        )
         return build_detection_train_loader(cfg, mapper=mapper)
 
     @classmethod

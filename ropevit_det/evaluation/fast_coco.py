@@ -6,6 +6,7 @@ registry install of detectron2 used on Python 3.11 has no ``_C``. There, :class:
 runs the same detectron2 evaluator with ``faster_coco_eval.COCOeval_faster`` (C++, PyPI
 ``faster-coco-eval``) as the engine; its 12 summary numbers equal the official ones (tested).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,14 @@ class FasterCOCOEvaluator(COCOEvaluator):
 
     engine = "faster_coco_eval"
 
-    def __init__(self, dataset_name: str, tasks: Sequence[str] | None = None, distributed: bool = True,
-                 output_dir: str | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        dataset_name: str,
+        tasks: Sequence[str] | None = None,
+        distributed: bool = True,
+        output_dir: str | None = None,
+        **kwargs,
+    ) -> None:
         """
         Args:
             dataset_name: a registered dataset with a ``json_file`` in its metadata (or convertible to COCO).

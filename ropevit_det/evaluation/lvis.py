@@ -5,6 +5,7 @@ removed that alias, and this project needs NumPy >= 2 (birder does). No maintain
 the duration of ``evaluate`` only, ``np.float`` is defined as the builtin ``float`` it always stood for; nothing
 else changes, and an existing attribute is left alone.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ JSON with every metric plus what reproduces it (config hash, weights sha256, cod
     eval_report.json  {"metrics", "config", "config_sha256", "weights", "weights_sha256", "pretrain",
                        "code_version", "versions", "datasets", "created"}
 """
+
 from __future__ import annotations
 
 import datetime
@@ -22,8 +23,19 @@ __all__ = ["code_version", "results_table", "software_versions", "weights_sha256
 
 TASKS = ("bbox", "segm")
 REPORT_NAME = "eval_report"
-_DISTRIBUTIONS = ("ropevit_det", "torch", "torchvision", "detectron2", "sal-detectron2", "birder", "numpy",
-                  "pycocotools", "faster-coco-eval", "lvis", "fvcore")
+_DISTRIBUTIONS = (
+    "ropevit_det",
+    "torch",
+    "torchvision",
+    "detectron2",
+    "sal-detectron2",
+    "birder",
+    "numpy",
+    "pycocotools",
+    "faster-coco-eval",
+    "lvis",
+    "fvcore",
+)
 
 
 def code_version() -> str:
@@ -33,8 +45,12 @@ def code_version() -> str:
     root = Path(ropevit_det.__file__).resolve().parents[1]
     if (root / ".git").exists():
         try:
-            out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],
-                                 capture_output=True, text=True, timeout=10)
+            out = subprocess.run(
+                ["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             if out.returncode == 0 and out.stdout.strip():
                 return f"git {out.stdout.strip()}"
         except (OSError, subprocess.TimeoutExpired):

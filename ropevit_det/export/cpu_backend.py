@@ -10,9 +10,11 @@
 * ``onnxruntime`` / ``openvino``: the model exported at start-up (``tracing.export_model``, fixed input size)
   and run by that runtime in fp32.
 
-Which to pick is measured by ``python tools/benchmark.py`` from a clone (docs/PERFORMANCE_MEGADETECTOR.md); accuracy guards
+Which to pick is measured by ``python tools/benchmark.py`` from a clone (docs/PERFORMANCE_MEGADETECTOR.md); accuracy
+guards
 in tests/export/test_cpu_backend.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,8 +32,15 @@ from .info import ExportInfo
 from .runtime import ExportedDetector
 from .tracing import default_input_hw, export_model, outputs_of
 
-__all__ = ["CPU_BACKENDS", "INT8_ENGINES", "Int8Detector", "cpu_detector", "default_int8_engine", "export_for_runtime",
-           "quantize_vit_linears"]
+__all__ = [
+    "CPU_BACKENDS",
+    "INT8_ENGINES",
+    "Int8Detector",
+    "cpu_detector",
+    "default_int8_engine",
+    "export_for_runtime",
+    "quantize_vit_linears",
+]
 
 CPU_BACKENDS = ("int8", "onnxruntime", "openvino")
 INT8_ENGINES = ("torch.ao", "torchao")
@@ -91,8 +100,9 @@ def quantize_vit_linears(module: torch.nn.Module, engine: str | None = None) -> 
     for vit in vits:
         # set_inductor_config=False: nothing is compiled here, and torchao would otherwise change global
         # torch._inductor settings for the whole process.
-        quantize_(vit.encoder, Int8Config(set_inductor_config=False),
-                  filter_fn=lambda m, _: isinstance(m, torch.nn.Linear))
+        quantize_(
+            vit.encoder, Int8Config(set_inductor_config=False), filter_fn=lambda m, _: isinstance(m, torch.nn.Linear)
+        )
     return module
 
 
@@ -111,20 +121,33 @@ class Int8Detector:
         return self._detector(inputs)
 
 
-def export_for_runtime(model: GeneralizedRCNN, cfg: CfgNode, path: str | os.PathLike,
-                       input_hw: tuple[int, int] | None = None) -> ExportInfo:
+def export_for_runtime(
+    model: GeneralizedRCNN, cfg: CfgNode, path: str | os.PathLike, input_hw: tuple[int, int] | None = None
+) -> ExportInfo:
     """Write ``model`` as ONNX at ``input_hw`` (default: ``default_input_hw``) to ``path``; return its info."""
     model = copy.deepcopy(model).cpu().eval()  # tracing must not leave anything on the caller's model
     hw = tuple(input_hw) if input_hw else default_input_hw(model, cfg.INPUT.MIN_SIZE_TEST)
-    info = ExportInfo(input_hw=hw, pixel_mean=tuple(cfg.MODEL.PIXEL_MEAN), input_format=cfg.INPUT.FORMAT,
-                      outputs=outputs_of(model), num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-                      score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, config="", fmt="onnx")
+    info = ExportInfo(
+        input_hw=hw,
+        pixel_mean=tuple(cfg.MODEL.PIXEL_MEAN),
+        input_format=cfg.INPUT.FORMAT,
+        outputs=outputs_of(model),
+        num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+        score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+        config="",
+        fmt="onnx",
+    )
     Path(path).write_bytes(export_model(model, info))
     return info
 
 
-def cpu_detector(backend: str, model: GeneralizedRCNN, cfg: CfgNode, threads: int | None = None,
-                 input_hw: tuple[int, int] | None = None):
+def cpu_detector(
+    backend: str,
+    model: GeneralizedRCNN,
+    cfg: CfgNode,
+    threads: int | None = None,
+    input_hw: tuple[int, int] | None = None,
+):
     """A detector object for ``backend`` (one of ``CPU_BACKENDS``) built from the loaded eager ``model``."""
     if backend == "int8":
         return Int8Detector(model)

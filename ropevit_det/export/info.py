@@ -1,5 +1,6 @@
 """What an exported model needs beside its graph: the input size it was traced at, the pixel mean its padding
 uses, and the names of its outputs. Stored inside the file (ONNX ``metadata_props``, TorchScript extra file)."""
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,15 @@ OUTPUT_NAMES = ("boxes", "scores", "classes", "masks")
 @dataclass(frozen=True)
 class ExportInfo:
     """Args:
-        input_hw: the one (height, width) the graph takes: inputs are padded (or shrunk, then padded) to it.
-        pixel_mean: ``MODEL.PIXEL_MEAN``; padding with it is padding with zeros after normalisation, as
-            detectron2 pads.
-        input_format: ``INPUT.FORMAT`` of the channels (RGB for RoPE ViT).
-        outputs: the graph's outputs, a prefix of ``OUTPUT_NAMES`` (``masks`` only for Mask R-CNN).
-        num_classes: ``MODEL.ROI_HEADS.NUM_CLASSES``.
-        score_thresh: ``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` traced into the graph.
-        config: the config file the model was built from (for the record).
-        fmt: "onnx" or "torchscript".
+    input_hw: the one (height, width) the graph takes: inputs are padded (or shrunk, then padded) to it.
+    pixel_mean: ``MODEL.PIXEL_MEAN``; padding with it is padding with zeros after normalisation, as
+        detectron2 pads.
+    input_format: ``INPUT.FORMAT`` of the channels (RGB for RoPE ViT).
+    outputs: the graph's outputs, a prefix of ``OUTPUT_NAMES`` (``masks`` only for Mask R-CNN).
+    num_classes: ``MODEL.ROI_HEADS.NUM_CLASSES``.
+    score_thresh: ``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` traced into the graph.
+    config: the config file the model was built from (for the record).
+    fmt: "onnx" or "torchscript".
     """
 
     input_hw: tuple[int, int]

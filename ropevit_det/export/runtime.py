@@ -5,6 +5,7 @@
 Each image is shrunk if it does not fit the export size (aspect kept), padded with the pixel mean at the
 bottom and right (zeros after normalisation, as detectron2 pads) and run alone: the graph takes batch 1.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,9 @@ def _openvino_session(path: str, threads: int) -> Callable[[np.ndarray, np.ndarr
     import openvino as ov
 
     # f32 inference precision: on CPUs with bf16 OpenVINO would otherwise pick bf16 on its own.
-    compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                     "INFERENCE_PRECISION_HINT": "f32"})
+    compiled = ov.Core().compile_model(
+        path, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    )
 
     def run(image: np.ndarray, hw: np.ndarray) -> list[np.ndarray]:
         result = compiled({"image": image, "image_hw": hw})
@@ -117,7 +119,9 @@ class ExportedDetector:
         results = []
         for item in inputs:
             image, image_hw = self.prepare(item["image"])
-            outputs = dict(zip(self.info.outputs, (torch.from_numpy(np.asarray(o)) for o in self._run(image, image_hw))))
+            outputs = dict(
+                zip(self.info.outputs, (torch.from_numpy(np.asarray(o)) for o in self._run(image, image_hw)))
+            )
             instances = Instances((int(image_hw[0]), int(image_hw[1])))
             instances.pred_boxes = Boxes(outputs["boxes"])
             instances.scores = outputs["scores"]

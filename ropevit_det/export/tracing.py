@@ -16,6 +16,7 @@ by the TorchScript-based one (``dynamo=False``, deprecated by PyTorch) only wher
 logged: the ViT alone (``export_vit_onnx``) goes through ``torch.export``; the whole detector does not, because
 detectron2's RPN and ROI heads branch in Python on tensor values (docs/EXPORT.md, "Which ONNX exporter").
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,18 @@ from detectron2.structures import ImageList
 from ..modeling.rope_vit import RoPEViT
 from .info import EXPORT_INFO_KEY, INPUT_NAMES, OUTPUT_NAMES, ExportInfo
 
-__all__ = ["DYNAMO_ONNX_OPSET", "ONNX_OPSET", "default_input_hw", "export_model", "export_vit_onnx", "fixed_rope_table", "onnx_export", "outputs_of",
-           "patch_grid", "traceable_model"]
+__all__ = [
+    "DYNAMO_ONNX_OPSET",
+    "ONNX_OPSET",
+    "default_input_hw",
+    "export_model",
+    "export_vit_onnx",
+    "fixed_rope_table",
+    "onnx_export",
+    "outputs_of",
+    "patch_grid",
+    "traceable_model",
+]
 
 # detectron2's STABLE_ONNX_OPSET_VERSION (11) has no repeat_interleave / bicubic-resize forms this model needs.
 ONNX_OPSET = 17
@@ -58,25 +69,44 @@ def _failure_reason(error: BaseException) -> str:
     return reason
 
 
-def onnx_export(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], input_names: list[str],
-                output_names: list[str]) -> tuple[bytes, str]:
+def onnx_export(
+    module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], input_names: list[str], output_names: list[str]
+) -> tuple[bytes, str]:
     """``module`` traced at ``inputs`` as ONNX: ``(serialised model, exporter)``.
 
     PyTorch's ``torch.export``-based exporter first (``exporter == "dynamo"``, opset ``DYNAMO_ONNX_OPSET``); where
     ``torch.export`` cannot capture the module, the TorchScript-based one (``"torchscript"``, opset ``ONNX_OPSET``),
     with the reason logged as a warning."""
     try:
-        program = torch.onnx.export(module, inputs, None, opset_version=DYNAMO_ONNX_OPSET, dynamo=True, verbose=False,
-                                    input_names=input_names, output_names=output_names)
+        program = torch.onnx.export(
+            module,
+            inputs,
+            None,
+            opset_version=DYNAMO_ONNX_OPSET,
+            dynamo=True,
+            verbose=False,
+            input_names=input_names,
+            output_names=output_names,
+        )
     except Exception as error:  # torch.onnx raises several types (TorchExportError, ConversionError, ...)
-        logger.warning("the torch.export-based ONNX exporter failed (%s: %s); writing ONNX with PyTorch's "
-                       "TorchScript-based exporter instead (docs/EXPORT.md, 'Which ONNX exporter')",
-                       type(error).__name__, _failure_reason(error))
+        logger.warning(
+            "the torch.export-based ONNX exporter failed (%s: %s); writing ONNX with PyTorch's "
+            "TorchScript-based exporter instead (docs/EXPORT.md, 'Which ONNX exporter')",
+            type(error).__name__,
+            _failure_reason(error),
+        )
     else:
         return program.model_proto.SerializeToString(), "dynamo"
     buffer = io.BytesIO()
-    torch.onnx.export(module, inputs, buffer, opset_version=ONNX_OPSET, dynamo=False,
-                      input_names=input_names, output_names=output_names)
+    torch.onnx.export(
+        module,
+        inputs,
+        buffer,
+        opset_version=ONNX_OPSET,
+        dynamo=False,
+        input_names=input_names,
+        output_names=output_names,
+    )
     return buffer.getvalue(), "torchscript"
 
 
@@ -94,8 +124,9 @@ def fixed_rope_table(vit: RoPEViT, grid: tuple[int, int]) -> Iterator[torch.Tens
 
     def rope_embedding(grid_size: tuple[int, int], device: torch.device) -> torch.Tensor:
         if tuple(int(s) for s in grid_size) != grid:
-            raise ValueError(f"traced at patch grid {tuple(int(s) for s in grid_size)}, but the RoPE table was "
-                             f"fixed for {grid}")
+            raise ValueError(
+                f"traced at patch grid {tuple(int(s) for s in grid_size)}, but the RoPE table was fixed for {grid}"
+            )
         return table
 
     vit.rope_embedding = rope_embedding  # instance attribute, shadows the method until removed below
@@ -132,18 +163,23 @@ def _inference(model: GeneralizedRCNN, image: torch.Tensor, image_hw: torch.Tens
     return outputs
 
 
-def traceable_model(model: GeneralizedRCNN, input_hw: tuple[int, int]) -> tuple[TracingAdapter, tuple[torch.Tensor, ...]]:
+def traceable_model(
+    model: GeneralizedRCNN, input_hw: tuple[int, int]
+) -> tuple[TracingAdapter, tuple[torch.Tensor, ...]]:
     """detectron2's ``TracingAdapter`` around ``model`` (eval mode) and sample inputs of size ``input_hw``."""
     if not isinstance(model, GeneralizedRCNN) or model.proposal_generator is None:
         raise ValueError(f"only two-stage GeneralizedRCNN models are exported, got {type(model).__name__}")
     divisor = _size_divisibility(model)
     if input_hw[0] % divisor or input_hw[1] % divisor:
-        raise ValueError(f"export input size {input_hw} must be a multiple of the backbone's size divisibility "
-                         f"{divisor}")
+        raise ValueError(
+            f"export input size {input_hw} must be a multiple of the backbone's size divisibility {divisor}"
+        )
     square = getattr(model.backbone, "padding_constraints", {}).get("square_size", 0)
     if square and tuple(input_hw) != (square, square):
-        raise ValueError(f"the model pads every input to {square} x {square} (MODEL.SFP.SQUARE_PAD): export at "
-                         f"that size, got {input_hw}")
+        raise ValueError(
+            f"the model pads every input to {square} x {square} (MODEL.SFP.SQUARE_PAD): export at "
+            f"that size, got {input_hw}"
+        )
     device = model.pixel_mean.device
     # Mid-grey content on a part of the canvas, so that the trace sees padding and a content size < the input.
     image = torch.full((3, *input_hw), 127.0, device=device)

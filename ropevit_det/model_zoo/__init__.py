@@ -10,6 +10,7 @@ Where the files come from: the top-level ``configs/`` folder of the repository i
 ``setup.py`` does for ``detectron2/model_zoo/configs``; a copy where symlinks are unavailable), and ships it as
 package data. An editable install sees every edit to ``configs/`` at once; a wheel carries a snapshot.
 """
+
 from __future__ import annotations
 
 from .resolve import ConfigNotFoundError, available_configs, configs_root, get_config, get_config_file, resolve_config

@@ -1,4 +1,5 @@
 """Name -> installed config file, and path-or-name resolution for the tools' ``--config``."""
+
 from __future__ import annotations
 
 import os
@@ -45,12 +46,13 @@ def get_config_file(name: str) -> str:
     """
     clean = name.removeprefix(ZOO_SCHEME).replace("\\", "/").lstrip("/")
     if clean.startswith("configs/"):  # the path as written in a clone: configs/ropevit_mrcnn.yaml
-        clean = clean[len("configs/"):]
+        clean = clean[len("configs/") :]
     path = configs_root() / clean
     if clean and ".." not in Path(clean).parts and path.is_file():
         return str(path)
-    raise ConfigNotFoundError(f"no config named {name!r} in ropevit_det's model zoo. Available: "
-                              + ", ".join(available_configs()))
+    raise ConfigNotFoundError(
+        f"no config named {name!r} in ropevit_det's model zoo. Available: " + ", ".join(available_configs())
+    )
 
 
 def resolve_config(path_or_name: str | os.PathLike) -> str:

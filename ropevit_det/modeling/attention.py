@@ -16,6 +16,7 @@ The chunked path (global blocks, and the windows of windowed blocks) is taken on
 Its one numerical difference from the flash kernel: scores are rounded to bf16 before the softmax (see
 ``chunked_cpu_attention``), measured and bounded in ``tests/modeling/test_attention.py``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -95,9 +96,7 @@ def chunked_cpu_attention(
     return out
 
 
-def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None
-) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Attention with an optional boolean key mask (SDPA's ``attn_mask``): SDPA, or the chunked CPU path for
     bf16 inference (see the module docstring)."""
     if uses_chunked_cpu_attention(q, k, v):

@@ -7,6 +7,7 @@ finest level at 1024 px, and every RoI of the box and mask heads, several times.
 inputs (docs/PERFORMANCE.md has the measured gain).
 Same parameters (``weight``, ``bias``), same ``eps``, same formula: checkpoints do not notice the swap.
 """
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ Outputs can then differ only when NMS suppresses so many of the top K that fewer
 
 Selection only: thresholding, box decoding, NMS and the top-k of the output stay detectron2's own code.
 """
+
 from __future__ import annotations
 
 import torch

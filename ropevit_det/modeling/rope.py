@@ -5,6 +5,7 @@ Written here rather than imported from birder because birder is the *reference* 
 against (a test-only dependency), and the one policy this project needs on top of it, mapping
 positions onto the pretraining grid for larger inputs, must live in one place (see ``rope_coordinates``).
 """
+
 from __future__ import annotations
 
 from typing import Literal

@@ -19,6 +19,7 @@ right. After pixel normalisation zero is the dataset mean colour, so the last ro
 sees part real image, part flat mean colour; their features are slightly less informative, and no
 feature at all is lost (the output grid is ``ceil(H / 14) x ceil(W / 14)``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -77,8 +78,9 @@ class EncoderBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = RoPEAttention(dim=dim, num_heads=num_heads, num_special_tokens=num_special_tokens,
-                                  window_size=window_size)
+        self.attn = RoPEAttention(
+            dim=dim, num_heads=num_heads, num_special_tokens=num_special_tokens, window_size=window_size
+        )
         self.drop_path = StochasticDepth(drop_path, mode="row")
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = nn.Sequential(
@@ -168,7 +170,8 @@ class RoPEViT(nn.Module):
         # resized from it); RoPE coordinates are mapped onto ``rope_reference_grid`` (birder: pt_grid_size).
         self.pos_embed_grid = (img_size // patch_size, img_size // patch_size)
         self.rope_reference_grid = (
-            tuple(rope_reference_grid) if rope_reference_grid is not None else self.pos_embed_grid)
+            tuple(rope_reference_grid) if rope_reference_grid is not None else self.pos_embed_grid
+        )
         self.rope_positions = rope_positions
         self.rope_temperature = rope_temperature
         self.use_act_checkpoint = use_act_checkpoint
@@ -243,8 +246,13 @@ class RoPEViT(nn.Module):
             patches = build_rope_embedding(
                 head_dim, self.rope_temperature, grid_size, self.rope_reference_grid, self.rope_positions, device=device
             )
-            identity = torch.cat([torch.zeros(self.num_special_tokens, head_dim, device=device),
-                                  torch.ones(self.num_special_tokens, head_dim, device=device)], dim=1)
+            identity = torch.cat(
+                [
+                    torch.zeros(self.num_special_tokens, head_dim, device=device),
+                    torch.ones(self.num_special_tokens, head_dim, device=device),
+                ],
+                dim=1,
+            )
             self._rope_cache[key] = torch.cat([identity, patches.to(identity.dtype)], dim=0)
         return self._rope_cache[key]
 

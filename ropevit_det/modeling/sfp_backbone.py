@@ -4,6 +4,7 @@ detectron2's ``ROIPooler`` and anchor generators need power-of-two strides, but 
 stride 14. ``RoPEViTStride16`` puts the neck onto the stride-16 grid with exact geometry, then
 detectron2's own ``SimpleFeaturePyramid`` and ``LastLevelMaxPool`` build the pyramid.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,9 @@ from .rope_vit import RoPEViT
 NECK_STRIDE = 16
 
 
-def resample_to_stride(neck: torch.Tensor, image_size: tuple[int, int], src_stride: int, dst_stride: int) -> torch.Tensor:
+def resample_to_stride(
+    neck: torch.Tensor, image_size: tuple[int, int], src_stride: int, dst_stride: int
+) -> torch.Tensor:
     """Bilinearly resample a stride-``src_stride`` feature map onto the stride-``dst_stride`` grid.
 
     Cell ``j`` of the output samples the input at image position ``dst_stride * j + dst_stride / 2``:
@@ -132,5 +135,6 @@ def build_ropevit_sfp_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backbone
             "set MODEL.PIXEL_MEAN / PIXEL_STD to 3 values and INPUT.FORMAT to 'RGB'."
         )
     vit = RoPEViT(**rope_vit_kwargs_from_cfg(cfg))
-    return build_sfp(vit, out_channels=cfg.MODEL.SFP.OUT_CHANNELS, norm=cfg.MODEL.SFP.NORM,
-                     square_pad=cfg.MODEL.SFP.SQUARE_PAD)
+    return build_sfp(
+        vit, out_channels=cfg.MODEL.SFP.OUT_CHANNELS, norm=cfg.MODEL.SFP.NORM, square_pad=cfg.MODEL.SFP.SQUARE_PAD
+    )

@@ -7,6 +7,7 @@ shared global memory. The special tokens attend to every token, as in a global b
 patches are masked out as keys, so results do not depend on how much padding there is.
 Cost per windowed block: O(N * (w^2 + 5)) instead of O(N^2).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -2,6 +2,7 @@
 
 Clients send bytes, never a URL or a server path: nothing a client names is fetched or opened.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,9 @@ _ERRORS = {
 }
 
 
-def create_app(pipeline: DetectionPipeline, *, limits: ServeLimits, token: str | None = None,
-               metrics: ServeMetrics | None = None) -> FastAPI:
+def create_app(
+    pipeline: DetectionPipeline, *, limits: ServeLimits, token: str | None = None, metrics: ServeMetrics | None = None
+) -> FastAPI:
     """The service around a loaded ``pipeline``; the batching worker runs while the app's lifespan lasts."""
     metrics = metrics or ServeMetrics(max_batch=limits.max_batch)
 
@@ -65,8 +67,13 @@ def create_app(pipeline: DetectionPipeline, *, limits: ServeLimits, token: str |
     # A pool of its own, not the framework's 40 threads: decoding is CPU-bound, and each extra thread that
     # ever decoded keeps a malloc arena of its own, so resident memory would climb with the thread count.
     decoder = ThreadPoolExecutor(max_workers=limits.decode_threads, thread_name_prefix="ropevit-serve-decode")
-    queue = BatchQueue(pipeline, max_batch=limits.max_batch, max_wait_s=limits.max_wait_ms / 1000,
-                       max_queue=limits.max_queue, on_batch=on_batch)
+    queue = BatchQueue(
+        pipeline,
+        max_batch=limits.max_batch,
+        max_wait_s=limits.max_wait_ms / 1000,
+        max_queue=limits.max_queue,
+        on_batch=on_batch,
+    )
     metrics.queue_depth.set_function(lambda: queue.depth)
 
     @asynccontextmanager
@@ -78,15 +85,20 @@ def create_app(pipeline: DetectionPipeline, *, limits: ServeLimits, token: str |
         decoder.shutdown()
 
     # No /docs or /redoc: their pages load scripts from a CDN. The schema is at /openapi.json.
-    app = FastAPI(title="ropevit-det detection service", version="1", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, description="MegaDetector-format detections for uploaded camera-trap images.")
+    app = FastAPI(
+        title="ropevit-det detection service",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="MegaDetector-format detections for uploaded camera-trap images.",
+    )
     app.state.queue = queue
     app.state.draining = False  # set by the server on SIGTERM: readyz turns 503 so balancers move away
     app.state.metrics = metrics
 
     @app.post("/v1/detect", response_model=DetectResponse, responses=_ERRORS)
-    async def detect(image: Annotated[list[UploadFile], File(description="one or more image files")]
-                     ) -> JSONResponse:
+    async def detect(image: Annotated[list[UploadFile], File(description="one or more image files")]) -> JSONResponse:
         """Detect in each uploaded image; entries as ``ropevit-det infer`` writes them, ``file`` = upload name."""
         count = len(image)
         if count > limits.max_queue:
@@ -100,8 +112,14 @@ def create_app(pipeline: DetectionPipeline, *, limits: ServeLimits, token: str |
             for index, upload in enumerate(image):
                 data = await upload.read()
                 name = safe_file_name(upload.filename, index)
-                decode = partial(prepare_upload, data, name, pipeline.spec, max_pixels=limits.max_pixels,
-                                 keep_image=pipeline.classifies)
+                decode = partial(
+                    prepare_upload,
+                    data,
+                    name,
+                    pipeline.spec,
+                    max_pixels=limits.max_pixels,
+                    keep_image=pipeline.classifies,
+                )
                 frames.append(await asyncio.get_running_loop().run_in_executor(decoder, decode))
             for frame in frames:
                 futures.append(asyncio.wrap_future(queue.submit(frame)))

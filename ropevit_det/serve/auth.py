@@ -1,4 +1,5 @@
 """The bearer token: read once from a file, compared in constant time, checked before any body is read."""
+
 from __future__ import annotations
 
 import hmac
@@ -32,7 +33,11 @@ class BearerAuth:
             given = dict(scope["headers"]).get(b"authorization", b"")
             # compare_digest: the time taken does not tell how much of a guessed token was right.
             if not hmac.compare_digest(given, self.expected):
-                await send_error(send, 401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
-                                 {"www-authenticate": "Bearer"})
+                await send_error(
+                    send,
+                    401,
+                    "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                    {"www-authenticate": "Bearer"},
+                )
                 return
         await self.app(scope, receive, send)

@@ -6,6 +6,7 @@ The worker takes the oldest image, waits up to ``max_wait_s`` for more (or until
 as one batch. One thread owns the model, on the CPU as on a GPU: batches, not threads, give the throughput.
 Closing stops admissions and lets the worker finish every image already submitted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,15 @@ class BatchQueue:
         on_batch: called with ``(size, seconds)`` after each batch (metrics).
     """
 
-    def __init__(self, run_batch: Callable[[list[Any]], list[Any]], *, max_batch: int, max_wait_s: float,
-                 max_queue: int, on_batch: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Any]], list[Any]],
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s

@@ -4,6 +4,7 @@ A route sees an upload only after the framework has read the whole multipart bod
 enforced while the body streams in (a ``Content-Length`` over it is refused before a byte is read), and the
 time limit wraps the whole request, upload included (a slow client holds a connection, not the model).
 """
+
 from __future__ import annotations
 
 import asyncio

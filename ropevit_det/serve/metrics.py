@@ -1,4 +1,5 @@
 """The server's Prometheus metrics (requests, latency, batch sizes, failures), in a registry of its own."""
+
 from __future__ import annotations
 
 import time
@@ -18,21 +19,33 @@ class ServeMetrics:
     def __init__(self, *, max_batch: int) -> None:
         # A registry per server, not the process-wide default: two servers in one process (tests) stay apart.
         self.registry = CollectorRegistry()
-        self.requests = Counter("ropevit_serve_requests", "HTTP requests by route and status",
-                                ["route", "status"], registry=self.registry)
-        self.latency = Histogram("ropevit_serve_request_seconds", "time from request to response, by route",
-                                 ["route"], registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.requests = Counter(
+            "ropevit_serve_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "ropevit_serve_request_seconds",
+            "time from request to response, by route",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
         sizes = sorted({1, 2, 4, 8, 16, 32, 64, max_batch})
-        self.batch_size = Histogram("ropevit_serve_batch_size", "images per model call", registry=self.registry,
-                                    buckets=[s for s in sizes if s <= max_batch])
-        self.batch_seconds = Histogram("ropevit_serve_batch_seconds", "time of one model call (detect + species)",
-                                       registry=self.registry)
+        self.batch_size = Histogram(
+            "ropevit_serve_batch_size",
+            "images per model call",
+            registry=self.registry,
+            buckets=[s for s in sizes if s <= max_batch],
+        )
+        self.batch_seconds = Histogram(
+            "ropevit_serve_batch_seconds", "time of one model call (detect + species)", registry=self.registry
+        )
         self.images = Counter("ropevit_serve_images", "images answered with an entry", registry=self.registry)
-        self.failures = Counter("ropevit_serve_failures", "requests refused or failed, by reason", ["reason"],
-                                registry=self.registry)
-        self.queue_depth = Gauge("ropevit_serve_queue_depth", "images admitted and not yet in a model call",
-                                 registry=self.registry)
+        self.failures = Counter(
+            "ropevit_serve_failures", "requests refused or failed, by reason", ["reason"], registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "ropevit_serve_queue_depth", "images admitted and not yet in a model call", registry=self.registry
+        )
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format."""

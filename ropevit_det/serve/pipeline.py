@@ -4,6 +4,7 @@ The models load with ``detection.batch_job.load_job_models`` and the detections 
 ``detection.batch_loop.md_detections`` and ``results.md_format.image_entry``, so a frame sent to the server
 gets the entry a batch run writes for the same file (``file`` aside: the server uses the upload's name).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -53,9 +54,15 @@ class DetectionPipeline:
         outputs = self.models.detector([frame.model_input for frame in frames])
         entries = []
         for frame, instances in zip(frames, outputs):
-            detections, _ = md_detections(instances, frame.original_hw, frame.image, classes=self.models.classes,
-                                          threshold=self.threshold, classifier=self.models.classifier,
-                                          classify_threshold=self.classify_threshold)
+            detections, _ = md_detections(
+                instances,
+                frame.original_hw,
+                frame.image,
+                classes=self.models.classes,
+                threshold=self.threshold,
+                classifier=self.models.classifier,
+                classify_threshold=self.classify_threshold,
+            )
             entry = image_entry(frame.name, detections)
             if frame.datetime is not None:
                 entry["datetime"] = frame.datetime  # as infer writes it (include_datetime)

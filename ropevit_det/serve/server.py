@@ -5,6 +5,7 @@ batching queue, which finishes what is queued. uvicorn then raises the captured 
 process ends *by* the signal (exit status -15); for an orchestrator a drained server has stopped cleanly, so
 SIGTERM is taken as handled and the process exits 0. SIGINT (Ctrl-C) keeps uvicorn's behaviour.
 """
+
 from __future__ import annotations
 
 import signal
@@ -38,8 +39,9 @@ def run_server(app, *, host: str, port: int, log_level: str = "info") -> int:
     def drain() -> None:
         app.state.draining = True
 
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", workers=1,
-                            access_log=log_level == "debug")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, lifespan="on", workers=1, access_log=log_level == "debug"
+    )
     server = DrainingServer(config, on_drain=drain)
     server.run()
     # uvicorn returns (without raising) when it could not bind or its startup failed.

@@ -5,6 +5,7 @@ The pixel count is read from the header before anything is decoded, so a small f
 EXIF orientation applied, every mode to 8-bit RGB, truncated files refused, as in a batch run. The client's
 file name is used only as the entry's ``file``, never as a path.
 """
+
 from __future__ import annotations
 
 import io
@@ -73,15 +74,20 @@ def prepare_upload(data: bytes, name: str, spec: InputSpec, *, max_pixels: int, 
         reason = re.sub(r" <_io.BytesIO object at 0x[0-9a-f]+>", "", str(exc))  # the file name is the upload's
         raise UploadRejected(422, f"{name}: not an image ({type(exc).__name__}: {reason})") from None
     if width * height > max_pixels:
-        raise UploadRejected(413, f"{name}: {width}x{height} is {width * height} pixels, over the server's limit "
-                                  f"of {max_pixels}")
+        raise UploadRejected(
+            413, f"{name}: {width}x{height} is {width * height} pixels, over the server's limit of {max_pixels}"
+        )
     loaded = read_image_rgb(io.BytesIO(data), max_pixels=max_pixels)
     if loaded.image is None:
-        raise UploadRejected(413 if loaded.failure.startswith("decompression bomb") else 422,
-                             f"{name}: {loaded.failure}")
+        raise UploadRejected(
+            413 if loaded.failure.startswith("decompression bomb") else 422, f"{name}: {loaded.failure}"
+        )
     try:
         model_input = spec(loaded.image, loaded.original_hw)
     except Exception as exc:  # noqa: BLE001  (a degenerate shape, e.g. 1 x 60000 pixels, fails the resize)
-        raise UploadRejected(422, f"{name}: {loaded.original_hw[1]}x{loaded.original_hw[0]} pixels cannot be "
-                                  f"resized for the detector ({type(exc).__name__}: {exc})") from None
+        raise UploadRejected(
+            422,
+            f"{name}: {loaded.original_hw[1]}x{loaded.original_hw[0]} pixels cannot be "
+            f"resized for the detector ({type(exc).__name__}: {exc})",
+        ) from None
     return Frame(name, model_input, loaded.original_hw, loaded.image if keep_image else None, loaded.datetime)

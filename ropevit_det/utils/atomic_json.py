@@ -1,4 +1,5 @@
 """Writing a JSON file so that readers only ever see the old or the new complete content."""
+
 from __future__ import annotations
 
 import json

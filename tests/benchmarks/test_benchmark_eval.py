@@ -1,11 +1,11 @@
 """tools/benchmark_eval.py's pieces: the synthetic COCO set, the two COCO engines agreeing on it, and the
 LSJ training mapper on generated JPEGs. Nothing here asserts a duration."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from benchmarks.eval_data import coco_eval_benchmark, loader_benchmark, synthetic_coco, write_synthetic_jpegs
-
 from tests.conftest import CONFIGS
 
 

@@ -1,6 +1,7 @@
 """MegaDetector 1000's models as benchmark peers: each is built from its published definition (ultralytics /
 yolov5 packages, random weights), run on a tiny letterboxed frame, and post-processed by the NMS MegaDetector
 calls for it, with the candidate cap; ratios against every peer come out of one run. No duration is asserted."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,10 @@ try:
     import ultralytics.nn.tasks  # noqa: F401
     import yolov5.models.yolo  # noqa: F401
 except ImportError as exc:  # a failure, not a skip: tools/setup_env.sh installs the bench extra
-    raise ImportError(f"{exc}: pip install --no-deps yolov5==7.0.14 ultralytics && pip install -e '.[bench]' "
-                      "(or bash tools/setup_env.sh)") from None
+    raise ImportError(
+        f"{exc}: pip install --no-deps yolov5==7.0.14 ultralytics && pip install -e '.[bench]' "
+        "(or bash tools/setup_env.sh)"
+    ) from None
 
 from benchmarks.md1000 import PEERS, build_peer, cap_anchor_free_candidates, peer_frame, peer_postprocess
 from benchmarks.runner import BenchmarkSettings, Row, peer_ratios
@@ -39,8 +42,11 @@ def test_each_peer_builds_runs_and_goes_through_megadetectors_nms(name):
 
 def test_published_sizes():
     assert {n: (p.architecture, p.image_size, p.stride) for n, p in PEERS.items() if n != "mdv5a"} == {
-        "cedar": ("YOLOv9c", 640, 32), "larch": ("YOLO11L", 640, 32), "sorrel": ("YOLO11s", 960, 32),
-        "spruce": ("YOLOv5s", 640, 32)}
+        "cedar": ("YOLOv9c", 640, 32),
+        "larch": ("YOLO11L", 640, 32),
+        "sorrel": ("YOLO11s", 960, 32),
+        "spruce": ("YOLOv5s", 640, 32),
+    }
     assert peer_frame("sorrel").shape == (736, 960, 3)  # 720 rows padded to the stride 32
 
 
@@ -55,13 +61,18 @@ def test_anchor_free_cap_keeps_the_best_anchors_only():
 
 
 def test_ratios_against_every_peer_and_settings():
-    rows = [Row("cedar", "fp32", "inference", 640, 1, 1.0, None, 100.0, None),
-            Row("ours", "fast", "inference", 1024, 1, 4.0, None, None, None)]
+    rows = [
+        Row("cedar", "fp32", "inference", 640, 1, 1.0, None, 100.0, None),
+        Row("ours", "fast", "inference", 1024, 1, 4.0, None, None, None),
+    ]
     assert peer_ratios(rows, 1024, 1, "cedar", "fp32", 640)["images_per_second_fast_vs_cedar"] == pytest.approx(0.25)
     settings = BenchmarkSettings(peers=("mdv5a", "cedar", "spruce"), topk_candidates=100)
     settings.validate()
-    assert [(s.model, s.mode) for s in settings.peer_specs()] == [("mdv5a", "fp32"), ("cedar", "fp32"),
-                                                                   ("spruce", "fp32")]
+    assert [(s.model, s.mode) for s in settings.peer_specs()] == [
+        ("mdv5a", "fp32"),
+        ("cedar", "fp32"),
+        ("spruce", "fp32"),
+    ]
     with pytest.raises(ValueError, match="unknown MegaDetector peer"):
         BenchmarkSettings(peers=("redwood",), topk_candidates=100).validate()
     with pytest.raises(ValueError, match="candidate cap"):
@@ -76,10 +87,35 @@ def test_tiny_run_reports_ratios_against_each_peer(tmp_path):
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        assert benchmark.main(["--tiny", "--sizes", "64", "--tasks", "inference", "--vitdet-modes", "",
-                               "--ours-modes", "parity", "--peers", "cedar,spruce", "--topk-candidates", "50",
-                               "--warmup", "1", "--repeats", "1", "--no-accuracy", "--threads", "1",
-                               "--json", str(out)]) == 0
+        assert (
+            benchmark.main(
+                [
+                    "--tiny",
+                    "--sizes",
+                    "64",
+                    "--tasks",
+                    "inference",
+                    "--vitdet-modes",
+                    "",
+                    "--ours-modes",
+                    "parity",
+                    "--peers",
+                    "cedar,spruce",
+                    "--topk-candidates",
+                    "50",
+                    "--warmup",
+                    "1",
+                    "--repeats",
+                    "1",
+                    "--no-accuracy",
+                    "--threads",
+                    "1",
+                    "--json",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
     result = json.loads(out.read_text())

@@ -1,6 +1,7 @@
 """MegaDetector v5a as the benchmark's peer: a tiny YOLOv5 built from the same yolov5 code and definition
 (yolov5x6.yaml at small multiples) runs one forward and MegaDetector's own post-processing, the candidate cap
 holds, and the ratios against it are ours / MegaDetector. No duration is asserted."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,10 @@ import torch
 try:
     import yolov5.models.yolo  # noqa: F401
 except ImportError as exc:  # a failure, not a skip: tools/setup_env.sh installs the bench extra
-    raise ImportError(f"{exc}: pip install --no-deps yolov5==7.0.14 ultralytics && pip install -e '.[bench]' "
-                      "(or bash tools/setup_env.sh)") from None
+    raise ImportError(
+        f"{exc}: pip install --no-deps yolov5==7.0.14 ultralytics && pip install -e '.[bench]' "
+        "(or bash tools/setup_env.sh)"
+    ) from None
 
 from benchmarks.megadetector import (
     MDV5A_STRIDE,
@@ -53,11 +56,13 @@ def test_candidate_cap_keeps_the_best_rows_only():
 
 
 def test_ratios_against_mdv5a():
-    rows = [Row("mdv5a", "fp32", "inference", 1280, 1, 4.0, 1000.0, 1.0, 0.1),
-            Row("mdv5a", "fp32", "backbone", 1280, 1, 3.0, 900.0, 1.0, 0.1),
-            Row("ours", "fast", "inference", 1024, 1, 2.0, 1500.0, 1.0, 0.1),
-            Row("ours", "parity", "inference", 1024, 1, 8.0, 1200.0, 1.0, 0.1),
-            Row("ours", "int8", "inference", 1024, 1, 5.0, 1100.0, None, None)]
+    rows = [
+        Row("mdv5a", "fp32", "inference", 1280, 1, 4.0, 1000.0, 1.0, 0.1),
+        Row("mdv5a", "fp32", "backbone", 1280, 1, 3.0, 900.0, 1.0, 0.1),
+        Row("ours", "fast", "inference", 1024, 1, 2.0, 1500.0, 1.0, 0.1),
+        Row("ours", "parity", "inference", 1024, 1, 8.0, 1200.0, 1.0, 0.1),
+        Row("ours", "int8", "inference", 1024, 1, 5.0, 1100.0, None, None),
+    ]
     ratios = compute_ratios(rows, 1024, 1, mdv5a_mode="fp32", mdv5a_size=1280)
     assert ratios["inference_fast_vs_mdv5a"] == pytest.approx(0.5)
     assert ratios["images_per_second_fast_vs_mdv5a"] == pytest.approx(2.0)
@@ -78,10 +83,33 @@ def test_tiny_run_with_the_peer_writes_its_rows_and_ratios(tmp_path):
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        benchmark.main(["--tiny", "--sizes", "64", "--warmup", "1", "--repeats", "1", "--threads", "1",
-                        "--tasks", "backbone,inference", "--vitdet-modes", "", "--mdv5a-modes", "fp32",
-                        "--ours-modes", "int8", "--boxes-only", "--topk-candidates", "100", "--no-accuracy",
-                        "--json", str(out)])
+        benchmark.main(
+            [
+                "--tiny",
+                "--sizes",
+                "64",
+                "--warmup",
+                "1",
+                "--repeats",
+                "1",
+                "--threads",
+                "1",
+                "--tasks",
+                "backbone,inference",
+                "--vitdet-modes",
+                "",
+                "--mdv5a-modes",
+                "fp32",
+                "--ours-modes",
+                "int8",
+                "--boxes-only",
+                "--topk-candidates",
+                "100",
+                "--no-accuracy",
+                "--json",
+                str(out),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     result = json.loads(out.read_text())
@@ -98,10 +126,34 @@ def test_interleaved_run_measures_every_model_in_every_round(tmp_path):
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        benchmark.main(["--tiny", "--sizes", "64", "--warmup", "1", "--repeats", "2", "--threads", "1",
-                        "--tasks", "inference", "--vitdet-modes", "", "--mdv5a-modes", "fp32", "--ours-modes",
-                        "parity,int8", "--boxes-only", "--topk-candidates", "100", "--no-accuracy", "--interleave",
-                        "--json", str(out)])
+        benchmark.main(
+            [
+                "--tiny",
+                "--sizes",
+                "64",
+                "--warmup",
+                "1",
+                "--repeats",
+                "2",
+                "--threads",
+                "1",
+                "--tasks",
+                "inference",
+                "--vitdet-modes",
+                "",
+                "--mdv5a-modes",
+                "fp32",
+                "--ours-modes",
+                "parity,int8",
+                "--boxes-only",
+                "--topk-candidates",
+                "100",
+                "--no-accuracy",
+                "--interleave",
+                "--json",
+                str(out),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     rows = json.loads(out.read_text())["rows"]
@@ -120,10 +172,34 @@ def test_interleaved_run_measures_the_exported_model_on_the_cpu_runtimes(tmp_pat
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        benchmark.main(["--tiny", "--sizes", "64", "--warmup", "1", "--repeats", "2", "--threads", "1",
-                        "--tasks", "backbone,inference", "--vitdet-modes", "", "--mdv5a-modes", "fp32",
-                        "--ours-modes", ",".join(["parity", *runtimes]), "--boxes-only", "--topk-candidates", "100",
-                        "--no-accuracy", "--interleave", "--json", str(out)])
+        benchmark.main(
+            [
+                "--tiny",
+                "--sizes",
+                "64",
+                "--warmup",
+                "1",
+                "--repeats",
+                "2",
+                "--threads",
+                "1",
+                "--tasks",
+                "backbone,inference",
+                "--vitdet-modes",
+                "",
+                "--mdv5a-modes",
+                "fp32",
+                "--ours-modes",
+                ",".join(["parity", *runtimes]),
+                "--boxes-only",
+                "--topk-candidates",
+                "100",
+                "--no-accuracy",
+                "--interleave",
+                "--json",
+                str(out),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     result = json.loads(out.read_text())
@@ -131,8 +207,11 @@ def test_interleaved_run_measures_the_exported_model_on_the_cpu_runtimes(tmp_pat
         rows = [r for r in result["rows"] if r["mode"] == mode]
         assert [(r["model"], r["task"], r["size"], r["precision"]) for r in rows] == [("ours", "inference", 64, "fp32")]
         assert len(rows[0]["seconds_all"]) == 2 and rows[0]["seconds_median"] > 0
-        for ratio in (f"inference_speedup_{mode}_over_parity", f"inference_{mode}_vs_mdv5a",
-                      f"images_per_second_{mode}_vs_mdv5a"):
+        for ratio in (
+            f"inference_speedup_{mode}_over_parity",
+            f"inference_{mode}_vs_mdv5a",
+            f"images_per_second_{mode}_vs_mdv5a",
+        ):
             assert result["ratios"][ratio] > 0, ratio
         assert f"backbone_{mode}_vs_mdv5a" not in result["ratios"]  # no backbone row: not invented
     assert "onnxruntime" in result["modes"]["ours/ort"]
@@ -146,15 +225,17 @@ def test_runtime_modes_need_the_inference_task_and_the_cpu():
 
 
 def test_settings_errors_name_the_field_and_the_cli_names_the_flag(capsys):
-    from benchmarks.runner import SettingsError
     from benchmarks.commands import benchmark
+    from benchmarks.runner import SettingsError
 
     with pytest.raises(SettingsError, match="topk_candidates must be >= 0") as info:
         BenchmarkSettings(topk_candidates=-1).validate()
     assert info.value.field == "topk_candidates" and "--" not in str(info.value)  # the library's terms
-    for argv, flag in ((["--topk-candidates", "-1"], "--topk-candidates"),
-                       (["--mdv5a-modes", "fp32"], "--topk-candidates"),
-                       (["--ours-modes", "ort", "--tasks", "backbone"], "--tasks")):
+    for argv, flag in (
+        (["--topk-candidates", "-1"], "--topk-candidates"),
+        (["--mdv5a-modes", "fp32"], "--topk-candidates"),
+        (["--ours-modes", "ort", "--tasks", "backbone"], "--tasks"),
+    ):
         assert benchmark.main(["--tiny", "--vitdet-modes", "", *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and f"(set by {flag})" in err, (argv, err)

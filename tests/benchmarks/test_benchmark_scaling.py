@@ -1,4 +1,6 @@
-"""``tools/benchmark_scaling.py`` runs infer through the package's entry point (`python -m ropevit_det infer`), from any folder."""
+"""``tools/benchmark_scaling.py`` runs infer through the package's entry point (`python -m ropevit_det infer`), from
+any folder."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,8 +26,24 @@ def test_runs_infer_as_a_module_from_outside_the_clone(tmp_path, monkeypatch, ca
     monkeypatch.setattr(benchmark_scaling.subprocess, "run", spy)
     monkeypatch.chdir(tmp_path)  # not the repository: an installed package has no tools/infer.py next to it
     config = CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"
-    assert benchmark_scaling.main(["--config", str(config), "--input", str(frames), "--processes", "2",
-                                   "--num-workers", "0", *TINY_VIT_OVERRIDES, "MODEL.ROI_HEADS.NUM_CLASSES", "1"]) == 0
+    assert (
+        benchmark_scaling.main(
+            [
+                "--config",
+                str(config),
+                "--input",
+                str(frames),
+                "--processes",
+                "2",
+                "--num-workers",
+                "0",
+                *TINY_VIT_OVERRIDES,
+                "MODEL.ROI_HEADS.NUM_CLASSES",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert [c[:4] for c in commands] == [[sys.executable, "-m", "ropevit_det", "infer"]]
     table = capsys.readouterr().out
     assert "| 2 | " in table and "| 1.00x |" in table

@@ -1,5 +1,6 @@
 """tools/benchmark.py's measuring machinery: FLOP counting, per-measurement peak memory, window choice,
 and the shape of its JSON on a tiny run. Nothing here asserts a duration."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ import torch.nn.functional as F
 from benchmarks.measure import PeakMemory, count_flops
 from benchmarks.models import auto_window_size
 from benchmarks.runner import Row, compute_ratios
-
 
 
 def test_flops_of_a_matmul_and_of_cpu_attention() -> None:
@@ -78,10 +78,27 @@ def test_tiny_run_writes_the_documented_json(tmp_path, capsys) -> None:
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        _load_tool().main([
-            "--tiny", "--sizes", "64", "--warmup", "1", "--repeats", "1", "--threads", "1", "--train-batches", "2",
-            "--ours-modes", "parity,fast", "--score-thresh", "0.05", "--json", str(out),
-        ])
+        _load_tool().main(
+            [
+                "--tiny",
+                "--sizes",
+                "64",
+                "--warmup",
+                "1",
+                "--repeats",
+                "1",
+                "--threads",
+                "1",
+                "--train-batches",
+                "2",
+                "--ours-modes",
+                "parity,fast",
+                "--score-thresh",
+                "0.05",
+                "--json",
+                str(out),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)  # the tool sets it process-wide
     result = json.loads(out.read_text())
@@ -94,8 +111,12 @@ def test_tiny_run_writes_the_documented_json(tmp_path, capsys) -> None:
         assert row["task"] in ("backbone", "inference", "train_step")
         assert row["seconds_median"] > 0 and row["gflops"] > 0 and row["fraction_of_peak"] > 0
         assert row["peak_mem_mb"] is not None
-    for name in ("inference_fast_vs_vitdet", "inference_parity_vs_vitdet", "train_step_vs_vitdet",
-                 "train_mem_vs_vitdet"):
+    for name in (
+        "inference_fast_vs_vitdet",
+        "inference_parity_vs_vitdet",
+        "train_step_vs_vitdet",
+        "train_mem_vs_vitdet",
+    ):
         assert result["ratios"][name] > 0
     assert {"device", "threads", "torch"} <= set(result["machine"])
     assert result["machine"]["threads"] == 1

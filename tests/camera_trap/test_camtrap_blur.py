@@ -6,6 +6,7 @@ correlation check that reads it before blurring; the rest of the frame is kept; 
 after the run. MegaDetector's ``category_names_to_blur`` rule and ``blur_detections`` are the reference for what
 is blurred.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,10 @@ SQUIRREL = "pw_102542.jpg"
 def detail(image: Image.Image, region, factor: int = 8) -> float:
     """Mean absolute second difference (x and y) of the region's grey levels at 1/``factor`` scale."""
     crop = image.convert("L").crop(tuple(int(v) for v in region))
-    small = np.asarray(crop.resize((max(3, crop.width // factor), max(3, crop.height // factor)),
-                                   Image.Resampling.BOX), dtype=np.float64)
+    small = np.asarray(
+        crop.resize((max(3, crop.width // factor), max(3, crop.height // factor)), Image.Resampling.BOX),
+        dtype=np.float64,
+    )
     return float((np.abs(np.diff(small, 2, axis=0)).mean() + np.abs(np.diff(small, 2, axis=1)).mean()) / 2)
 
 
@@ -44,8 +47,11 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sha256s(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def det(category: str, conf: float, box_xyxy, size) -> dict:
@@ -68,8 +74,14 @@ def sample_results(path: Path) -> Path:
         if k % 4 == 1:
             dets.append(det("2", 0.15, (0.1 * w, 0.55 * h, 0.25 * w, 0.95 * h), size))  # just above it
         images.append({"file": name, "detections": dets})
-    return write_json(path, {"info": {"format_version": "1.4", "detector": "synthetic"},
-                             "detection_categories": CATEGORIES, "images": images})
+    return write_json(
+        path,
+        {
+            "info": {"format_version": "1.4", "detector": "synthetic"},
+            "detection_categories": CATEGORIES,
+            "images": images,
+        },
+    )
 
 
 @pytest.fixture
@@ -81,11 +93,14 @@ def card(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("method", BLUR_METHODS)
-@pytest.mark.parametrize("name, box", [
-    (SERENGETI, (600, 500, 1100, 1200)),  # a large box on a 2048 x 1536 night frame
-    (SQUIRREL, (200, 150, 330, 400)),
-    (SQUIRREL, (100, 100, 180, 200)),  # a small one
-])
+@pytest.mark.parametrize(
+    "name, box",
+    [
+        (SERENGETI, (600, 500, 1100, 1200)),  # a large box on a 2048 x 1536 night frame
+        (SQUIRREL, (200, 150, 330, 400)),
+        (SQUIRREL, (100, 100, 180, 200)),  # a small one
+    ],
+)
 def test_a_blurred_box_keeps_under_a_fifth_of_its_detail_and_the_rest_is_kept(method, name, box):
     with Image.open(MINI_IMAGES / name) as img:
         original = img.convert("RGB")
@@ -93,7 +108,7 @@ def test_a_blurred_box_keeps_under_a_fifth_of_its_detail_and_the_rest_is_kept(me
     assert detail(blurred, box) < detail(original, box) / 5
     # Outside the region (the box plus its margin), every pixel is the original's.
     outside = np.ones((original.height, original.width), dtype=bool)
-    outside[region[1]:region[3], region[0]:region[2]] = False
+    outside[region[1] : region[3], region[0] : region[2]] = False
     assert (np.asarray(blurred)[outside] == np.asarray(original)[outside]).all()
     x0, y0, x1, y1 = box
     assert region[0] < x0 and region[1] < y0 and region[2] > x1 and region[3] > y1  # the margin
@@ -143,8 +158,9 @@ def test_cli_blurs_what_megadetector_blurs_and_keeps_originals(card, tmp_path, c
     data = json.loads(results.read_text())
     blurred_by_md = set()
     for entry in data["images"]:
-        to_blur = [d for d in entry["detections"]
-                   if d["conf"] >= 0.1 and CATEGORIES[d["category"]] in ("person", "vehicle")]
+        to_blur = [
+            d for d in entry["detections"] if d["conf"] >= 0.1 and CATEGORIES[d["category"]] in ("person", "vehicle")
+        ]
         with Image.open(card / entry["file"]) as img:
             original = img.convert("RGB")
         md = original.copy()
@@ -159,7 +175,7 @@ def test_cli_blurs_what_megadetector_blurs_and_keeps_originals(card, tmp_path, c
                 ours = ours.convert("RGB")
             for box in boxes_to_blur(entry, ["2", "3"], 0.1, original.size):
                 region = blur_region(box, original.size, BlurStyle())
-                ours_hidden[region[1]:region[3], region[0]:region[2]] = True
+                ours_hidden[region[1] : region[3], region[0] : region[2]] = True
                 assert detail(ours, box) < detail(original, box) / 5
             assert ours_hidden[md_changed].all(), entry["file"]
     assert blurred_by_md and {p.name for p in out.iterdir() if not p.name.startswith(".")} == blurred_by_md
@@ -168,8 +184,10 @@ def test_cli_blurs_what_megadetector_blurs_and_keeps_originals(card, tmp_path, c
         with Image.open(card / name) as a, Image.open(out / name) as b:
             w, h = a.size
             corner = (0, 0, int(0.3 * w), int(0.3 * h))  # the animal's box
-            diff = np.abs(np.asarray(a.convert("RGB").crop(corner), dtype=np.int16)
-                          - np.asarray(b.convert("RGB").crop(corner), dtype=np.int16))
+            diff = np.abs(
+                np.asarray(a.convert("RGB").crop(corner), dtype=np.int16)
+                - np.asarray(b.convert("RGB").crop(corner), dtype=np.int16)
+            )
             assert diff.mean() < 2.0
 
 
@@ -186,13 +204,25 @@ def test_exif_times_resume_and_atomic_writes(tmp_path):
     os.utime(photo, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
     other = root / "cam" / "empty.jpg"
     Image.new("RGB", (64, 48), (10, 200, 30)).save(other)
-    results = write_json(tmp_path / "r.json", {
-        "info": {"format_version": "1.4"}, "detection_categories": CATEGORIES, "images": [
-            {"file": "cam/rotated.jpg", "detections": [{"category": "2", "conf": 0.9, "bbox": [0.1, 0.1, 0.5, 0.4]}]},
-            {"file": "cam/empty.jpg", "detections": []},
-            {"file": "cam/clip.mp4", "detections": [{"category": "2", "conf": 0.9, "bbox": [0, 0, 1, 1],
-                                                     "frame_number": 3}]},
-            {"file": "cam/broken.jpg", "failure": "Failure image access"}]})
+    results = write_json(
+        tmp_path / "r.json",
+        {
+            "info": {"format_version": "1.4"},
+            "detection_categories": CATEGORIES,
+            "images": [
+                {
+                    "file": "cam/rotated.jpg",
+                    "detections": [{"category": "2", "conf": 0.9, "bbox": [0.1, 0.1, 0.5, 0.4]}],
+                },
+                {"file": "cam/empty.jpg", "detections": []},
+                {
+                    "file": "cam/clip.mp4",
+                    "detections": [{"category": "2", "conf": 0.9, "bbox": [0, 0, 1, 1], "frame_number": 3}],
+                },
+                {"file": "cam/broken.jpg", "failure": "Failure image access"},
+            ],
+        },
+    )
     out = tmp_path / "out"
     summary = blur_copies(results, root, out, BlurOptions(unblurred="copy"))
     assert (summary.blurred, summary.unblurred, summary.already_done) == (1, 1, 0)
@@ -217,10 +247,17 @@ def test_exif_times_resume_and_atomic_writes(tmp_path):
 
 
 def test_refuses_paths_outside_the_root_and_writing_over_it(card, tmp_path):
-    results = write_json(tmp_path / "r.json", {
-        "info": {"format_version": "1.4"}, "detection_categories": CATEGORIES, "images": [
-            {"file": SQUIRREL, "detections": [{"category": "2", "conf": 0.9, "bbox": [0.1, 0.1, 0.5, 0.4]}]},
-            {"file": "../secrets/x.jpg", "detections": [{"category": "2", "conf": 0.9, "bbox": [0, 0, 1, 1]}]}]})
+    results = write_json(
+        tmp_path / "r.json",
+        {
+            "info": {"format_version": "1.4"},
+            "detection_categories": CATEGORIES,
+            "images": [
+                {"file": SQUIRREL, "detections": [{"category": "2", "conf": 0.9, "bbox": [0.1, 0.1, 0.5, 0.4]}]},
+                {"file": "../secrets/x.jpg", "detections": [{"category": "2", "conf": 0.9, "bbox": [0, 0, 1, 1]}]},
+            ],
+        },
+    )
     out = tmp_path / "out"
     with pytest.raises(SystemExit, match=r"1 results entries lead outside the image folder .*'\.\./secrets/x\.jpg'"):
         blur_main(["--results", str(results), "--images", str(card), "--output-dir", str(out)])
@@ -228,5 +265,6 @@ def test_refuses_paths_outside_the_root_and_writing_over_it(card, tmp_path):
     with pytest.raises(SystemExit, match="the output folder is the image folder"):
         blur_main(["--results", str(results), "--images", str(card), "--output-dir", str(card)])
     with pytest.raises(SystemExit, match=r"--categories: \['people'\] are not detection categories"):
-        blur_main(["--results", str(results), "--images", str(card), "--output-dir", str(out), "--categories",
-                   "people"])
+        blur_main(
+            ["--results", str(results), "--images", str(card), "--output-dir", str(out), "--categories", "people"]
+        )

@@ -1,4 +1,5 @@
 """COCO Camera Traps loading and detectron2 registration, on the real sample files and on made-up edge cases."""
+
 from __future__ import annotations
 
 import logging
@@ -47,7 +48,12 @@ def test_original_serengeti_file_loads_with_prefix_rewrite():
     assert [d["image_id"] for d in dicts] == [1, 2, 3, 4]
     assert first["file_name"].endswith("images/serengeti_S1_E03_R3_PICT0038.jpeg")
     assert (first["width"], first["height"]) == (2048, 1536)
-    assert (first["seq_id"], first["frame_num"], first["seq_num_frames"], first["location"]) == ("ASG0003041", 0, 2, "E03")
+    assert (first["seq_id"], first["frame_num"], first["seq_num_frames"], first["location"]) == (
+        "ASG0003041",
+        0,
+        2,
+        "E03",
+    )
     assert first["datetime"] == "2010-08-07 01:04:14"  # from date_captured
     # Species mode: the file's 49 categories minus "empty"; category 29 is hippopotamus.
     assert len(result.thing_classes) == 48 and "empty" not in result.thing_classes
@@ -59,8 +65,9 @@ def test_original_serengeti_file_loads_with_prefix_rewrite():
 
 
 def test_original_serengeti_file_in_megadetector_mode_is_animal():
-    result = load_cct_dataset(SERENGETI_CCT, MINI_IMAGES, class_mode="megadetector",
-                              strip_prefix=SERENGETI_PREFIX, add_prefix="serengeti_")
+    result = load_cct_dataset(
+        SERENGETI_CCT, MINI_IMAGES, class_mode="megadetector", strip_prefix=SERENGETI_PREFIX, add_prefix="serengeti_"
+    )
     assert result.thing_classes == ["animal", "person", "vehicle"]
     assert result.dataset_id_to_contiguous_id == {1: 0, 2: 1, 3: 2}
     assert {a["category_id"] for d in result.dicts for a in d["annotations"]} == {0}
@@ -70,8 +77,11 @@ def test_plain_coco_sample_keeps_empty_frames_for_evaluation_only_when_asked():
     kept = load_cct_dataset(MINI_COCO, MINI_IMAGES, class_mode="megadetector")
     assert len(kept.dicts) == 21
     empty = [d for d in kept.dicts if d["is_empty"]]
-    assert sorted(d["cct_file_name"] for d in empty) == ["speciesnet_blank.jpg", "speciesnet_blank2.jpg",
-                                                         "speciesnet_blank3.jpg"]
+    assert sorted(d["cct_file_name"] for d in empty) == [
+        "speciesnet_blank.jpg",
+        "speciesnet_blank2.jpg",
+        "speciesnet_blank3.jpg",
+    ]
     assert all(d["annotations"] == [] for d in empty)
     dropped = load_cct_dataset(MINI_COCO, MINI_IMAGES, class_mode="megadetector", keep_empty=False)
     assert len(dropped.dicts) == 18 and dropped.counts["empty_dropped"] == 3
@@ -80,8 +90,9 @@ def test_plain_coco_sample_keeps_empty_frames_for_evaluation_only_when_asked():
 def test_registration_keeps_empties_for_evaluation_and_writes_coco_gt(tmp_path):
     train, val = unique_name("cct_train"), unique_name("cct_val")
     register_cct_dataset(train, MINI_COCO, MINI_IMAGES, class_mode="megadetector", keep_empty_for_training=False)
-    register_cct_dataset(val, MINI_COCO, MINI_IMAGES, class_mode="megadetector", keep_empty_for_training=False,
-                         for_evaluation=True)
+    register_cct_dataset(
+        val, MINI_COCO, MINI_IMAGES, class_mode="megadetector", keep_empty_for_training=False, for_evaluation=True
+    )
     assert len(DatasetCatalog.get(train)) == 18
     assert len(DatasetCatalog.get(val)) == 21
     meta = MetadataCatalog.get(val)
@@ -107,13 +118,24 @@ def edge_case_cct(tmp_path):
     save_rgb(root / "cam2/e.jpg", 64, 48)
     cct = {
         "info": {"version": "1"},
-        "categories": [{"id": 0, "name": "empty"}, {"id": 1, "name": "human"}, {"id": 5, "name": "Red Fox"},
-                       {"id": 9, "name": "car"}, {"id": 11, "name": "fire"}],
+        "categories": [
+            {"id": 0, "name": "empty"},
+            {"id": 1, "name": "human"},
+            {"id": 5, "name": "Red Fox"},
+            {"id": 9, "name": "car"},
+            {"id": 11, "name": "fire"},
+        ],
         "images": [
             # Paths from another machine, with backslashes; no width/height for most.
             {"id": "site/cam1/a", "file_name": "D:\\survey\\cam1\\a.jpg", "location": "cam1", "seq_id": "s1"},
-            {"id": "site/cam1/b", "file_name": "D:\\survey\\cam1\\b.jpg", "location": "cam1", "seq_id": "s1",
-             "width": 64, "height": 48},
+            {
+                "id": "site/cam1/b",
+                "file_name": "D:\\survey\\cam1\\b.jpg",
+                "location": "cam1",
+                "seq_id": "s1",
+                "width": 64,
+                "height": 48,
+            },
             {"id": "site/cam2/c", "file_name": "D:\\survey\\cam2\\c.jpg", "location": 2, "datetime": "2020-01-01"},
             {"id": "site/cam2/rot", "file_name": "D:\\survey\\cam2\\rotated.jpg", "location": 2},
             {"id": "site/cam2/d", "file_name": "D:\\survey\\cam2\\d.jpg", "location": 2},
@@ -138,8 +160,9 @@ def edge_case_cct(tmp_path):
 def test_edge_cases_kinds_sizes_and_mapping(edge_case_cct, caplog):
     cct_file, root, mapping = edge_case_cct
     with caplog.at_level(logging.WARNING):
-        result = load_cct_dataset(cct_file, root, class_mode="megadetector", mapping_file=mapping,
-                                  strip_prefix="D:/survey")
+        result = load_cct_dataset(
+            cct_file, root, class_mode="megadetector", mapping_file=mapping, strip_prefix="D:/survey"
+        )
     by_id = {d["cct_image_id"]: d for d in result.dicts}
     assert sorted(by_id) == ["site/cam1/a", "site/cam1/b", "site/cam2/e", "site/cam2/rot"]
     assert result.counts["unboxed"] == 1 and result.counts["ignored"] == 1

@@ -1,5 +1,6 @@
 """``tools/infer.py --num-gpus 2`` on the CPU (2 processes over gloo, detectron2's launch): the same results as
 one process, also when the 2-process run is killed part-way and resumed; and --shard parts that merge back."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import signal
 import pytest
 import torch
 
-from ropevit_det.camera_trap.results.journal import existing_journals, read_journal
 from ropevit_det.camera_trap.inputs.sharding import parse_shard, part_of
+from ropevit_det.camera_trap.results.journal import existing_journals, read_journal
 from tests.camtrap_helpers import MINI_IMAGES, validate_md
 from tests.checkpoint_helpers import make_birder_net, save_birder_pt
 from tests.conftest import CONFIGS
@@ -30,8 +31,23 @@ def setup(tmp_path_factory) -> dict:
     weights = save_birder_pt(make_birder_net(), root)
     # Batch 1: a batch is padded to its largest image, so only single-image batches give every image the same
     # input whatever the split between processes.
-    common = ["--config", str(QUICK), "--weights", str(weights), "--input", str(card), "--threshold", "0",
-              "--class-names", "animal", "--batch-size", "1", "--num-workers", "0", "--no-progress"]
+    common = [
+        "--config",
+        str(QUICK),
+        "--weights",
+        str(weights),
+        "--input",
+        str(card),
+        "--threshold",
+        "0",
+        "--class-names",
+        "animal",
+        "--batch-size",
+        "1",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
     return {"root": root, "common": common}
 
 

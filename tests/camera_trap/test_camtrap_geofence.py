@@ -4,6 +4,7 @@ label policy and ``infer --geofence`` apply it.
 
 The reference is SpeciesNet's code itself (tests/speciesnet_reference.py loads it without its model stack).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -22,7 +23,13 @@ from ropevit_det.cli import species_args
 from ropevit_det.cli.infer import build_parser
 from tests import speciesnet_reference
 from tests.camera_trap.test_camtrap_species_filter import (  # noqa: F401 (fixtures)
-    NAMES, P, classifier, run_infer_classify, weights, written_labels)
+    NAMES,
+    P,
+    classifier,
+    run_infer_classify,
+    weights,
+    written_labels,
+)
 
 LEOPARDUS = "mammalia;carnivora;felidae;leopardus;pardalis"
 URSUS = "mammalia;carnivora;ursidae;ursus;arctos"
@@ -101,8 +108,14 @@ def test_every_ranked_list_rolls_up_as_speciesnet_does(reference):
     for ranked in itertools.permutations(taxa, 5):
         for country, region in itertools.product(COUNTRIES, REGIONS):
             label, score, source = reference.geofence_utils.geofence_animal_classification(
-                labels=[labels[t] for t in ranked], scores=scores, country=country, admin1_region=region,
-                taxonomy_map=taxonomy_map, geofence_map=MAP, enable_geofence=True)
+                labels=[labels[t] for t in ranked],
+                scores=scores,
+                country=country,
+                admin1_region=region,
+                taxonomy_map=taxonomy_map,
+                geofence_map=MAP,
+                enable_geofence=True,
+            )
             ours = rules.decide(list(ranked), scores, country, region)
             if source == "classifier":
                 assert (ours.taxon, ours.rank, ours.failed) == (ranked[0], None, False)
@@ -114,9 +127,14 @@ def test_every_ranked_list_rolls_up_as_speciesnet_does(reference):
             assert ours.score == score
             outcomes.add(source)
     # Every kind of outcome occurred.
-    assert outcomes == {"classifier", "classifier+geofence+rollup_to_family", "classifier+geofence+rollup_to_order",
-                        "classifier+geofence+rollup_to_class", "classifier+geofence+rollup_to_kingdom",
-                        "classifier+geofence+rollup_failed"}
+    assert outcomes == {
+        "classifier",
+        "classifier+geofence+rollup_to_family",
+        "classifier+geofence+rollup_to_order",
+        "classifier+geofence+rollup_to_class",
+        "classifier+geofence+rollup_to_kingdom",
+        "classifier+geofence+rollup_failed",
+    }
 
 
 def test_rules_file_is_checked(tmp_path):
@@ -134,17 +152,30 @@ def test_rules_file_is_checked(tmp_path):
 
 
 def test_inat21_classes_map_to_speciesnet_strings():
-    mapping = map_classes(Taxonomy.from_class_names([
-        "00000_Animalia_Chordata_Mammalia_Carnivora_Felidae_Leopardus_pardalis",
-        "00001_Plantae_Tracheophyta_Magnoliopsida_Asterales_Asteraceae_Symphyotrichum_novae-angliae",
-        "00002_Animalia_Chordata_Mammalia_Carnivora_Canidae_Canis_lupus_familiaris",  # a subspecies
-        "Vulpes vulpes"]))  # no lineage
-    assert mapping.taxa == (LEOPARDUS, "magnoliopsida;asterales;asteraceae;symphyotrichum;novae-angliae",
-                            "mammalia;carnivora;canidae;canis;lupus", None)
+    mapping = map_classes(
+        Taxonomy.from_class_names(
+            [
+                "00000_Animalia_Chordata_Mammalia_Carnivora_Felidae_Leopardus_pardalis",
+                "00001_Plantae_Tracheophyta_Magnoliopsida_Asterales_Asteraceae_Symphyotrichum_novae-angliae",
+                "00002_Animalia_Chordata_Mammalia_Carnivora_Canidae_Canis_lupus_familiaris",  # a subspecies
+                "Vulpes vulpes",
+            ]
+        )
+    )  # no lineage
+    assert mapping.taxa == (
+        LEOPARDUS,
+        "magnoliopsida;asterales;asteraceae;symphyotrichum;novae-angliae",
+        "mammalia;carnivora;canidae;canis;lupus",
+        None,
+    )
     assert mapping.unmapped == ("Vulpes vulpes",)
     lineage = Taxonomy.from_class_names(NAMES).lineages[0]
     assert [rank_taxon(lineage, r) for r in ("kingdom", "class", "family", "species")] == [
-        ANIMAL, "mammalia;;;;", "mammalia;carnivora;felidae;;", PANTHERA]
+        ANIMAL,
+        "mammalia;;;;",
+        "mammalia;carnivora;felidae;;",
+        PANTHERA,
+    ]
     plant = Taxonomy.from_class_names(NAMES).lineages[5]
     assert rank_taxon(plant, "kingdom") is None  # SpeciesNet has no plant kingdom: never blocked
 
@@ -154,20 +185,33 @@ def test_label_policy_geofence_equals_speciesnet_on_the_top_five(reference):
     SpeciesNet's function makes of the same top five, at every place."""
     taxonomy = Taxonomy.from_class_names(NAMES)
     taxa = map_classes(taxonomy).taxa
-    rules_map = {PANTHERA: {"allow": {"KEN": [], "TZA": []}}, taxa[1]: {"allow": {"KEN": []}},
-                 "mammalia;carnivora;felidae;;": {"block": {"ISL": [], "ATA": []}},
-                 "mammalia;carnivora;;;": {"block": {"ATA": []}}}
+    rules_map = {
+        PANTHERA: {"allow": {"KEN": [], "TZA": []}},
+        taxa[1]: {"allow": {"KEN": []}},
+        "mammalia;carnivora;felidae;;": {"block": {"ISL": [], "ATA": []}},
+        "mammalia;carnivora;;;": {"block": {"ATA": []}},
+    }
     labels, taxonomy_map = speciesnet_labels(taxa)
     taxonomy_map[ANIMAL] = reference.constants.Classification.ANIMAL.value
     probs = torch.tensor([P])
     checked = set()
     for country in ("KEN", "TZA", "DEU", "ISL", "ATA"):
-        policy = LabelPolicy(NAMES, taxonomy=taxonomy, top_k=3,
-                             geofence=ClassGeofence(taxonomy, GeofenceRules(rules_map), country=country))
+        policy = LabelPolicy(
+            NAMES,
+            taxonomy=taxonomy,
+            top_k=3,
+            geofence=ClassGeofence(taxonomy, GeofenceRules(rules_map), country=country),
+        )
         [row] = policy(probs)
         label, score, source = reference.geofence_utils.geofence_animal_classification(
-            labels=[labels[t] for t in taxa[:5]], scores=P[:5], country=country, admin1_region=None,
-            taxonomy_map=taxonomy_map, geofence_map=rules_map, enable_geofence=True)
+            labels=[labels[t] for t in taxa[:5]],
+            scores=P[:5],
+            country=country,
+            admin1_region=None,
+            taxonomy_map=taxonomy_map,
+            geofence_map=rules_map,
+            enable_geofence=True,
+        )
         names = [(policy.categories[c], p) for c, p in row]
         if source == "classifier":
             assert names[0][0] == NAMES[0]
@@ -176,14 +220,22 @@ def test_label_policy_geofence_equals_speciesnet_on_the_top_five(reference):
         else:
             rank = source.rsplit("rollup_to_", 1)[1]
             taxon_name = {ANIMAL: "Animalia"}.get(reference.taxonomy_utils.get_full_class_string(label))
-            taxon_name = taxon_name or reference.taxonomy_utils.get_full_class_string(label).split(";")[
-                ("class", "order", "family").index(rank)].capitalize()
+            taxon_name = (
+                taxon_name
+                or reference.taxonomy_utils.get_full_class_string(label)
+                .split(";")[("class", "order", "family").index(rank)]
+                .capitalize()
+            )
             assert names[0] == (f"{taxon_name} ({rank}, geofence)", pytest.approx(score, abs=1e-6))
             # The blocked species are not named below the roll-up label.
             assert all(policy.geofence.blocked[int(c)] == 0 for c, _ in row[1:])
         checked.add(source)
-    assert checked == {"classifier", "classifier+geofence+rollup_to_family", "classifier+geofence+rollup_to_order",
-                       "classifier+geofence+rollup_to_class"}
+    assert checked == {
+        "classifier",
+        "classifier+geofence+rollup_to_family",
+        "classifier+geofence+rollup_to_order",
+        "classifier+geofence+rollup_to_class",
+    }
 
 
 def test_a_blocked_species_is_not_listed_below_an_allowed_best_class():
@@ -198,8 +250,9 @@ def test_rollup_never_lands_on_a_blocked_taxon():
     taxonomy = Taxonomy.from_class_names(NAMES)
     rules = GeofenceRules({"mammalia;carnivora;felidae;panthera;": {"allow": {"KEN": []}}})
     # At 0.5 the plain roll-up would say Panthera (0.55); in DEU the genus is blocked: Felidae is next (0.55).
-    policy = LabelPolicy(NAMES, taxonomy=taxonomy, rollup=0.5, top_k=1,
-                         geofence=ClassGeofence(taxonomy, rules, country="DEU"))
+    policy = LabelPolicy(
+        NAMES, taxonomy=taxonomy, rollup=0.5, top_k=1, geofence=ClassGeofence(taxonomy, rules, country="DEU")
+    )
     [row] = policy(torch.tensor([P]))
     assert policy.categories[row[0][0]] == "Felidae (family)" and row[0][1] == pytest.approx(0.55, abs=1e-6)
 
@@ -211,15 +264,19 @@ def test_cli_flags_say_the_fix(classifier, tmp_path):  # noqa: F811
     rules.write_text(json.dumps(MAP))
     with pytest.raises(SystemExit, match="--country / --admin1: the geofence needs the cameras' country"):
         species_args.build_species_filter(parse([*base, "--geofence", str(rules)]), object())
-    with pytest.raises(SystemExit, match="--geofence: a country or region only says where the geofence applies: add the geofence file"):
+    with pytest.raises(
+        SystemExit, match="--geofence: a country or region only says where the geofence applies: add the geofence file"
+    ):
         species_args.build_species_filter(parse([*base, "--country", "DEU"]), object())
     with pytest.raises(SystemExit, match="--geofence: country 'DE' is not an ISO 3166-1 alpha-3 code"):
         species_args.build_species_filter(parse([*base, "--geofence", str(rules), "--country", "DE"]), classifier)
     with pytest.raises(SystemExit, match="--geofence: geofence file .* does not exist"):
-        species_args.build_species_filter(parse([*base, "--geofence", str(tmp_path / "no.json"), "--country", "DEU"]),
-                                          classifier)
-    species_args.build_species_filter(parse([*base, "--geofence", str(rules), "--country", "usa", "--admin1", "tx"]),
-                                      classifier)
+        species_args.build_species_filter(
+            parse([*base, "--geofence", str(tmp_path / "no.json"), "--country", "DEU"]), classifier
+        )
+    species_args.build_species_filter(
+        parse([*base, "--geofence", str(rules), "--country", "usa", "--admin1", "tx"]), classifier
+    )
     try:
         geofence = classifier.label_policy.geofence
         assert (geofence.country, geofence.admin1) == ("USA", "TX")
@@ -237,14 +294,17 @@ def test_infer_with_geofence_rolls_the_lion_up_in_germany(weights, tmp_path):  #
         assert [name for name, _ in labels_of_detection[1:]] == [NAMES[1], NAMES[2], NAMES[3], NAMES[4]]
 
 
-@pytest.mark.parametrize("latitude, longitude, iso3, admin1", [
-    (52.52, 13.405, "DEU", None),  # Berlin
-    (-1.2864, 36.8172, "KEN", None),  # Nairobi
-    (-2.33, 34.83, "TZA", None),  # Serengeti National Park (the Snapshot Serengeti sample frames)
-    (-41.29, 174.78, "NZL", None),  # Wellington (the Wellington Camera Traps sample frame)
-    (43.48, -110.76, "USA", "WY"),  # Jackson, Wyoming, at the foot of the Tetons
-    (38.9, -77.03, "USA", "DC"),
-])
+@pytest.mark.parametrize(
+    "latitude, longitude, iso3, admin1",
+    [
+        (52.52, 13.405, "DEU", None),  # Berlin
+        (-1.2864, 36.8172, "KEN", None),  # Nairobi
+        (-2.33, 34.83, "TZA", None),  # Serengeti National Park (the Snapshot Serengeti sample frames)
+        (-41.29, 174.78, "NZL", None),  # Wellington (the Wellington Camera Traps sample frame)
+        (43.48, -110.76, "USA", "WY"),  # Jackson, Wyoming, at the foot of the Tetons
+        (38.9, -77.03, "USA", "DC"),
+    ],
+)
 def test_known_places_resolve_offline(latitude, longitude, iso3, admin1):
     found = region_for(latitude, longitude)
     assert (found.iso3, found.admin1) == (iso3, admin1)
@@ -256,10 +316,17 @@ def test_region_codes_equal_speciesnets(reference):
     # SpeciesNet's admin1 is the US state code (its own table), and nothing outside the USA.
     for name, code in reference.geolocation.US_ADMIN1_REGION_TO_ABBREVIATION.items():
         assert us_state_code(name) == code, name
-    for latitude, longitude in ((43.48, -110.76), (38.9, -77.03), (34.05, -118.24), (25.76, -80.19), (61.2, -149.9),
-                                (18.4, -66.1)):  # ... and San Juan, Puerto Rico, a US territory
-        assert camera_region(country="USA", latitude=latitude, longitude=longitude).admin1 == \
-            reference.geolocation.find_admin1_region("USA", None, latitude, longitude)
+    for latitude, longitude in (
+        (43.48, -110.76),
+        (38.9, -77.03),
+        (34.05, -118.24),
+        (25.76, -80.19),
+        (61.2, -149.9),
+        (18.4, -66.1),
+    ):  # ... and San Juan, Puerto Rico, a US territory
+        assert camera_region(
+            country="USA", latitude=latitude, longitude=longitude
+        ).admin1 == reference.geolocation.find_admin1_region("USA", None, latitude, longitude)
     assert region_for(18.4, -66.1).iso3 == "PRI"  # from coordinates alone: Puerto Rico's own code
 
 

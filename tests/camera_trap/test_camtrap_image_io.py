@@ -1,4 +1,5 @@
 """Robust image reading and input listing: every bad or unusual file made here, in the test."""
+
 from __future__ import annotations
 
 import logging
@@ -7,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from ropevit_det.engine.predictor import InputSpec
-from ropevit_det.camera_trap.inputs.listing import InputRootError, list_inputs, scan_inputs
-from ropevit_det.camera_trap.inputs.decoding import read_image_rgb
 from ropevit_det.camera_trap.detection.worker_inputs import DetectorInputDataset, make_input_loader
+from ropevit_det.camera_trap.inputs.decoding import read_image_rgb
+from ropevit_det.camera_trap.inputs.listing import InputRootError, list_inputs, scan_inputs
+from ropevit_det.engine.predictor import InputSpec
 from tests.camtrap_helpers import MINI_IMAGES, save_exif_rotated_jpeg, save_rgb
 
 
@@ -51,11 +52,14 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     assert (result.image[..., 0] == result.image[..., 2]).all()
 
 
-@pytest.mark.parametrize("mode, fill, expected", [
-    ("L", 100, (100, 100, 100)),
-    ("RGBA", (10, 200, 30, 0), (10, 200, 30)),  # alpha dropped, colour kept
-    ("LA", (50, 255), (50, 50, 50)),
-])
+@pytest.mark.parametrize(
+    "mode, fill, expected",
+    [
+        ("L", 100, (100, 100, 100)),
+        ("RGBA", (10, 200, 30, 0), (10, 200, 30)),  # alpha dropped, colour kept
+        ("LA", (50, 255), (50, 50, 50)),
+    ],
+)
 def test_other_modes_become_rgb(tmp_path, mode, fill, expected):
     path = tmp_path / f"{mode}.png"
     Image.new(mode, (6, 4), fill).save(path)
@@ -177,10 +181,13 @@ def test_real_sample_frames_read():
     assert result.image.flags.writeable  # torch.from_numpy needs a writable array
 
 
-@pytest.mark.parametrize("written, expected", [
-    ("2023:11:05 06:42:17", "2023:11:05 06:42:17"),
-    ("0000:00:00 00:00:00", None),  # a camera whose clock battery is flat: no time rather than a wrong one
-])
+@pytest.mark.parametrize(
+    "written, expected",
+    [
+        ("2023:11:05 06:42:17", "2023:11:05 06:42:17"),
+        ("0000:00:00 00:00:00", None),  # a camera whose clock battery is flat: no time rather than a wrong one
+    ],
+)
 def test_capture_time_comes_from_exif_date_time_original(tmp_path, written, expected):
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0x9003] = written  # Exif IFD, DateTimeOriginal

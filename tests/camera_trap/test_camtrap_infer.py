@@ -4,6 +4,7 @@ The command line runs twice (module fixtures): once killed by the test with SIGK
 holds a few images, once with --resume. Everything about the output (validator, failures, EXIF, renders, COCO
 results, classifications) is checked on those two runs; the rest runs in process.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,9 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from ropevit_det.camera_trap.detection.categories import detection_classes, parse_class_names
-from ropevit_det.engine.predictor import load_detector
+from ropevit_det.camera_trap.detection.render import rendered_path
 from ropevit_det.camera_trap.inputs.decoding import read_image_rgb
 from ropevit_det.camera_trap.results.journal import existing_journals, journal_path, read_journal
-from ropevit_det.camera_trap.detection.render import rendered_path
 from ropevit_det.camera_trap.species.classifier import (
     classification_transform,
     classifier_from_detector,
@@ -29,10 +29,11 @@ from ropevit_det.camera_trap.species.classifier import (
     square_crop,
     square_crop_region,
 )
+from ropevit_det.engine.predictor import load_detector
 from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES, save_exif_rotated_jpeg, validate_md
-from tests.infer_helpers import kill_once_journaled, run_infer
 from tests.checkpoint_helpers import CLASS_TO_IDX, RGB_STATS, TINY_SIZE, make_birder_net, save_birder_pt
 from tests.conftest import CONFIGS, tiny_cfg
+from tests.infer_helpers import kill_once_journaled, run_infer
 
 QUICK = CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"
 # One class named "animal" (MD id "1"); 3 detections per image; no 1024 square padding (the quick schedule
@@ -72,20 +73,59 @@ def input_dir(tmp_path_factory) -> Path:
 def runs(tmp_path_factory, birder_weights, input_dir) -> dict:
     out = tmp_path_factory.mktemp("infer")
     paths = {"results": out / "results.json", "render": out / "render", "coco": out / "coco_results.json"}
-    common = ["--config", str(QUICK), "--weights", str(birder_weights), "--input", str(input_dir),
-              "--output", str(paths["results"]), "--threshold", "0", "--typical-threshold", "0",
-              "--class-names", "animal", "--classify", "--top-k", "2", "--render", str(paths["render"]),
-              "--batch-size", "2", "--checkpoint-every", str(CHECKPOINT_EVERY)]
+    common = [
+        "--config",
+        str(QUICK),
+        "--weights",
+        str(birder_weights),
+        "--input",
+        str(input_dir),
+        "--output",
+        str(paths["results"]),
+        "--threshold",
+        "0",
+        "--typical-threshold",
+        "0",
+        "--class-names",
+        "animal",
+        "--classify",
+        "--top-k",
+        "2",
+        "--render",
+        str(paths["render"]),
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        str(CHECKPOINT_EVERY),
+    ]
     # No decoding worker in the killed run: an orphaned worker would hold the output pipes open for a while.
-    killed = kill_once_journaled([*common, "--num-workers", "0", *OVERRIDES], paths["results"], KILL_AFTER,
-                                 out / "killed.log")
-    partial = {"results_file_exists": paths["results"].exists(),
-               "journal": read_journal(journal_path(paths["results"]))}
-    resumed = run_infer(*common, "--num-workers", "1", "--resume", "--bf16", "--coco-results", str(paths["coco"]),
-                        "--coco-gt", str(MINI_COCO), *OVERRIDES)
+    killed = kill_once_journaled(
+        [*common, "--num-workers", "0", *OVERRIDES], paths["results"], KILL_AFTER, out / "killed.log"
+    )
+    partial = {
+        "results_file_exists": paths["results"].exists(),
+        "journal": read_journal(journal_path(paths["results"])),
+    }
+    resumed = run_infer(
+        *common,
+        "--num-workers",
+        "1",
+        "--resume",
+        "--bf16",
+        "--coco-results",
+        str(paths["coco"]),
+        "--coco-gt",
+        str(MINI_COCO),
+        *OVERRIDES,
+    )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    return {"killed": killed, "partial": partial, "resumed": resumed,
-            "final": json.loads(paths["results"].read_text()), **paths}
+    return {
+        "killed": killed,
+        "partial": partial,
+        "resumed": resumed,
+        "final": json.loads(paths["results"].read_text()),
+        **paths,
+    }
 
 
 def _by_file(results: dict) -> dict[str, dict]:
@@ -168,8 +208,10 @@ def test_coco_results_are_in_ground_truth_ids_and_pixels(runs):
     for image_id in {r["image_id"] for r in results}:
         gt_image = gt.imgs[image_id]
         W, H = gt_image["width"], gt_image["height"]
-        expected = [[x * W, y * H, w * W, h * H] for x, y, w, h in
-                    (d["bbox"] for d in entries[gt_image["file_name"]]["detections"])]
+        expected = [
+            [x * W, y * H, w * W, h * H]
+            for x, y, w, h in (d["bbox"] for d in entries[gt_image["file_name"]]["detections"])
+        ]
         mine = [r for r in results if r["image_id"] == image_id]
         assert [r["category_id"] for r in mine] == [1, 1, 1]
         np.testing.assert_allclose([r["bbox"] for r in mine], expected, atol=0.01)
@@ -247,8 +289,19 @@ def test_cli_errors_name_the_problem(tmp_path, birder_weights, input_dir):
     with pytest.raises(SystemExit, match="pass --resume"):
         cli.main(["--input", str(input_dir), "--output", str(existing), *base])
     with pytest.raises(SystemExit, match="1 names but the model has 2"):
-        cli.main(["--input", str(input_dir), "--output", str(tmp_path / "r.json"), "--class-names", "animal",
-                  *base, "MODEL.ROI_HEADS.NUM_CLASSES", "2"])
+        cli.main(
+            [
+                "--input",
+                str(input_dir),
+                "--output",
+                str(tmp_path / "r.json"),
+                "--class-names",
+                "animal",
+                *base,
+                "MODEL.ROI_HEADS.NUM_CLASSES",
+                "2",
+            ]
+        )
 
 
 def test_batch_job_errors_name_the_setting(tmp_path, birder_weights, input_dir):
@@ -256,12 +309,20 @@ def test_batch_job_errors_name_the_setting(tmp_path, birder_weights, input_dir):
 
     base = dict(config_file=str(QUICK), weights=str(birder_weights), num_workers=0, progress=False)
     with pytest.raises(BatchJobError, match="neither a folder") as error:
-        run_batch_job(BatchJobSettings(**base, input=str(tmp_path / "nowhere"), output=str(tmp_path / "r.json"),
-                                       opts=OVERRIDES))
+        run_batch_job(
+            BatchJobSettings(**base, input=str(tmp_path / "nowhere"), output=str(tmp_path / "r.json"), opts=OVERRIDES)
+        )
     assert error.value.argument == "input"
     with pytest.raises(BatchJobError, match="1 names but the model has 2") as error:
-        run_batch_job(BatchJobSettings(**base, input=str(input_dir), output=str(tmp_path / "r.json"),
-                                       class_names="animal", opts=[*OVERRIDES, "MODEL.ROI_HEADS.NUM_CLASSES", "2"]))
+        run_batch_job(
+            BatchJobSettings(
+                **base,
+                input=str(input_dir),
+                output=str(tmp_path / "r.json"),
+                class_names="animal",
+                opts=[*OVERRIDES, "MODEL.ROI_HEADS.NUM_CLASSES", "2"],
+            )
+        )
     assert error.value.argument == "class_names"
 
 

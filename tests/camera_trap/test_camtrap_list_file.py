@@ -1,4 +1,5 @@
 """List files are data, not syntax: what ``merge --unprocessed-list`` writes, ``infer --input`` reads back exactly."""
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,20 @@ from tests.conftest import CONFIGS
 
 QUICK = CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"
 OVERRIDES = ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.SFP.SQUARE_PAD", "0"]
-HOSTILE = ["Camera #3/img 1.jpg", "Camera #3/# not a comment.jpg", " lead space and  two.jpg", "Kamera Über/ß 東京.jpg",
-           "line\nbreak.jpg", '"quoted".jpg', "tab\there.png"]
+HOSTILE = [
+    "Camera #3/img 1.jpg",
+    "Camera #3/# not a comment.jpg",
+    " lead space and  two.jpg",
+    "Kamera Über/ß 東京.jpg",
+    "line\nbreak.jpg",
+    '"quoted".jpg',
+    "tab\there.png",
+]
 
 
 def test_lines_are_read_verbatim(tmp_path):
     listing = tmp_path / "todo.txt"
-    listing.write_bytes(b"Camera #3/img 1.jpg\r\n  two spaces.jpg\n\n\"line\\nbreak.jpg\"\n# x.jpg\n")
+    listing.write_bytes(b'Camera #3/img 1.jpg\r\n  two spaces.jpg\n\n"line\\nbreak.jpg"\n# x.jpg\n')
     assert read_list_file(listing) == ["Camera #3/img 1.jpg", "  two spaces.jpg", "line\nbreak.jpg", "# x.jpg"]
     (tmp_path / "todo.json").write_text(json.dumps(["a #1.jpg", "b\nc.jpg"]))
     assert read_list_file(tmp_path / "todo.json") == ["a #1.jpg", "b\nc.jpg"]
@@ -60,19 +68,47 @@ def test_merge_unprocessed_list_reads_back_into_infer(tmp_path):
     for name in ["done.jpg", *HOSTILE]:
         save_rgb(root / name, 40, 30)
     shard = tmp_path / "shard.json"
-    shard.write_text(json.dumps({"info": {"format_version": "1.4", "detector": "tiny.pt"},
-                                 "detection_categories": {"1": "animal"},
-                                 "images": [{"file": "done.jpg", "detections": []}]}))
+    shard.write_text(
+        json.dumps(
+            {
+                "info": {"format_version": "1.4", "detector": "tiny.pt"},
+                "detection_categories": {"1": "animal"},
+                "images": [{"file": "done.jpg", "detections": []}],
+            }
+        )
+    )
     todo = tmp_path / "todo.txt"
-    assert merge_cli.main(["--output", str(tmp_path / "merged.json"), "--input", str(root),
-                           "--unprocessed-list", str(todo), str(shard)]) == 0
+    assert (
+        merge_cli.main(
+            [
+                "--output",
+                str(tmp_path / "merged.json"),
+                "--input",
+                str(root),
+                "--unprocessed-list",
+                str(todo),
+                str(shard),
+            ]
+        )
+        == 0
+    )
     assert read_list_file(todo) == [str(root / name) for name in sorted(HOSTILE)]
 
     weights = save_birder_pt(make_birder_net(), tmp_path / "weights")
     rest = tmp_path / "rest.json"
-    run_batch_job(BatchJobSettings(config_file=str(QUICK), weights=str(weights), input=str(todo),
-                                   input_root=str(root), output=str(rest), opts=OVERRIDES, class_names="animal",
-                                   num_workers=0, progress=False))
+    run_batch_job(
+        BatchJobSettings(
+            config_file=str(QUICK),
+            weights=str(weights),
+            input=str(todo),
+            input_root=str(root),
+            output=str(rest),
+            opts=OVERRIDES,
+            class_names="animal",
+            num_workers=0,
+            progress=False,
+        )
+    )
     entries = json.loads(rest.read_text())["images"]
     assert sorted(e["file"] for e in entries) == sorted(HOSTILE)
     assert all(e.get("failure") is None for e in entries)  # every listed image found and read

@@ -1,4 +1,5 @@
 """MegaDetector-format output: validator-approved files, journal checkpoints, an atomic final write, resume."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _entry(i: int) -> dict:
-    return image_entry(f"cam{i % 3}/IMG_{i:04d}.JPG",
-                       [detection_entry(1, 0.5 + (i % 5) / 10, [10, 10, 50, 40], 100, 80)])
+    return image_entry(
+        f"cam{i % 3}/IMG_{i:04d}.JPG", [detection_entry(1, 0.5 + (i % 5) / 10, [10, 10, 50, 40], 100, 80)]
+    )
 
 
 def test_detection_entry_normalises_clips_and_rounds():
@@ -44,14 +46,24 @@ def test_detection_entry_normalises_clips_and_rounds():
 
 def test_complete_file_passes_the_megadetector_validator(tmp_path):
     out = tmp_path / "results.json"
-    info = make_info("ropevit_cct.pth", typical_detection_threshold=0.3, conservative_detection_threshold=0.1,
-                     classifier="rope_vit_reg4_b14_capi-inat21")
-    with ResultsWriter(out, info=info, classification_categories={"0": "Vulpes vulpes", "7": "Homo sapiens"},
-                       checkpoint_every=2) as writer:
-        writer.add(image_entry("b/IMG_2.JPG", [
-            detection_entry(1, 0.4, [0, 0, 10, 10], 100, 100),
-            detection_entry(1, 0.9, [5, 5, 60, 60], 100, 100, classifications=[("7", 0.1), (0, 0.85)]),
-        ]))
+    info = make_info(
+        "ropevit_cct.pth",
+        typical_detection_threshold=0.3,
+        conservative_detection_threshold=0.1,
+        classifier="rope_vit_reg4_b14_capi-inat21",
+    )
+    with ResultsWriter(
+        out, info=info, classification_categories={"0": "Vulpes vulpes", "7": "Homo sapiens"}, checkpoint_every=2
+    ) as writer:
+        writer.add(
+            image_entry(
+                "b/IMG_2.JPG",
+                [
+                    detection_entry(1, 0.4, [0, 0, 10, 10], 100, 100),
+                    detection_entry(1, 0.9, [5, 5, 60, 60], 100, 100, classifications=[("7", 0.1), (0, 0.85)]),
+                ],
+            )
+        )
         writer.add(image_entry("a\\IMG_1.JPG", []))  # Windows separators become forward slashes
         writer.add(failure_entry("a/broken.JPG", "cannot read image (OSError: image file is truncated)"))
     data = json.loads(out.read_text())
@@ -69,8 +81,11 @@ def test_complete_file_passes_the_megadetector_validator(tmp_path):
 
 
 def test_validator_is_not_a_rubber_stamp():
-    bad = {"info": {"format_version": "1.6"}, "detection_categories": {"1": "animal"},
-           "images": [{"file": "x.jpg", "detections": [{"category": "1", "conf": 1, "bbox": [0, 0, 1, 1]}]}]}
+    bad = {
+        "info": {"format_version": "1.6"},
+        "detection_categories": {"1": "animal"},
+        "images": [{"file": "x.jpg", "detections": [{"category": "1", "conf": 1, "bbox": [0, 0, 1, 1]}]}],
+    }
     assert validate_md(bad)["errors"]  # an int confidence is rejected
 
 
@@ -143,8 +158,10 @@ def test_ranks_write_their_own_journals_and_rank_0_merges(tmp_path):
     writers[1].close()
     with pytest.raises(RuntimeError, match="only rank 0"):
         writers[1].finalize()
-    assert sorted(p.name for p in existing_journals(out)) == ["results.json.journal-0.jsonl",
-                                                             "results.json.journal-1.jsonl"]
+    assert sorted(p.name for p in existing_journals(out)) == [
+        "results.json.journal-0.jsonl",
+        "results.json.journal-1.jsonl",
+    ]
     writers[0].finalize()
     data = load_results(out)
     assert [im["file"] for im in data["images"]] == sorted(_entry(i)["file"] for i in range(6))
@@ -225,8 +242,14 @@ _WRITER_SCRIPT = textwrap.dedent("""
 def test_kill_during_the_final_write_never_corrupts_the_output(tmp_path):
     out = tmp_path / "results.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER_SCRIPT, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER_SCRIPT, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     try:
         line = proc.stdout.readline().strip()
         if line != "mid-write":

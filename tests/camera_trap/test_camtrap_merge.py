@@ -1,4 +1,5 @@
 """Merging MegaDetector results files: refusals that name the files, the unprocessed-image report, a valid output."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,11 @@ from tests.camtrap_helpers import save_rgb, validate_md, write_json
 
 def _results(path: Path, files: list[str], *, categories=None, detector="model.pth", classes=None) -> Path:
     images = [image_entry(f, [detection_entry("1", 0.8, [1, 2, 30, 40], 64, 48)]) for f in files]
-    data = {"info": make_info(detector), "detection_categories": categories or {"1": "animal", "2": "person"},
-            "images": images}
+    data = {
+        "info": make_info(detector),
+        "detection_categories": categories or {"1": "animal", "2": "person"},
+        "images": images,
+    }
     if classes is not None:
         data["classification_categories"] = classes
     return write_json(path, data)
@@ -25,9 +29,14 @@ def _results(path: Path, files: list[str], *, categories=None, detector="model.p
 def test_merge_keeps_every_image_once_sorted_and_valid(tmp_path):
     a = _results(tmp_path / "a.json", ["cam2/b.jpg", "cam1/a.jpg"])
     b = _results(tmp_path / "b.json", ["cam3/c.jpg"], classes={"0": "Vulpes vulpes"})
-    write_json(tmp_path / "c.json", {"info": make_info("model.pth"),
-                                     "detection_categories": {"1": "animal", "2": "person"},
-                                     "images": [failure_entry("cam0/broken.jpg", "cannot read image")]})
+    write_json(
+        tmp_path / "c.json",
+        {
+            "info": make_info("model.pth"),
+            "detection_categories": {"1": "animal", "2": "person"},
+            "images": [failure_entry("cam0/broken.jpg", "cannot read image")],
+        },
+    )
     merged = merge_results([a, b, tmp_path / "c.json"])
     assert [e["file"] for e in merged.data["images"]] == ["cam0/broken.jpg", "cam1/a.jpg", "cam2/b.jpg", "cam3/c.jpg"]
     assert merged.data["classification_categories"] == {"0": "Vulpes vulpes"}
@@ -60,8 +69,9 @@ def test_cli_reports_and_lists_unprocessed_images(tmp_path, caplog):
     b = _results(tmp_path / "b.json", ["sub/d.jpg"])
     out, todo = tmp_path / "merged.json", tmp_path / "todo.txt"
     with caplog.at_level("INFO"):
-        assert cli.main([str(a), str(b), "--output", str(out), "--input", str(card), "--unprocessed-list",
-                         str(todo)]) == 0
+        assert (
+            cli.main([str(a), str(b), "--output", str(out), "--input", str(card), "--unprocessed-list", str(todo)]) == 0
+        )
     assert "2 of 4 input images are in no results file, e.g. b.jpg, c.jpg" in caplog.text
     assert todo.read_text().splitlines() == [str(card.resolve() / "b.jpg"), str(card.resolve() / "c.jpg")]
     assert validate_md(out)["errors"] == [] and len(json.loads(out.read_text())["images"]) == 2
@@ -87,9 +97,19 @@ def test_unprocessed_list_rerun_with_input_root_completes_the_merge(tmp_path, ca
     for k, rel in enumerate(files):
         save_rgb(card / rel, 96, 64, color=(40 * k, 120, 60))
     weights = save_birder_pt(make_birder_net(), tmp_path / "weights")
-    common = ["--config", str(CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"),
-              "--weights", str(weights), "--threshold", "0", "--class-names", "animal", "--num-workers", "0",
-              "--no-progress"]
+    common = [
+        "--config",
+        str(CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"),
+        "--weights",
+        str(weights),
+        "--threshold",
+        "0",
+        "--class-names",
+        "animal",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
     overrides = ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "2", "MODEL.SFP.SQUARE_PAD", "0"]
 
     def infer(*args: str) -> None:
@@ -99,8 +119,20 @@ def test_unprocessed_list_rerun_with_input_root_completes_the_merge(tmp_path, ca
     infer("--input", str(card), "--shard", "1/2", "--output", str(tmp_path / "shard_1.json"))
     todo, first = tmp_path / "todo.txt", tmp_path / "results.json"
     with caplog.at_level("INFO"):
-        assert cli.main([str(tmp_path / "shard_1.json"), "--output", str(first), "--input", str(card),
-                         "--unprocessed-list", str(todo)]) == 0
+        assert (
+            cli.main(
+                [
+                    str(tmp_path / "shard_1.json"),
+                    "--output",
+                    str(first),
+                    "--input",
+                    str(card),
+                    "--unprocessed-list",
+                    str(todo),
+                ]
+            )
+            == 0
+        )
     assert "2 of 4 input images are in no results file, e.g. cam3/d.jpg, cam3/sub/e.jpg" in caplog.text
     assert f"--input {todo} --input-root {card.resolve()} --output rest.json" in caplog.text
     assert list_inputs(todo)[1] == ["d.jpg", "sub/e.jpg"]  # the default root, the list's common folder: wrong here
@@ -120,22 +152,48 @@ def test_unprocessed_list_rerun_with_input_root_completes_the_merge(tmp_path, ca
     assert validate_md(complete) == {**validate_md(complete), "errors": [], "warnings": []}
 
     # A root that does not hold the listed images is refused before any model is loaded, with the fix.
-    with pytest.raises(SystemExit, match=r"--input-root: 2 of 2 inputs are not under the input root .*cam1 .*"
-                                         r"give a root that holds them all"):
-        infer_cli.main([*common, "--input", str(todo), "--input-root", str(card / "cam1"),
-                        "--output", str(tmp_path / "never.json")])
+    with pytest.raises(
+        SystemExit,
+        match=r"--input-root: 2 of 2 inputs are not under the input root .*cam1 .*"
+        r"give a root that holds them all",
+    ):
+        infer_cli.main(
+            [
+                *common,
+                "--input",
+                str(todo),
+                "--input-root",
+                str(card / "cam1"),
+                "--output",
+                str(tmp_path / "never.json"),
+            ]
+        )
     with pytest.raises(SystemExit, match="--input-root: input root .* is not a folder"):
-        infer_cli.main([*common, "--input", str(todo), "--input-root", str(tmp_path / "nowhere"),
-                        "--output", str(tmp_path / "never.json")])
+        infer_cli.main(
+            [
+                *common,
+                "--input",
+                str(todo),
+                "--input-root",
+                str(tmp_path / "nowhere"),
+                "--output",
+                str(tmp_path / "never.json"),
+            ]
+        )
 
 
-@pytest.mark.parametrize("make, named", [
-    (lambda p: p.write_bytes(bytes(range(256)) * 4), "is not valid JSON"),  # a binary file (an image, a .pth)
-    (lambda p: p.mkdir(), "is a folder"),
-    (lambda p: None, "does not exist"),
-    (lambda p: p.write_text('{"images": [{"file": "q.jpg", "detections": "none"}], "detection_categories": {}}'),
-     r"'q\.jpg'.*'detections' that are not a list"),
-])
+@pytest.mark.parametrize(
+    "make, named",
+    [
+        (lambda p: p.write_bytes(bytes(range(256)) * 4), "is not valid JSON"),  # a binary file (an image, a .pth)
+        (lambda p: p.mkdir(), "is a folder"),
+        (lambda p: None, "does not exist"),
+        (
+            lambda p: p.write_text('{"images": [{"file": "q.jpg", "detections": "none"}], "detection_categories": {}}'),
+            r"'q\.jpg'.*'detections' that are not a list",
+        ),
+    ],
+)
 def test_a_shard_that_is_not_a_results_file_is_one_line(tmp_path, make, named):
     good = _results(tmp_path / "a.json", ["x.jpg"])
     bad = tmp_path / "shard_2.json"

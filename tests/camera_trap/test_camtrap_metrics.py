@@ -1,12 +1,11 @@
 """Camera-trap metrics on toy cases whose numbers were worked out by hand (see the comments)."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from ropevit_det.camera_trap.results.writer import ResultsWriter
-from ropevit_det.camera_trap.results.md_format import detection_entry, failure_entry, image_entry, make_info
 from ropevit_det.camera_trap.metrics import (
     EvalOptions,
     evaluate_results,
@@ -17,13 +16,21 @@ from ropevit_det.camera_trap.metrics import (
     presence_metrics,
     recall_at_precision,
 )
+from ropevit_det.camera_trap.results.md_format import detection_entry, failure_entry, image_entry, make_info
+from ropevit_det.camera_trap.results.writer import ResultsWriter
 from tests.camtrap_helpers import MINI_COCO, write_json
 
 
 def test_two_empty_frames_one_false_positive_is_50_percent():
     # Frames: animal 0.8, animal 0.1, empty 0.9, empty (no detection). Threshold 0.5.
-    m = presence_metrics([0.8, 0.1, 0.9, 0.0], [True, True, False, False], [False, False, True, True],
-                         threshold=0.5, target_precision=0.6, target_recall=0.5)
+    m = presence_metrics(
+        [0.8, 0.1, 0.9, 0.0],
+        [True, True, False, False],
+        [False, False, True, True],
+        threshold=0.5,
+        target_precision=0.6,
+        target_recall=0.5,
+    )
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (1, 1, 1, 1)
     assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5
     assert m["empty_frame_fp_rate"] == 0.5
@@ -101,7 +108,9 @@ def test_results_against_cct_ground_truth(toy_files, tmp_path):
     # p1 (label without box) is left out. Ranked detections: 0.9 FP (e1), 0.8 exact hit (a1), 0.1 miss (a2);
     # 2 GT boxes. Interpolated precision is 0.5 for recall 0..0.5 (51 of COCO's 101 recall points), 0 above:
     # AP = AP50 = 51 * 0.5 / 101.
-    assert boxes["n_images"] == 4 and boxes["n_gt_boxes"] == 2 and boxes["skipped_images"] == {"labels_without_boxes": 1}
+    assert (
+        boxes["n_images"] == 4 and boxes["n_gt_boxes"] == 2 and boxes["skipped_images"] == {"labels_without_boxes": 1}
+    )
     assert boxes["AP50"] == pytest.approx(25.5 / 101, abs=1e-6)
     assert boxes["AP"] == pytest.approx(25.5 / 101, abs=1e-6)
     table = format_table(report)

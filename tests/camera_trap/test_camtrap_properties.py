@@ -1,5 +1,6 @@
 """Property-based tests (hypothesis) of what reads files people hand around: the MD results loader, merge and the
 CCT checks, on generated names (unicode, ``#``, spaces, newlines) and values (NaN, infinite, huge, negative)."""
+
 from __future__ import annotations
 
 import json
@@ -13,40 +14,63 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ropevit_det.camera_trap.data.cct_checks import CCTConsistencyError, check_cct_consistency
-from ropevit_det.camera_trap.results.md_format import ResultsFileError, load_results
-from ropevit_det.utils.atomic_json import write_json_atomic
-from ropevit_det.camera_trap.results.merge import MergeError, merge_results
 from ropevit_det.camera_trap.data.split import split_by_location
+from ropevit_det.camera_trap.results.md_format import ResultsFileError, load_results
+from ropevit_det.camera_trap.results.merge import MergeError, merge_results
+from ropevit_det.utils.atomic_json import write_json_atomic
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Names as they occur on shares: any unicode, plus the characters that break line- and comment-based formats.
-NAMES = st.text(alphabet=st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from("#/ \n\t\\.")),
-                min_size=1, max_size=24)
-NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(min_value=-10**30,
-                                                                                   max_value=10**30))
-JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), NUMBERS, NAMES),
-                           lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                   st.dictionaries(NAMES, inner, max_size=4)), max_leaves=12)
+NAMES = st.text(
+    alphabet=st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from("#/ \n\t\\.")),
+    min_size=1,
+    max_size=24,
+)
+NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(min_value=-(10**30), max_value=10**30))
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), NUMBERS, NAMES),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(NAMES, inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 def _detection() -> st.SearchStrategy:
     """A detection that is sometimes right and sometimes wrong in each field."""
-    return st.fixed_dictionaries({}, optional={
-        "category": st.one_of(st.sampled_from(["1", "2", "7"]), JSON_VALUES),
-        "conf": st.one_of(st.floats(0, 1), NUMBERS, JSON_VALUES),
-        "bbox": st.one_of(st.lists(st.floats(0, 1), min_size=4, max_size=4), st.lists(NUMBERS, max_size=5),
-                          JSON_VALUES)})
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "category": st.one_of(st.sampled_from(["1", "2", "7"]), JSON_VALUES),
+            "conf": st.one_of(st.floats(0, 1), NUMBERS, JSON_VALUES),
+            "bbox": st.one_of(
+                st.lists(st.floats(0, 1), min_size=4, max_size=4), st.lists(NUMBERS, max_size=5), JSON_VALUES
+            ),
+        },
+    )
 
 
-MD_LIKE = st.fixed_dictionaries({}, optional={
-    "info": st.one_of(st.fixed_dictionaries({"detector": NAMES}), JSON_VALUES),
-    "detection_categories": st.one_of(st.just({"1": "animal", "2": "person"}), JSON_VALUES),
-    "classification_categories": st.one_of(st.just({"0": "Vulpes vulpes"}), JSON_VALUES),
-    "images": st.one_of(st.lists(st.fixed_dictionaries({}, optional={
-        "file": st.one_of(NAMES, JSON_VALUES),
-        "detections": st.one_of(st.none(), st.lists(_detection(), max_size=3), JSON_VALUES),
-        "failure": st.one_of(st.none(), NAMES, JSON_VALUES)}), max_size=4), JSON_VALUES)})
+MD_LIKE = st.fixed_dictionaries(
+    {},
+    optional={
+        "info": st.one_of(st.fixed_dictionaries({"detector": NAMES}), JSON_VALUES),
+        "detection_categories": st.one_of(st.just({"1": "animal", "2": "person"}), JSON_VALUES),
+        "classification_categories": st.one_of(st.just({"0": "Vulpes vulpes"}), JSON_VALUES),
+        "images": st.one_of(
+            st.lists(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "file": st.one_of(NAMES, JSON_VALUES),
+                        "detections": st.one_of(st.none(), st.lists(_detection(), max_size=3), JSON_VALUES),
+                        "failure": st.one_of(st.none(), NAMES, JSON_VALUES),
+                    },
+                ),
+                max_size=4,
+            ),
+            JSON_VALUES,
+        ),
+    },
+)
 
 
 def _finite(value) -> bool:
@@ -74,10 +98,16 @@ def test_load_results_loads_or_raises_its_own_error(content):
 
 def _results_file(folder: Path, name: str, files: list[str]) -> Path:
     path = folder / name
-    write_json_atomic(path, {"info": {"detector": "model.pth"}, "detection_categories": {"1": "animal"},
-                             "images": [{"file": f, "detections": [{"category": "1", "conf": 0.5,
-                                                                     "bbox": [0.1, 0.1, 0.2, 0.2]}]}
-                                        for f in files]})
+    write_json_atomic(
+        path,
+        {
+            "info": {"detector": "model.pth"},
+            "detection_categories": {"1": "animal"},
+            "images": [
+                {"file": f, "detections": [{"category": "1", "conf": 0.5, "bbox": [0.1, 0.1, 0.2, 0.2]}]} for f in files
+            ],
+        },
+    )
     return path
 
 
@@ -104,21 +134,32 @@ def test_merge_keeps_each_image_exactly_once_or_refuses(files, data):
 
 
 IDS = st.one_of(st.integers(-3, 6), st.sampled_from(["0", "1", "a/b", "a #1", "ü\n"]))
-BOXES = st.one_of(st.none(), st.lists(st.one_of(st.floats(-1e300, 1e300), NUMBERS), min_size=3, max_size=5),
-                  st.lists(st.floats(0, 1000), min_size=4, max_size=4))
+BOXES = st.one_of(
+    st.none(),
+    st.lists(st.one_of(st.floats(-1e300, 1e300), NUMBERS), min_size=3, max_size=5),
+    st.lists(st.floats(0, 1000), min_size=4, max_size=4),
+)
 
 
 @SETTINGS
-@given(image_ids=st.lists(IDS, min_size=2, max_size=8),
-       annotations=st.lists(st.tuples(IDS, BOXES), max_size=10), data=st.data())
+@given(
+    image_ids=st.lists(IDS, min_size=2, max_size=8),
+    annotations=st.lists(st.tuples(IDS, BOXES), max_size=10),
+    data=st.data(),
+)
 def test_cct_checks_refuse_by_name_or_leave_nothing_ambiguous(image_ids, annotations, data):
-    locations = data.draw(st.lists(st.sampled_from(["L1", "L2", "L3 #", "ö"]), min_size=len(image_ids),
-                                   max_size=len(image_ids)))
-    cct = {"categories": [{"id": 1, "name": "deer"}],
-           "images": [{"id": i, "file_name": f"{k}.jpg", "location": loc}
-                      for k, (i, loc) in enumerate(zip(image_ids, locations))],
-           "annotations": [{"id": f"a{k}", "image_id": i, "category_id": 1, "bbox": box}
-                           for k, (i, box) in enumerate(annotations)]}
+    locations = data.draw(
+        st.lists(st.sampled_from(["L1", "L2", "L3 #", "ö"]), min_size=len(image_ids), max_size=len(image_ids))
+    )
+    cct = {
+        "categories": [{"id": 1, "name": "deer"}],
+        "images": [
+            {"id": i, "file_name": f"{k}.jpg", "location": loc} for k, (i, loc) in enumerate(zip(image_ids, locations))
+        ],
+        "annotations": [
+            {"id": f"a{k}", "image_id": i, "category_id": 1, "bbox": box} for k, (i, box) in enumerate(annotations)
+        ],
+    }
     try:
         check_cct_consistency(cct, "CCT file x.json")
     except CCTConsistencyError as error:
@@ -137,8 +178,10 @@ def test_cct_checks_refuse_by_name_or_leave_nothing_ambiguous(image_ids, annotat
 @pytest.mark.parametrize("image_ids, annotated", [([1, 1], 1), ([7], "7"), (["7"], 7)])
 def test_the_cases_the_properties_are_about(image_ids, annotated):
     """A duplicated id is refused; "7" and 7 are different ids, so an annotation of one is not of the other."""
-    cct = {"categories": [{"id": 1, "name": "deer"}],
-           "images": [{"id": i, "file_name": f"{k}.jpg"} for k, i in enumerate(image_ids)],
-           "annotations": [{"id": "a", "image_id": annotated, "category_id": 1}]}
+    cct = {
+        "categories": [{"id": 1, "name": "deer"}],
+        "images": [{"id": i, "file_name": f"{k}.jpg"} for k, i in enumerate(image_ids)],
+        "annotations": [{"id": "a", "image_id": annotated, "category_id": 1}],
+    }
     with pytest.raises(CCTConsistencyError):
         check_cct_consistency(cct, "x")

@@ -1,4 +1,5 @@
 """``ropevit-det rde find|apply``: MegaDetector's repeat-detection elimination on our results."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ropevit_det.camera_trap.results.writer import ResultsWriter
-from ropevit_det.camera_trap.results.md_format import image_entry, make_info
 from ropevit_det.camera_trap.postprocess.rde import RdeOptions, apply_repeats, find_repeats
+from ropevit_det.camera_trap.results.md_format import image_entry, make_info
+from ropevit_det.camera_trap.results.writer import ResultsWriter
 from ropevit_det.cli.rde import main as rde_main
 from tests.camtrap_helpers import validate_md, write_json
 
@@ -32,9 +33,16 @@ def make_cards(root: Path, cards: dict[str, int]) -> Path:
                 rel = f"{card}/IMG_{k:04d}.JPG"
                 (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(root / "images" / rel)
-                writer.add(image_entry(rel, [{"category": "1", "conf": 0.5, "bbox": ROCK},
-                                             {"category": "1", "conf": 0.7, "bbox": SLEEPER},
-                                             {"category": "1", "conf": 0.8, "bbox": moving(k)}]))
+                writer.add(
+                    image_entry(
+                        rel,
+                        [
+                            {"category": "1", "conf": 0.5, "bbox": ROCK},
+                            {"category": "1", "conf": 0.7, "bbox": SLEEPER},
+                            {"category": "1", "conf": 0.8, "bbox": moving(k)},
+                        ],
+                    )
+                )
     return results
 
 
@@ -44,11 +52,14 @@ def boxes_by_file(path: Path) -> dict[str, list[list[float]]]:
 
 def test_static_boxes_are_flagged_and_a_deleted_tile_is_kept(tmp_path):
     results = make_cards(tmp_path, {"camA": 8, "camB": 3})
-    folder, suspicious = find_repeats(results, tmp_path / "images", tmp_path / "rde",
-                                      RdeOptions(occurrences=5, workers=1, quiet=True))
+    folder, suspicious = find_repeats(
+        results, tmp_path / "images", tmp_path / "rde", RdeOptions(occurrences=5, workers=1, quiet=True)
+    )
     # camA repeats the rock and the sleeper in 8 frames; camB's 3 frames are below 5; the moving box never repeats.
     assert sorted((s.camera, s.bbox, s.images) for s in suspicious) == [
-        ("camA", tuple(ROCK), 8), ("camA", tuple(SLEEPER), 8)]
+        ("camA", tuple(ROCK), 8),
+        ("camA", tuple(SLEEPER), 8),
+    ]
     assert all(s.tile.is_file() and s.tile.parent == folder for s in suspicious)
     [sleeper_tile] = [s.tile for s in suspicious if s.bbox == tuple(SLEEPER)]
     sleeper_tile.unlink()  # the reviewer: "that one is a real animal"
@@ -69,11 +80,26 @@ def test_cameras_by_cct_location_and_the_command_line(tmp_path, capsys):
     # Two cards of one camera, 4 frames each: by folder nothing reaches 6 occurrences, by location all 8 do.
     results = make_cards(tmp_path, {"site1_card1": 4, "site1_card2": 4})
     files = sorted(boxes_by_file(results))
-    cct = write_json(tmp_path / "cct.json", {
-        "images": [{"id": i, "file_name": f"survey/{f}", "location": "site1"} for i, f in enumerate(files)],
-        "annotations": [], "categories": [{"id": 1, "name": "animal"}]})
-    common = ["find", "--results", str(results), "--images", str(tmp_path / "images"), "--occurrences", "6",
-              "--workers", "1", "--quiet"]
+    cct = write_json(
+        tmp_path / "cct.json",
+        {
+            "images": [{"id": i, "file_name": f"survey/{f}", "location": "site1"} for i, f in enumerate(files)],
+            "annotations": [],
+            "categories": [{"id": 1, "name": "animal"}],
+        },
+    )
+    common = [
+        "find",
+        "--results",
+        str(results),
+        "--images",
+        str(tmp_path / "images"),
+        "--occurrences",
+        "6",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert rde_main([*common, "--output-dir", str(tmp_path / "by_folder")]) == 0
     assert "0 recurring boxes" in capsys.readouterr().out
     assert rde_main([*common, "--output-dir", str(tmp_path / "by_location"), "--cct", str(cct)]) == 0
@@ -81,8 +107,12 @@ def test_cameras_by_cct_location_and_the_command_line(tmp_path, capsys):
     assert "2 recurring boxes" in out and "in 8 images of location_site1" in out
     [folder] = (tmp_path / "by_location").glob("filtering_*")
     cleaned = tmp_path / "clean.json"
-    assert rde_main(["apply", "--results", str(results), "--filtering-dir", str(folder), "--output", str(cleaned),
-                     "--quiet"]) == 0
+    assert (
+        rde_main(
+            ["apply", "--results", str(results), "--filtering-dir", str(folder), "--output", str(cleaned), "--quiet"]
+        )
+        == 0
+    )
     assert "removed 16 detections from 8 images" in capsys.readouterr().out
     assert all(boxes == [moving(int(f[-8:-4]))] for f, boxes in boxes_by_file(cleaned).items())
     with pytest.raises(SystemExit, match="--overwrite"):
@@ -96,8 +126,18 @@ def test_cameras_by_cct_location_and_the_command_line(tmp_path, capsys):
 def test_cameras_by_folder_levels_group_the_cards_of_one_camera(tmp_path, capsys):
     # camera/card/IMG: cam1's two cards hold 4 frames each, below 6 per card but 8 per camera; cam2 has 4 in all.
     results = make_cards(tmp_path, {"cam1/card1": 4, "cam1/card2": 4, "cam2/card1": 4})
-    common = ["find", "--results", str(results), "--images", str(tmp_path / "images"), "--occurrences", "6",
-              "--workers", "1", "--quiet"]
+    common = [
+        "find",
+        "--results",
+        str(results),
+        "--images",
+        str(tmp_path / "images"),
+        "--occurrences",
+        "6",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert rde_main([*common, "--output-dir", str(tmp_path / "by_card")]) == 0
     assert "0 recurring boxes" in capsys.readouterr().out
     assert rde_main([*common, "--output-dir", str(tmp_path / "by_camera"), "--folder-levels", "1"]) == 0
@@ -105,8 +145,12 @@ def test_cameras_by_folder_levels_group_the_cards_of_one_camera(tmp_path, capsys
     assert "2 recurring boxes" in out and "in 8 images of cam1" in out and "of cam2" not in out
     [folder] = (tmp_path / "by_camera").glob("filtering_*")
     cleaned = tmp_path / "clean.json"
-    assert rde_main(["apply", "--results", str(results), "--filtering-dir", str(folder), "--output", str(cleaned),
-                     "--quiet"]) == 0
+    assert (
+        rde_main(
+            ["apply", "--results", str(results), "--filtering-dir", str(folder), "--output", str(cleaned), "--quiet"]
+        )
+        == 0
+    )
     after = boxes_by_file(cleaned)
     assert all(after[f] == [moving(int(f[-8:-4]))] for f in after if f.startswith("cam1/"))  # both cards cleaned
     assert all(after[f] == [moving(int(f[-8:-4])), SLEEPER, ROCK] for f in after if f.startswith("cam2/"))  # untouched
@@ -123,40 +167,62 @@ def _tamper(folder: Path, edit) -> Path:
 
 def test_a_crafted_index_runs_no_code(tmp_path, capsys):
     results = make_cards(tmp_path, {"camA": 6})
-    folder, _ = find_repeats(results, tmp_path / "images", tmp_path / "rde", RdeOptions(occurrences=5, workers=1,
-                                                                                       quiet=True))
+    folder, _ = find_repeats(
+        results, tmp_path / "images", tmp_path / "rde", RdeOptions(occurrences=5, workers=1, quiet=True)
+    )
     marker = tmp_path / "marker"
     payload = {"py/reduce": [{"py/function": "builtins.open"}, {"py/tuple": [str(marker), "w"]}]}
     index_file = _tamper(folder, lambda index: index["options"].__setitem__("customDirNameFunction", payload))
     with pytest.raises(SystemExit) as error:
-        rde_main(["apply", "--results", str(results), "--filtering-dir", str(folder), "--output",
-                  str(tmp_path / "clean.json"), "--quiet"])
+        rde_main(
+            [
+                "apply",
+                "--results",
+                str(results),
+                "--filtering-dir",
+                str(folder),
+                "--output",
+                str(tmp_path / "clean.json"),
+                "--quiet",
+            ]
+        )
     assert not marker.exists()  # jsonpickle.decode would have called open(marker, "w")
     message = str(error.value)
     assert "\n" not in message and str(index_file) in message and "py/reduce" in message
     assert not (tmp_path / "clean.json").exists()
 
 
-@pytest.mark.parametrize("where, value, named", [
-    ("options.py/object", "subprocess.Popen", "options"),
-    ("options.py/newargs", {"py/tuple": [["touch", "x"]]}, "py/newargs"),
-    ("options.filenameReplacements", {"json://{\"py/reduce\": []}": "x"}, "json://"),
-    ("options.customDirNameFunction", {"py/object": "os.system"}, "'os.system'"),
-    ("options.smartSort", {"py/repr": "os/os.system('touch x')"}, "py/repr"),
-    ("options.smartSort", {"py/type": "builtins.eval"}, "py/type"),
-    ("options.filenameReplacements", {"py/set": []}, "py/set"),
-    ("detection.__class__", {"py/type": "builtins.dict"}, "'__class__'"),
-    ("detection.instances",
-     [{"py/object": "ropevit_det.camera_trap.postprocess.rde.CameraByLocation", "locations": {}}], "CameraByLocation"),
-    ("detection.sampleImageRelativeFileName", "../" * 2 + "etc/passwd", "tile"),  # built: no sibling path in the clone
-    ("options.filteredFileListToLoad", "/etc/passwd", "filteredFileListToLoad"),
-])
+@pytest.mark.parametrize(
+    "where, value, named",
+    [
+        ("options.py/object", "subprocess.Popen", "options"),
+        ("options.py/newargs", {"py/tuple": [["touch", "x"]]}, "py/newargs"),
+        ("options.filenameReplacements", {'json://{"py/reduce": []}': "x"}, "json://"),
+        ("options.customDirNameFunction", {"py/object": "os.system"}, "'os.system'"),
+        ("options.smartSort", {"py/repr": "os/os.system('touch x')"}, "py/repr"),
+        ("options.smartSort", {"py/type": "builtins.eval"}, "py/type"),
+        ("options.filenameReplacements", {"py/set": []}, "py/set"),
+        ("detection.__class__", {"py/type": "builtins.dict"}, "'__class__'"),
+        (
+            "detection.instances",
+            [{"py/object": "ropevit_det.camera_trap.postprocess.rde.CameraByLocation", "locations": {}}],
+            "CameraByLocation",
+        ),
+        (
+            "detection.sampleImageRelativeFileName",
+            "../" * 2 + "etc/passwd",
+            "tile",
+        ),  # built: no sibling path in the clone
+        ("options.filteredFileListToLoad", "/etc/passwd", "filteredFileListToLoad"),
+    ],
+)
 def test_the_index_holds_only_what_the_find_step_writes(tmp_path, where, value, named):
     from ropevit_det.camera_trap.postprocess.rde_index import FilteringIndexError, read_filtering_index
 
     results = make_cards(tmp_path, {"camA": 6})
-    folder, _ = find_repeats(results, tmp_path / "images", tmp_path / "rde", RdeOptions(occurrences=5, workers=1,
-                                                                                       quiet=True))
+    folder, _ = find_repeats(
+        results, tmp_path / "images", tmp_path / "rde", RdeOptions(occurrences=5, workers=1, quiet=True)
+    )
     read_filtering_index(folder / "detectionIndex.json")  # MegaDetector's own index passes
 
     def edit(index):
@@ -177,17 +243,34 @@ def test_find_refuses_entries_outside_the_image_folder(tmp_path, outside):
     data["images"].append({**data["images"][0], "file": outside})
     results.write_text(json.dumps(data))
     with pytest.raises(SystemExit) as error:
-        rde_main(["find", "--results", str(results), "--images", str(tmp_path / "images"), "--output-dir",
-                  str(tmp_path / "rde"), "--occurrences", "5", "--workers", "1", "--quiet"])
+        rde_main(
+            [
+                "find",
+                "--results",
+                str(results),
+                "--images",
+                str(tmp_path / "images"),
+                "--output-dir",
+                str(tmp_path / "rde"),
+                "--occurrences",
+                "5",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
     assert "\n" not in str(error.value) and repr(outside) in str(error.value)
     assert not (tmp_path / "rde").exists()
 
 
-@pytest.mark.parametrize("make, named", [
-    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n"), "cannot be read as JSON"),
-    (lambda p: p.mkdir(), "cannot be read as JSON"),
-    (lambda p: p.write_text("[]"), "lacks 'suspicious_detections'"),
-])
+@pytest.mark.parametrize(
+    "make, named",
+    [
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n"), "cannot be read as JSON"),
+        (lambda p: p.mkdir(), "cannot be read as JSON"),
+        (lambda p: p.write_text("[]"), "lacks 'suspicious_detections'"),
+    ],
+)
 def test_an_unreadable_index_is_one_line(tmp_path, make, named):
     results = make_cards(tmp_path, {"camA": 3})
     folder = tmp_path / "filtering_x"
@@ -196,16 +279,28 @@ def test_an_unreadable_index_is_one_line(tmp_path, make, named):
     if (folder / "detectionIndex.json").is_dir():  # apply asks for a file: a folder there is "not made by find"
         named = "filtering_"
     with pytest.raises(SystemExit, match=named) as error:
-        rde_main(["apply", "--results", str(results), "--filtering-dir", str(folder), "--output",
-                  str(tmp_path / "clean.json")])
+        rde_main(
+            [
+                "apply",
+                "--results",
+                str(results),
+                "--filtering-dir",
+                str(folder),
+                "--output",
+                str(tmp_path / "clean.json"),
+            ]
+        )
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("make, named", [
-    (lambda p: None, "does not exist"),
-    (lambda p: p.mkdir(), "is a folder"),
-    (lambda p: p.write_bytes(b"\x00\xff" * 50), "is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "make, named",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.mkdir(), "is a folder"),
+        (lambda p: p.write_bytes(b"\x00\xff" * 50), "is not valid JSON"),
+    ],
+)
 def test_an_unreadable_results_file_is_one_line(tmp_path, make, named):
     results = tmp_path / "results.json"
     make(results)
@@ -228,9 +323,28 @@ def test_find_with_blur_renders_tiles_from_blurred_copies(tmp_path, capsys):
     originals = {p: p.read_bytes() for p in (tmp_path / "images").rglob("*.JPG")}
     tiles = {}
     for blur in ("", "person"):
-        assert rde_main(["find", "--results", str(results), "--images", str(tmp_path / "images"), "--output-dir",
-                         str(tmp_path / f"rde_{blur or 'plain'}"), "--occurrences", "5", "--workers", "1", "--quiet",
-                         "--exclude", "person", *(["--blur", blur] if blur else [])]) == 0
+        assert (
+            rde_main(
+                [
+                    "find",
+                    "--results",
+                    str(results),
+                    "--images",
+                    str(tmp_path / "images"),
+                    "--output-dir",
+                    str(tmp_path / f"rde_{blur or 'plain'}"),
+                    "--occurrences",
+                    "5",
+                    "--workers",
+                    "1",
+                    "--quiet",
+                    "--exclude",
+                    "person",
+                    *(["--blur", blur] if blur else []),
+                ]
+            )
+            == 0
+        )
         tiles[blur] = sorted(p for p in (tmp_path / f"rde_{blur or 'plain'}").glob("filtering_*/*.jpg"))
     assert {p: p.read_bytes() for p in (tmp_path / "images").rglob("*.JPG")} == originals
     assert len(tiles[""]) == len(tiles["person"]) >= 1
@@ -243,5 +357,17 @@ def test_find_with_blur_renders_tiles_from_blurred_copies(tmp_path, capsys):
             assert detail(b, inner, factor=1) < detail(a, inner, factor=1) / 5
     assert "blurred_images" in {p.name for p in (tmp_path / "rde_person").iterdir()}
     with pytest.raises(SystemExit, match=r"--blur: \['people'\] are not detection categories"):
-        rde_main(["find", "--results", str(results), "--images", str(tmp_path / "images"), "--output-dir",
-                  str(tmp_path / "rde_x"), "--blur", "people", "--quiet"])
+        rde_main(
+            [
+                "find",
+                "--results",
+                str(results),
+                "--images",
+                str(tmp_path / "images"),
+                "--output-dir",
+                str(tmp_path / "rde_x"),
+                "--blur",
+                "people",
+                "--quiet",
+            ]
+        )

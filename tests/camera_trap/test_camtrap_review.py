@@ -1,4 +1,5 @@
 """``ropevit-det review``: MegaDetector's review page on our results, checked in a real (headless) browser."""
+
 from __future__ import annotations
 
 import json
@@ -9,20 +10,23 @@ from urllib.parse import unquote, urlparse
 import pytest
 from PIL import Image
 
-from ropevit_det.camera_trap.results.writer import ResultsWriter
-from ropevit_det.camera_trap.results.md_format import detection_entry, image_entry, make_info
 from ropevit_det.camera_trap.metrics import EvalOptions, evaluate_results
 from ropevit_det.camera_trap.postprocess.review import NO_LABELS, ReviewOptions, write_review
+from ropevit_det.camera_trap.results.md_format import detection_entry, image_entry, make_info
+from ropevit_det.camera_trap.results.writer import ResultsWriter
 from ropevit_det.cli.review import main as review_main
-
 from tests import browser_helpers
 from tests.artifacts import artifacts_dir, keep_artifact
 from tests.browser_helpers import headless_chromium, page_report
-from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES, write_json
 from tests.camera_trap.test_camtrap_blur import detail, sample_results
+from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES, write_json
 
-PAGES = {"tp": "True positives (TP)", "tn": "True negatives (TN)", "fp": "False positives (FP)",
-         "fn": "False negatives (FN)"}
+PAGES = {
+    "tp": "True positives (TP)",
+    "tn": "True negatives (TN)",
+    "fp": "False positives (FP)",
+    "fn": "False negatives (FN)",
+}
 
 
 def synthetic_results(path: Path) -> Path:
@@ -47,12 +51,21 @@ def cct_with_empty_category(path: Path) -> Path:
     gt = json.loads(MINI_COCO.read_text())
     boxed = {a["image_id"] for a in gt["annotations"]}
     annotations = [{**a, "category_id": 5} for a in gt["annotations"]]
-    annotations += [{"id": 1000 + im["id"], "image_id": im["id"], "category_id": 0}
-                    for im in gt["images"] if im["id"] not in boxed]
-    images = [{**im, "seq_id": im["file_name"].split("_")[0], "location": im["file_name"].split("_")[0]}
-              for im in gt["images"]]
-    return write_json(path, {"images": images, "annotations": annotations,
-                             "categories": [{"id": 0, "name": "empty"}, {"id": 5, "name": "zebra"}]})
+    annotations += [
+        {"id": 1000 + im["id"], "image_id": im["id"], "category_id": 0} for im in gt["images"] if im["id"] not in boxed
+    ]
+    images = [
+        {**im, "seq_id": im["file_name"].split("_")[0], "location": im["file_name"].split("_")[0]}
+        for im in gt["images"]
+    ]
+    return write_json(
+        path,
+        {
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": 0, "name": "empty"}, {"id": 5, "name": "zebra"}],
+        },
+    )
 
 
 def page_counts(index_html: Path) -> dict[str, int]:
@@ -74,8 +87,12 @@ def results_file(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("threshold", [0.2, 0.5])
 def test_cct_ground_truth_counts_equal_ours(results_file, tmp_path, threshold):
     cct = cct_with_empty_category(tmp_path / "cct.json")
-    summary = write_review(results_file, MINI_IMAGES, tmp_path / "page",
-                           ReviewOptions(threshold=threshold, gt_file=cct, image_width=200, workers=0, quiet=True))
+    summary = write_review(
+        results_file,
+        MINI_IMAGES,
+        tmp_path / "page",
+        ReviewOptions(threshold=threshold, gt_file=cct, image_width=200, workers=0, quiet=True),
+    )
     ours = evaluate_results(results_file, cct, EvalOptions(threshold=threshold, box_ap=False))["image_level"]
     assert page_counts(summary.index_html) == {k: ours[k] for k in PAGES}
     assert summary.negative_classes == [NO_LABELS, "empty"]
@@ -84,8 +101,12 @@ def test_cct_ground_truth_counts_equal_ours(results_file, tmp_path, threshold):
 
 def test_coco_ground_truth_keeps_the_empty_frames(results_file, tmp_path):
     # Plain COCO: the 3 blank frames have no annotation. Without #NO_LABELS# MegaDetector would drop them.
-    summary = write_review(results_file, MINI_IMAGES, tmp_path / "page",
-                           ReviewOptions(gt_file=MINI_COCO, image_width=200, workers=0, quiet=True))
+    summary = write_review(
+        results_file,
+        MINI_IMAGES,
+        tmp_path / "page",
+        ReviewOptions(gt_file=MINI_COCO, image_width=200, workers=0, quiet=True),
+    )
     counts = page_counts(summary.index_html)
     assert counts["tn"] + counts["fp"] == 3
     assert sum(counts.values()) == 21
@@ -94,8 +115,9 @@ def test_coco_ground_truth_keeps_the_empty_frames(results_file, tmp_path):
 
 def test_without_ground_truth_frames_split_at_the_threshold(results_file, tmp_path):
     # Choosing a threshold: frames with a detection >= 0.2 (one sits exactly on it) and frames without.
-    summary = write_review(results_file, MINI_IMAGES, tmp_path / "page",
-                           ReviewOptions(image_width=100, workers=0, quiet=True))
+    summary = write_review(
+        results_file, MINI_IMAGES, tmp_path / "page", ReviewOptions(image_width=100, workers=0, quiet=True)
+    )
     text = summary.index_html.read_text(encoding="utf-8")
     images = json.loads(results_file.read_text())["images"]
     with_detection = sum(any(d["conf"] >= 0.2 for d in e["detections"]) for e in images)
@@ -111,18 +133,49 @@ def test_cli_rewrites_ground_truth_paths_and_reports_flags(results_file, tmp_pat
         im["file_name"] = "card_07/DCIM/" + im["file_name"]
     moved = write_json(tmp_path / "gt_moved.json", gt)
     out = tmp_path / "page"
-    assert review_main(["--results", str(results_file), "--images", str(MINI_IMAGES), "--output-dir", str(out),
-                        "--gt", str(moved), "--image-width", "200", "--workers", "0", "--quiet"]) == 0
+    assert (
+        review_main(
+            [
+                "--results",
+                str(results_file),
+                "--images",
+                str(MINI_IMAGES),
+                "--output-dir",
+                str(out),
+                "--gt",
+                str(moved),
+                "--image-width",
+                "200",
+                "--workers",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "review page:" in capsys.readouterr().out
     written = json.loads((out / "ground_truth_for_review.json").read_text())
     assert sorted(im["file_name"] for im in written["images"]) == sorted(im.name for im in MINI_IMAGES.iterdir())
     with pytest.raises(SystemExit, match="ERROR: none of the 21 images"):
         review_main(["--results", str(results_file), "--images", str(tmp_path), "--output-dir", str(out)])
-    unrelated = write_json(tmp_path / "other.json", {"images": [{"id": 1, "file_name": "x/nothing.jpg"}],
-                                                     "categories": [{"id": 1, "name": "animal"}]})
+    unrelated = write_json(
+        tmp_path / "other.json",
+        {"images": [{"id": 1, "file_name": "x/nothing.jpg"}], "categories": [{"id": 1, "name": "animal"}]},
+    )
     with pytest.raises(SystemExit, match="--gt-strip-prefix / --gt-add-prefix"):
-        review_main(["--results", str(results_file), "--images", str(MINI_IMAGES), "--output-dir", str(out),
-                     "--gt", str(unrelated), "--quiet"])
+        review_main(
+            [
+                "--results",
+                str(results_file),
+                "--images",
+                str(MINI_IMAGES),
+                "--output-dir",
+                str(out),
+                "--gt",
+                str(unrelated),
+                "--quiet",
+            ]
+        )
 
 
 def _local_file(url: str) -> Path:
@@ -132,8 +185,12 @@ def _local_file(url: str) -> Path:
 
 
 def test_review_page_in_a_real_browser(results_file, tmp_path):
-    summary = write_review(results_file, MINI_IMAGES, tmp_path / "page",
-                           ReviewOptions(gt_file=MINI_COCO, image_width=300, workers=2, quiet=True))
+    summary = write_review(
+        results_file,
+        MINI_IMAGES,
+        tmp_path / "page",
+        ReviewOptions(gt_file=MINI_COCO, image_width=300, workers=2, quiet=True),
+    )
     screenshot = tmp_path / "review_index.png"  # copied to the artefacts folder below, once checked
     with headless_chromium(tmp_path / "chromium-profile") as driver:
         index = page_report(driver, summary.index_html.as_uri())
@@ -180,8 +237,12 @@ def unblurred_person_boxes(pages: list[dict], results: dict) -> tuple[list[str],
             if det["category"] not in person or det["conf"] < 0.1:
                 continue
             x, y, w, h = det["bbox"]
-            inner = ((x + 0.15 * w) * shown.width, (y + 0.15 * h) * shown.height,
-                     (x + 0.85 * w) * shown.width, (y + 0.85 * h) * shown.height)
+            inner = (
+                (x + 0.15 * w) * shown.width,
+                (y + 0.15 * h) * shown.height,
+                (x + 0.85 * w) * shown.width,
+                (y + 0.85 * h) * shown.height,
+            )
             looked_at += 1
             if detail(shown, inner, factor=1) >= detail(original, inner, factor=1) / 5:
                 unblurred.append(f"{shown_file.name} {det['bbox']}")
@@ -194,8 +255,12 @@ def test_review_with_blur_shows_no_unblurred_person(tmp_path):
     found = {}
     with headless_chromium(tmp_path / "chromium-profile") as driver:
         for blur in ([], ["person"]):
-            summary = write_review(results_path, MINI_IMAGES, tmp_path / f"page_{bool(blur)}",
-                                   ReviewOptions(image_width=300, workers=2, quiet=True, threshold=0.1, blur=blur))
+            summary = write_review(
+                results_path,
+                MINI_IMAGES,
+                tmp_path / f"page_{bool(blur)}",
+                ReviewOptions(image_width=300, workers=2, quiet=True, threshold=0.1, blur=blur),
+            )
             index = page_report(driver, summary.index_html.as_uri())
             pages = [index] + [page_report(driver, link) for link in index["links"] if link.endswith(".html")]
             images = [image for page in pages for image in page["images"]]
@@ -235,8 +300,9 @@ def test_definitional_differences_with_megadetectors_numbers(results_file, tmp_p
     missed = write_json(tmp_path / "missed.json", data)
     ours = evaluate_results(missed, MINI_COCO, EvalOptions(threshold=0.2, box_ap=False))["image_level"]
     capsys.readouterr()
-    summary = write_review(missed, MINI_IMAGES, tmp_path / "page",
-                           ReviewOptions(gt_file=MINI_COCO, image_width=100, workers=0))
+    summary = write_review(
+        missed, MINI_IMAGES, tmp_path / "page", ReviewOptions(gt_file=MINI_COCO, image_width=100, workers=0)
+    )
     printed = capsys.readouterr().out
     assert ours["average_precision"] == pytest.approx(0.919, abs=5e-4)
     assert "Average precision: 96.7%" in printed
@@ -253,22 +319,40 @@ def _copy_frame(folder: Path, name: str) -> str:
 
 
 def _results(path: Path, files: list[str], categories: dict[str, str] | None = None) -> Path:
-    return write_json(path, {"info": {"format_version": "1.6", "detector": "synthetic"},
-                             "detection_categories": categories or {"1": "animal"},
-                             "images": [{"file": f, "detections": [{"category": "1", "conf": 0.9,
-                                                                     "bbox": [0.1, 0.1, 0.2, 0.2]}]}
-                                        for f in files]})
+    return write_json(
+        path,
+        {
+            "info": {"format_version": "1.6", "detector": "synthetic"},
+            "detection_categories": categories or {"1": "animal"},
+            "images": [
+                {"file": f, "detections": [{"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.2, 0.2]}]} for f in files
+            ],
+        },
+    )
 
 
-@pytest.mark.parametrize("outside", ["../secret.jpg", "/tmp/secret.jpg", "card/" + "../" * 2 + "secret.jpg", "C:/x.jpg"])
+@pytest.mark.parametrize(
+    "outside", ["../secret.jpg", "/tmp/secret.jpg", "card/" + "../" * 2 + "secret.jpg", "C:/x.jpg"]
+)
 def test_entries_outside_the_image_folder_are_refused(tmp_path, outside):
     images = tmp_path / "images"
     inside = _copy_frame(images, "a.jpg")
     _copy_frame(tmp_path, "secret.jpg")  # what "../secret.jpg" would show on the page
     results = _results(tmp_path / "results.json", [inside, outside])
     with pytest.raises(SystemExit) as error:
-        review_main(["--results", str(results), "--images", str(images), "--output-dir", str(tmp_path / "page"),
-                     "--workers", "0", "--quiet"])
+        review_main(
+            [
+                "--results",
+                str(results),
+                "--images",
+                str(images),
+                "--output-dir",
+                str(tmp_path / "page"),
+                "--workers",
+                "0",
+                "--quiet",
+            ]
+        )
     message = str(error.value)
     assert "\n" not in message and repr(outside) in message and str(images) in message
     assert not (tmp_path / "page" / "index.html").exists()
@@ -278,30 +362,59 @@ def test_html_in_names_never_reaches_the_page(tmp_path):
     images = tmp_path / "images"
     hostile = _copy_frame(images, "<script>alert(1)<script>.jpg")
     with pytest.raises(ValueError, match="HTML markup.*<script>"):
-        write_review(_results(tmp_path / "results.json", [hostile]), images, tmp_path / "page",
-                     ReviewOptions(image_width=100, workers=0, quiet=True))
+        write_review(
+            _results(tmp_path / "results.json", [hostile]),
+            images,
+            tmp_path / "page",
+            ReviewOptions(image_width=100, workers=0, quiet=True),
+        )
     plain = _copy_frame(images, "b.jpg")
     with pytest.raises(ValueError, match="category names"):
-        write_review(_results(tmp_path / "results.json", [plain], {"1": '"><img src=x onerror=alert(1)>'}), images,
-                     tmp_path / "page", ReviewOptions(image_width=100, workers=0, quiet=True))
+        write_review(
+            _results(tmp_path / "results.json", [plain], {"1": '"><img src=x onerror=alert(1)>'}),
+            images,
+            tmp_path / "page",
+            ReviewOptions(image_width=100, workers=0, quiet=True),
+        )
     with pytest.raises(ValueError, match="category names"):
-        write_review(_results(tmp_path / "results.json", [plain]), images, tmp_path / "page",
-                     ReviewOptions(image_width=100, workers=0, quiet=True, gt_file=write_json(
-                         tmp_path / "gt.json", {"images": [{"id": 1, "file_name": plain}], "annotations": [],
-                                                "categories": [{"id": 1, "name": "<b>deer</b>"}]})))
+        write_review(
+            _results(tmp_path / "results.json", [plain]),
+            images,
+            tmp_path / "page",
+            ReviewOptions(
+                image_width=100,
+                workers=0,
+                quiet=True,
+                gt_file=write_json(
+                    tmp_path / "gt.json",
+                    {
+                        "images": [{"id": 1, "file_name": plain}],
+                        "annotations": [],
+                        "categories": [{"id": 1, "name": "<b>deer</b>"}],
+                    },
+                ),
+            ),
+        )
     # The page title comes from the results file's name: escaped, not refused.
-    summary = write_review(_results(tmp_path / "<img src=x onerror=alert(1)>.json", [plain]), images,
-                           tmp_path / "page", ReviewOptions(image_width=100, workers=0, quiet=True))
+    summary = write_review(
+        _results(tmp_path / "<img src=x onerror=alert(1)>.json", [plain]),
+        images,
+        tmp_path / "page",
+        ReviewOptions(image_width=100, workers=0, quiet=True),
+    )
     text = summary.index_html.read_text(encoding="utf-8")
     assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
 
 
-@pytest.mark.parametrize("make, named", [
-    (lambda p: None, "does not exist"),
-    (lambda p: p.mkdir(), "is a folder"),
-    (lambda p: p.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF"), "is not valid JSON"),
-    (lambda p: p.write_text('{"images": [], "detection_categories": {"1": 7}}'), "name strings"),
-])
+@pytest.mark.parametrize(
+    "make, named",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.mkdir(), "is a folder"),
+        (lambda p: p.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF"), "is not valid JSON"),
+        (lambda p: p.write_text('{"images": [], "detection_categories": {"1": 7}}'), "name strings"),
+    ],
+)
 def test_an_unreadable_results_file_is_one_line(tmp_path, make, named):
     results = tmp_path / "results.json"
     make(results)
@@ -314,6 +427,17 @@ def test_unreadable_ground_truth_is_one_line(results_file, tmp_path):
     gt = tmp_path / "gt.json"
     gt.mkdir()
     with pytest.raises(SystemExit, match=f"ERROR: CCT file {gt} is a folder") as error:
-        review_main(["--results", str(results_file), "--images", str(MINI_IMAGES), "--output-dir",
-                     str(tmp_path / "p"), "--gt", str(gt), "--quiet"])
+        review_main(
+            [
+                "--results",
+                str(results_file),
+                "--images",
+                str(MINI_IMAGES),
+                "--output-dir",
+                str(tmp_path / "p"),
+                "--gt",
+                str(gt),
+                "--quiet",
+            ]
+        )
     assert "\n" not in str(error.value)

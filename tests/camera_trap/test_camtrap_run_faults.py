@@ -4,6 +4,7 @@ another run on the same output (a job array that forgot the task id), a resume w
 Each ends in one line naming the problem and the fix, a non-zero exit, and nothing written lost: the journal
 stays, and ``--resume`` once the fault is fixed gives exactly the result of an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,23 @@ def setup(tmp_path_factory) -> dict:
     for name in FILES:
         (card / name).symlink_to(MINI_IMAGES / name)
     weights = save_birder_pt(make_birder_net(), root)
-    common = ["--config", str(QUICK), "--weights", str(weights), "--input", str(card), "--threshold", "0",
-              "--class-names", "animal", "--batch-size", "1", "--num-workers", "0", "--no-progress"]
+    common = [
+        "--config",
+        str(QUICK),
+        "--weights",
+        str(weights),
+        "--input",
+        str(card),
+        "--threshold",
+        "0",
+        "--class-names",
+        "animal",
+        "--batch-size",
+        "1",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
     return {"root": root, "common": common}
 
 
@@ -62,8 +78,7 @@ def _in_process(setup: dict, output: Path, *extra: str) -> int:
 
 
 def _command(setup: dict, output: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "tools/infer.py"), *setup["common"], "--output", str(output), *extra,
-            *OVERRIDES]
+    return [sys.executable, str(REPO / "tools/infer.py"), *setup["common"], "--output", str(output), *extra, *OVERRIDES]
 
 
 def _env() -> dict:
@@ -71,8 +86,9 @@ def _env() -> dict:
 
 
 def _run(command: list[str], preexec_fn=None) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO, env=_env(), check=False,
-                          preexec_fn=preexec_fn)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=REPO, env=_env(), check=False, preexec_fn=preexec_fn
+    )
 
 
 def _one_line_error(stderr: str) -> str:
@@ -93,6 +109,7 @@ def reference(setup) -> dict:
 def _full_after_one_and_a_half_entries(reference: dict):
     """A ``preexec_fn`` that lets the run's files grow to about the journal's header, one entry and half of the
     next: the disk fills up in the middle of the journal, well before the results file."""
+
     def line(record: dict) -> int:
         return len(json.dumps(record, separators=(",", ":")).encode()) + 1
 
@@ -103,6 +120,7 @@ def _full_after_one_and_a_half_entries(reference: dict):
         # Ignored, SIGXFSZ no longer kills the process: writes past the limit fail with EFBIG, as on a full disk.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return limit_file_size
 
 
@@ -115,7 +133,7 @@ def test_a_full_disk_is_one_line_and_resume_completes_the_run(setup, reference):
     # What was journaled stays; no lock is left behind (released on the error).
     (journal,) = existing_journals(out)
     done = [e["file"] for e in read_journal(journal).entries]  # a torn last line is dropped
-    assert done == FILES[:len(done)] and len(done) < len(FILES), full.stderr[-3000:]
+    assert done == FILES[: len(done)] and len(done) < len(FILES), full.stderr[-3000:]
     assert not lock_path(out).exists()
 
     # Resuming with another threshold would mix two runs in one file: refused, naming what differs.
@@ -146,8 +164,7 @@ def read_only_folder(tmp_path):
         folder.chmod(0o755)
 
 
-def test_a_read_only_output_folder_is_one_line_and_resume_completes_the_run(setup, reference, read_only_folder,
-                                                                             capsys):
+def test_a_read_only_output_folder_is_one_line_and_resume_completes_the_run(setup, reference, read_only_folder, capsys):
     folder, make_read_only, make_writable = read_only_folder
     out = folder / "results.json"
     # A run killed part-way left its journal there; then the share was made read-only.
@@ -159,8 +176,12 @@ def test_a_read_only_output_folder_is_one_line_and_resume_completes_the_run(setu
     with pytest.raises(SystemExit) as refused:
         _in_process(setup, out, "--resume")
     message = str(refused.value)
-    assert message.startswith((f"ERROR: cannot write in {folder}: Read-only file system",
-                               f"ERROR: cannot write in {folder}: Permission denied")), message
+    assert message.startswith(
+        (
+            f"ERROR: cannot write in {folder}: Read-only file system",
+            f"ERROR: cannot write in {folder}: Permission denied",
+        )
+    ), message
     assert "Make the folder writable" in message and "--resume" in message
     assert [e["file"] for e in read_journal(existing_journals(out)[0]).entries] == done
     make_writable()
@@ -174,8 +195,10 @@ def test_an_output_that_is_a_folder_is_one_line(setup, tmp_path):
     for flags in ((), ("--resume",), ("--overwrite",)):
         with pytest.raises(SystemExit) as refused:
             _in_process(setup, folder, *flags)
-        assert str(refused.value) == (f"ERROR: --output {folder} is a folder, not a results file: give a file path "
-                                      f"such as {folder / 'results.json'}")
+        assert str(refused.value) == (
+            f"ERROR: --output {folder} is a folder, not a results file: give a file path "
+            f"such as {folder / 'results.json'}"
+        )
     assert list(folder.iterdir()) == []
 
 
@@ -188,7 +211,8 @@ def test_a_second_run_on_a_locked_output_is_refused_naming_the_first(setup, tmp_
     assert str(refused.value) == (
         f"ERROR: --output: {out} is being written by run {holder.run_id} (host {holder.host}, pid {holder.pid}, "
         f"started {holder.started}): wait for it (--wait-for-lock), or write to another output (a job array: put "
-        "the task id in --output)")
+        "the task id in --output)"
+    )
     assert not out.exists() and existing_journals(out) == []
 
 
@@ -199,15 +223,24 @@ def test_two_shard_runs_on_one_output_never_lose_an_image(setup, reference, tmp_
     procs = []
     for k, log in zip((1, 2), logs):
         with open(log, "w") as err:
-            procs.append(subprocess.Popen(_command(setup, out, "--shard", f"{k}/2", "--resume"),
-                                          stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=_env()))
+            procs.append(
+                subprocess.Popen(
+                    _command(setup, out, "--shard", f"{k}/2", "--resume"),
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    cwd=REPO,
+                    env=_env(),
+                )
+            )
     codes = [proc.wait(timeout=300) for proc in procs]
     assert sorted(code == 0 for code in codes) == [False, True], [log.read_text()[-2000:] for log in logs]
     winner = codes.index(0)
     loser_message = _one_line_error(logs[1 - winner].read_text())
     # Refused while the winner held the lock, or, started after it finished, refused as another shard's resume.
-    assert "is being written by run" in loser_message or f"shard: '{winner + 1}/2' there, '{2 - winner}/2' here" \
-        in loser_message, loser_message
+    assert (
+        "is being written by run" in loser_message
+        or f"shard: '{winner + 1}/2' there, '{2 - winner}/2' here" in loser_message
+    ), loser_message
     data = json.loads(out.read_text())
     shard_files = FILES[:2] if winner == 0 else FILES[2:]
     assert data["images"] == [e for e in reference["images"] if e["file"] in shard_files]  # each once, complete
@@ -227,8 +260,9 @@ def test_wait_for_lock_and_break_lock_reach_the_lock(setup, tmp_path, caplog):
     with caplog.at_level(logging.INFO), pytest.raises(SystemExit, match="exists .*pass --resume"):
         _in_process(setup, out, "--wait-for-lock")  # waited for the other run, then took the lock
     assert "waiting for it to finish" in caplog.text
-    lock_path(out).write_text(json.dumps({"run_id": "gone", "host": "node-17.cluster", "pid": 4242,
-                                          "started": "2026-01-02T03:04:05+00:00"}))
+    lock_path(out).write_text(
+        json.dumps({"run_id": "gone", "host": "node-17.cluster", "pid": 4242, "started": "2026-01-02T03:04:05+00:00"})
+    )
     with pytest.raises(SystemExit, match=r"host node-17\.cluster.*--break-lock"):
         _in_process(setup, out)
     caplog.clear()

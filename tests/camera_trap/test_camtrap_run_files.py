@@ -5,6 +5,7 @@ an image so narrow that resizing rounds its short side to 0, a FIFO named ``.jpg
 listed, a read that stalls, a decoding process that dies on one file. Tests run as root here, so a folder that
 cannot be listed is made by refusing ``os.scandir`` on it (what a permission error looks like to the code).
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,17 @@ def weights(tmp_path_factory) -> Path:
 
 
 def _settings(weights: Path, input_dir: Path, output: Path, **kwargs) -> BatchJobSettings:
-    base = {"config_file": str(QUICK), "weights": str(weights), "input": str(input_dir), "output": str(output),
-            "opts": OVERRIDES, "class_names": "animal", "threshold": 0.0, "typical_threshold": 0.0, "progress": False}
+    base = {
+        "config_file": str(QUICK),
+        "weights": str(weights),
+        "input": str(input_dir),
+        "output": str(output),
+        "opts": OVERRIDES,
+        "class_names": "animal",
+        "threshold": 0.0,
+        "typical_threshold": 0.0,
+        "progress": False,
+    }
     return BatchJobSettings(**{**base, **kwargs})
 
 
@@ -159,8 +169,18 @@ def test_a_decoder_that_kills_its_worker_costs_one_entry(tmp_path, monkeypatch, 
     classes = detection_classes(1, ["animal"])
     output = tmp_path / "results.json"
     with ResultsWriter(output, info=make_info("tiny"), detection_categories=classes.categories) as writer:
-        summary = run_inference(detector, spec, tmp_path / "in", names, writer, classes, threshold=0.0,
-                                batch_size=2, num_workers=2, progress=False)
+        summary = run_inference(
+            detector,
+            spec,
+            tmp_path / "in",
+            names,
+            writer,
+            classes,
+            threshold=0.0,
+            batch_size=2,
+            num_workers=2,
+            progress=False,
+        )
     entries = _entries(output)
     assert sorted(entries) == names and summary.failed_files == ["crash.jpg"]
     assert entries["crash.jpg"]["detections"] is None and "decoding process died" in entries["crash.jpg"]["failure"]
@@ -168,10 +188,19 @@ def test_a_decoder_that_kills_its_worker_costs_one_entry(tmp_path, monkeypatch, 
 
     # --resume afterwards, with one more image: the failure stays one entry and the run completes.
     save_rgb(tmp_path / "in" / "f.jpg", 40, 30)
-    with ResultsWriter(output, info=make_info("tiny"), detection_categories=classes.categories,
-                       resume=True) as writer:
-        run_inference(detector, spec, tmp_path / "in", [*names, "f.jpg"], writer, classes, threshold=0.0,
-                      batch_size=2, num_workers=2, progress=False)
+    with ResultsWriter(output, info=make_info("tiny"), detection_categories=classes.categories, resume=True) as writer:
+        run_inference(
+            detector,
+            spec,
+            tmp_path / "in",
+            [*names, "f.jpg"],
+            writer,
+            classes,
+            threshold=0.0,
+            batch_size=2,
+            num_workers=2,
+            progress=False,
+        )
     assert sorted(_entries(output)) == [*names, "f.jpg"]
 
 
@@ -231,7 +260,17 @@ def test_batches_stay_full_in_a_folder_of_one_size_and_keep_input_order(tmp_path
     classes = detection_classes(1, ["animal"])
     output = tmp_path / "results.json"
     with ResultsWriter(output, info=make_info("tiny"), detection_categories=classes.categories) as writer:
-        run_inference(recording, spec, tmp_path / "in", names, writer, classes, threshold=0.0, batch_size=4,
-                      num_workers=0, progress=False)
+        run_inference(
+            recording,
+            spec,
+            tmp_path / "in",
+            names,
+            writer,
+            classes,
+            threshold=0.0,
+            batch_size=4,
+            num_workers=0,
+            progress=False,
+        )
     assert [len(c) for c in calls] == [4, 4, 2] and all(len(set(c)) == 1 for c in calls)
     assert sorted(_entries(output)) == sorted(names)

@@ -3,6 +3,7 @@
 These run the writer and the lock in process (and one child process that hangs in its final write); the
 command line's handling of them, with a real model, is in ``tests/camera_trap/test_camtrap_run_faults.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,14 +50,29 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _info(**identity) -> dict:
     info = make_info("model_final.pth")
-    info[IDENTITY_KEY] = {"weights_sha256": "aa" * 32, "config_sha256": "cc" * 32, "score_threshold": 0.05,
-                          "input_root": "/data/card", "shard": None, **identity}
+    info[IDENTITY_KEY] = {
+        "weights_sha256": "aa" * 32,
+        "config_sha256": "cc" * 32,
+        "score_threshold": 0.05,
+        "input_root": "/data/card",
+        "shard": None,
+        **identity,
+    }
     return info
 
 
 def _write_lock(output: Path, **holder) -> None:
-    lock_path(output).write_text(json.dumps({"run_id": "other", "host": socket.gethostname(), "pid": os.getpid(),
-                                             "started": "2026-01-02T03:04:05+00:00", **holder}))
+    lock_path(output).write_text(
+        json.dumps(
+            {
+                "run_id": "other",
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": "2026-01-02T03:04:05+00:00",
+                **holder,
+            }
+        )
+    )
 
 
 def test_a_second_writer_on_the_same_output_is_refused_naming_the_first(tmp_path):
@@ -179,8 +195,14 @@ _HANGING_WRITER = textwrap.dedent("""
 def test_a_resume_never_deletes_the_final_write_of_a_running_run(tmp_path, caplog):
     out = tmp_path / "results.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", _HANGING_WRITER, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HANGING_WRITER, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     try:
         line = proc.stdout.readline().strip()
         if line != "mid-write":
@@ -228,8 +250,9 @@ def test_merge_compares_detectors_by_identity_not_by_file_name(tmp_path):
     def results(name: str, file: str, detector: str, **identity) -> Path:
         info = _info(**identity)
         info["detector"] = detector
-        write_json_atomic(tmp_path / name, {"info": info, "detection_categories": {"1": "animal"},
-                                            "images": [image_entry(file, [])]})
+        write_json_atomic(
+            tmp_path / name, {"info": info, "detection_categories": {"1": "animal"}, "images": [image_entry(file, [])]}
+        )
         return tmp_path / name
 
     a = results("a.json", "a.jpg", "model_final.pth", shard="1/2")

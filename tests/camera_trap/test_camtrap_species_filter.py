@@ -4,6 +4,7 @@ The classifier is birder's tiny rope_vit_reg4_b14 with random weights and iNat21
 here. Its head is set to weight 0 and bias log(P), so whatever the crop, the class probabilities are exactly P,
 and every filtered or rolled-up probability below is computed by hand from P.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,8 @@ from ropevit_det.camera_trap.species.classifier import load_species_classifier
 from ropevit_det.camera_trap.species.label_policy import LabelPolicy, read_species_list
 from ropevit_det.camera_trap.species.taxonomy import Taxonomy, parse_inat21_name
 from ropevit_det.cli import species_args
-from ropevit_det.cli.infer_args import build_parser
 from ropevit_det.cli.infer import main as infer_main
+from ropevit_det.cli.infer_args import build_parser
 from tests.camtrap_helpers import MINI_IMAGES, validate_md, write_json
 from tests.checkpoint_helpers import RGB_STATS, TINY_SIZE, _signature, make_birder_net, tiny_cfg
 from tests.conftest import CONFIGS
@@ -53,8 +54,18 @@ def write_classifier(directory: Path, names: list[str]) -> Path:
         net.classifier.bias.copy_(torch.tensor(P).log())
     directory.mkdir(parents=True, exist_ok=True)
     with mock.patch.object(settings, "MODELS_DIR", directory):
-        fs_ops.checkpoint_model("classifier", 1, net, _signature(TINY_SIZE, len(names)),
-                                {name: i for i, name in enumerate(names)}, RGB_STATS, None, None, None, None)
+        fs_ops.checkpoint_model(
+            "classifier",
+            1,
+            net,
+            _signature(TINY_SIZE, len(names)),
+            {name: i for i, name in enumerate(names)},
+            RGB_STATS,
+            None,
+            None,
+            None,
+            None,
+        )
     return directory / "classifier_1.pt"
 
 
@@ -66,8 +77,12 @@ def weights(tmp_path_factory) -> Path:
 
 def write_taxonomy_csv(path: Path) -> Path:
     """``--taxonomy`` rows for the PLAIN names, with the ranks of their iNat21 twins in NAMES."""
-    path.write_text("name,kingdom,phylum,class,order,family,genus,species\n" + "".join(
-        f"{name},{','.join(parse_inat21_name(inat)[:6])},{name.split()[1]}\n" for name, inat in zip(PLAIN, NAMES)))
+    path.write_text(
+        "name,kingdom,phylum,class,order,family,genus,species\n"
+        + "".join(
+            f"{name},{','.join(parse_inat21_name(inat)[:6])},{name.split()[1]}\n" for name, inat in zip(PLAIN, NAMES)
+        )
+    )
     return path
 
 
@@ -101,7 +116,14 @@ def same(got: list[tuple[str, float]], expected: list[tuple[str, float]]) -> boo
 
 def test_inat21_names_parse_into_ranks():
     assert parse_inat21_name("00000_Animalia_Annelida_Clitellata_Haplotaxida_Lumbricidae_Lumbricus_terrestris") == (
-        "Animalia", "Annelida", "Clitellata", "Haplotaxida", "Lumbricidae", "Lumbricus", "Lumbricus terrestris")
+        "Animalia",
+        "Annelida",
+        "Clitellata",
+        "Haplotaxida",
+        "Lumbricidae",
+        "Lumbricus",
+        "Lumbricus terrestris",
+    )
     assert parse_inat21_name("Vulpes vulpes") is None
     assert parse_inat21_name("animal") is None
     taxonomy = Taxonomy.from_class_names(NAMES)
@@ -118,21 +140,28 @@ def test_taxa_filter_renormalises_by_hand(classifier):
     mammals, _ = taxonomy.classes_under(["Mammalia"])
     policy = LabelPolicy(NAMES, allowed=mammals, taxonomy=taxonomy, top_k=5)
     # 0.30 + 0.25 + 0.15 + 0.12 = 0.82; the raven and the oak never appear, not even among the categories.
-    assert same(labels(classifier, policy),
-                [(NAMES[0], 0.30 / 0.82), (NAMES[1], 0.25 / 0.82), (NAMES[2], 0.15 / 0.82), (NAMES[3], 0.12 / 0.82)])
+    assert same(
+        labels(classifier, policy),
+        [(NAMES[0], 0.30 / 0.82), (NAMES[1], 0.25 / 0.82), (NAMES[2], 0.15 / 0.82), (NAMES[3], 0.12 / 0.82)],
+    )
     assert set(policy.categories) == {"0", "1", "2", "3"}
     cats_and_birds, _ = taxonomy.classes_under(["Felidae", "Aves"])
     policy = LabelPolicy(NAMES, allowed=cats_and_birds, taxonomy=taxonomy, top_k=5)
-    assert same(labels(classifier, policy),  # 0.30 + 0.25 + 0.10 = 0.65
-                [(NAMES[0], 0.30 / 0.65), (NAMES[1], 0.25 / 0.65), (NAMES[4], 0.10 / 0.65)])
+    assert same(
+        labels(classifier, policy),  # 0.30 + 0.25 + 0.10 = 0.65
+        [(NAMES[0], 0.30 / 0.65), (NAMES[1], 0.25 / 0.65), (NAMES[4], 0.10 / 0.65)],
+    )
 
 
-@pytest.mark.parametrize("threshold, label, probability", [
-    (0.25, NAMES[0], 0.30),  # the best species already reaches it: no roll-up
-    (0.50, "Panthera (genus)", 0.30 + 0.25),
-    (0.65, "Carnivora (order)", 0.30 + 0.25 + 0.15),  # Felidae's 0.55 falls short
-    (0.90, "Chordata (phylum)", 0.92),  # Mammalia's 0.82 falls short
-])
+@pytest.mark.parametrize(
+    "threshold, label, probability",
+    [
+        (0.25, NAMES[0], 0.30),  # the best species already reaches it: no roll-up
+        (0.50, "Panthera (genus)", 0.30 + 0.25),
+        (0.65, "Carnivora (order)", 0.30 + 0.25 + 0.15),  # Felidae's 0.55 falls short
+        (0.90, "Chordata (phylum)", 0.92),  # Mammalia's 0.82 falls short
+    ],
+)
 def test_rollup_walks_up_until_the_sum_reaches_t(classifier, threshold, label, probability):
     policy = LabelPolicy(NAMES, taxonomy=Taxonomy.from_class_names(NAMES), rollup=threshold, top_k=2)
     species = [(NAMES[0], 0.30), (NAMES[1], 0.25)]
@@ -168,8 +197,7 @@ def test_species_list_and_taxonomy_file(tmp_path, classifier):
 def test_cli_flags_build_the_policy_and_say_the_fix(classifier, tmp_path):
     parse = build_parser().parse_args
     base = ["--config", "c", "--weights", "w", "--input", "i", "--output", "o"]
-    species_args.build_species_filter(parse([*base, "--classify", "--taxa", "Felidae", "--rollup", "0.5"]),
-                                      classifier)
+    species_args.build_species_filter(parse([*base, "--classify", "--taxa", "Felidae", "--rollup", "0.5"]), classifier)
     try:
         assert classifier.label_policy is not None and set(classifier.categories) >= {"0", "1"}
         assert not set(classifier.categories) & {"2", "3", "4", "5"}
@@ -178,13 +206,15 @@ def test_cli_flags_build_the_policy_and_say_the_fix(classifier, tmp_path):
     with pytest.raises(SystemExit, match="--taxa: no class of the classifier is under Mamalia"):
         species_args.build_species_filter(parse([*base, "--classify", "--taxa", "Mamalia"]), classifier)
     with pytest.raises(SystemExit, match="--taxonomy: taxonomy file .* does not exist"):
-        species_args.build_species_filter(parse([*base, "--classify", "--taxonomy", str(tmp_path / "no.csv"),
-                                                 "--taxa", "Felidae"]), classifier)
+        species_args.build_species_filter(
+            parse([*base, "--classify", "--taxonomy", str(tmp_path / "no.csv"), "--taxa", "Felidae"]), classifier
+        )
     bad = tmp_path / "bad.csv"
     bad.write_text(f"{NAMES[0]},Animalia,Chordata\n")
     with pytest.raises(SystemExit, match="--taxonomy: .*bad.csv:1: expected 8 fields"):
-        species_args.build_species_filter(parse([*base, "--classify", "--taxonomy", str(bad), "--rollup", "0.5"]),
-                                          classifier)
+        species_args.build_species_filter(
+            parse([*base, "--classify", "--taxonomy", str(bad), "--rollup", "0.5"]), classifier
+        )
     with pytest.raises(SystemExit, match="add --classify"):
         species_args.build_species_filter(parse([*base, "--rollup", "0.5"]), None)
     # The policy's error names its argument; the command names the flag behind it.
@@ -200,10 +230,16 @@ def smoothing_results(labels_per_frame: list[str]) -> dict:
         "info": {"format_version": "1.6", "detector": "synthetic"},
         "detection_categories": {"1": "animal"},
         "classification_categories": {"0": NAMES[0], "2": NAMES[2]},
-        "images": [{"file": f"camA/IMG_{k:04d}.JPG", "datetime": f"2024:06:01 10:00:{2 * k:02d}",
-                    "detections": [{"category": "1", "conf": 0.8, "bbox": [0.1, 0.1, 0.2, 0.2],
-                                    "classifications": [[ids[name], 0.9]]}]}
-                   for k, name in enumerate(labels_per_frame)],
+        "images": [
+            {
+                "file": f"camA/IMG_{k:04d}.JPG",
+                "datetime": f"2024:06:01 10:00:{2 * k:02d}",
+                "detections": [
+                    {"category": "1", "conf": 0.8, "bbox": [0.1, 0.1, 0.2, 0.2], "classifications": [[ids[name], 0.9]]}
+                ],
+            }
+            for k, name in enumerate(labels_per_frame)
+        ],
     }
 
 
@@ -224,9 +260,13 @@ def test_smoothing_turns_the_outlier_into_the_majority(tmp_path):
     split["images"][4]["datetime"] = "2024:06:01 10:10:00"
     assert top_labels(smooth_sequences(split, sequences_from_capture_times(split))) == ["0"] * 4 + ["2"]
     # Sequences from a CCT file's seq_id instead (paths matched as our metrics match them).
-    cct = write_json(tmp_path / "cct.json", {
-        "images": [{"id": k, "file_name": f"survey/camA/IMG_{k:04d}.JPG", "seq_id": "s1"} for k in range(5)],
-        "categories": [{"id": 1, "name": "animal"}]})
+    cct = write_json(
+        tmp_path / "cct.json",
+        {
+            "images": [{"id": k, "file_name": f"survey/camA/IMG_{k:04d}.JPG", "seq_id": "s1"} for k in range(5)],
+            "categories": [{"id": 1, "name": "animal"}],
+        },
+    )
     assert top_labels(smooth_sequences(results, sequences_from_cct(cct, results))) == ["0"] * 5
 
 
@@ -236,13 +276,48 @@ def test_infer_with_taxa_rollup_and_smoothing(weights, tmp_path):
     for name in ("serengeti_S1_E03_R3_PICT0038.jpeg", "serengeti_S1_E03_R3_PICT0039.jpeg"):
         (card / name).symlink_to(MINI_IMAGES / name)
     output = tmp_path / "results.json"
-    assert infer_main([
-        "--config", str(QUICK), "--weights", str(weights), "--input", str(tmp_path / "card"), "--output", str(output),
-        "--threshold", "0", "--class-names", "animal", "--classify", "--classifier-weights", str(weights),
-        "--taxa", "Mammalia", "--rollup", "0.6", "--top-k", "1", "--smooth-sequences", "--smooth-threshold", "0.1",
-        "--num-workers", "0", "--no-progress",
-        "MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "2", "MODEL.SFP.SQUARE_PAD", "0",
-        "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE", str(TINY_SIZE)]) == 0
+    assert (
+        infer_main(
+            [
+                "--config",
+                str(QUICK),
+                "--weights",
+                str(weights),
+                "--input",
+                str(tmp_path / "card"),
+                "--output",
+                str(output),
+                "--threshold",
+                "0",
+                "--class-names",
+                "animal",
+                "--classify",
+                "--classifier-weights",
+                str(weights),
+                "--taxa",
+                "Mammalia",
+                "--rollup",
+                "0.6",
+                "--top-k",
+                "1",
+                "--smooth-sequences",
+                "--smooth-threshold",
+                "0.1",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "MODEL.ROI_HEADS.NUM_CLASSES",
+                "1",
+                "TEST.DETECTIONS_PER_IMAGE",
+                "2",
+                "MODEL.SFP.SQUARE_PAD",
+                "0",
+                "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE",
+                str(TINY_SIZE),
+            ]
+        )
+        == 0
+    )
     results = json.loads(output.read_text())
     assert validate_md(results)["errors"] == []
     categories = results["classification_categories"]
@@ -262,12 +337,44 @@ def run_infer_classify(weights: Path, tmp_path: Path, *species_flags: str) -> di
     card.mkdir(exist_ok=True)
     (card / "frame.jpeg").symlink_to(MINI_IMAGES / "serengeti_S1_E03_R3_PICT0038.jpeg")
     output = tmp_path / "results.json"
-    assert infer_main([
-        "--config", str(QUICK), "--weights", str(weights), "--input", str(card), "--output", str(output),
-        "--threshold", "0", "--class-names", "animal", "--classify", "--classifier-weights", str(weights),
-        "--classify-threshold", "0", "--top-k", "5", *species_flags, "--num-workers", "0", "--no-progress",
-        "MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "2", "MODEL.SFP.SQUARE_PAD", "0",
-        "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE", str(TINY_SIZE)]) == 0
+    assert (
+        infer_main(
+            [
+                "--config",
+                str(QUICK),
+                "--weights",
+                str(weights),
+                "--input",
+                str(card),
+                "--output",
+                str(output),
+                "--threshold",
+                "0",
+                "--class-names",
+                "animal",
+                "--classify",
+                "--classifier-weights",
+                str(weights),
+                "--classify-threshold",
+                "0",
+                "--top-k",
+                "5",
+                *species_flags,
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "MODEL.ROI_HEADS.NUM_CLASSES",
+                "1",
+                "TEST.DETECTIONS_PER_IMAGE",
+                "2",
+                "MODEL.SFP.SQUARE_PAD",
+                "0",
+                "MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE",
+                str(TINY_SIZE),
+            ]
+        )
+        == 0
+    )
     results = json.loads(output.read_text())
     assert validate_md(results)["errors"] == []
     return results
@@ -297,5 +404,7 @@ def test_infer_with_taxonomy_file_filters_plain_class_names(tmp_path):
     results = run_infer_classify(plain_weights, tmp_path, "--taxonomy", str(taxonomy), "--taxa", "Felidae")
     assert set(results["classification_categories"].values()) == {"Panthera leo", "Panthera pardus"}
     for labels_of_detection in written_labels(results):  # lion 0.30 and leopard 0.25, renormalised over 0.55
-        assert labels_of_detection == [("Panthera leo", round(0.30 / 0.55, 3)),
-                                       ("Panthera pardus", round(0.25 / 0.55, 3))]
+        assert labels_of_detection == [
+            ("Panthera leo", round(0.30 / 0.55, 3)),
+            ("Panthera pardus", round(0.25 / 0.55, 3)),
+        ]

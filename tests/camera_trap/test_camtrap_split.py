@@ -1,4 +1,5 @@
 """tools/split_cct.py: location-disjoint, deterministic splits."""
+
 from __future__ import annotations
 
 import logging
@@ -29,16 +30,34 @@ def _toy_cct(num_locations: int = 12) -> dict:
             annotations.append({"id": f"a{len(annotations)}", "image_id": image_id, "category_id": 1})
     for k in range(4):  # images without a location
         images.append({"id": f"nowhere/{k}", "file_name": f"nowhere/{k}.jpg"})
-    return {"info": {"version": "toy"}, "categories": [{"id": 0, "name": "empty"}, {"id": 1, "name": "deer"}],
-            "images": images, "annotations": annotations}
+    return {
+        "info": {"version": "toy"},
+        "categories": [{"id": 0, "name": "empty"}, {"id": 1, "name": "deer"}],
+        "images": images,
+        "annotations": annotations,
+    }
 
 
 def test_tool_writes_location_disjoint_deterministic_splits(tmp_path, caplog, capsys):
     src = write_json(tmp_path / "survey.json", _toy_cct())
     tool = _load_tool()
     with caplog.at_level(logging.WARNING):
-        assert tool.main([str(src), "--output-dir", str(tmp_path / "s1"), "--val-fraction", "0.25",
-                          "--test-fraction", "0.15", "--seed", "3"]) == 0
+        assert (
+            tool.main(
+                [
+                    str(src),
+                    "--output-dir",
+                    str(tmp_path / "s1"),
+                    "--val-fraction",
+                    "0.25",
+                    "--test-fraction",
+                    "0.15",
+                    "--seed",
+                    "3",
+                ]
+            )
+            == 0
+        )
     assert "4 images have no 'location'" in caplog.text
     assert "train" in capsys.readouterr().out
     splits = {name: read_cct_json(tmp_path / "s1" / f"survey_{name}.json") for name in ("train", "val", "test")}
@@ -61,11 +80,26 @@ def test_tool_writes_location_disjoint_deterministic_splits(tmp_path, caplog, ca
     assert abs(len(splits["test"]["images"]) / total - 0.15) < 0.1
 
     # Same seed, same files; an existing output is not overwritten silently.
-    assert tool.main([str(src), "--output-dir", str(tmp_path / "s2"), "--val-fraction", "0.25",
-                      "--test-fraction", "0.15", "--seed", "3"]) == 0
+    assert (
+        tool.main(
+            [
+                str(src),
+                "--output-dir",
+                str(tmp_path / "s2"),
+                "--val-fraction",
+                "0.25",
+                "--test-fraction",
+                "0.15",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     for name in splits:
-        assert (tmp_path / "s1" / f"survey_{name}.json").read_bytes() == \
-            (tmp_path / "s2" / f"survey_{name}.json").read_bytes()
+        assert (tmp_path / "s1" / f"survey_{name}.json").read_bytes() == (
+            tmp_path / "s2" / f"survey_{name}.json"
+        ).read_bytes()
     assert tool.main([str(src), "--output-dir", str(tmp_path / "s2"), "--val-fraction", "0.25"]) == 2
 
 
@@ -94,13 +128,18 @@ def test_a_duplicated_image_id_is_refused_not_split_in_two():
         split_by_location(data, val_fraction=0.3)
 
 
-@pytest.mark.parametrize("edit, named", [
-    (lambda d: d["annotations"].append({"id": "lost", "image_id": "nowhere", "category_id": 1}),
-     "annotation 'lost' of image_id 'nowhere'"),
-    (lambda d: d["annotations"][0].__setitem__("bbox", [1, 2, 3]), r"annotation 'a0' bbox \[1, 2, 3\]"),
-    (lambda d: d["annotations"][0].__setitem__("bbox", [1, 2, float("nan"), 3]), r"bbox \[1, 2, nan, 3\]"),
-    (lambda d: d["annotations"][0].__setitem__("id", "a1"), "annotations ids used more than once: 'a1'"),
-])
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        (
+            lambda d: d["annotations"].append({"id": "lost", "image_id": "nowhere", "category_id": 1}),
+            "annotation 'lost' of image_id 'nowhere'",
+        ),
+        (lambda d: d["annotations"][0].__setitem__("bbox", [1, 2, 3]), r"annotation 'a0' bbox \[1, 2, 3\]"),
+        (lambda d: d["annotations"][0].__setitem__("bbox", [1, 2, float("nan"), 3]), r"bbox \[1, 2, nan, 3\]"),
+        (lambda d: d["annotations"][0].__setitem__("id", "a1"), "annotations ids used more than once: 'a1'"),
+    ],
+)
 def test_the_command_refuses_inconsistent_files_in_one_line(tmp_path, edit, named):
     data = _toy_cct()
     edit(data)
@@ -111,10 +150,13 @@ def test_the_command_refuses_inconsistent_files_in_one_line(tmp_path, edit, name
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("args, named", [
-    (["--val-fraction", "1.5"], r"--val-fraction < 1.*got --val-fraction 1.5"),
-    (["--val-fraction", "0.6", "--test-fraction", "0.5"], r"--val-fraction \+ --test-fraction < 1"),
-])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--val-fraction", "1.5"], r"--val-fraction < 1.*got --val-fraction 1.5"),
+        (["--val-fraction", "0.6", "--test-fraction", "0.5"], r"--val-fraction \+ --test-fraction < 1"),
+    ],
+)
 def test_fractions_out_of_range_name_the_flag(tmp_path, args, named):
     src = write_json(tmp_path / "survey.json", _toy_cct())
     with pytest.raises(SystemExit, match=named) as error:
@@ -122,12 +164,15 @@ def test_fractions_out_of_range_name_the_flag(tmp_path, args, named):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("make, named", [
-    (lambda p: None, "does not exist"),
-    (lambda p: p.mkdir(), "is a folder"),
-    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00"), "is not valid JSON"),
-    (lambda p: p.write_text("[1, 2]"), "top level must be an object"),
-])
+@pytest.mark.parametrize(
+    "make, named",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.mkdir(), "is a folder"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00"), "is not valid JSON"),
+        (lambda p: p.write_text("[1, 2]"), "top level must be an object"),
+    ],
+)
 def test_unreadable_files_are_one_line(tmp_path, make, named):
     src = tmp_path / "survey.json"
     make(src)

@@ -6,6 +6,7 @@ The model is the tests' trained shapes detector (test size 160 px, shapes of 20-
 with shapes 30-40 px across: shrunk to 160 px for plain inference they are 7-13 px and lost; 160 px tiles see
 them at the size the model learnt.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,23 @@ def setup(tmp_path_factory, shapes_detector) -> dict:
         name = f"frame_{index}.png"
         Image.fromarray(pixels).save(card / name)
         truth[name] = [o.box for o in objects]
-    common = ["--config", shapes_detector.config_file, "--weights", str(shapes_detector.weights), "--input",
-              str(card), "--class-names", "shape", "--threshold", "0.05", "--batch-size", "1", "--num-workers", "0",
-              "--no-progress"]
+    common = [
+        "--config",
+        shapes_detector.config_file,
+        "--weights",
+        str(shapes_detector.weights),
+        "--input",
+        str(card),
+        "--class-names",
+        "shape",
+        "--threshold",
+        "0.05",
+        "--batch-size",
+        "1",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
     return {"root": root, "truth": truth, "common": common}
 
 
@@ -59,8 +74,10 @@ def _found(results: dict, truth: dict, min_conf: float = 0.3, min_iou: float = 0
     each side of a 30 px shape), and what is tested is where they are, not how tight."""
     found = total = 0
     for entry in results["images"]:
-        boxes = [[x * WIDTH, y * HEIGHT, (x + w) * WIDTH, (y + h) * HEIGHT]
-                 for x, y, w, h in (d["bbox"] for d in entry["detections"] if d["conf"] >= min_conf)]
+        boxes = [
+            [x * WIDTH, y * HEIGHT, (x + w) * WIDTH, (y + h) * HEIGHT]
+            for x, y, w, h in (d["bbox"] for d in entry["detections"] if d["conf"] >= min_conf)
+        ]
         for gt in truth[entry["file"]]:
             total += 1
             found += any(_iou(gt, box) >= min_iou for box in boxes)
@@ -103,7 +120,12 @@ def test_tiles_find_small_objects_that_plain_inference_misses_in_two_processes(s
     assert found_tiled >= 0.8 * total, (found_tiled, total)
     # Two processes give the one-process tiled result, entry for entry.
     assert two["images"] == tiled["images"]
-    assert two["info"]["detector_metadata"]["tiles"] == {"tile_size": 160, "overlap": 0.25, "full_frame": False, "merge": "nms"}
+    assert two["info"]["detector_metadata"]["tiles"] == {
+        "tile_size": 160,
+        "overlap": 0.25,
+        "full_frame": False,
+        "merge": "nms",
+    }
     assert validate_md(two)["errors"] == []
     # One merged box per object: no duplicates from the overlapping tiles (at the typical threshold).
     for entry in two["images"]:
@@ -193,8 +215,12 @@ def test_video_frames_are_tiled_too(setup):
     assert validate_md(results)["errors"] == []
     (entry,) = results["images"]
     assert entry["frames_processed"] == [0, 1]
-    by_frame = {"images": [{"file": name, "detections": [d for d in entry["detections"] if d["frame_number"] == i]}
-                           for i, name in enumerate(names)]}
+    by_frame = {
+        "images": [
+            {"file": name, "detections": [d for d in entry["detections"] if d["frame_number"] == i]}
+            for i, name in enumerate(names)
+        ]
+    }
     found, total = _found(by_frame, setup["truth"])
     assert found >= 0.7 * total, (found, total)  # MPEG-4 blurs the shapes a little
 

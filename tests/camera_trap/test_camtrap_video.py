@@ -1,5 +1,6 @@
 """Videos and capture times in batch inference: videos made here from the sample frames at a known frame rate
 (one cut short, one not a video at all), frames given a known EXIF time; the MegaDetector validator on the output."""
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,14 @@ import torch
 from detectron2.modeling import build_model
 from PIL import Image
 
-from ropevit_det.camera_trap.detection.categories import detection_classes
-from ropevit_det.engine.predictor import Detector, InputSpec
-from ropevit_det.camera_trap.inputs.exif import capture_datetime
 from ropevit_det.camera_trap.detection.batch_loop import run_inference
-from ropevit_det.camera_trap.results.writer import ResultsWriter
-from ropevit_det.camera_trap.results.md_format import make_info
+from ropevit_det.camera_trap.detection.categories import detection_classes
+from ropevit_det.camera_trap.inputs.exif import capture_datetime
 from ropevit_det.camera_trap.inputs.video import FrameSampling, VideoReader
+from ropevit_det.camera_trap.results.md_format import make_info
 from ropevit_det.camera_trap.results.video_entries import INCOMPLETE_FIELD
+from ropevit_det.camera_trap.results.writer import ResultsWriter
+from ropevit_det.engine.predictor import Detector, InputSpec
 from tests.camtrap_helpers import MINI_IMAGES, validate_md
 from tests.conftest import CONFIGS, tiny_cfg
 
@@ -68,21 +69,47 @@ def card(tmp_path_factory) -> Path:
     return root
 
 
-FILES = ["cam1/UPPER.AVI", "cam1/clip.mp4", "cam2/cut.mp4", "cam2/not_a_video.mov", "cam3/timed.jpg",
-         "cam3/untimed.jpg"]
+FILES = [
+    "cam1/UPPER.AVI",
+    "cam1/clip.mp4",
+    "cam2/cut.mp4",
+    "cam2/not_a_video.mov",
+    "cam3/timed.jpg",
+    "cam3/untimed.jpg",
+]
 
 
 def _run(card: Path, out: Path, **options) -> dict:
-    cfg = tiny_cfg(QUICK, ["MODEL.ROI_HEADS.NUM_CLASSES", "2", "TEST.DETECTIONS_PER_IMAGE", "3",
-                           "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    cfg = tiny_cfg(
+        QUICK,
+        [
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            "2",
+            "TEST.DETECTIONS_PER_IMAGE",
+            "3",
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+        ],
+    )
     # Random weights: the boxes do not matter here, their bookkeeping does. Seeded, so that two runs of this file
     # (default and --all-frames) see the same model and can be compared detection by detection.
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     classes = detection_classes(2, ["animal", "person"])
     with ResultsWriter(out, info=make_info("tiny"), detection_categories=classes.categories) as writer:
-        summary = run_inference(Detector(model), InputSpec.from_cfg(cfg), card, FILES, writer, classes, threshold=0.0,
-                                batch_size=3, num_workers=1, progress=False, **options)
+        summary = run_inference(
+            Detector(model),
+            InputSpec.from_cfg(cfg),
+            card,
+            FILES,
+            writer,
+            classes,
+            threshold=0.0,
+            batch_size=3,
+            num_workers=1,
+            progress=False,
+            **options,
+        )
     return {"data": json.loads(out.read_text()), "summary": summary}
 
 
@@ -124,7 +151,8 @@ def test_default_keeps_each_categorys_most_confident_detection_of_all_frames(car
             expected = min((d for d in of_category if d["conf"] == best), key=lambda d: d["frame_number"])
             assert det == expected, f"{file}: {det} is not the best {det['category']} detection {expected}"
     assert sum(len(everything[f]["detections"]) for f in videos) > sum(
-        len(_entries(every_third)[f]["detections"]) for f in videos)  # the default did drop detections
+        len(_entries(every_third)[f]["detections"]) for f in videos
+    )  # the default did drop detections
 
 
 def test_broken_videos_become_failures_or_partial_entries(every_third):
@@ -174,8 +202,23 @@ def test_command_line_video_flags(card, tmp_path):
 
     weights = save_birder_pt(make_birder_net(), tmp_path)
     out = tmp_path / "cli.json"
-    base = ["--config", str(QUICK), "--weights", str(weights), "--input", str(card / "cam1"), "--threshold", "0",
-            "--class-names", "animal", "--num-workers", "0", "--no-progress", "--output", str(out)]
+    base = [
+        "--config",
+        str(QUICK),
+        "--weights",
+        str(weights),
+        "--input",
+        str(card / "cam1"),
+        "--threshold",
+        "0",
+        "--class-names",
+        "animal",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        "--output",
+        str(out),
+    ]
     overrides = ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "2"]
     assert cli.main([*base, "--frame-sample", "5", "--all-frames", *overrides]) == 0
     clip = {e["file"]: e for e in json.loads(out.read_text())["images"]}["clip.mp4"]

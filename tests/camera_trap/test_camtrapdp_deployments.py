@@ -1,4 +1,5 @@
 """The deployments file: read, checked before any work, every bad case an error naming its line and field."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -7,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from ropevit_det.camera_trap.camtrapdp.deployments import DeploymentsError, read_deployments
-
 from tests.camtrapdp_helpers import DEPLOYMENT_COLUMNS, DEPLOYMENTS, write_deployments
 
 
@@ -69,18 +69,19 @@ def test_empty_required_value(tmp_path: Path) -> None:
 
 
 def test_bad_datetime(tmp_path: Path) -> None:
-    expect_error(write_deployments(tmp_path / "d.csv", rows_with(2, "deploymentStart", "01/08/2010")), 2,
-                 "deploymentStart")
+    expect_error(
+        write_deployments(tmp_path / "d.csv", rows_with(2, "deploymentStart", "01/08/2010")), 2, "deploymentStart"
+    )
 
 
 def test_end_before_start(tmp_path: Path) -> None:
-    expect_error(write_deployments(tmp_path / "d.csv", rows_with(4, "deploymentEnd", "2021-05-31")), 4,
-                 "deploymentEnd")
+    expect_error(write_deployments(tmp_path / "d.csv", rows_with(4, "deploymentEnd", "2021-05-31")), 4, "deploymentEnd")
 
 
 def test_unknown_timezone(tmp_path: Path) -> None:
-    error = expect_error(write_deployments(tmp_path / "d.csv", rows_with(2, "timezone", "Africa/Serengeti")), 2,
-                         "timezone")
+    error = expect_error(
+        write_deployments(tmp_path / "d.csv", rows_with(2, "timezone", "Africa/Serengeti")), 2, "timezone"
+    )
     assert "IANA" in str(error) and "+02:00" in str(error)
 
 
@@ -89,8 +90,7 @@ def test_bad_offset(tmp_path: Path) -> None:
 
 
 def test_nested_folders_overlap(tmp_path: Path) -> None:
-    error = expect_error(write_deployments(tmp_path / "d.csv", rows_with(4, "folder", "serengeti/card2")), 4,
-                         "folder")
+    error = expect_error(write_deployments(tmp_path / "d.csv", rows_with(4, "folder", "serengeti/card2")), 4, "folder")
     assert "serengeti-S1-E03" in str(error) and "pw-1" in str(error)
 
 

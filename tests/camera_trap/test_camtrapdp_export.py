@@ -1,5 +1,6 @@
 """Export of the sample survey to Camtrap DP 1.0.2, validated with frictionless offline; broken packages fail
 naming the field; undated and failed media are refused or counted, never dropped without a word."""
+
 from __future__ import annotations
 
 import csv
@@ -14,13 +15,13 @@ from ropevit_det.camera_trap.camtrapdp.export import ExportError, ExportOptions,
 from ropevit_det.camera_trap.camtrapdp.schema import PROFILE_URL, field_names
 from ropevit_det.camera_trap.camtrapdp.validate import validate_package
 from ropevit_det.cli import camtrapdp as cli
-
 from tests.camtrapdp_helpers import DEPLOYMENTS, make_survey, read_csv, rows_with_folder, write_deployments
 
 
 @pytest.fixture()
 def no_network(monkeypatch):
     """Any connection attempt fails the test: validation must use the shipped profile and schemas only."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args[1:] if len(args) > 1 else args}")
 
@@ -32,8 +33,13 @@ def no_network(monkeypatch):
 def export(tmp_path: Path, **options) -> tuple[Path, object]:
     survey = make_survey(tmp_path)
     output = tmp_path / "package"
-    report = export_package(results=survey.results, deployments=survey.deployments, images=survey.root,
-                            output=output, options=ExportOptions(**options))
+    report = export_package(
+        results=survey.results,
+        deployments=survey.deployments,
+        images=survey.root,
+        output=output,
+        options=ExportOptions(**options),
+    )
     return output, report
 
 
@@ -83,11 +89,11 @@ def test_event_count_is_the_most_individuals_in_one_frame(tmp_path: Path) -> Non
     entry = next(e for e in survey.data["images"] if e["file"].endswith("PICT0039.jpeg"))
     entry["detections"] += [dict(entry["detections"][0], bbox=[0.01 * i, 0.0, 0.1, 0.1]) for i in (1, 2)]
     survey.results.write_text(json.dumps(survey.data), encoding="utf-8")
-    export_package(results=survey.results, deployments=survey.deployments, images=survey.root,
-                   output=tmp_path / "p")
+    export_package(results=survey.results, deployments=survey.deployments, images=survey.root, output=tmp_path / "p")
     _, observations = read_csv(tmp_path / "p" / "observations.csv")
-    first_burst = next(o for o in observations if o["eventID"] == "serengeti-S1-E03_e1"
-                       and o["observationLevel"] == "event")
+    first_burst = next(
+        o for o in observations if o["eventID"] == "serengeti-S1-E03_e1" and o["observationLevel"] == "event"
+    )
     assert first_burst["count"] == "3"
 
 
@@ -146,8 +152,7 @@ def test_undated_media_are_refused_or_skipped_with_a_count(tmp_path: Path) -> No
 
 def test_failed_images_are_refused_or_skipped_with_a_count(tmp_path: Path) -> None:
     survey = make_survey(tmp_path)
-    survey.data["images"].append({"file": "pw/broken.jpg", "failure": "image could not be decoded",
-                                  "detections": None})
+    survey.data["images"].append({"file": "pw/broken.jpg", "failure": "image could not be decoded", "detections": None})
     survey.results.write_text(json.dumps(survey.data), encoding="utf-8")
     kwargs = {"results": survey.results, "deployments": survey.deployments, "images": survey.root}
     with pytest.raises(ExportError, match="1 of 22 images failed.*could not be decoded.*--skip-failed"):
@@ -162,8 +167,9 @@ def test_media_outside_the_deployment_period_name_the_field(tmp_path: Path) -> N
     rows[0][4] = "2010-08-06"  # deploymentEnd before the Serengeti frames of 2010-08-07
     write_deployments(survey.deployments, rows)
     with pytest.raises(DeploymentsError, match="outside deployment 'serengeti-S1-E03'") as info:
-        export_package(results=survey.results, deployments=survey.deployments, images=survey.root,
-                       output=tmp_path / "p")
+        export_package(
+            results=survey.results, deployments=survey.deployments, images=survey.root, output=tmp_path / "p"
+        )
     assert (info.value.line, info.value.field) == (2, "deploymentEnd")
 
 
@@ -171,32 +177,56 @@ def test_media_of_no_deployment_stop_the_export(tmp_path: Path) -> None:
     survey = make_survey(tmp_path)
     write_deployments(survey.deployments, rows_with_folder({"pw-1": "pw_other"}))
     with pytest.raises(DeploymentsError, match="14 media file"):
-        export_package(results=survey.results, deployments=survey.deployments, images=survey.root,
-                       output=tmp_path / "p")
+        export_package(
+            results=survey.results, deployments=survey.deployments, images=survey.root, output=tmp_path / "p"
+        )
 
 
 def test_events_from_a_cct_seq_id(tmp_path: Path) -> None:
     survey = make_survey(tmp_path)
     pw = sorted(e["file"] for e in survey.data["images"] if e["file"].startswith("pw/"))
-    cct = {"images": [{"id": f, "file_name": f, "seq_id": "A" if i < 5 else "B"} for i, f in enumerate(pw)],
-           "annotations": [], "categories": [{"id": 0, "name": "empty"}]}
+    cct = {
+        "images": [{"id": f, "file_name": f, "seq_id": "A" if i < 5 else "B"} for i, f in enumerate(pw)],
+        "annotations": [],
+        "categories": [{"id": 0, "name": "empty"}],
+    }
     (tmp_path / "cct.json").write_text(json.dumps(cct), encoding="utf-8")
-    report = export_package(results=survey.results, deployments=survey.deployments, images=survey.root,
-                            output=tmp_path / "p", options=ExportOptions(cct_file=tmp_path / "cct.json"))
+    report = export_package(
+        results=survey.results,
+        deployments=survey.deployments,
+        images=survey.root,
+        output=tmp_path / "p",
+        options=ExportOptions(cct_file=tmp_path / "cct.json"),
+    )
     assert report.events_from_cct == 14 and report.events == 7  # pw's one burst split in two by seq_id
 
 
 def test_export_command_with_metadata_copies_media_and_lists_defaults(tmp_path: Path, capsys) -> None:
     survey = make_survey(tmp_path)
     meta = tmp_path / "meta.yaml"
-    meta.write_text("title: Hippos of the Serengeti\ncontributors:\n  - title: Jane Doe\n    role: contact\n"
-                    "project:\n  title: Night life\n  samplingDesign: targeted\n"
-                    "licenses:\n  - {name: CC0-1.0, scope: data}\n  - {name: CC-BY-4.0, scope: media}\n",
-                    encoding="utf-8")
+    meta.write_text(
+        "title: Hippos of the Serengeti\ncontributors:\n  - title: Jane Doe\n    role: contact\n"
+        "project:\n  title: Night life\n  samplingDesign: targeted\n"
+        "licenses:\n  - {name: CC0-1.0, scope: data}\n  - {name: CC-BY-4.0, scope: media}\n",
+        encoding="utf-8",
+    )
     output = tmp_path / "package"
-    argv = ["export", "--results", str(survey.results), "--deployments", str(survey.deployments), "--images",
-            str(survey.root), "--output", str(output), "--package-metadata", str(meta), "--copy-media",
-            "--threshold", "0.01"]
+    argv = [
+        "export",
+        "--results",
+        str(survey.results),
+        "--deployments",
+        str(survey.deployments),
+        "--images",
+        str(survey.root),
+        "--output",
+        str(output),
+        "--package-metadata",
+        str(meta),
+        "--copy-media",
+        "--threshold",
+        "0.01",
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "21 media" in out and "valid Camtrap DP 1.0.2 package" in out
@@ -218,8 +248,19 @@ def test_export_command_reports_a_bad_deployments_file_in_one_line(tmp_path: Pat
     rows = [list(r) for r in DEPLOYMENTS]
     rows[1][1] = "north"
     write_deployments(survey.deployments, rows)
-    code = cli.main(["export", "--results", str(survey.results), "--deployments", str(survey.deployments),
-                     "--images", str(survey.root), "--output", str(tmp_path / "p")])
+    code = cli.main(
+        [
+            "export",
+            "--results",
+            str(survey.results),
+            "--deployments",
+            str(survey.deployments),
+            "--images",
+            str(survey.root),
+            "--output",
+            str(tmp_path / "p"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "line 3, field latitude" in err and len(err.strip().splitlines()) == 1
 
@@ -229,14 +270,18 @@ def test_videos_are_media_with_observations_but_no_box(tmp_path: Path, no_networ
 
     survey = make_survey(tmp_path)
     make_video(survey.root / "pw" / "clip.mp4", _frames())
-    survey.data["images"].append({"file": "pw/clip.mp4", "datetime": "2021:06:01 10:05:00", "frame_rate": 10.0,
-                                  "frames_processed": [0, 3, 6],
-                                  "detections": [{"category": "1", "conf": 0.7, "bbox": [0.1, 0.2, 0.3, 0.4],
-                                                  "frame_number": 3}]})
+    survey.data["images"].append(
+        {
+            "file": "pw/clip.mp4",
+            "datetime": "2021:06:01 10:05:00",
+            "frame_rate": 10.0,
+            "frames_processed": [0, 3, 6],
+            "detections": [{"category": "1", "conf": 0.7, "bbox": [0.1, 0.2, 0.3, 0.4], "frame_number": 3}],
+        }
+    )
     survey.results.write_text(json.dumps(survey.data), encoding="utf-8")
     output = tmp_path / "package"
-    report = export_package(results=survey.results, deployments=survey.deployments, images=survey.root,
-                            output=output)
+    report = export_package(results=survey.results, deployments=survey.deployments, images=survey.root, output=output)
     assert (report.images, report.videos, report.events) == (21, 1, 7)  # 5 min after the pw burst: its own event
     assert validate_package(output).valid
     _, media = read_csv(output / "media.csv")
@@ -254,8 +299,19 @@ def test_videos_are_media_with_observations_but_no_box(tmp_path: Path, no_networ
 
 def test_metadata_file_may_not_set_what_the_export_writes(tmp_path: Path, capsys) -> None:
     survey = make_survey(tmp_path)
-    argv = ["export", "--results", str(survey.results), "--deployments", str(survey.deployments), "--images",
-            str(survey.root), "--output", str(tmp_path / "p"), "--package-metadata", str(tmp_path / "meta.json")]
+    argv = [
+        "export",
+        "--results",
+        str(survey.results),
+        "--deployments",
+        str(survey.deployments),
+        "--images",
+        str(survey.root),
+        "--output",
+        str(tmp_path / "p"),
+        "--package-metadata",
+        str(tmp_path / "meta.json"),
+    ]
     (tmp_path / "meta.json").write_text(json.dumps({"profile": "tabular-data-package"}), encoding="utf-8")
     assert cli.main(argv) == 1 and "'profile' is written by the export itself" in capsys.readouterr().err
     (tmp_path / "meta.json").write_text(json.dumps({"project": "Pond mammals"}), encoding="utf-8")

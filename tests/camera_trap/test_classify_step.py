@@ -1,4 +1,5 @@
 """``ropevit-det classify``: species added to a MegaDetector-format file that infer did not write."""
+
 from __future__ import annotations
 
 import json
@@ -18,18 +19,34 @@ from tests.checkpoint_helpers import CLASS_TO_IDX, make_birder_net, save_birder_
 QUICK = str(Path(__file__).resolve().parents[2] / "configs/quick_schedules/ropevit_faster_rcnn_instant_test.yaml")
 # What MegaDetector v5a writes (format 1.4, its own categories and detector name), by hand: not our writer.
 MD_FILE = {
-    "info": {"format_version": "1.4", "detector": "md_v5a.0.0.pt", "detection_completion_time": "2024-06-01 10:00:00",
-             "detector_metadata": {"megadetector_version": "v5a.0.0", "typical_detection_threshold": 0.2,
-                                   "conservative_detection_threshold": 0.05}},
+    "info": {
+        "format_version": "1.4",
+        "detector": "md_v5a.0.0.pt",
+        "detection_completion_time": "2024-06-01 10:00:00",
+        "detector_metadata": {
+            "megadetector_version": "v5a.0.0",
+            "typical_detection_threshold": 0.2,
+            "conservative_detection_threshold": 0.05,
+        },
+    },
     "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
     "images": [
-        {"file": "serengeti_S1_E03_R3_PICT0038.jpeg", "max_detection_conf": 0.91,
-         "detections": [{"category": "1", "conf": 0.91, "bbox": [0.3003, 0.31, 0.3348, 0.2436]},
-                        {"category": "1", "conf": 0.04, "bbox": [0.01, 0.02, 0.1, 0.1]}]},
-        {"file": "pw_102542.jpg", "max_detection_conf": 0.6,
-         "detections": [{"category": "1", "conf": 0.6, "bbox": [0.4, 0.45, 0.2, 0.15]},
-                        {"category": "2", "conf": 0.3, "bbox": [0.0, 0.0, 0.5, 0.5],
-                         "classifications": [["17", 0.9]]}]},
+        {
+            "file": "serengeti_S1_E03_R3_PICT0038.jpeg",
+            "max_detection_conf": 0.91,
+            "detections": [
+                {"category": "1", "conf": 0.91, "bbox": [0.3003, 0.31, 0.3348, 0.2436]},
+                {"category": "1", "conf": 0.04, "bbox": [0.01, 0.02, 0.1, 0.1]},
+            ],
+        },
+        {
+            "file": "pw_102542.jpg",
+            "max_detection_conf": 0.6,
+            "detections": [
+                {"category": "1", "conf": 0.6, "bbox": [0.4, 0.45, 0.2, 0.15]},
+                {"category": "2", "conf": 0.3, "bbox": [0.0, 0.0, 0.5, 0.5], "classifications": [["17", 0.9]]},
+            ],
+        },
         {"file": "speciesnet_blank.jpg", "max_detection_conf": 0.0, "detections": []},
         {"file": "missing_frame.jpg", "failure": "Failure image access"},
     ],
@@ -44,8 +61,23 @@ def classifier_weights(tmp_path_factory) -> Path:
 def run(tmp_path: Path, weights: Path, *extra: str, output: str = "species.json") -> tuple[int, Path]:
     source = write_json(tmp_path / "md_results.json", MD_FILE)
     out = tmp_path / output
-    code = classify.main(["--results", str(source), "--images", str(MINI_IMAGES), "--output", str(out),
-                          "--config", QUICK, "--classifier-weights", str(weights), "--top-k", "2", *extra])
+    code = classify.main(
+        [
+            "--results",
+            str(source),
+            "--images",
+            str(MINI_IMAGES),
+            "--output",
+            str(out),
+            "--config",
+            QUICK,
+            "--classifier-weights",
+            str(weights),
+            "--top-k",
+            "2",
+            *extra,
+        ]
+    )
     return code, out
 
 
@@ -73,8 +105,12 @@ def test_classify_adds_species_to_a_megadetector_file(tmp_path, classifier_weigh
     x, y, bw, bh = MD_FILE["images"][0]["detections"][0]["bbox"]
     expected = reference.classify([reference.preprocess(image, np.array([x * w, y * h, (x + bw) * w, (y + bh) * h]))])
     assert [c for c, _ in hippo["classifications"]] == [c for c, _ in expected[0]]
-    torch.testing.assert_close(torch.tensor([p for _, p in hippo["classifications"]]),
-                               torch.tensor([p for _, p in expected[0]]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor([p for _, p in hippo["classifications"]]),
+        torch.tensor([p for _, p in expected[0]]),
+        atol=1e-3,
+        rtol=0,
+    )
 
 
 def test_species_list_and_threshold(tmp_path, classifier_weights):
@@ -106,6 +142,18 @@ def test_paths_outside_the_image_folder_are_refused(tmp_path, classifier_weights
     hostile = {**MD_FILE, "images": [{"file": "/".join(["..", "secret.jpg"]), "detections": []}]}
     source = write_json(tmp_path / "hostile.json", hostile)
     with pytest.raises(SystemExit, match="outside"):
-        classify.main(["--results", str(source), "--images", str(MINI_IMAGES), "--output", str(tmp_path / "o.json"),
-                       "--config", QUICK, "--classifier-weights", str(classifier_weights)])
+        classify.main(
+            [
+                "--results",
+                str(source),
+                "--images",
+                str(MINI_IMAGES),
+                "--output",
+                str(tmp_path / "o.json"),
+                "--config",
+                QUICK,
+                "--classifier-weights",
+                str(classifier_weights),
+            ]
+        )
     assert not (tmp_path / "o.json").exists()

@@ -1,5 +1,6 @@
 """``ropevit-det demo --camera-trap`` end to end, as a newcomer runs it (tools/demo.py from elsewhere), shortened
 to 2 fine-tuning steps: every output it promises is written and valid, and it says where each one is."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,22 @@ REPO = Path(__file__).resolve().parents[2]
 def demo_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("demo_ct") / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "demo.py"), "--camera-trap", "--iterations", "2",
-                           "--output-dir", str(out)], cwd=out.parent, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "demo.py"),
+            "--camera-trap",
+            "--iterations",
+            "2",
+            "--output-dir",
+            str(out),
+        ],
+        cwd=out.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return proc, out
 
 
@@ -61,7 +75,18 @@ def test_it_says_where_each_output_is_and_what_the_numbers_mean(demo_run):
 
 
 def test_without_the_sample_it_says_a_clone_is_needed(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "demo.py"), "--camera-trap", "--sample-dir",
-                           str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "demo.py"),
+            "--camera-trap",
+            "--sample-dir",
+            str(tmp_path / "nowhere"),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "clone" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,5 +1,6 @@
 """tools/eval_camera_trap.py end to end on the sample CCT file: prefix rewriting, class mapping, the JSON report
 (checked against numbers computed by hand) and the precision/recall plot."""
+
 from __future__ import annotations
 
 import json
@@ -11,42 +12,80 @@ import pytest
 from PIL import Image
 
 from ropevit_det.cli import eval_camtrap
-
 from tests.camtrap_helpers import SERENGETI_CCT, SERENGETI_PREFIX, write_json
 from tests.conftest import REPO
 
 # Results for the 4 hippo frames (two 2-frame sequences) and 2 empty frames added to the ground truth.
-SCORES = {"S1_E03_R3_PICT0038": 0.9, "S1_E03_R3_PICT0039": 0.6, "S1_E03_R3_PICT0040": 0.1,
-          "S1_E03_R3_PICT0041": None, "EMPTY_1": 0.7, "EMPTY_2": 0.05}
+SCORES = {
+    "S1_E03_R3_PICT0038": 0.9,
+    "S1_E03_R3_PICT0039": 0.6,
+    "S1_E03_R3_PICT0040": 0.1,
+    "S1_E03_R3_PICT0041": None,
+    "EMPTY_1": 0.7,
+    "EMPTY_2": 0.05,
+}
 
 
 @pytest.fixture
 def files(tmp_path):
     gt = json.loads(SERENGETI_CCT.read_text())
     for k in (1, 2):
-        gt["images"].append({"id": f"empty/{k}", "file_name": f"{SERENGETI_PREFIX}/EMPTY_{k}.jpeg",
-                             "width": 2048, "height": 1536, "seq_id": f"EMPTY_SEQ_{k}", "frame_num": 0})
+        gt["images"].append(
+            {
+                "id": f"empty/{k}",
+                "file_name": f"{SERENGETI_PREFIX}/EMPTY_{k}.jpeg",
+                "width": 2048,
+                "height": 1536,
+                "seq_id": f"EMPTY_SEQ_{k}",
+                "frame_num": 0,
+            }
+        )
         gt["annotations"].append({"id": f"e{k}", "image_id": f"empty/{k}", "category_id": 0})
     images = []
     for stem, score in SCORES.items():
         # Boxes: the hippo frames' detection is their ground-truth box (normalised), the empty ones anything.
         detections = [] if score is None else [{"category": "1", "conf": score, "bbox": [0.3, 0.3, 0.33, 0.25]}]
         images.append({"file": f"serengeti_{stem}.jpeg", "detections": detections})
-    results = {"info": {"format_version": "1.4", "detector": "test"},
-               "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"}, "images": images}
+    results = {
+        "info": {"format_version": "1.4", "detector": "test"},
+        "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
+        "images": images,
+    }
     return write_json(tmp_path / "gt.json", gt), write_json(tmp_path / "results.json", results)
 
 
 def base_args(gt, results) -> list[str]:
-    return ["--results", str(results), "--gt", str(gt), "--gt-strip-prefix", SERENGETI_PREFIX,
-            "--gt-add-prefix", "serengeti_", "--threshold", "0.5"]
+    return [
+        "--results",
+        str(results),
+        "--gt",
+        str(gt),
+        "--gt-strip-prefix",
+        SERENGETI_PREFIX,
+        "--gt-add-prefix",
+        "serengeti_",
+        "--threshold",
+        "0.5",
+    ]
 
 
 def test_json_report_equals_the_numbers_computed_by_hand(files, tmp_path):
     gt, results = files
     out, plot = tmp_path / "metrics.json", tmp_path / "pr.png"
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "eval_camera_trap.py"), *base_args(gt, results),
-                           "--json", str(out), "--plot", str(plot)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "eval_camera_trap.py"),
+            *base_args(gt, results),
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["matching"]["matched"] == 6 and report["matching"]["results_without_ground_truth"] == 0
@@ -77,10 +116,10 @@ def test_json_report_equals_the_numbers_computed_by_hand(files, tmp_path):
 def test_prefix_flags_are_what_makes_the_files_match(files, capsys):
     gt, results = files
     args = base_args(gt, results)
-    without_add = args[:args.index("--gt-add-prefix")] + args[args.index("--gt-add-prefix") + 2:]
+    without_add = args[: args.index("--gt-add-prefix")] + args[args.index("--gt-add-prefix") + 2 :]
     with pytest.raises(SystemExit, match=r"ERROR: no result .* matches .*--gt-strip-prefix / --gt-add-prefix"):
         eval_camtrap.main([*without_add, "--no-box-ap"])
-    without_strip = args[:args.index("--gt-strip-prefix")] + args[args.index("--gt-strip-prefix") + 2:]
+    without_strip = args[: args.index("--gt-strip-prefix")] + args[args.index("--gt-strip-prefix") + 2 :]
     with pytest.raises(SystemExit, match="ERROR: no result"):
         eval_camtrap.main([*without_strip, "--no-box-ap"])
 
@@ -95,15 +134,32 @@ def test_mapping_decides_which_class_a_species_counts_as(files, tmp_path):
         for d in entry["detections"]:
             d["category"] = "2"
     person_results = write_json(tmp_path / "person_results.json", results_as_person)
-    assert eval_camtrap.main([*base_args(gt, person_results), "--no-box-ap", "--mapping", str(mapping),
-                              "--category", "person", "--json", str(as_person)]) == 0
-    assert eval_camtrap.main([*base_args(gt, results), "--no-box-ap", "--mapping", str(mapping),
-                              "--json", str(as_animal)]) == 0
+    assert (
+        eval_camtrap.main(
+            [
+                *base_args(gt, person_results),
+                "--no-box-ap",
+                "--mapping",
+                str(mapping),
+                "--category",
+                "person",
+                "--json",
+                str(as_person),
+            ]
+        )
+        == 0
+    )
+    assert (
+        eval_camtrap.main([*base_args(gt, results), "--no-box-ap", "--mapping", str(mapping), "--json", str(as_animal)])
+        == 0
+    )
     default_image = json.loads(default.read_text())["image_level"]
     person_image = json.loads(as_person.read_text())["image_level"]
     animal_image = json.loads(as_animal.read_text())["image_level"]
     # Hippos mapped to person and scored as person: the same counts as the default (animal) run.
-    assert {k: person_image[k] for k in ("tp", "fp", "fn", "tn")} == {k: default_image[k] for k in ("tp", "fp", "fn", "tn")}
+    assert {k: person_image[k] for k in ("tp", "fp", "fn", "tn")} == {
+        k: default_image[k] for k in ("tp", "fp", "fn", "tn")
+    }
     # Scored as animal, the mapped frames hold no animal any more.
     assert animal_image["n_positive"] == 0 and animal_image["tp"] == 0
 
@@ -135,19 +191,26 @@ def _box(value):
     return lambda gt: gt["annotations"][0].__setitem__("bbox", value)
 
 
-@pytest.mark.parametrize("edit, named", [
-    (_ids_as_integers, r"image id 0 is a int, annotation image_id '0' a str.*annotation '0154T1541168895361'"),
-    (lambda gt: gt["annotations"].append({"id": "ghost", "image_id": "nowhere", "category_id": 0}),
-     r"annotations of images that are not in 'images': annotation 'ghost' of image_id 'nowhere'"),
-    (lambda gt: gt["images"].append({**gt["images"][0], "file_name": "x/copy.jpeg"}),
-     r"images ids used more than once: 'S1/E03/E03_R3/S1_E03_R3_PICT0038'"),
-    (_box([1.0, 2.0, 3.0]), r"bbox \[1.0, 2.0, 3.0\]"),
-    (_box([float("nan"), 2.0, 3.0, 4.0]), r"bbox \[nan"),
-    (_box([1.0, 2.0, float("inf"), 4.0]), r"bbox \[1.0, 2.0, inf"),
-    (_box([1.0, 2.0, -3.0, 4.0]), r"bbox \[1.0, 2.0, -3.0"),
-    (_box([1.0, "2", 3.0, 4.0]), r"bbox \[1.0, '2'"),
-    (lambda gt: gt["images"][0].__setitem__("width", -2048), r"width -2048"),
-])
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        (_ids_as_integers, r"image id 0 is a int, annotation image_id '0' a str.*annotation '0154T1541168895361'"),
+        (
+            lambda gt: gt["annotations"].append({"id": "ghost", "image_id": "nowhere", "category_id": 0}),
+            r"annotations of images that are not in 'images': annotation 'ghost' of image_id 'nowhere'",
+        ),
+        (
+            lambda gt: gt["images"].append({**gt["images"][0], "file_name": "x/copy.jpeg"}),
+            r"images ids used more than once: 'S1/E03/E03_R3/S1_E03_R3_PICT0038'",
+        ),
+        (_box([1.0, 2.0, 3.0]), r"bbox \[1.0, 2.0, 3.0\]"),
+        (_box([float("nan"), 2.0, 3.0, 4.0]), r"bbox \[nan"),
+        (_box([1.0, 2.0, float("inf"), 4.0]), r"bbox \[1.0, 2.0, inf"),
+        (_box([1.0, 2.0, -3.0, 4.0]), r"bbox \[1.0, 2.0, -3.0"),
+        (_box([1.0, "2", 3.0, 4.0]), r"bbox \[1.0, '2'"),
+        (lambda gt: gt["images"][0].__setitem__("width", -2048), r"width -2048"),
+    ],
+)
 def test_inconsistent_ground_truth_is_refused_by_name(files, edit, named):
     gt, results = files
     _edit_gt(gt, edit)
@@ -158,24 +221,35 @@ def test_inconsistent_ground_truth_is_refused_by_name(files, edit, named):
     assert re.search(named, message), message
 
 
-@pytest.mark.parametrize("which, make, named", [
-    ("--gt", lambda p: p.mkdir(), "is a folder"),
-    ("--gt", lambda p: p.write_bytes(b"\xff\xd8\xff\xe0binary"), "is not valid JSON"),
-    ("--gt", lambda p: None, "does not exist"),
-    ("--results", lambda p: p.mkdir(), "is a folder"),
-    ("--results", lambda p: p.write_bytes(b"\x00\x01\xfe\xff"), "is not valid JSON"),
-    ("--results", lambda p: p.write_text('{"images": [{"file": "a.jpg", "detections": [{"category": "1", '
-                                         '"conf": 0.5, "bbox": [0, 0, 1]}]}], "detection_categories": {"1": "a"}}'),
-     r"'a.jpg'.*four finite numbers"),
-    ("--mapping", lambda p: p.mkdir(), "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "which, make, named",
+    [
+        ("--gt", lambda p: p.mkdir(), "is a folder"),
+        ("--gt", lambda p: p.write_bytes(b"\xff\xd8\xff\xe0binary"), "is not valid JSON"),
+        ("--gt", lambda p: None, "does not exist"),
+        ("--results", lambda p: p.mkdir(), "is a folder"),
+        ("--results", lambda p: p.write_bytes(b"\x00\x01\xfe\xff"), "is not valid JSON"),
+        (
+            "--results",
+            lambda p: p.write_text(
+                '{"images": [{"file": "a.jpg", "detections": [{"category": "1", '
+                '"conf": 0.5, "bbox": [0, 0, 1]}]}], "detection_categories": {"1": "a"}}'
+            ),
+            r"'a.jpg'.*four finite numbers",
+        ),
+        ("--mapping", lambda p: p.mkdir(), "cannot be read"),
+    ],
+)
 def test_unreadable_inputs_are_one_line(files, tmp_path, which, make, named):
     gt, results = files
     bad = tmp_path / "bad_input"
     make(bad)
     args = base_args(gt, results)
-    args = [*args, "--mapping", str(bad)] if which == "--mapping" else \
-        [str(bad) if previous == which else a for previous, a in zip([None, *args], args)]
+    args = (
+        [*args, "--mapping", str(bad)]
+        if which == "--mapping"
+        else [str(bad) if previous == which else a for previous, a in zip([None, *args], args)]
+    )
     with pytest.raises(SystemExit) as error:
         eval_camtrap.main([*args, "--no-box-ap"])
     message = str(error.value)
@@ -186,8 +260,12 @@ def test_unreadable_inputs_are_one_line(files, tmp_path, which, make, named):
 def test_command_line_prints_a_sentence_not_a_traceback(files):
     gt, results = files
     _edit_gt(gt, _ids_as_integers)
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "eval_camera_trap.py"), *base_args(gt, results)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "eval_camera_trap.py"), *base_args(gt, results)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]  # above it: library warnings (torch) at import
     assert last.startswith("ERROR: ground truth") and "write both as the same type" in last

@@ -2,6 +2,7 @@
 frames with shapes are escalated and get exactly the single-pass detections, empty frames (the domain's
 background alone) stop after the glance; the batch job writes each image's passes, MegaDetector's validator
 accepts the entries, and a resumed run keeps the record of the images done before."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,6 @@ from ropevit_det.camera_trap.detection.glance import (
 from ropevit_det.camera_trap.metrics.glance_report import glance_report
 from ropevit_det.data.synthetic import empty_frame
 from ropevit_det.engine.predictor import Detector
-
 from tests.camtrap_helpers import validate_md
 from tests.trained_shapes import MODEL_OVERRIDES, detections_of, load_shapes_model, shapes_inputs
 
@@ -54,10 +54,10 @@ def test_same_detections_as_single_pass_on_frames_with_shapes_and_no_full_pass_o
     single = detector(shapes)
     glancing = GlanceDetector(detector, glance_size=DEMO_GLANCE)
     looked = glancing(shapes + empty)
-    for reference, candidate in zip(single, looked[:len(shapes)]):
+    for reference, candidate in zip(single, looked[: len(shapes)]):
         assert passes_of(candidate) == [GLANCE, FULL]
         assert detections_of(candidate) == detections_of(reference)  # the full pass's own output
-    skipped = [c for c in looked[len(shapes):] if passes_of(c) == [GLANCE]]
+    skipped = [c for c in looked[len(shapes) :] if passes_of(c) == [GLANCE]]
     for candidate in skipped:  # what the glance left: nothing at the escalation threshold
         assert not (candidate.scores >= DEFAULT_ESCALATION_THRESHOLD).any()
     # Most empty frames stop at the glance (on 40 such frames, 33 did: benchmarks/commands/benchmark_glance.py)
@@ -76,9 +76,17 @@ def test_batch_job_records_passes_and_resume_keeps_them(shapes_detector, tmp_pat
     for i in range(2):
         Image.fromarray(empty_frame(160, seed=90 + i)).save(folder / f"empty_{i}.png")
     out = tmp_path / "md.json"
-    settings = dict(config_file=shapes_detector.config_file, weights=str(shapes_detector.weights), input=str(folder),
-                    output=str(out), class_names="shape", num_workers=0, progress=False, opts=MODEL_OVERRIDES,
-                    glance=DEMO_GLANCE)
+    settings = dict(
+        config_file=shapes_detector.config_file,
+        weights=str(shapes_detector.weights),
+        input=str(folder),
+        output=str(out),
+        class_names="shape",
+        num_workers=0,
+        progress=False,
+        opts=MODEL_OVERRIDES,
+        glance=DEMO_GLANCE,
+    )
     run_batch_job(BatchJobSettings(**settings))
     first = {im["file"]: im for im in json.loads(out.read_text())["images"]}
     assert len(first) == 4
@@ -103,8 +111,12 @@ def test_batch_job_records_passes_and_resume_keeps_them(shapes_detector, tmp_pat
 
 def test_glance_report_suggests_the_threshold_that_loses_nothing():
     def results(images):
-        return {"images": [{"file": f, "detections": [{"category": "1", "conf": c, "bbox": [0, 0, .1, .1]}
-                                                      for c in confs]} for f, confs in images.items()]}
+        return {
+            "images": [
+                {"file": f, "detections": [{"category": "1", "conf": c, "bbox": [0, 0, 0.1, 0.1]} for c in confs]}
+                for f, confs in images.items()
+            ]
+        }
 
     full = results({"a": [0.9], "b": [0.5, 0.3], "c": [0.1], "d": []})
     glance = results({"a": [0.4], "b": [0.08], "c": [0.06], "d": [0.02]})
@@ -122,9 +134,22 @@ def test_infer_flags_reach_the_settings(tmp_path):
     from ropevit_det.camera_trap.inputs.video import FrameSampling
     from ropevit_det.cli.infer import build_parser, job_settings
 
-    args = build_parser().parse_args(["--config", "demo/ropevit_shapes_cpu.yaml", "--weights", "w.pth", "--input",
-                                      str(tmp_path), "--output", str(tmp_path / "o.json"), "--glance", "448",
-                                      "--glance-threshold", "0.1"])
+    args = build_parser().parse_args(
+        [
+            "--config",
+            "demo/ropevit_shapes_cpu.yaml",
+            "--weights",
+            "w.pth",
+            "--input",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "o.json"),
+            "--glance",
+            "448",
+            "--glance-threshold",
+            "0.1",
+        ]
+    )
     settings = job_settings(args, None, FrameSampling())
     assert (settings.glance, settings.glance_threshold) == (448, 0.1)
     with pytest.raises(ValueError, match="glance_size"):
@@ -137,11 +162,18 @@ def test_eval_camtrap_glance_report_from_two_results_files(tmp_path, capsys):
 
     def write(name, images):
         path = tmp_path / name
-        path.write_text(json.dumps({
-            "info": {"format_version": "1.4", "detector_metadata": {"typical_detection_threshold": 0.2}},
-            "detection_categories": {"1": "animal"},
-            "images": [{"file": f, "detections": [{"category": "1", "conf": c, "bbox": [0, 0, .1, .1]} for c in cs]}
-                       for f, cs in images.items()]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "info": {"format_version": "1.4", "detector_metadata": {"typical_detection_threshold": 0.2}},
+                    "detection_categories": {"1": "animal"},
+                    "images": [
+                        {"file": f, "detections": [{"category": "1", "conf": c, "bbox": [0, 0, 0.1, 0.1]} for c in cs]}
+                        for f, cs in images.items()
+                    ],
+                }
+            )
+        )
         return str(path)
 
     full = write("full.json", {"a.jpg": [0.9], "b.jpg": [0.4], "c.jpg": []})

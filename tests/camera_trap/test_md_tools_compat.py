@@ -4,6 +4,7 @@ One real inference run (tiny random-weight detector and classifier, 5 sample fra
 with species labels and EXIF capture times) feeds MegaDetector's ``compare_batch_results``,
 ``separate_detections_into_folders`` and ``generate_csv_report``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,9 +20,14 @@ from tests.checkpoint_helpers import make_birder_net, save_birder_pt
 from tests.conftest import CONFIGS
 
 QUICK = CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"
-CARDS = {"camA": ["serengeti_S1_E03_R3_PICT0038.jpeg", "serengeti_S1_E03_R3_PICT0039.jpeg",
-                  "serengeti_S1_E03_R3_PICT0040.jpeg"],
-         "camB": ["speciesnet_blank.jpg", "pw_102542.jpg"]}
+CARDS = {
+    "camA": [
+        "serengeti_S1_E03_R3_PICT0038.jpeg",
+        "serengeti_S1_E03_R3_PICT0039.jpeg",
+        "serengeti_S1_E03_R3_PICT0040.jpeg",
+    ],
+    "camB": ["speciesnet_blank.jpg", "pw_102542.jpg"],
+}
 THRESHOLD = 0.5
 
 
@@ -29,11 +35,38 @@ def infer_results(root: Path, extra: list[str] = ()) -> Path:
     """Run ``ropevit-det infer --classify`` on the cards under ``root / "card"``; returns the results file."""
     weights = save_birder_pt(make_birder_net(), root / "weights")
     output = root / "results.json"
-    assert infer_main([
-        "--config", str(QUICK), "--weights", str(weights), "--input", str(root / "card"), "--output", str(output),
-        "--threshold", "0", "--class-names", "animal", "--classify", "--top-k", "2", "--num-workers", "0",
-        "--no-progress", *extra,
-        "MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.SFP.SQUARE_PAD", "0"]) == 0
+    assert (
+        infer_main(
+            [
+                "--config",
+                str(QUICK),
+                "--weights",
+                str(weights),
+                "--input",
+                str(root / "card"),
+                "--output",
+                str(output),
+                "--threshold",
+                "0",
+                "--class-names",
+                "animal",
+                "--classify",
+                "--top-k",
+                "2",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                *extra,
+                "MODEL.ROI_HEADS.NUM_CLASSES",
+                "1",
+                "TEST.DETECTIONS_PER_IMAGE",
+                "3",
+                "MODEL.SFP.SQUARE_PAD",
+                "0",
+            ]
+        )
+        == 0
+    )
     return output
 
 
@@ -77,9 +110,15 @@ def test_separate_detections_into_folders(ours, tmp_path):
 def test_generate_csv_report_with_capture_times_and_species(ours, tmp_path):
     report = import_md("postprocessing.generate_csv_report")
     out = tmp_path / "report.csv"
-    report.generate_csv_report(str(ours["results"]), str(out), datetime_source=str(ours["results"]),
-                               folder_level_columns=[0], detection_confidence_threshold=THRESHOLD,
-                               classification_confidence_threshold=0.0, verbose=False)
+    report.generate_csv_report(
+        str(ours["results"]),
+        str(out),
+        datetime_source=str(ours["results"]),
+        folder_level_columns=[0],
+        detection_confidence_threshold=THRESHOLD,
+        classification_confidence_threshold=0.0,
+        verbose=False,
+    )
     with open(out, newline="") as f:
         rows = {row["filename"]: row for row in csv.DictReader(f)}  # one row per image
     entries = {e["file"]: e for e in ours["data"]["images"]}

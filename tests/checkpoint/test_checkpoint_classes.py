@@ -1,5 +1,6 @@
 """A detector checkpoint says what it is: its classes travel with it, and a config of another class count is
 refused with the fix instead of fvcore's "Skip loading" warnings and random heads named class_0 .. class_N."""
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,14 @@ def species_checkpoint(tmp_path_factory) -> str:
     """A detector trained (here: built) on 5 species, saved as the training run saves it, with dataset_info."""
     model = build_d2_model(cfg_with(len(SPECIES)))
     path = tmp_path_factory.mktemp("ckpt") / "model_final.pth"
-    torch.save({"model": model.state_dict(), "iteration": 10,
-                "dataset_info": {"datasets": ["survey_train"], "thing_classes": SPECIES, "num_classes": 5}}, path)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "iteration": 10,
+            "dataset_info": {"datasets": ["survey_train"], "thing_classes": SPECIES, "num_classes": 5},
+        },
+        path,
+    )
     return str(path)
 
 

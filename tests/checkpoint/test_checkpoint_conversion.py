@@ -1,5 +1,6 @@
 """birder -> detectron2 conversion: the key table, strictness (leftover / missing keys, shapes), metadata,
 and the converter tool, checked by loading with detectron2's own DetectionCheckpointer."""
+
 from __future__ import annotations
 
 import subprocess
@@ -18,6 +19,7 @@ from ropevit_det.checkpoint import (
     read_birder_checkpoint,
 )
 from ropevit_det.checkpoint.birder_format import sha256_of
+from ropevit_det.cli import convert as convert_birder_to_d2  # noqa: E402  (tools/convert_birder_to_d2.py)
 from tests.checkpoint_helpers import (
     CLASS_TO_IDX,
     REPO_ROOT,
@@ -31,9 +33,6 @@ from tests.checkpoint_helpers import (
     save_birder_safetensors,
     tiny_cfg,
 )
-
-
-from ropevit_det.cli import convert as convert_birder_to_d2  # noqa: E402  (tools/convert_birder_to_d2.py)
 
 
 @pytest.fixture(scope="module")

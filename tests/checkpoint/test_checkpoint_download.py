@@ -1,5 +1,6 @@
 """``birder://NAME`` against a local HTTP server on 127.0.0.1 serving a random-weight birder checkpoint:
 good file, wrong sha256, truncated transfer, cache hits, and a dead or silent network failing fast."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,8 @@ from ropevit_det.checkpoint import (
     WeightsDownloadError,
     fetch_published,
 )
-from ropevit_det.data import register_coco_dataset
 from ropevit_det.checkpoint.path_handler import BASE_URL_ENV, CACHE_ENV, cache_dir
+from ropevit_det.data import register_coco_dataset
 from tests.checkpoint_helpers import (
     TINY_SIZE,
     build_d2_model,
@@ -134,8 +135,22 @@ def test_stock_default_trainer_loads_birder_name_exactly(server, table_matches_s
     if "stock_camtrap" not in DatasetCatalog.list():
         register_coco_dataset("stock_camtrap", CAMTRAP_MINI / "annotations.json", CAMTRAP_MINI / "images")
     cfg = tiny_cfg()
-    cfg.merge_from_list(["MODEL.WEIGHTS", f"birder://{NAME}", "MODEL.MASK_ON", False, "OUTPUT_DIR", str(tmp_path / "out"),
-                         "DATASETS.TRAIN", ("stock_camtrap",), "DATALOADER.NUM_WORKERS", 0, "SOLVER.IMS_PER_BATCH", 2])
+    cfg.merge_from_list(
+        [
+            "MODEL.WEIGHTS",
+            f"birder://{NAME}",
+            "MODEL.MASK_ON",
+            False,
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            "DATASETS.TRAIN",
+            ("stock_camtrap",),
+            "DATALOADER.NUM_WORKERS",
+            0,
+            "SOLVER.IMS_PER_BATCH",
+            2,
+        ]
+    )
     trainer = DefaultTrainer(cfg)
     assert type(trainer.checkpointer) is DetectionCheckpointer
     assert neck_parity(trainer.model, birder_net, TINY_SIZE) > 1e-2
@@ -157,7 +172,8 @@ def test_importing_the_package_patches_nothing_of_detectron2():
         "assert inspect.getsourcefile(D._load_file) == stock.__file__\n"
         "assert D.__dict__['_load_file'].__qualname__ == 'DetectionCheckpointer._load_file'\n"
         "from detectron2.utils.file_io import PathManager\n"
-        "assert any(isinstance(h, ropevit_det.checkpoint.BirderPathHandler) for h in PathManager._path_handlers.values())\n"
+        "assert any(isinstance(h, ropevit_det.checkpoint.BirderPathHandler)\n"
+        "           for h in PathManager._path_handlers.values())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr

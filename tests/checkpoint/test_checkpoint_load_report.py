@@ -1,4 +1,5 @@
 """The load report (``backbone: N/M tensors loaded; heads: ...``) counts the tensors actually copied."""
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,9 @@ def test_vit_and_every_head_tensor_count_both(tmp_path, caplog):
 def test_tensors_skipped_by_the_loader_are_not_counted():
     model_state = {VIT_PREFIX + "a": 0, VIT_PREFIX + "b": 0, VIT_PREFIX + "c": 0, "head.w": 0, "head.b": 0}
     offered = [VIT_PREFIX + "a", VIT_PREFIX + "b", VIT_PREFIX + "c", "head.w", "extra"]
-    skipped = _IncompatibleKeys(missing_keys=["head.b"], unexpected_keys=["extra"],
-                                incorrect_shapes=[(VIT_PREFIX + "c", (2,), (3,))])
+    skipped = _IncompatibleKeys(
+        missing_keys=["head.b"], unexpected_keys=["extra"], incorrect_shapes=[(VIT_PREFIX + "c", (2,), (3,))]
+    )
     assert load_report(model_state, offered, skipped) == (
         "backbone: 2/3 tensors loaded; heads: 1/2 tensors loaded, the rest initialised from scratch"
     )
@@ -68,4 +70,6 @@ def test_a_file_without_classifier_says_so(tmp_path, caplog):
         RoPEViTCheckpointer(model).load(str(path))
     match = _report(caplog)
     assert match[1] == match[2]
-    assert match[3] == "initialised from scratch; classifier: none in the file (an encoder without a classification head)"
+    assert (
+        match[3] == "initialised from scratch; classifier: none in the file (an encoder without a classification head)"
+    )

@@ -1,5 +1,6 @@
 """MODEL.WEIGHTS pointing at a raw birder checkpoint: converted in memory, loaded strictly, one log line,
 and the detectron2 model's ViT reproduces birder's detection_features on the same weights."""
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """Our hard-coded table of published weights must equal birder 0.8.4's own registry (URL, sha256, size,
 resolution), so that a birder update that moves or replaces a file is caught here, not in a user's download."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,11 @@ from ropevit_det.checkpoint import PUBLISHED_WEIGHTS, get_published
 
 
 def test_table_holds_every_published_rope_vit_reg4_b14_checkpoint():
-    theirs = [n for n in registry.list_pretrained_models("rope_vit_reg4_b14*")
-              if registry.get_pretrained_metadata(n)["net"]["network"] == "rope_vit_reg4_b14"]
+    theirs = [
+        n
+        for n in registry.list_pretrained_models("rope_vit_reg4_b14*")
+        if registry.get_pretrained_metadata(n)["net"]["network"] == "rope_vit_reg4_b14"
+    ]
     assert len(theirs) == 6 and sorted(PUBLISHED_WEIGHTS) == sorted(theirs)
     assert get_published("rope_vit_reg4_b14_capi").classifier == ""  # the self-supervised encoder has no head
 

@@ -1,5 +1,6 @@
 """Bad files: truncated, corrupt, foreign, or carrying pickled code. Each gives a clear ValueError that names
 the file and says what to do; a pickle payload is refused (weights_only=True) and never runs."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 with one line naming the file and the fix, at every place that loads weights (train's checkpointer, infer's
 detector, convert, the species classifier). Model-zoo ``.pkl`` files (dicts of numpy arrays) still load; a
 trusted legacy file converts once with ``ropevit-det convert --trusted-pickle``."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from ropevit_det.engine.predictor import load_detector
 from ropevit_det.camera_trap.species.classifier import load_species_classifier
 from ropevit_det.checkpoint import RoPEViTCheckpointer, WeightsFileError
 from ropevit_det.cli import convert as convert_cli
 from ropevit_det.cli import infer as infer_cli
+from ropevit_det.engine.predictor import load_detector
 from tests.checkpoint_helpers import build_d2_model, tiny_cfg, vit_state
 from tests.conftest import CONFIGS, REPO, TINY_VIT_OVERRIDES
 
@@ -109,8 +110,19 @@ def test_infer_cli_names_the_weights_flag(tmp_path):
     marker = tmp_path / "ran"
     path = write_hostile(tmp_path / "evil.pkl", marker)
     with pytest.raises(SystemExit) as info:
-        infer_cli.main(["--config", str(QUICK), "--weights", str(path), "--input", str(REPO / "tests" / "data"),
-                        "--output", str(tmp_path / "r.json"), *TINY_VIT_OVERRIDES])
+        infer_cli.main(
+            [
+                "--config",
+                str(QUICK),
+                "--weights",
+                str(path),
+                "--input",
+                str(REPO / "tests" / "data"),
+                "--output",
+                str(tmp_path / "r.json"),
+                *TINY_VIT_OVERRIDES,
+            ]
+        )
     assert_refused(str(info.value), path, marker)
     assert str(info.value).startswith("ERROR: --weights:")
 
@@ -118,8 +130,19 @@ def test_infer_cli_names_the_weights_flag(tmp_path):
 def test_infer_cli_missing_weights_is_one_line(tmp_path):
     missing = tmp_path / "nowhere" / "model_final.pth"
     with pytest.raises(SystemExit) as info:
-        infer_cli.main(["--config", str(QUICK), "--weights", str(missing), "--input", str(REPO / "tests" / "data"),
-                        "--output", str(tmp_path / "r.json"), *TINY_VIT_OVERRIDES])
+        infer_cli.main(
+            [
+                "--config",
+                str(QUICK),
+                "--weights",
+                str(missing),
+                "--input",
+                str(REPO / "tests" / "data"),
+                "--output",
+                str(tmp_path / "r.json"),
+                *TINY_VIT_OVERRIDES,
+            ]
+        )
     message = str(info.value)
     assert message.startswith("ERROR: --weights:") and str(missing) in message and "does not exist" in message
     assert "\n" not in message
@@ -131,9 +154,23 @@ def test_train_cli_weights_errors_are_one_line(tmp_path, weights):
     path = tmp_path / "model_final.pth" if weights == "missing" else write_hostile(tmp_path / "evil.pkl", marker)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, str(REPO / "tools/train_net.py"), "--config", str(QUICK), "--eval-only",
-         *TINY_VIT_OVERRIDES, "MODEL.WEIGHTS", str(path), "OUTPUT_DIR", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+        [
+            sys.executable,
+            str(REPO / "tools/train_net.py"),
+            "--config",
+            str(QUICK),
+            "--eval-only",
+            *TINY_VIT_OVERRIDES,
+            "MODEL.WEIGHTS",
+            str(path),
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
     )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
@@ -152,8 +189,11 @@ def test_model_zoo_pkl_still_loads(tmp_path, protocol):
     state = {k: v.numpy().copy() for k, v in source.state_dict().items()}
     path = tmp_path / f"zoo_p{protocol}.pkl"
     with open(path, "wb") as f:
-        pickle.dump({"model": state, "__author__": "Detectron2 Model Zoo", "meta": [1, 2.0, ("x", np.int64(3))]},
-                    f, protocol=protocol)
+        pickle.dump(
+            {"model": state, "__author__": "Detectron2 Model Zoo", "meta": [1, 2.0, ("x", np.int64(3))]},
+            f,
+            protocol=protocol,
+        )
     target = build_d2_model(tiny_cfg())
     RoPEViTCheckpointer(target).load(str(path))
     for key, value in source.state_dict().items():

@@ -3,6 +3,7 @@
 Too short to learn, so no AP value is asserted; the tests check that every piece the demo promises is
 written (dataset, metrics.json, AP table, rendered predictions) and that the exit status follows the AP gate.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,20 +20,29 @@ DEMO = REPO / "tools" / "demo.py"
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 NUM_TRAIN, NUM_VAL, NUM_RENDER = 4, 3, 2
 SHORT_SCHEDULE = [
-    "SOLVER.MAX_ITER", "2",
-    "SOLVER.IMS_PER_BATCH", "2",
-    "SOLVER.WARMUP_ITERS", "1",
+    "SOLVER.MAX_ITER",
+    "2",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.WARMUP_ITERS",
+    "1",
 ]
 
 
 def run_demo(output_dir: Path, min_box_ap50: float) -> subprocess.CompletedProcess:
     cmd = [
-        sys.executable, str(DEMO),
-        "--output-dir", str(output_dir),
-        "--num-train", str(NUM_TRAIN),
-        "--num-val", str(NUM_VAL),
-        "--num-render", str(NUM_RENDER),
-        "--min-box-ap50", str(min_box_ap50),
+        sys.executable,
+        str(DEMO),
+        "--output-dir",
+        str(output_dir),
+        "--num-train",
+        str(NUM_TRAIN),
+        "--num-val",
+        str(NUM_VAL),
+        "--num-render",
+        str(NUM_RENDER),
+        "--min-box-ap50",
+        str(min_box_ap50),
         *SHORT_SCHEDULE,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

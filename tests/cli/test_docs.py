@@ -1,4 +1,5 @@
 """The README and docs/ stay navigable: every relative link resolves, and the README stays short."""
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ or tool must exist, each flag must exist, and a code-block command must give the
 such a command is checked with the required flags relaxed. An inline span is a fragment of a sentence: its
 sub-command and each of its flags must exist. The cheap commands also run for real.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,6 @@ import pytest
 
 from ropevit_det.cli.common import reject_flags_among_overrides
 from ropevit_det.cli.main import CLONE_ONLY, COMMANDS
-
 from tests.conftest import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -164,12 +164,15 @@ def test_documented_command_parses(command: DocCommand) -> None:
     assert check(command) is None, f"{command}\n  -> {check(command)}"
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("ropevit-det infer --config c.yaml --weights w.pth --input x --output y --no-such-flag", "--no-such-flag"),
-    ("ropevit-det review --results r.json --images i/", "required"),
-    ("ropevit-det frobnicate --x", "no sub-command"),
-    ("python tools/train_net.py --config c.yaml OUTPUT_DIR o --resume", "--resume"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("ropevit-det infer --config c.yaml --weights w.pth --input x --output y --no-such-flag", "--no-such-flag"),
+        ("ropevit-det review --results r.json --images i/", "required"),
+        ("ropevit-det frobnicate --x", "no sub-command"),
+        ("python tools/train_net.py --config c.yaml OUTPUT_DIR o --resume", "--resume"),
+    ],
+)
 def test_the_checker_catches_a_wrong_command(text: str, reason: str) -> None:
     assert reason in (check(DocCommand("t.md", text, True)) or "")
 
@@ -186,8 +189,17 @@ CHEAP = [
     ["python", "tools/demo.py", "--help"],
     ["ropevit-det", "export", "--help"],
     # docs/CAMERA_TRAPS.md's split, on the sample frames given three locations (the sample file has one)
-    ["python", "tools/split_cct.py", "{tmp}/my_survey_cct.json", "--output-dir", "{tmp}/splits",
-     "--val-fraction", "0.15", "--seed", "0"],
+    [
+        "python",
+        "tools/split_cct.py",
+        "{tmp}/my_survey_cct.json",
+        "--output-dir",
+        "{tmp}/splits",
+        "--val-fraction",
+        "0.15",
+        "--seed",
+        "0",
+    ],
     ["ropevit-det", "split-cct", "--help"],
 ]
 
@@ -227,8 +239,10 @@ def test_benchmark_warmup_0_is_one_line(capsys) -> None:
         benchmark.main(["--warmup", "0"])
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.endswith("--warmup 0: FLOPs are counted in the first warm-up run; give --warmup 1 or more, "
-                          "or add --no-flops to time without warming up")
+    assert error.endswith(
+        "--warmup 0: FLOPs are counted in the first warm-up run; give --warmup 1 or more, "
+        "or add --no-flops to time without warming up"
+    )
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(REPO).as_posix())
@@ -239,15 +253,18 @@ def test_no_internal_references(doc: Path) -> None:
     assert not found, f"{doc.relative_to(REPO)}: {found}"
 
 
-@pytest.mark.parametrize("name, url", [
-    ("birder", "https://github.com/birder-project/birder"),
-    ("CAPI", "https://arxiv.org/abs/2502.08769"),
-    ("ViTDet", "https://arxiv.org/abs/2203.16527"),
-    ("detectron2 project", "https://github.com/facebookresearch/detectron2/tree/main/projects/ViTDet"),
-    ("MegaDetector", "https://github.com/agentmorris/MegaDetector"),
-    ("Timelapse", "https://timelapse.ucalgary.ca/"),
-    ("AddaxAI", "https://addaxdatascience.com/addaxai/"),
-    ("SpeciesNet", "https://github.com/google/cameratrapai"),
-])
+@pytest.mark.parametrize(
+    "name, url",
+    [
+        ("birder", "https://github.com/birder-project/birder"),
+        ("CAPI", "https://arxiv.org/abs/2502.08769"),
+        ("ViTDet", "https://arxiv.org/abs/2203.16527"),
+        ("detectron2 project", "https://github.com/facebookresearch/detectron2/tree/main/projects/ViTDet"),
+        ("MegaDetector", "https://github.com/agentmorris/MegaDetector"),
+        ("Timelapse", "https://timelapse.ucalgary.ca/"),
+        ("AddaxAI", "https://addaxdatascience.com/addaxai/"),
+        ("SpeciesNet", "https://github.com/google/cameratrapai"),
+    ],
+)
 def test_the_readme_links_what_it_builds_on(name: str, url: str) -> None:
     assert f"[{name}]({url})" in (REPO / "README.md").read_text(encoding="utf-8")

@@ -1,4 +1,5 @@
 """A command that needs an optional package names the extra that installs it, before it does any work."""
+
 from __future__ import annotations
 
 import re
@@ -10,7 +11,6 @@ import pytest
 from ropevit_det._deps import COMMAND_NEEDS, EXTRAS, missing_extra
 from ropevit_det.cli.main import CLONE_ONLY, COMMANDS
 from ropevit_det.cli.main import main as ropevit_det
-
 from tests.conftest import REPO
 
 
@@ -27,45 +27,87 @@ def run_without(monkeypatch, capsys, modules: list[str], argv: list[str]) -> str
 
 
 def test_review_without_megadetector_names_the_camtrap_extra(monkeypatch, capsys, tmp_path: Path) -> None:
-    line = run_without(monkeypatch, capsys, ["megadetector"],
-                       ["review", "--results", str(tmp_path / "r.json"), "--images", str(tmp_path),
-                        "--output-dir", str(tmp_path / "review")])
-    assert line == ('ERROR: ropevit-det review needs megadetector (not installed), from the extra [camtrap]: '
-                    'pip install "ropevit_det[camtrap]" && pip install --no-deps megadetector==10.0.28')
+    line = run_without(
+        monkeypatch,
+        capsys,
+        ["megadetector"],
+        [
+            "review",
+            "--results",
+            str(tmp_path / "r.json"),
+            "--images",
+            str(tmp_path),
+            "--output-dir",
+            str(tmp_path / "review"),
+        ],
+    )
+    assert line == (
+        "ERROR: ropevit-det review needs megadetector (not installed), from the extra [camtrap]: "
+        'pip install "ropevit_det[camtrap]" && pip install --no-deps megadetector==10.0.28'
+    )
     assert not (tmp_path / "review").exists()
 
 
 def test_rde_without_pandas_names_the_camtrap_extra(monkeypatch, capsys, tmp_path: Path) -> None:
-    line = run_without(monkeypatch, capsys, ["pandas"],
-                       ["rde", "find", "--results", "r.json", "--images", str(tmp_path),
-                        "--output-dir", str(tmp_path / "rde")])
+    line = run_without(
+        monkeypatch,
+        capsys,
+        ["pandas"],
+        ["rde", "find", "--results", "r.json", "--images", str(tmp_path), "--output-dir", str(tmp_path / "rde")],
+    )
     assert "needs pandas" in line and 'pip install "ropevit_det[camtrap]"' in line
     assert not (tmp_path / "rde").exists()
 
 
 def infer_argv(tmp_path: Path, *extra: str) -> list[str]:
-    return ["infer", "--config", "camera_trap/ropevit_faster_rcnn_cct.yaml", "--weights", str(tmp_path / "w.pth"),
-            "--input", str(REPO / "tests/assets/camtrap_mini/images"), "--output", str(tmp_path / "out" / "r.json"),
-            *extra]
+    return [
+        "infer",
+        "--config",
+        "camera_trap/ropevit_faster_rcnn_cct.yaml",
+        "--weights",
+        str(tmp_path / "w.pth"),
+        "--input",
+        str(REPO / "tests/assets/camtrap_mini/images"),
+        "--output",
+        str(tmp_path / "out" / "r.json"),
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("extra_flags, missing, extra", [
-    (["--classify", "--smooth-sequences"], "megadetector", "camtrap"),
-    (["--backend", "onnxruntime"], "onnxruntime", "export"),
-    (["--backend", "openvino"], "openvino", "openvino"),
-])
-def test_infer_stops_before_any_file_is_written(monkeypatch, capsys, tmp_path: Path, extra_flags, missing,
-                                                extra) -> None:
+@pytest.mark.parametrize(
+    "extra_flags, missing, extra",
+    [
+        (["--classify", "--smooth-sequences"], "megadetector", "camtrap"),
+        (["--backend", "onnxruntime"], "onnxruntime", "export"),
+        (["--backend", "openvino"], "openvino", "openvino"),
+    ],
+)
+def test_infer_stops_before_any_file_is_written(
+    monkeypatch, capsys, tmp_path: Path, extra_flags, missing, extra
+) -> None:
     line = run_without(monkeypatch, capsys, [missing], infer_argv(tmp_path, *extra_flags, "--resume"))
     assert f"needs {missing}" in line and f'pip install "ropevit_det[{extra}]"' in line
     assert sorted(tmp_path.iterdir()) == []  # no output folder, no journal: a rerun is not blocked
 
 
 def test_export_onnx_without_onnx(monkeypatch, capsys, tmp_path: Path) -> None:
-    line = run_without(monkeypatch, capsys, ["onnx"],
-                       ["export", "--config", "camera_trap/ropevit_faster_rcnn_cct.yaml", "--weights", "w.pth",
-                        "--format", "onnx", "--output", str(tmp_path / "model.onnx")])
-    assert 'ropevit-det export needs onnx' in line and 'pip install "ropevit_det[export]"' in line
+    line = run_without(
+        monkeypatch,
+        capsys,
+        ["onnx"],
+        [
+            "export",
+            "--config",
+            "camera_trap/ropevit_faster_rcnn_cct.yaml",
+            "--weights",
+            "w.pth",
+            "--format",
+            "onnx",
+            "--output",
+            str(tmp_path / "model.onnx"),
+        ],
+    )
+    assert "ropevit-det export needs onnx" in line and 'pip install "ropevit_det[export]"' in line
     assert sorted(tmp_path.iterdir()) == []
 
 

@@ -1,5 +1,6 @@
 """The project stands alone: no tracked file reaches outside the clone, configs travel with the package, and a
 wheel installed away from the clone works on its own (``ropevit-det`` console command included)."""
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from ropevit_det import model_zoo
-
 from tests.conftest import REPO, TINY_VIT_OVERRIDES
 
 # A relative path that climbs out of its folder through one or more parent steps, then names something.
@@ -69,8 +69,11 @@ def test_sample_data_lives_in_the_repository_with_its_attribution() -> None:
 
 
 def test_every_config_of_the_clone_is_in_the_zoo() -> None:
-    in_clone = sorted(p.relative_to(REPO / "configs").as_posix()
-                      for p in (REPO / "configs").rglob("*") if p.suffix in (".yaml", ".py"))
+    in_clone = sorted(
+        p.relative_to(REPO / "configs").as_posix()
+        for p in (REPO / "configs").rglob("*")
+        if p.suffix in (".yaml", ".py")
+    )
     assert model_zoo.available_configs() == in_clone
 
 
@@ -119,12 +122,15 @@ def test_benchmark_sub_commands_point_to_the_clone() -> None:
     proc = _run([sys.executable, "-m", "ropevit_det", "benchmark", "--quick"])
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == ("ropevit-det benchmark: the benchmark harness is not part of the installed package; it needs a "
-                    "clone of the repository: python tools/benchmark.py --quick")
+    assert last == (
+        "ropevit-det benchmark: the benchmark harness is not part of the installed package; it needs a "
+        "clone of the repository: python tools/benchmark.py --quick"
+    )
 
 
-@pytest.mark.parametrize("tool", ["benchmark", "benchmark_eval", "benchmark_journal", "benchmark_scaling",
-                                  "profile_inference"])
+@pytest.mark.parametrize(
+    "tool", ["benchmark", "benchmark_eval", "benchmark_journal", "benchmark_scaling", "profile_inference"]
+)
 def test_benchmark_tools_run_from_a_clone_without_installing(tool, tmp_path) -> None:
     """tools/benchmark*.py find benchmarks/ (and ropevit_det) from the clone itself: no PYTHONPATH, any folder."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -134,8 +140,20 @@ def test_benchmark_tools_run_from_a_clone_without_installing(tool, tmp_path) -> 
 
 
 def test_tool_with_unknown_config_fails_in_one_line(tmp_path) -> None:
-    proc = _run([sys.executable, str(REPO / "tools" / "infer.py"), "--config", "no_such.yaml", "--weights", "x",
-                 "--input", str(tmp_path), "--output", str(tmp_path / "r.json")])
+    proc = _run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "infer.py"),
+            "--config",
+            "no_such.yaml",
+            "--weights",
+            "x",
+            "--input",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ERROR: --config: config 'no_such.yaml' is neither a file") and "ropevit_mrcnn.yaml" in last
@@ -187,8 +205,12 @@ def test_wheel_works_away_from_the_clone(installed_wheel, tmp_path) -> None:
 def test_wheel_holds_no_benchmark_harness(installed_wheel) -> None:
     installed = {p.relative_to(installed_wheel).as_posix() for p in installed_wheel.rglob("*.py")}
     assert any(p.startswith("ropevit_det/checkpoint/") for p in installed)  # the listing sees the package
-    harness = sorted(p for p in installed if p.startswith(("benchmarks/", "ropevit_det/benchmark"))
-                     or re.search(r"ropevit_det/cli/(benchmark|profile)", p))
+    harness = sorted(
+        p
+        for p in installed
+        if p.startswith(("benchmarks/", "ropevit_det/benchmark"))
+        or re.search(r"ropevit_det/cli/(benchmark|profile)", p)
+    )
     assert not harness, harness
 
 
@@ -204,6 +226,14 @@ def test_wheel_console_command(installed_wheel, tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     ropevit_line = next(line for line in proc.stdout.splitlines() if line.startswith("ropevit_det "))
     assert str(site) in ropevit_line, ropevit_line
-    for key in ("torch ", "detectron2 ", "detectron2._C ", "CPU bf16 ", "birder ", "faster-coco-eval ",
-                "weights cache ", "published weights cached "):
+    for key in (
+        "torch ",
+        "detectron2 ",
+        "detectron2._C ",
+        "CPU bf16 ",
+        "birder ",
+        "faster-coco-eval ",
+        "weights cache ",
+        "published weights cached ",
+    ):
         assert any(line.startswith(key) for line in proc.stdout.splitlines()), key

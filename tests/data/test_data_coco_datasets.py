@@ -1,4 +1,5 @@
 """The pre-flight check of COCO-format datasets and their registration with detectron2."""
+
 from __future__ import annotations
 
 import re
@@ -46,7 +47,9 @@ def test_command_line_adds_the_options_to_the_message(tmp_path):
     missing = tmp_path / "nope" / "val.json"
     args = argparse.Namespace(train_json=None, train_images=None, val_json=str(missing), val_images=str(tmp_path))
     cfg = tiny_cfg(CONFIGS / "quick_schedules" / "ropevit_mrcnn_instant_test.yaml")
-    with pytest.raises(SystemExit, match=f"ERROR: --val-json / --val-images: COCO annotation file not found: {missing}"):
+    with pytest.raises(
+        SystemExit, match=f"ERROR: --val-json / --val-images: COCO annotation file not found: {missing}"
+    ):
         register_cli_datasets(args, cfg)
 
 
@@ -241,4 +244,3 @@ def test_camtrap_original_cct_file_reports_unresolved_image_paths():
     assert "1 problem(s)" in msg  # string ids and category 0 are fine; only the paths are wrong
     assert "4 of 4 image files are missing" in msg
     assert "models/research/object_detection/test_images/snapshot_serengeti/S1_E03_R3_PICT0038.jpeg" in msg
-

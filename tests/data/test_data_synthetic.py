@@ -1,4 +1,5 @@
 """The synthetic shapes dataset of the demo: deterministic, COCO-valid, annotations that match the pixels."""
+
 from __future__ import annotations
 
 import contextlib

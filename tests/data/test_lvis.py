@@ -1,5 +1,6 @@
 """LVIS: a tiny LVIS-format dataset, written here, trains a few iterations with the LVIS recipe (repeat-factor
 sampling, sigmoid CE with federated loss) and is evaluated by detectron2's LVISEvaluator."""
+
 from __future__ import annotations
 
 import json
@@ -13,19 +14,48 @@ from ropevit_det.data import generate_shapes_dataset
 from ropevit_det.data.lvis_datasets import lvis_format_metadata, register_lvis_format_dataset
 from ropevit_det.engine import Trainer
 from ropevit_det.evaluation.lvis import LVISEvaluatorNumpy2
-
 from tests.conftest import CONFIGS, tiny_cfg
 
 # The LVIS recipe, shrunk: small images instead of LSJ at 1024, narrow heads, few RoIs.
 SMALL = [
-    "INPUT.LSJ.ENABLED", "False", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160", "MODEL.SFP.OUT_CHANNELS", "32",
-    "MODEL.ROI_BOX_HEAD.CONV_DIM", "32", "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "50", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2",
-    "SOLVER.AMP.ENABLED", "False", "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", "2",  # classes sampled per step: at most the 3 classes here
+    "INPUT.LSJ.ENABLED",
+    "False",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(128,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "160",
+    "INPUT.MIN_SIZE_TEST",
+    "128",
+    "INPUT.MAX_SIZE_TEST",
+    "160",
+    "MODEL.SFP.OUT_CHANNELS",
+    "32",
+    "MODEL.ROI_BOX_HEAD.CONV_DIM",
+    "32",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "64",
+    "MODEL.ROI_MASK_HEAD.CONV_DIM",
+    "32",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "64",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "100",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "2",
+    "SOLVER.AMP.ENABLED",
+    "False",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+    "MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES",
+    "2",  # classes sampled per step: at most the 3 classes here
 ]
 
 
@@ -67,9 +97,20 @@ def test_metadata_comes_from_the_file(lvis_data):
 
 def test_lvis_recipe_trains_and_lvis_evaluator_reports(lvis_data, tmp_path):
     train, val = lvis_data
-    cfg = tiny_cfg(CONFIGS / "LVIS" / "ropevit_mrcnn.yaml", SMALL + [
-        "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{val}',)", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
-        "OUTPUT_DIR", str(tmp_path)])
+    cfg = tiny_cfg(
+        CONFIGS / "LVIS" / "ropevit_mrcnn.yaml",
+        SMALL
+        + [
+            "DATASETS.TRAIN",
+            f"('{train}',)",
+            "DATASETS.TEST",
+            f"('{val}',)",
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            "3",
+            "OUTPUT_DIR",
+            str(tmp_path),
+        ],
+    )
     assert cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler" and cfg.DATALOADER.REPEAT_THRESHOLD == 0.001
     cfg.freeze()
     trainer = Trainer(cfg)

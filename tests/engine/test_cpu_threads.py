@@ -1,4 +1,5 @@
 """Several inference processes on one CPU share its cores: threads per process = cores / processes, logged."""
+
 from __future__ import annotations
 
 import logging
@@ -6,7 +7,6 @@ import os
 
 from ropevit_det.cli import infer as infer_cli
 from ropevit_det.engine.cpu_threads import available_cores, share_cpu_cores, threads_per_process
-
 from tests.conftest import REPO
 
 
@@ -22,8 +22,10 @@ def test_share_sets_omp_num_threads_and_says_so() -> None:
     line = share_cpu_cores(2, environ)
     threads = max(1, available_cores() // 2)
     assert environ == {"OMP_NUM_THREADS": str(threads)}
-    assert line == (f"2 CPU processes on {available_cores()} cores: {threads} thread(s) each (cores / processes; "
-                    "set OMP_NUM_THREADS to choose)")
+    assert line == (
+        f"2 CPU processes on {available_cores()} cores: {threads} thread(s) each (cores / processes; "
+        "set OMP_NUM_THREADS to choose)"
+    )
 
 
 def test_the_users_omp_num_threads_wins() -> None:
@@ -43,9 +45,22 @@ def test_infer_with_two_cpu_processes_starts_them_with_their_share(monkeypatch, 
 
     monkeypatch.setattr(infer_cli, "launch", fake_launch)
     with caplog.at_level(logging.INFO, logger="ropevit_det.infer"):
-        infer_cli.main(["--config", "camera_trap/ropevit_faster_rcnn_cct.yaml", "--weights", str(tmp_path / "w.pth"),
-                        "--input", str(REPO / "tests/assets/camtrap_mini/images"),
-                        "--output", str(tmp_path / "results.json"), "--num-gpus", "2", "--device", "cpu"])
+        infer_cli.main(
+            [
+                "--config",
+                "camera_trap/ropevit_faster_rcnn_cct.yaml",
+                "--weights",
+                str(tmp_path / "w.pth"),
+                "--input",
+                str(REPO / "tests/assets/camtrap_mini/images"),
+                "--output",
+                str(tmp_path / "results.json"),
+                "--num-gpus",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
     threads = max(1, available_cores() // 2)
     assert started == {"processes": 2, "omp": str(threads)}
     assert f"2 CPU processes on {available_cores()} cores: {threads} thread(s) each" in caplog.text
@@ -58,8 +73,11 @@ def test_train_with_two_cpu_processes_starts_them_with_their_share(monkeypatch, 
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(train_cli.torch.cuda, "is_available", lambda: False)
     started: dict[str, object] = {}
-    monkeypatch.setattr(train_cli, "launch", lambda worker, num_gpus, **kwargs: started.update(
-        processes=num_gpus, omp=os.environ.get("OMP_NUM_THREADS")))
+    monkeypatch.setattr(
+        train_cli,
+        "launch",
+        lambda worker, num_gpus, **kwargs: started.update(processes=num_gpus, omp=os.environ.get("OMP_NUM_THREADS")),
+    )
     with caplog.at_level(logging.INFO, logger="ropevit_det.train_net"):
         train_cli.main(["--config", "ropevit_mrcnn.yaml", "--num-gpus", "2"])
     threads = max(1, available_cores() // 2)

@@ -1,4 +1,5 @@
 """Model EMA (closed form, saved, evaluated) and test-time augmentation in --eval-only."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,6 @@ from detectron2.engine import HookBase, SimpleTrainer
 from ropevit_det.checkpoint import RoPEViTCheckpointer
 from ropevit_det.data import generate_shapes_dataset, register_coco_dataset
 from ropevit_det.engine import ModelEMA, Trainer, load_ema_weights
-
 from tests.conftest import CONFIGS, REPO, tiny_cfg
 
 QUICK_MASK = CONFIGS / "quick_schedules" / "ropevit_mrcnn_instant_test.yaml"
@@ -47,7 +47,9 @@ def test_ema_after_k_steps_equals_the_closed_form_average():
     trainer.train(0, k)
     assert len(history) == k + 1 and not torch.equal(history[0]["linear.weight"], history[-1]["linear.weight"])
     for name, value in ema.module.named_parameters():
-        closed = decay**k * history[0][name] + sum((1 - decay) * decay ** (k - i) * history[i][name] for i in range(1, k + 1))
+        closed = decay**k * history[0][name] + sum(
+            (1 - decay) * decay ** (k - i) * history[i][name] for i in range(1, k + 1)
+        )
         torch.testing.assert_close(value, closed, rtol=0, atol=1e-6)
 
 
@@ -61,15 +63,40 @@ def shapes(tmp_path_factory) -> dict:
 
 
 def test_training_evaluates_and_saves_the_ema_weights(shapes, tmp_path, monkeypatch):
-    cfg = tiny_cfg(QUICK_MASK, [
-        "DATASETS.TRAIN", "('ema_shapes_train',)", "DATASETS.TEST", "('ema_shapes_val',)", "OUTPUT_DIR", str(tmp_path),
-        "MODEL.ROI_HEADS.NUM_CLASSES", "3", "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
-        "TEST.EVAL_PERIOD", "2", "MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.5",
-    ])
+    cfg = tiny_cfg(
+        QUICK_MASK,
+        [
+            "DATASETS.TRAIN",
+            "('ema_shapes_train',)",
+            "DATASETS.TEST",
+            "('ema_shapes_val',)",
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            "3",
+            "SOLVER.MAX_ITER",
+            "2",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "100",
+            "TEST.EVAL_PERIOD",
+            "2",
+            "MODEL_EMA.ENABLED",
+            "True",
+            "MODEL_EMA.DECAY",
+            "0.5",
+        ],
+    )
     cfg.freeze()
     evaluated = []
-    monkeypatch.setattr(Trainer, "test", classmethod(lambda cls, cfg, model, evaluators=None: evaluated.append(
-        {k: v.clone() for k, v in model.state_dict().items()}) or {}))
+    monkeypatch.setattr(
+        Trainer,
+        "test",
+        classmethod(
+            lambda cls, cfg, model, evaluators=None: (
+                evaluated.append({k: v.clone() for k, v in model.state_dict().items()}) or {}
+            )
+        ),
+    )
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
@@ -87,16 +114,48 @@ def test_training_evaluates_and_saves_the_ema_weights(shapes, tmp_path, monkeypa
 
 def test_eval_only_runs_tta_and_the_ema_weights(shapes, tmp_path):
     model = Trainer.build_model(tiny_cfg(QUICK_MASK, ["MODEL.ROI_HEADS.NUM_CLASSES", "3"]))
-    torch.save({"model": model.state_dict(), "model_ema": {"n_averaged": torch.tensor(3),
-               **{f"module.{k}": v for k, v in model.state_dict().items()}}}, tmp_path / "with_ema.pth")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "model_ema": {"n_averaged": torch.tensor(3), **{f"module.{k}": v for k, v in model.state_dict().items()}},
+        },
+        tmp_path / "with_ema.pth",
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tools/train_net.py"), "--config", str(QUICK_MASK), "--eval-only",
-         "--val-json", str(shapes["val_json"]), "--val-images", str(shapes["val_images"]),
-         "MODEL.WEIGHTS", str(tmp_path / "with_ema.pth"), "OUTPUT_DIR", str(tmp_path / "eval"),
-         "MODEL.ROPE_VIT.DEPTH", "2", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL_EMA.ENABLED", "True",
-         "TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(128, 160)", "TEST.AUG.MAX_SIZE", "224"],
-        capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+        [
+            sys.executable,
+            str(REPO / "tools/train_net.py"),
+            "--config",
+            str(QUICK_MASK),
+            "--eval-only",
+            "--val-json",
+            str(shapes["val_json"]),
+            "--val-images",
+            str(shapes["val_images"]),
+            "MODEL.WEIGHTS",
+            str(tmp_path / "with_ema.pth"),
+            "OUTPUT_DIR",
+            str(tmp_path / "eval"),
+            "MODEL.ROPE_VIT.DEPTH",
+            "2",
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+            "MODEL_EMA.ENABLED",
+            "True",
+            "TEST.AUG.ENABLED",
+            "True",
+            "TEST.AUG.MIN_SIZES",
+            "(128, 160)",
+            "TEST.AUG.MAX_SIZE",
+            "224",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "evaluating the EMA weights saved in the checkpoint" in log

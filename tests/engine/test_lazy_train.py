@@ -1,6 +1,7 @@
 """A LazyConfig recipe trains and evaluates through our tool (``ropevit-det train --config lazy/...py``), from a
 birder checkpoint, on synthetic shapes with masks: in one process, in two (gloo, ranks in sync), and with
 test-time augmentation (``test.aug``) in ``--eval-only``."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ from detectron2.config import instantiate
 
 from ropevit_det.data import generate_shapes_dataset
 from ropevit_det.engine import check_lazy_config
-
 from tests.checkpoint_helpers import TINY_SIZE, make_birder_net, save_birder_pt
 from tests.conftest import REPO
 from tests.engine.test_lazy_config import TINY_LAZY_OVERRIDES, lazy_cfg
@@ -29,21 +29,35 @@ SMALL = [
     "dataloader.train.mapper.augmentations.2.crop_size=[160,160]",
     "dataloader.test.mapper.augmentations.0.short_edge_length=160",
     "dataloader.test.mapper.augmentations.0.max_size=160",
-    "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+    "dataloader.train.total_batch_size=2",
+    "dataloader.train.num_workers=0",
+    "dataloader.test.num_workers=0",
     "model.roi_heads.box_predictor.test_score_thresh=0.0",
     # Narrow heads and few RoIs, as the quick schedules (the heads dominate a tiny model's step).
-    "model.roi_heads.batch_size_per_image=64", "model.proposal_generator.pre_nms_topk=[200,200]",
-    "model.proposal_generator.post_nms_topk=[100,50]", "model.roi_heads.box_head.conv_dims=[32,32,32,32]",
-    "model.roi_heads.box_head.fc_dims=[64]", "model.roi_heads.box_predictor.input_shape.channels=64",
+    "model.roi_heads.batch_size_per_image=64",
+    "model.proposal_generator.pre_nms_topk=[200,200]",
+    "model.proposal_generator.post_nms_topk=[100,50]",
+    "model.roi_heads.box_head.conv_dims=[32,32,32,32]",
+    "model.roi_heads.box_head.fc_dims=[64]",
+    "model.roi_heads.box_predictor.input_shape.channels=64",
     "model.roi_heads.mask_head.conv_dims=[32,32,32,32,32]",
-    "train.device=cpu", "train.amp.enabled=False", "train.log_period=1", "train.checkpointer.period=100",
+    "train.device=cpu",
+    "train.amp.enabled=False",
+    "train.log_period=1",
+    "train.checkpointer.period=100",
 ]
 
 
 def run_train(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO / "tools/train_net.py"), *args],
-                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools/train_net.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +66,31 @@ def shapes(tmp_path_factory) -> dict:
 
 
 def data_flags(shapes: dict) -> list[str]:
-    return ["--train-json", str(shapes["train_json"]), "--train-images", str(shapes["train_images"]),
-            "--val-json", str(shapes["val_json"]), "--val-images", str(shapes["val_images"])]
+    return [
+        "--train-json",
+        str(shapes["train_json"]),
+        "--train-images",
+        str(shapes["train_images"]),
+        "--val-json",
+        str(shapes["val_json"]),
+        "--val-images",
+        str(shapes["val_images"]),
+    ]
 
 
 def test_lazy_mask_rcnn_trains_and_evaluates_through_our_tool(shapes, tmp_path: Path) -> None:
     weights = save_birder_pt(make_birder_net(), tmp_path / "weights")
     out = tmp_path / "run"
-    proc = run_train("--config", "lazy/ropevit_mrcnn.py", *data_flags(shapes), *TINY_LAZY_OVERRIDES, *SMALL,
-                     f"train.output_dir={out}", "train.max_iter=2", f"train.init_checkpoint={weights}")
+    proc = run_train(
+        "--config",
+        "lazy/ropevit_mrcnn.py",
+        *data_flags(shapes),
+        *TINY_LAZY_OVERRIDES,
+        *SMALL,
+        f"train.output_dir={out}",
+        "train.max_iter=2",
+        f"train.init_checkpoint={weights}",
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     n_vit = sum(not k.startswith("classifier.") for k in make_birder_net().state_dict())
@@ -70,8 +100,16 @@ def test_lazy_mask_rcnn_trains_and_evaluates_through_our_tool(shapes, tmp_path: 
     assert any("segm/AP" in r and "bbox/AP" in r for r in records)
     assert (out / "model_final.pth").exists() and (out / "config.yaml").exists()
 
-    proc = run_train("--config", "lazy/ropevit_mrcnn.py", "--eval-only", *data_flags(shapes), *TINY_LAZY_OVERRIDES,
-                     *SMALL, f"train.output_dir={out / 'eval'}", f"train.init_checkpoint={out / 'model_final.pth'}")
+    proc = run_train(
+        "--config",
+        "lazy/ropevit_mrcnn.py",
+        "--eval-only",
+        *data_flags(shapes),
+        *TINY_LAZY_OVERRIDES,
+        *SMALL,
+        f"train.output_dir={out / 'eval'}",
+        f"train.init_checkpoint={out / 'model_final.pth'}",
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "copypaste: AP,AP50,AP75" in proc.stdout + proc.stderr
     table = (out / "eval" / "eval_report.md").read_text().splitlines()
@@ -84,9 +122,19 @@ def test_lazy_two_process_gloo_run_trains_and_keeps_parameters_in_sync(shapes, t
     """The Lazy twin of test_training's 2-process test, through the same tests/dist_sync_check.py."""
     weights = save_birder_pt(make_birder_net(), tmp_path / "weights")
     out = tmp_path / "run"
-    proc = run_tool("tests/dist_sync_check.py", "--config", "lazy/ropevit_mrcnn.py", "--num-gpus", "2",
-                    *data_flags(shapes), *TINY_LAZY_OVERRIDES, *SMALL,  # batch 2: one image per rank
-                    f"train.output_dir={out}", "train.max_iter=2", f"train.init_checkpoint={weights}")
+    proc = run_tool(
+        "tests/dist_sync_check.py",
+        "--config",
+        "lazy/ropevit_mrcnn.py",
+        "--num-gpus",
+        "2",
+        *data_flags(shapes),
+        *TINY_LAZY_OVERRIDES,
+        *SMALL,  # batch 2: one image per rank
+        f"train.output_dir={out}",
+        "train.max_iter=2",
+        f"train.init_checkpoint={weights}",
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert_trained_in_sync(out / "sync_report.json", max_iter=2)
 
@@ -98,10 +146,20 @@ def test_lazy_eval_only_runs_tta_and_the_ema_weights(shapes, tmp_path: Path) -> 
     ema = {"n_averaged": torch.tensor(3), **{f"module.{k}": v for k, v in state.items()}}
     torch.save({"model": state, "model_ema": ema}, tmp_path / "with_ema.pth")
     out = tmp_path / "eval"
-    proc = run_train("--config", "lazy/ropevit_mrcnn.py", "--eval-only", *data_flags(shapes), *TINY_LAZY_OVERRIDES,
-                     *SMALL, f"train.output_dir={out}", f"train.init_checkpoint={tmp_path / 'with_ema.pth'}",
-                     "train.model_ema.enabled=True", "test.aug.enabled=True", "test.aug.min_sizes=[128,160]",
-                     "test.aug.max_size=224")
+    proc = run_train(
+        "--config",
+        "lazy/ropevit_mrcnn.py",
+        "--eval-only",
+        *data_flags(shapes),
+        *TINY_LAZY_OVERRIDES,
+        *SMALL,
+        f"train.output_dir={out}",
+        f"train.init_checkpoint={tmp_path / 'with_ema.pth'}",
+        "train.model_ema.enabled=True",
+        "test.aug.enabled=True",
+        "test.aug.min_sizes=[128,160]",
+        "test.aug.max_size=224",
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "evaluating the EMA weights saved in the checkpoint" in log
@@ -115,8 +173,15 @@ def test_lazy_eval_only_runs_tta_and_the_ema_weights(shapes, tmp_path: Path) -> 
 
 def test_lazy_tta_larger_than_the_square_padding_is_refused() -> None:
     cfg = lazy_cfg("lazy/ropevit_mrcnn.py", ["model.backbone.square_pad=1024", "test.aug.enabled=True"])
-    with pytest.raises(ValueError, match=r"test.aug.max_size 4000 exceeds model.backbone.square_pad 1024.*"
-                                         r"set test.aug.max_size=1024 \(or less\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"test.aug.max_size 4000 exceeds model.backbone.square_pad 1024.*"
+        r"set test.aug.max_size=1024 \(or less\)",
+    ):
         check_lazy_config(cfg)
-    check_lazy_config(lazy_cfg("lazy/ropevit_mrcnn.py", ["model.backbone.square_pad=1024", "test.aug.enabled=True",
-                                                         "test.aug.max_size=1024"]))
+    check_lazy_config(
+        lazy_cfg(
+            "lazy/ropevit_mrcnn.py",
+            ["model.backbone.square_pad=1024", "test.aug.enabled=True", "test.aug.max_size=1024"],
+        )
+    )

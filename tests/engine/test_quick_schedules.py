@@ -1,5 +1,6 @@
 """Every quick schedule trains a few iterations and evaluates: box-only on the camera-trap frames, the mask
 schedules on synthetic shapes with masks (segm AP reported)."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,6 @@ from detectron2.modeling.roi_heads import CascadeROIHeads
 
 from ropevit_det.data import generate_shapes_dataset, register_coco_dataset
 from ropevit_det.engine import Trainer
-
 from tests.conftest import CAMTRAP_MINI, CONFIGS, tiny_cfg
 
 QUICK = CONFIGS / "quick_schedules"
@@ -29,11 +29,25 @@ def _register(name: str, json_file, images) -> str:
 
 def _train_and_test(config: str, train: str, test: str, num_classes: int, out) -> tuple[set, dict, object]:
     """The names of the losses trained, the evaluation results, and the trained model's ROI heads."""
-    cfg = tiny_cfg(QUICK / config, [
-        "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{test}',)", "OUTPUT_DIR", str(out),
-        "MODEL.ROI_HEADS.NUM_CLASSES", str(num_classes), "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # an untrained model still predicts, so AP is a number
-    ])
+    cfg = tiny_cfg(
+        QUICK / config,
+        [
+            "DATASETS.TRAIN",
+            f"('{train}',)",
+            "DATASETS.TEST",
+            f"('{test}',)",
+            "OUTPUT_DIR",
+            str(out),
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            str(num_classes),
+            "SOLVER.MAX_ITER",
+            "2",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "100",
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",  # an untrained model still predicts, so AP is a number
+        ],
+    )
     cfg.freeze()
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)

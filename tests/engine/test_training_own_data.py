@@ -1,12 +1,11 @@
 """Training on one's own data is safe to start and to resume: no COCO fallback, the run's own config, clear errors."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 
 from ropevit_det.config import load_config
 from ropevit_det.errors import UserInputError
-
 from tests.conftest import CAMTRAP_MINI, CONFIGS
 from tests.engine.test_training import run_tool
 
@@ -16,8 +15,18 @@ VAL = ["--val-json", str(CAMTRAP_MINI / "annotations.json"), "--val-images", str
 
 
 def test_training_without_a_test_set_evaluates_nothing_and_says_so(tmp_path) -> None:
-    proc = run_tool("tools/train_net.py", "--config", str(QUICK), *TRAIN,
-                    "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "1")
+    proc = run_tool(
+        "tools/train_net.py",
+        "--config",
+        str(QUICK),
+        *TRAIN,
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "SOLVER.MAX_ITER",
+        "2",
+        "TEST.EVAL_PERIOD",
+        "1",
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "no test set (no --val-json): this run evaluates nothing" in log
@@ -26,12 +35,31 @@ def test_training_without_a_test_set_evaluates_nothing_and_says_so(tmp_path) -> 
 
 
 def test_eval_only_and_resume_on_a_run_folder_use_its_config_and_data(tmp_path) -> None:
-    first = run_tool("tools/train_net.py", "--config", str(QUICK), *TRAIN, *VAL,
-                     "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "1")
+    first = run_tool(
+        "tools/train_net.py",
+        "--config",
+        str(QUICK),
+        *TRAIN,
+        *VAL,
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "1",
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     # No data flags, no schedule override: both come from the run's own folder.
-    evaluated = run_tool("tools/train_net.py", "--config", str(QUICK), "--eval-only",
-                         "OUTPUT_DIR", str(tmp_path), "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"))
+    evaluated = run_tool(
+        "tools/train_net.py",
+        "--config",
+        str(QUICK),
+        "--eval-only",
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "MODEL.WEIGHTS",
+        str(tmp_path / "model_final.pth"),
+    )
     log = evaluated.stdout + evaluated.stderr
     assert evaluated.returncode == 0, log[-3000:]
     assert f"using the run's own config {tmp_path / 'config.yaml'}" in log

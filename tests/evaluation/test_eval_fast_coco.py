@@ -1,4 +1,5 @@
 """faster-coco-eval as detectron2's COCO evaluation engine: same numbers as pycocotools' official COCOeval."""
+
 from __future__ import annotations
 
 import contextlib
@@ -152,8 +153,10 @@ def _detectron2_outputs(gt: dict, predictions: list[dict]) -> tuple[list[dict], 
         instances.scores = torch.tensor([p["score"] for p in preds], dtype=torch.float32)
         instances.pred_classes = torch.tensor([to_contiguous[p["category_id"]] for p in preds], dtype=torch.int64)
         masks = [mask_util.decode({**p["segmentation"], "counts": p["segmentation"]["counts"].encode()}) for p in preds]
-        instances.pred_masks = torch.from_numpy(np.stack(masks).astype(bool)) if masks else torch.zeros(
-            (0, img["height"], img["width"]), dtype=torch.bool
+        instances.pred_masks = (
+            torch.from_numpy(np.stack(masks).astype(bool))
+            if masks
+            else torch.zeros((0, img["height"], img["width"]), dtype=torch.bool)
         )
         inputs.append({"image_id": img["id"], "height": img["height"], "width": img["width"]})
         outputs.append({"instances": instances})

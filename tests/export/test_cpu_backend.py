@@ -6,6 +6,7 @@ comparison is of real detections, not of near-tied noise):
   torch.ao, the default, and torchao);
 * every fp32 detection above 0.3 has a detection of its class with IoU >= 0.9 from the backend.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,6 @@ import pytest
 import torch
 
 from ropevit_det.export import INT8_ENGINES
-
 from tests.trained_shapes import MODEL_OVERRIDES, assert_matched, detections_of, load_shapes_model, shapes_inputs
 
 try:
@@ -38,15 +38,19 @@ def _neck_cosine(reference: torch.Tensor, candidate: torch.Tensor) -> float:
 
 
 def _normalised(model, inputs) -> torch.Tensor:
-    return torch.stack([(i["image"].float() - model.pixel_mean.view(3, 1, 1)) / model.pixel_std.view(3, 1, 1)
-                        for i in inputs[:2]])
+    return torch.stack(
+        [(i["image"].float() - model.pixel_mean.view(3, 1, 1)) / model.pixel_std.view(3, 1, 1) for i in inputs[:2]]
+    )
 
 
 def _quantized_linears(module: torch.nn.Module) -> int:
     """How many linear layers of ``module`` hold int8 weights, whichever engine quantized them."""
     ao = [m for m in module.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
-    torchao = [m for m in module.modules() if isinstance(m, torch.nn.Linear)
-               and type(m.weight).__module__.startswith("torchao.")]
+    torchao = [
+        m
+        for m in module.modules()
+        if isinstance(m, torch.nn.Linear) and type(m.weight).__module__.startswith("torchao.")
+    ]
     return len(ao) + len(torchao)
 
 
@@ -125,8 +129,13 @@ def test_backend_keeps_every_confident_fp32_detection(trained, backend):
     reference = Detector(model, "cpu")
     confident_total = 0
     for item in inputs:
-        confident_total += assert_matched(detections_of(reference([item])[0]), detections_of(fast([item])[0]),
-                                          min_score=MIN_SCORE, min_iou=MIN_IOU, label=backend)
+        confident_total += assert_matched(
+            detections_of(reference([item])[0]),
+            detections_of(fast([item])[0]),
+            min_score=MIN_SCORE,
+            min_iou=MIN_IOU,
+            label=backend,
+        )
     assert confident_total >= len(inputs), "too few confident detections: the guard would prove little"
 
 
@@ -138,12 +147,23 @@ def test_batch_job_runs_the_int8_backend(shapes_detector, trained, tmp_path, mon
 
     calls: list[int] = []
     original = cpu_backend.Int8Detector.__call__
-    monkeypatch.setattr(cpu_backend.Int8Detector, "__call__", lambda self, inputs: calls.append(1) or original(self, inputs))
+    monkeypatch.setattr(
+        cpu_backend.Int8Detector, "__call__", lambda self, inputs: calls.append(1) or original(self, inputs)
+    )
     out = tmp_path / "int8.json"
-    summary = run_batch_job(BatchJobSettings(
-        config_file=shapes_detector.config_file, weights=str(shapes_detector.weights),
-        input=str(shapes_detector.val_images[0].parent), output=str(out), class_names="shape", num_workers=0,
-        progress=False, backend="int8", opts=MODEL_OVERRIDES))
+    summary = run_batch_job(
+        BatchJobSettings(
+            config_file=shapes_detector.config_file,
+            weights=str(shapes_detector.weights),
+            input=str(shapes_detector.val_images[0].parent),
+            output=str(out),
+            class_names="shape",
+            num_workers=0,
+            progress=False,
+            backend="int8",
+            opts=MODEL_OVERRIDES,
+        )
+    )
     assert summary.failures == 0
     assert calls, "--backend int8 did not run the int8 detector"
     images = json.loads(out.read_text())["images"]
@@ -155,5 +175,18 @@ def test_infer_tool_refuses_a_backend_with_bf16(tmp_path):
     from ropevit_det.cli import infer
 
     with pytest.raises(SystemExit, match="--backend int8 runs on the CPU in fp32"):
-        infer.main(["--config", "x.yaml", "--weights", "w.pth", "--input", str(tmp_path), "--output",
-                    str(tmp_path / "o.json"), "--backend", "int8", "--bf16"])
+        infer.main(
+            [
+                "--config",
+                "x.yaml",
+                "--weights",
+                "w.pth",
+                "--input",
+                str(tmp_path),
+                "--output",
+                str(tmp_path / "o.json"),
+                "--backend",
+                "int8",
+                "--bf16",
+            ]
+        )

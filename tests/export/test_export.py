@@ -5,6 +5,7 @@ so eager and exported models see the same tensors: boxes and scores must agree w
 Random weights give near-uniform class scores, whose ranking float noise would reorder; the box predictor's
 weights are widened so that scores are spread and the comparison is of the same detections, in the same order.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,18 @@ except ImportError as exc:  # a failure, not a skip: setup_env.sh installs them 
 
 SIZE = 224
 TOL = 1e-3
-OVERRIDES = ["MODEL.SFP.SQUARE_PAD", str(SIZE), "INPUT.MIN_SIZE_TEST", "168", "INPUT.MAX_SIZE_TEST", str(SIZE),
-             "TEST.DETECTIONS_PER_IMAGE", "20", "MODEL.RPN.POST_NMS_TOPK_TEST", "100"]
+OVERRIDES = [
+    "MODEL.SFP.SQUARE_PAD",
+    str(SIZE),
+    "INPUT.MIN_SIZE_TEST",
+    "168",
+    "INPUT.MAX_SIZE_TEST",
+    str(SIZE),
+    "TEST.DETECTIONS_PER_IMAGE",
+    "20",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "100",
+]
 FRAMES = sorted((CAMTRAP_MINI / "images").iterdir())
 
 
@@ -49,8 +60,8 @@ def trained_like(tmp_path_factory) -> tuple[Path, object]:
 def exports(trained_like, tmp_path_factory) -> dict[str, Path]:
     """Both formats, written by the command line, after an eager run at another size (so that a RoPE table
     cached for that size would be picked up if the export did not trace its own)."""
-    from ropevit_det.engine.predictor import load_detector
     from ropevit_det.cli.export import main
+    from ropevit_det.engine.predictor import load_detector
 
     weights, cfg = trained_like
     cfg = cfg.clone()
@@ -61,8 +72,18 @@ def exports(trained_like, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("exported")
     paths = {}
     for fmt, name in (("onnx", "model.onnx"), ("torchscript", "model.ts")):
-        args = ["--config", str(CONFIGS / "camera_trap" / "ropevit_faster_rcnn_cct.yaml"), "--weights", str(weights),
-                "--format", fmt, "--output", str(out / name), *TINY_VIT_OVERRIDES, *OVERRIDES]
+        args = [
+            "--config",
+            str(CONFIGS / "camera_trap" / "ropevit_faster_rcnn_cct.yaml"),
+            "--weights",
+            str(weights),
+            "--format",
+            fmt,
+            "--output",
+            str(out / name),
+            *TINY_VIT_OVERRIDES,
+            *OVERRIDES,
+        ]
         assert main(args) == 0
         paths[fmt] = out / name
     return paths
@@ -142,15 +163,24 @@ def test_positions_are_traced_for_the_export_size(trained_like, exports):
     sin, cos = np.split(vit.rope_embedding(grid, torch.device("cpu")).numpy(), 2, axis=1)
     graph = onnx.load(str(exports["onnx"])).graph
     constants = _onnx_constants(graph)
-    tables = [a for a in constants.values() if a.ndim == 2 and a.shape[1] == sin.shape[1]
-              and a.shape[0] == 5 + grid[0] * grid[1]]
+    tables = [
+        a
+        for a in constants.values()
+        if a.ndim == 2 and a.shape[1] == sin.shape[1] and a.shape[0] == 5 + grid[0] * grid[1]
+    ]
     assert any(np.allclose(a, sin, atol=1e-6) for a in tables), "no RoPE sin table of the export grid"
     assert any(np.allclose(a, cos, atol=1e-6) for a in tables), "no RoPE cos table of the export grid"
-    other = [a.shape for a in constants.values() if a.ndim == 2 and a.shape[1] == sin.shape[1]
-             and a.shape[0] != 5 + grid[0] * grid[1] and a.shape[0] > 5 + 16]
+    other = [
+        a.shape
+        for a in constants.values()
+        if a.ndim == 2 and a.shape[1] == sin.shape[1] and a.shape[0] != 5 + grid[0] * grid[1] and a.shape[0] > 5 + 16
+    ]
     assert not other, f"RoPE-like tables of another grid in the graph: {other}"
-    resizes = [n for n in graph.node if n.op_type == "Resize"
-               and any(a.name == "mode" and a.s == b"cubic" for a in n.attribute)]
+    resizes = [
+        n
+        for n in graph.node
+        if n.op_type == "Resize" and any(a.name == "mode" and a.s == b"cubic" for a in n.attribute)
+    ]
     assert len(resizes) == 1, "the position embedding's bicubic resize is not in the graph"
     sizes = constants[resizes[0].input[3]]
     assert list(sizes[-2:]) == list(grid)
@@ -200,15 +230,20 @@ def test_detector_falls_back_to_the_torchscript_exporter_with_the_reason_logged(
     model = _tiny_detector()
     adapter, inputs = traceable_model(model, (SIZE, SIZE))
     vit = model.backbone.net.vit
-    with caplog.at_level("WARNING", logger="ropevit_det.export.tracing"), \
-            fixed_rope_table(vit, patch_grid(vit, (SIZE, SIZE))), torch.no_grad():
+    with (
+        caplog.at_level("WARNING", logger="ropevit_det.export.tracing"),
+        fixed_rope_table(vit, patch_grid(vit, (SIZE, SIZE))),
+        torch.no_grad(),
+    ):
         data, exporter = onnx_export(adapter, inputs, ["image", "image_hw"], ["boxes", "scores", "classes"])
     assert exporter == "torchscript"
     assert "torch.export-based ONNX exporter failed" in caplog.text and "find_top_rpn_proposals" in caplog.text
     proto = onnx.load_from_string(data)
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [ONNX_OPSET]
     # The file the command line wrote took the same path.
-    assert [o.version for o in onnx.load(str(exports["onnx"])).opset_import if o.domain in ("", "ai.onnx")] == [ONNX_OPSET]
+    assert [o.version for o in onnx.load(str(exports["onnx"])).opset_import if o.domain in ("", "ai.onnx")] == [
+        ONNX_OPSET
+    ]
 
 
 def _tiny_detector():

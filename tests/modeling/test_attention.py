@@ -1,5 +1,6 @@
 """The chunked CPU attention used for bf16 inference (ropevit_det/modeling/attention.py): same result as
 SDPA up to bf16 rounding, masks honoured, and used only where it is meant to be."""
+
 from __future__ import annotations
 
 import pytest

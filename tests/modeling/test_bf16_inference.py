@@ -1,6 +1,7 @@
 """bf16 inference agrees with fp32 on a model whose detections are not noise (the briefly trained shapes
 detector), both through the camera-trap ``Detector`` and through ``tools/infer.py --bf16``; the heads stay in
 float32, and on the CPU the chunked attention kernel is the one that runs."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ from PIL import Image
 
 import ropevit_det.modeling.attention as attention_module
 from ropevit_det.engine.predictor import Detector
-
 from tests.trained_shapes import (
     MODEL_OVERRIDES,
     Detection,
@@ -39,8 +39,9 @@ def chunked_calls(monkeypatch) -> list[int]:
 
 
 def assert_bf16_matches(reference: list[Detection], candidate: list[Detection]) -> None:
-    checked = assert_matched(reference, candidate, min_score=MIN_SCORE, min_iou=MIN_IOU,
-                             max_score_diff=MAX_SCORE_DIFF, label="bf16")
+    checked = assert_matched(
+        reference, candidate, min_score=MIN_SCORE, min_iou=MIN_IOU, max_score_diff=MAX_SCORE_DIFF, label="bf16"
+    )
     assert checked, "the trained model gave no confident detection: the comparison would prove nothing"
 
 
@@ -49,7 +50,8 @@ def test_bf16_detector_matches_fp32_heads_stay_fp32_and_chunked_kernel_runs(shap
     inputs = shapes_inputs(shapes_detector)
     head_dtypes: list[torch.dtype] = []
     hook = model.roi_heads.box_predictor.register_forward_hook(
-        lambda _m, _i, out: head_dtypes.extend(t.dtype for t in out))
+        lambda _m, _i, out: head_dtypes.extend(t.dtype for t in out)
+    )
 
     fp32 = Detector(model, "cpu", bf16=False)(inputs)
     assert not chunked_calls, "fp32 inference must keep SDPA (parity with birder)"
@@ -81,8 +83,16 @@ def test_batch_job_bf16_matches_fp32(shapes_detector, chunked_calls, tmp_path):
     from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
 
     folder = shapes_detector.val_images[0].parent
-    settings = dict(config_file=shapes_detector.config_file, weights=str(shapes_detector.weights), input=str(folder),
-                    class_names="shape", num_workers=0, threshold=0.05, progress=False, opts=MODEL_OVERRIDES)
+    settings = dict(
+        config_file=shapes_detector.config_file,
+        weights=str(shapes_detector.weights),
+        input=str(folder),
+        class_names="shape",
+        num_workers=0,
+        threshold=0.05,
+        progress=False,
+        opts=MODEL_OVERRIDES,
+    )
     assert run_batch_job(BatchJobSettings(**settings, output=str(tmp_path / "fp32.json"))).failures == 0
     assert not chunked_calls
     assert run_batch_job(BatchJobSettings(**settings, output=str(tmp_path / "bf16.json"), bf16=True)).failures == 0

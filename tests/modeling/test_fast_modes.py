@@ -4,14 +4,15 @@ attention on the same weights. Correctness only; no test here looks at a clock.
 The weights are random (the pretrained ones cannot be downloaded in tests); the full-width, full-depth
 ViT-B/14 runs at 224 px (a 16 x 16 grid) so that bf16 rounding accumulates through all 12 blocks.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ropevit_det import RoPEViT
 from benchmarks.accuracy import BF16_MIN_COSINE, neck_agreement, windowed_copy
 from benchmarks.models import synthetic_images
+from ropevit_det import RoPEViT
 
 SIZE = 224  # 16 x 16 patches
 PIXEL_MEAN = torch.tensor([132.3705, 135.303, 124.3635]).view(1, 3, 1, 1)

@@ -1,4 +1,5 @@
 """The detectron2 side: stride-16 alignment, configs, and Mask R-CNN / Cascade end to end on a tiny ViT."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,6 @@ from detectron2.utils.events import EventStorage
 
 from ropevit_det.config import load_config
 from ropevit_det.modeling.sfp_backbone import resample_to_stride
-
 from tests.conftest import CONFIGS, tiny_cfg
 
 YAML_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Base-"))
@@ -54,14 +54,19 @@ def test_pyramid_strides_and_padding_constraints() -> None:
     assert images.tensor.shape[-2:] == (256, 256)  # square LSJ-style padding actually applied
     feats = backbone(images.tensor)
     assert {k: tuple(v.shape[-2:]) for k, v in feats.items()} == {
-        "p2": (64, 64), "p3": (32, 32), "p4": (16, 16), "p5": (8, 8), "p6": (4, 4)
+        "p2": (64, 64),
+        "p3": (32, 32),
+        "p4": (16, 16),
+        "p5": (8, 8),
+        "p6": (4, 4),
     }
 
 
 def test_resize_shortest_edge_inputs_padded_to_32() -> None:
     backbone = build_model(tiny_cfg(CONFIGS / "ropevit_mrcnn.yaml")).backbone
-    images = ImageList.from_tensors([torch.zeros(3, 200, 333)], backbone.size_divisibility,
-                                    padding_constraints=backbone.padding_constraints)
+    images = ImageList.from_tensors(
+        [torch.zeros(3, 200, 333)], backbone.size_divisibility, padding_constraints=backbone.padding_constraints
+    )
     assert images.tensor.shape[-2:] == (224, 352)
     assert backbone(images.tensor)["p4"].shape[-2:] == (14, 22)
 
@@ -106,7 +111,7 @@ def test_full_size_config_holds_exactly_birders_parameters() -> None:
     cfg = load_config(str(CONFIGS / "ropevit_mrcnn.yaml"), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
     state = build_model(cfg).state_dict()
     prefix = "backbone.net.vit."
-    ours = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+    ours = {k[len(prefix) :]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
     reference = registry.net_factory("rope_vit_reg4_b14", 10, 3, size=(336, 336)).state_dict()
     theirs = {k: tuple(v.shape) for k, v in reference.items() if not k.startswith("classifier.")}
     assert ours == theirs

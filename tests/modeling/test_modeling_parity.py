@@ -1,4 +1,5 @@
 """RoPEViT against birder 0.8.4's rope_vit_reg4_b14, the reference implementation, at full size."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,6 @@ import torch
 from birder.model_registry import registry as birder_registry  # the reference; in the test extra
 
 from ropevit_det import RoPEViT
-
 
 TOLERANCE = 1e-4  # outputs are O(1-10); fp32 round-off alone is ~5e-6
 
@@ -52,7 +52,9 @@ PARITY_CASES = [
 ]
 
 
-@pytest.mark.parametrize("size,config,dynamic,positions", [c[1:] for c in PARITY_CASES], ids=[c[0] for c in PARITY_CASES])
+@pytest.mark.parametrize(
+    "size,config,dynamic,positions", [c[1:] for c in PARITY_CASES], ids=[c[0] for c in PARITY_CASES]
+)
 def test_neck_matches_birder(birder_state, size, config, dynamic, positions) -> None:
     reference = _birder_net(birder_state, config, dynamic)
     ours = _ours(birder_state, rope_positions=positions)

@@ -1,4 +1,5 @@
 """RoPEViT behaviour beyond parity: padding, windowed attention, options, input errors."""
+
 from __future__ import annotations
 
 import pytest

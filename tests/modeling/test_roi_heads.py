@@ -1,5 +1,6 @@
 """The test-time candidate cap (ropevit_det/modeling/roi_heads.py): off by default and then exactly
 detectron2's StandardROIHeads; when on, a prefix of detectron2's own output."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,7 +13,6 @@ from detectron2.structures import Boxes, Instances
 
 from ropevit_det.config import load_config
 from ropevit_det.modeling.roi_heads import CandidateCappedFastRCNNOutputLayers, cap_candidates
-
 from tests.conftest import CONFIGS, tiny_cfg
 
 NUM_CLASSES = 20
@@ -32,8 +32,14 @@ def test_cap_keeps_exactly_the_best_foreground_scores() -> None:
 
 
 def _predictors(cap: int) -> tuple[FastRCNNOutputLayers, CandidateCappedFastRCNNOutputLayers]:
-    kwargs = dict(input_shape=ShapeSpec(channels=32), box2box_transform=Box2BoxTransform((10.0, 10.0, 5.0, 5.0)),
-                  num_classes=NUM_CLASSES, test_score_thresh=0.0, test_nms_thresh=0.5, test_topk_per_image=100)
+    kwargs = dict(
+        input_shape=ShapeSpec(channels=32),
+        box2box_transform=Box2BoxTransform((10.0, 10.0, 5.0, 5.0)),
+        num_classes=NUM_CLASSES,
+        test_score_thresh=0.0,
+        test_nms_thresh=0.5,
+        test_topk_per_image=100,
+    )
     torch.manual_seed(0)
     standard = FastRCNNOutputLayers(**kwargs)
     capped = CandidateCappedFastRCNNOutputLayers(**kwargs, test_topk_candidates=cap)

@@ -4,6 +4,7 @@ Two servers per module: an open one (entries against ``infer``, batching, bad up
 and one with a bearer token and a tiny queue whose batches wait 1.5 s, so that a request can be held in the
 queue while the test fills it (503) or sends SIGTERM (the drain).
 """
+
 from __future__ import annotations
 
 import io
@@ -37,8 +38,21 @@ MAX_UPLOAD_MB = 2
 @pytest.fixture(scope="module")
 def model_flags(tmp_path_factory) -> list[str]:
     weights = save_birder_pt(make_birder_net(), tmp_path_factory.mktemp("weights"))
-    return ["--config", str(QUICK), "--weights", str(weights), "--threshold", "0", "--typical-threshold", "0",
-            "--class-names", "animal", "--classify", "--top-k", "2"]
+    return [
+        "--config",
+        str(QUICK),
+        "--weights",
+        str(weights),
+        "--threshold",
+        "0",
+        "--typical-threshold",
+        "0",
+        "--class-names",
+        "animal",
+        "--classify",
+        "--top-k",
+        "2",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +72,42 @@ def card(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def infer_entries(tmp_path_factory, model_flags, card) -> dict[str, dict]:
     output = tmp_path_factory.mktemp("infer") / "results.json"
-    done = run_infer(*model_flags, "--input", str(card), "--output", str(output), "--batch-size", "1",
-                     "--num-workers", "0", "--no-progress", *OVERRIDES)
+    done = run_infer(
+        *model_flags,
+        "--input",
+        str(card),
+        "--output",
+        str(output),
+        "--batch-size",
+        "1",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        *OVERRIDES,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return {entry["file"]: entry for entry in json.loads(output.read_text())["images"]}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_flags):
-    proc = ServerProcess([*model_flags, "--max-batch", "4", "--max-wait-ms", "300", "--max-queue", "8",
-                          "--max-pixels", str(MAX_PIXELS), "--max-upload-mb", str(MAX_UPLOAD_MB)],
-                         OVERRIDES, tmp_path_factory.mktemp("server") / "server.log").start()
+    proc = ServerProcess(
+        [
+            *model_flags,
+            "--max-batch",
+            "4",
+            "--max-wait-ms",
+            "300",
+            "--max-queue",
+            "8",
+            "--max-pixels",
+            str(MAX_PIXELS),
+            "--max-upload-mb",
+            str(MAX_UPLOAD_MB),
+        ],
+        OVERRIDES,
+        tmp_path_factory.mktemp("server") / "server.log",
+    ).start()
     yield proc
     proc.stop()
 
@@ -77,16 +116,31 @@ def server(tmp_path_factory, model_flags):
 def token_server(tmp_path_factory, model_flags):
     folder = tmp_path_factory.mktemp("token_server")
     (folder / "token").write_text(TOKEN + "\n")
-    proc = ServerProcess([*model_flags, "--token-file", str(folder / "token"), "--max-batch", "4",
-                          "--max-wait-ms", "1500", "--max-queue", "2"], OVERRIDES, folder / "server.log").start()
+    proc = ServerProcess(
+        [
+            *model_flags,
+            "--token-file",
+            str(folder / "token"),
+            "--max-batch",
+            "4",
+            "--max-wait-ms",
+            "1500",
+            "--max-queue",
+            "2",
+        ],
+        OVERRIDES,
+        folder / "server.log",
+    ).start()
     yield proc
     proc.stop()
 
 
-def _post(url: str, files: list[tuple[str, bytes]], headers: dict[str, str] | None = None,
-          timeout: float = 60) -> httpx.Response:
-    return httpx.post(f"{url}/v1/detect", files=[("image", (name, data)) for name, data in files],
-                      headers=headers, timeout=timeout)
+def _post(
+    url: str, files: list[tuple[str, bytes]], headers: dict[str, str] | None = None, timeout: float = 60
+) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/detect", files=[("image", (name, data)) for name, data in files], headers=headers, timeout=timeout
+    )
 
 
 def _jpeg_bytes(path: Path) -> bytes:
@@ -141,7 +195,7 @@ def test_concurrent_clients_are_batched(server):
     batches = after["ropevit_serve_batch_size_count{}"] - before.get("ropevit_serve_batch_size_count{}", 0)
     images = after["ropevit_serve_batch_size_sum{}"] - before.get("ropevit_serve_batch_size_sum{}", 0)
     assert images == 6 and batches < 6  # at least one model call took more than one image
-    assert after['ropevit_serve_requests_total{route=/v1/detect,status=200}'] >= 6
+    assert after["ropevit_serve_requests_total{route=/v1/detect,status=200}"] >= 6
 
 
 def _chunked_upload(size: int):
@@ -165,9 +219,14 @@ def _bad_uploads() -> dict[str, tuple[dict, int, str]]:
         "empty file": (files("empty.jpg", b""), 422, "empty"),
         "too many pixels": (files("huge.png", big.getvalue()), 413, "pixels"),
         "over the upload limit": (files("big.jpg", b"\xff" * (MAX_UPLOAD_MB * 1024 * 1024 + 1)), 413, "limit"),
-        "chunked body over the upload limit": ({"content": _chunked_upload(MAX_UPLOAD_MB * 1024 * 1024 + 1),
-                                                "headers": {"content-type": "multipart/form-data; boundary=b0"}},
-                                               413, "limit"),
+        "chunked body over the upload limit": (
+            {
+                "content": _chunked_upload(MAX_UPLOAD_MB * 1024 * 1024 + 1),
+                "headers": {"content-type": "multipart/form-data; boundary=b0"},
+            },
+            413,
+            "limit",
+        ),
         "more images than the queue": ({"files": [("image", (f"{i}.jpg", jpeg)) for i in range(9)]}, 413, "queue"),
         "no image field": ({"files": [("picture", ("a.jpg", jpeg))]}, 422, ""),
         "not multipart": ({"json": {"image": "http://example.org/a.jpg"}}, 422, ""),
@@ -186,10 +245,28 @@ def test_bad_upload_is_a_4xx_with_the_reason_and_the_server_keeps_serving(server
 
 def test_schemathesis_finds_no_server_error(server, tmp_path):
     st = Path(sys.executable).with_name("schemathesis")
-    done = subprocess.run([str(st), "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error",
-                           "--max-examples", "25", "--seed", "1", "--workers", "1", "--request-timeout", "60",
-                           "--generation-deterministic"],
-                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "60",
+            "--generation-deterministic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "/v1/detect" in done.stdout
     assert server.proc.poll() is None
@@ -270,5 +347,6 @@ def test_a_missing_serve_extra_is_named_in_one_line_before_any_work(monkeypatch)
     monkeypatch.setattr(import_util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
     with pytest.raises(SystemExit) as exc:
         serve_cli.main(["--config", "missing.yaml", "--weights", "missing.pth"])  # no model is looked at
-    assert str(exc.value) == ("ERROR: ropevit-det serve needs the serve extra (uvicorn missing): "
-                              "pip install -e '.[serve]'")
+    assert str(exc.value) == (
+        "ERROR: ropevit-det serve needs the serve extra (uvicorn missing): pip install -e '.[serve]'"
+    )

@@ -1,4 +1,5 @@
 """The server's batching queue on its own: admission bounds, batches, cancelled items, failures, the drain."""
+
 from __future__ import annotations
 
 import threading

@@ -1,6 +1,7 @@
 """ViTDet's three Cascade R-CNN stages (4conv1fc box heads with LN, IoU 0.5 / 0.6 / 0.7), shared by the COCO
 (lazy/ropevit_cascade_mrcnn.py) and LVIS (LVIS/ropevit_cascade_mrcnn.py) configs, which differ only in the
 predictors' arguments."""
+
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform

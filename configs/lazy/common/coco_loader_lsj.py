@@ -4,6 +4,7 @@ our COCO evaluator (detectron2's, with faster-coco-eval where detectron2 has no 
 Same as the yacs recipe's ``INPUT.LSJ`` (ropevit_det.engine.lsj_augmentations): flip, ResizeScale(0.1, 2.0),
 FixedSizeCrop(pad=False); the model pads every batch to the square (``model.backbone.square_pad``).
 """
+
 import detectron2.data.transforms as T
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L

@@ -17,6 +17,7 @@ Everything is checked when the file is read, before any work: a missing column, 
 unknown time zone, two deployments whose folders nest, and later (:meth:`Deployments.assign`) a media file that no
 deployment's folder holds, each raise :class:`DeploymentsError` naming the line and the field.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,13 +30,20 @@ from datetime import datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .schema import field_names
 from ...errors import UserInputError
+from .schema import field_names
 
 __all__ = ["REQUIRED_COLUMNS", "Deployment", "Deployments", "DeploymentsError", "parse_timezone", "read_deployments"]
 
-REQUIRED_COLUMNS: tuple[str, ...] = ("deploymentID", "latitude", "longitude", "deploymentStart", "deploymentEnd",
-                                     "timezone", "folder")
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "deploymentID",
+    "latitude",
+    "longitude",
+    "deploymentStart",
+    "deploymentEnd",
+    "timezone",
+    "folder",
+)
 # Columns of the user's file that are not columns of the Camtrap DP deployments table.
 OWN_COLUMNS: frozenset[str] = frozenset({"timezone", "folder"})
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
@@ -105,8 +113,9 @@ def parse_timezone(text: str) -> tzinfo:
     try:
         return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{text!r} is neither an IANA time zone name (e.g. Europe/Berlin) nor a UTC offset "
-                         "(e.g. +02:00)") from None
+        raise ValueError(
+            f"{text!r} is neither an IANA time zone name (e.g. Europe/Berlin) nor a UTC offset (e.g. +02:00)"
+        ) from None
 
 
 def _parse_datetime(text: str, tz: tzinfo, *, end_of_day: bool) -> datetime:
@@ -118,8 +127,10 @@ def _parse_datetime(text: str, tz: tzinfo, *, end_of_day: bool) -> datetime:
         else:
             moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO 8601 date-time; write e.g. 2024-05-01T09:30:00 (a local time "
-                         "of the timezone column) or 2024-05-01T09:30:00+02:00") from None
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 date-time; write e.g. 2024-05-01T09:30:00 (a local time "
+            "of the timezone column) or 2024-05-01T09:30:00+02:00"
+        ) from None
     return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
 
 
@@ -129,8 +140,10 @@ def _coordinate(text: str, name: str, limit: float) -> float:
     except ValueError:
         raise ValueError(f"{text!r} is not a number (decimal degrees, WGS84)") from None
     if math.isnan(value) or not -limit <= value <= limit:
-        raise ValueError(f"{text!r} is outside -{limit:g}..{limit:g}: {name} is in decimal degrees "
-                         f"{'(north positive)' if name == 'latitude' else '(east positive)'}")
+        raise ValueError(
+            f"{text!r} is outside -{limit:g}..{limit:g}: {name} is in decimal degrees "
+            f"{'(north positive)' if name == 'latitude' else '(east positive)'}"
+        )
     return value
 
 
@@ -187,7 +200,8 @@ class Deployments:
             raise DeploymentsError(
                 f"{len(orphans)} media file(s) belong to no deployment, e.g. {', '.join(orphans[:3])}: no 'folder' "
                 f"of {self.source} holds them (folders: {folders}); add a deployment row for their folder",
-                field="folder")
+                field="folder",
+            )
         return found
 
 
@@ -207,21 +221,30 @@ def read_deployments(path: str | os.PathLike) -> Deployments:
         header = [h.strip() for h in reader.fieldnames or []]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise DeploymentsError(f"{name} line 1 (header): missing column(s) {', '.join(missing)}; a deployments "
-                                   f"file needs {', '.join(REQUIRED_COLUMNS)}", line=1, field=missing[0])
+            raise DeploymentsError(
+                f"{name} line 1 (header): missing column(s) {', '.join(missing)}; a deployments "
+                f"file needs {', '.join(REQUIRED_COLUMNS)}",
+                line=1,
+                field=missing[0],
+            )
         table_columns = field_names("deployments")
         unknown = [c for c in header if c not in table_columns and c not in OWN_COLUMNS]
         if unknown:
             raise DeploymentsError(
                 f"{name} line 1 (header): column {unknown[0]!r} is not a column of the Camtrap DP deployments table "
                 f"(nor timezone / folder), so it would be lost; rename it to one of {', '.join(table_columns)}, "
-                "or remove it", line=1, field=unknown[0])
+                "or remove it",
+                line=1,
+                field=unknown[0],
+            )
         rows = []
         for row in reader:
             if None in row:  # DictReader's key for values beyond the header
-                raise DeploymentsError(f"{name} line {reader.line_num}: {len(row[None])} more value(s) than the "
-                                       f"header has columns ({row[None]}); quote values that hold a comma",
-                                       line=reader.line_num)
+                raise DeploymentsError(
+                    f"{name} line {reader.line_num}: {len(row[None])} more value(s) than the "
+                    f"header has columns ({row[None]}); quote values that hold a comma",
+                    line=reader.line_num,
+                )
             rows.append(({k.strip(): (v or "").strip() for k, v in row.items()}, reader.line_num))
     if not rows:
         raise DeploymentsError(f"{name} has a header but no deployment rows; add one row per deployment", line=2)
@@ -263,30 +286,47 @@ def _read_row(row: dict[str, str], line: int, name: str, table_columns: list[str
     columns = {c: row.get(c, "") for c in table_columns}
     columns["deploymentStart"] = start.isoformat(timespec="seconds")  # type: ignore[union-attr]
     columns["deploymentEnd"] = end.isoformat(timespec="seconds")  # type: ignore[union-attr]
-    return Deployment(deployment_id=row["deploymentID"], latitude=values["latitude"],  # type: ignore[arg-type]
-                      longitude=values["longitude"], start=start, end=end,  # type: ignore[arg-type]
-                      tz=tz, timezone_text=row["timezone"], folder=folder, line=line, columns=columns)
+    return Deployment(
+        deployment_id=row["deploymentID"],
+        latitude=values["latitude"],  # type: ignore[arg-type]
+        longitude=values["longitude"],
+        start=start,
+        end=end,  # type: ignore[arg-type]
+        tz=tz,
+        timezone_text=row["timezone"],
+        folder=folder,
+        line=line,
+        columns=columns,
+    )
 
 
 def _check_unique_ids(deployments: list[Deployment], name: str) -> None:
     seen: dict[str, int] = {}
     for d in deployments:
         if d.deployment_id in seen:
-            raise DeploymentsError(f"{name} line {d.line}, field deploymentID: {d.deployment_id!r} is also on line "
-                                   f"{seen[d.deployment_id]}; deployment ids must be unique", line=d.line,
-                                   field="deploymentID")
+            raise DeploymentsError(
+                f"{name} line {d.line}, field deploymentID: {d.deployment_id!r} is also on line "
+                f"{seen[d.deployment_id]}; deployment ids must be unique",
+                line=d.line,
+                field="deploymentID",
+            )
         seen[d.deployment_id] = d.line
 
 
 def _check_folders(deployments: list[Deployment], name: str) -> None:
     for i, a in enumerate(deployments):
-        for b in deployments[i + 1:]:
+        for b in deployments[i + 1 :]:
             outer, inner = (a, b) if len(a.folder) <= len(b.folder) else (b, a)
             if outer.holds(inner.folder + "/x") or outer.folder == inner.folder:
-                what = "the same folder" if outer.folder == inner.folder else (
-                    f"folder {outer.folder or '.'!r} (line {outer.line}) contains {inner.folder!r}")
+                what = (
+                    "the same folder"
+                    if outer.folder == inner.folder
+                    else (f"folder {outer.folder or '.'!r} (line {outer.line}) contains {inner.folder!r}")
+                )
                 raise DeploymentsError(
                     f"{name} line {b.line}, field folder: deployments {a.deployment_id!r} (line {a.line}) and "
                     f"{b.deployment_id!r} (line {b.line}) overlap: {what}, so a media file there would belong to "
-                    "both; give each deployment its own folder, none inside another", line=b.line, field="folder")
-
+                    "both; give each deployment its own folder, none inside another",
+                    line=b.line,
+                    field="folder",
+                )

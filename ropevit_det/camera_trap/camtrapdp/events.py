@@ -8,6 +8,7 @@ An event is what Camtrap DP counts animals in (event-level observations, ``event
 * or by a COCO Camera Traps file's ``seq_id`` where one is given; media it does not list fall back to capture
   times. A sequence is never shared between deployments.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,14 +52,17 @@ def group_events(
         from_cct = len(seq_of)
     rest = [m for m in media if m["file"] not in seq_of]
     with contextlib.redirect_stderr(io.StringIO()):  # MegaDetector's progress bar, meaningless here
-        sequences = sequences_from_capture_times({"images": rest}, interval_seconds=gap_seconds,
-                                                 camera_of=lambda f: deployment_of[f])
+        sequences = sequences_from_capture_times(
+            {"images": rest}, interval_seconds=gap_seconds, camera_of=lambda f: deployment_of[f]
+        )
     for item in sequences:
         seq_of[item["file_name"]] = f"time:{item['seq_id']}"
     missing = [m["file"] for m in media if m["file"] not in seq_of]
     if missing:
-        raise ValueError(f"{len(missing)} media have neither a capture time nor a CCT seq_id, e.g. {missing[0]}; "
-                         "they cannot be grouped into events")
+        raise ValueError(
+            f"{len(missing)} media have neither a capture time nor a CCT seq_id, e.g. {missing[0]}; "
+            "they cannot be grouped into events"
+        )
     # Number events per deployment in time order (CCT sequences by their first medium's time, if known).
     order = sorted(media, key=lambda m: (deployment_of[m["file"]], m.get("datetime") or "", m["file"]))
     event_ids: dict[str, str] = {}

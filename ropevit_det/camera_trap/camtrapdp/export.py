@@ -14,6 +14,7 @@ every CSV with every column of its table schema, in schema order:
 Media without a capture time and images that failed are counted and refused unless the caller skips them
 (``skip_undated`` / ``skip_failed``); the report lists what was skipped and every metadata default used.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,14 +26,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ...errors import UserInputError
 from ..inputs.exif import EXIF_DATETIME_FORMAT
-from ..results.md_format import load_results
 from ..inputs.video import is_video_file
+from ..results.md_format import load_results
 from .deployments import Deployment, Deployments, DeploymentsError, read_deployments
 from .events import DEFAULT_EVENT_GAP_SECONDS, group_events
 from .metadata import package_descriptor, read_package_metadata
 from .rows import classified_by, event_observations, media_id, media_type, scientific_name, write_csv
-from ...errors import UserInputError
 
 __all__ = ["ExportError", "ExportOptions", "ExportReport", "export_package"]
 
@@ -97,18 +98,25 @@ class ExportReport:
 
     def describe(self) -> str:
         types = ", ".join(f"{n} {t}" for t, n in sorted(self.observation_types.items()))
-        lines = [(f"wrote {self.output}: {self.media} media ({self.images} images, {self.videos} videos) in "
-                  f"{self.events} events; {self.media_observations} media-level observations ({types}) at "
-                  f"threshold {self.threshold:g}, {self.event_observations} event-level observations")]
+        lines = [
+            (
+                f"wrote {self.output}: {self.media} media ({self.images} images, {self.videos} videos) in "
+                f"{self.events} events; {self.media_observations} media-level observations ({types}) at "
+                f"threshold {self.threshold:g}, {self.event_observations} event-level observations"
+            )
+        ]
         if self.skipped_undated:
-            lines.append(f"skipped {len(self.skipped_undated)} media without a capture time "
-                         f"(e.g. {self.skipped_undated[0]})")
+            lines.append(
+                f"skipped {len(self.skipped_undated)} media without a capture time (e.g. {self.skipped_undated[0]})"
+            )
         if self.skipped_failed:
-            lines.append(f"skipped {len(self.skipped_failed)} images the detector could not read "
-                         f"(e.g. {self.skipped_failed[0]})")
+            lines.append(
+                f"skipped {len(self.skipped_failed)} images the detector could not read (e.g. {self.skipped_failed[0]})"
+            )
         if self.boxes_without_size:
-            lines.append(f"{self.boxes_without_size} detections with a zero-width or zero-height box were "
-                         "written without a box")
+            lines.append(
+                f"{self.boxes_without_size} detections with a zero-width or zero-height box were written without a box"
+            )
         if self.defaults:
             lines.append("metadata defaults used (set them with --package-metadata):")
             lines += [f"  - {d}" for d in self.defaults]
@@ -160,22 +168,28 @@ def export_package(
     info = data.get("info") or {}
     threshold = options.threshold
     if threshold is None:
-        threshold = float((info.get("detector_metadata") or {}).get("typical_detection_threshold",
-                                                                    DEFAULT_THRESHOLD))
+        threshold = float((info.get("detector_metadata") or {}).get("typical_detection_threshold", DEFAULT_THRESHOLD))
     report = ExportReport(output=output, threshold=threshold)
 
     # Which media go in: every entry, or a clear refusal naming what is wrong with how many.
     failed = [e["file"] for e in data["images"] if e.get("failure") or e.get("detections") is None]
-    undated = [e["file"] for e in data["images"] if not (e.get("failure") or e.get("detections") is None)
-               and not e.get("datetime")]
+    undated = [
+        e["file"]
+        for e in data["images"]
+        if not (e.get("failure") or e.get("detections") is None) and not e.get("datetime")
+    ]
     if failed and not options.skip_failed:
-        raise ExportError(f"{len(failed)} of {len(data['images'])} images failed in the detector (e.g. {failed[0]}: "
-                          f"{next(e for e in data['images'] if e['file'] == failed[0]).get('failure')}); they have "
-                          "no observations. Pass --skip-failed to leave them out (they are counted), or rerun them")
+        raise ExportError(
+            f"{len(failed)} of {len(data['images'])} images failed in the detector (e.g. {failed[0]}: "
+            f"{next(e for e in data['images'] if e['file'] == failed[0]).get('failure')}); they have "
+            "no observations. Pass --skip-failed to leave them out (they are counted), or rerun them"
+        )
     if undated and not options.skip_undated:
-        raise ExportError(f"{len(undated)} of {len(data['images'])} media have no capture time (no 'datetime' in the "
-                          f"results, e.g. {undated[0]}); Camtrap DP needs a timestamp for every medium. Pass "
-                          "--skip-undated to leave them out (they are counted), or set the camera clock / EXIF time")
+        raise ExportError(
+            f"{len(undated)} of {len(data['images'])} media have no capture time (no 'datetime' in the "
+            f"results, e.g. {undated[0]}); Camtrap DP needs a timestamp for every medium. Pass "
+            "--skip-undated to leave them out (they are counted), or set the camera clock / EXIF time"
+        )
     report.skipped_failed = failed
     report.skipped_undated = undated
     skipped = set(failed) | set(undated)
@@ -184,8 +198,10 @@ def export_package(
         raise ExportError("no media left to export (all failed or undated)")
     missing = [e["file"] for e in entries if not (images / e["file"]).is_file()]
     if missing:
-        raise ExportError(f"{len(missing)} media of the results are not under --images {images} (e.g. "
-                          f"{missing[0]}); give the root the results' paths are relative to")
+        raise ExportError(
+            f"{len(missing)} media of the results are not under --images {images} (e.g. "
+            f"{missing[0]}); give the root the results' paths are relative to"
+        )
     assigned = deps.assign(e["file"] for e in entries)
     timestamps: dict[str, datetime] = {}
     for e in entries:
@@ -193,19 +209,26 @@ def export_package(
         try:
             naive = datetime.strptime(e["datetime"], EXIF_DATETIME_FORMAT)
         except ValueError:
-            raise ExportError(f"{e['file']}: capture time {e['datetime']!r} is not EXIF's YYYY:MM:DD HH:MM:SS") from None
+            raise ExportError(
+                f"{e['file']}: capture time {e['datetime']!r} is not EXIF's YYYY:MM:DD HH:MM:SS"
+            ) from None
         moment = d.localize(naive)
         if not d.start <= moment <= d.end:
             raise DeploymentsError(
                 f"{e['file']} was taken at {moment.isoformat()}, outside deployment {d.deployment_id!r} "
                 f"({d.start.isoformat()} .. {d.end.isoformat()}, {deps.source} line {d.line}); fix "
-                "deploymentStart / deploymentEnd, or the camera clock (timestamps)", line=d.line,
-                field="deploymentStart" if moment < d.start else "deploymentEnd")
+                "deploymentStart / deploymentEnd, or the camera clock (timestamps)",
+                line=d.line,
+                field="deploymentStart" if moment < d.start else "deploymentEnd",
+            )
         timestamps[e["file"]] = moment
 
     event_of, report.events_from_cct = group_events(
-        entries, {f: d.deployment_id for f, d in assigned.items()}, gap_seconds=options.event_gap_seconds,
-        cct_file=options.cct_file)
+        entries,
+        {f: d.deployment_id for f, d in assigned.items()},
+        gap_seconds=options.event_gap_seconds,
+        cct_file=options.cct_file,
+    )
     report.events = len(set(event_of.values()))
 
     output.mkdir(parents=True, exist_ok=True)
@@ -228,18 +251,37 @@ def export_package(
             file_path = f"media/{path}"
             (output / file_path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(images / path, output / file_path)
-        media_rows.append({"mediaID": mid, "deploymentID": deployment.deployment_id,
-                           "captureMethod": options.capture_method, "timestamp": when, "filePath": file_path,
-                           "filePublic": "false", "fileName": Path(path).name, "fileMediatype": media_type(path)})
-        common = {"deploymentID": deployment.deployment_id, "mediaID": mid, "eventID": event_of[path],
-                  "eventStart": when, "eventEnd": when, "observationLevel": "media",
-                  "classificationMethod": "machine", "classifiedBy": machine}
+        media_rows.append(
+            {
+                "mediaID": mid,
+                "deploymentID": deployment.deployment_id,
+                "captureMethod": options.capture_method,
+                "timestamp": when,
+                "filePath": file_path,
+                "filePublic": "false",
+                "fileName": Path(path).name,
+                "fileMediatype": media_type(path),
+            }
+        )
+        common = {
+            "deploymentID": deployment.deployment_id,
+            "mediaID": mid,
+            "eventID": event_of[path],
+            "eventStart": when,
+            "eventEnd": when,
+            "observationLevel": "media",
+            "classificationMethod": "machine",
+            "classifiedBy": machine,
+        }
         kept = [det for det in e["detections"] if det["conf"] >= threshold]
         rows = []
         for det in kept:
-            row = dict(common, observationType=OBSERVATION_TYPES.get(detection_names.get(det["category"], ""),
-                                                                     "unclassified"),
-                       count="1", classificationProbability=f"{det['conf']:.3f}")
+            row = dict(
+                common,
+                observationType=OBSERVATION_TYPES.get(detection_names.get(det["category"], ""), "unclassified"),
+                count="1",
+                classificationProbability=f"{det['conf']:.3f}",
+            )
             if row["observationType"] == "animal" and det.get("classifications"):
                 label_id, label_conf = det["classifications"][0]
                 if label_conf >= options.classification_threshold and str(label_id) in class_names:
@@ -275,8 +317,14 @@ def export_package(
     write_csv(output / "media.csv", "media", media_rows)
     write_csv(output / "observations.csv", "observations", event_rows + observation_rows)
     descriptor, report.defaults = package_descriptor(
-        meta, deployments=list(deps), media_times=list(timestamps.values()), taxa=taxa,
-        capture_methods=[options.capture_method], created=datetime.now(timezone.utc))
-    (output / "datapackage.json").write_text(json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n",
-                                             encoding="utf-8")
+        meta,
+        deployments=list(deps),
+        media_times=list(timestamps.values()),
+        taxa=taxa,
+        capture_methods=[options.capture_method],
+        created=datetime.now(timezone.utc),
+    )
+    (output / "datapackage.json").write_text(
+        json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return report

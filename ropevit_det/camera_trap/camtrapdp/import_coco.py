@@ -10,6 +10,7 @@ A medium is looked for at ``ROOT/filePath`` (a relative path), then at ``ROOT/fi
 such as TDWG's example, whose files a user downloaded into one folder). A medium found at neither is reported with
 its observations, never guessed. Videos are reported and left out (CCT boxes are per image).
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...errors import UserInputError
 from ..inputs.exif import image_size_from_header
 from ..inputs.video import is_video_file
-from ...errors import UserInputError
 
 __all__ = ["ImportReport", "PackageError", "package_to_cct"]
 
@@ -46,11 +47,15 @@ class ImportReport:
 
     def describe(self) -> str:
         categories = ", ".join(f"{n} {c}" for c, n in self.categories.most_common())
-        lines = [f"{self.images} images, {self.boxes} boxes, {self.labels_without_box} labels without a box; "
-                 + f"categories: {categories}"]
+        lines = [
+            f"{self.images} images, {self.boxes} boxes, {self.labels_without_box} labels without a box; "
+            + f"categories: {categories}"
+        ]
         if self.missing_media:
-            lines.append(f"{len(self.missing_media)} media not found under the image root (with {self.missing_boxes} "
-                         f"boxes), left out, e.g. {', '.join(self.missing_media[:3])}")
+            lines.append(
+                f"{len(self.missing_media)} media not found under the image root (with {self.missing_boxes} "
+                f"boxes), left out, e.g. {', '.join(self.missing_media[:3])}"
+            )
         if self.videos:
             lines.append(f"{self.videos} videos left out (CCT boxes are per image)")
         if self.event_observations:
@@ -91,8 +96,10 @@ def package_to_cct(package: str | os.PathLike, images: str | os.PathLike) -> tup
     descriptor = json.loads(descriptor_path.read_text(encoding="utf-8"))
     profile = str(descriptor.get("profile", ""))
     if "camtrap-dp/0." in profile or any(r.get("name") == "events" for r in descriptor.get("resources", [])):
-        raise PackageError(f"{descriptor_path} is a pre-1.0 Camtrap DP package (profile {profile}); this reader takes "
-                           "1.x packages: export the data again from the platform as Camtrap DP 1.0 or later")
+        raise PackageError(
+            f"{descriptor_path} is a pre-1.0 Camtrap DP package (profile {profile}); this reader takes "
+            "1.x packages: export the data again from the platform as Camtrap DP 1.0 or later"
+        )
     media = _read_table(folder, descriptor, "media")
     observations = _read_table(folder, descriptor, "observations")
     report = ImportReport()
@@ -121,10 +128,17 @@ def package_to_cct(package: str | os.PathLike, images: str | os.PathLike) -> tup
             report.missing_boxes += sum(_float(o, "bboxX") is not None for o in by_media.get(mid, []))
             continue
         width, height = image_size_from_header(root / found)
-        image = {"id": mid, "file_name": found.replace("\\", "/"), "width": width, "height": height,
-                 "location": row.get("deploymentID", ""), "datetime": row.get("timestamp", "")}
-        event_id = next((o["eventID"] for o in by_media.get(mid, []) if o.get("eventID")), None) \
-            or _event_containing(events_by_deployment.get(row.get("deploymentID", ""), []), row.get("timestamp", ""))
+        image = {
+            "id": mid,
+            "file_name": found.replace("\\", "/"),
+            "width": width,
+            "height": height,
+            "location": row.get("deploymentID", ""),
+            "datetime": row.get("timestamp", ""),
+        }
+        event_id = next((o["eventID"] for o in by_media.get(mid, []) if o.get("eventID")), None) or _event_containing(
+            events_by_deployment.get(row.get("deploymentID", ""), []), row.get("timestamp", "")
+        )
         if event_id:
             image["seq_id"] = event_id
         cct_images.append(image)
@@ -133,8 +147,11 @@ def package_to_cct(package: str | os.PathLike, images: str | os.PathLike) -> tup
             obs_type = obs.get("observationType", "") or "unknown"
             name = (obs.get("scientificName") or "").strip() or (EMPTY_CATEGORY if obs_type == "blank" else obs_type)
             category_ids.setdefault(name, len(category_ids) + 1)
-            annotation: dict[str, Any] = {"id": obs.get("observationID") or f"{mid}_{len(annotations)}",
-                                          "image_id": mid, "category_id": category_ids[name]}
+            annotation: dict[str, Any] = {
+                "id": obs.get("observationID") or f"{mid}_{len(annotations)}",
+                "image_id": mid,
+                "category_id": category_ids[name],
+            }
             box = [_float(obs, k) for k in ("bboxX", "bboxY", "bboxWidth", "bboxHeight")]
             if all(v is not None for v in box):
                 x, y, w, h = box
@@ -147,8 +164,10 @@ def package_to_cct(package: str | os.PathLike, images: str | os.PathLike) -> tup
     categories = [{"id": i, "name": n} for n, i in category_ids.items()]
     if EMPTY_CATEGORY not in category_ids:
         categories.insert(0, {"id": 0, "name": EMPTY_CATEGORY})
-    info = {"description": f"converted by ropevit-det camtrapdp import from {descriptor.get('title') or folder}",
-            "camtrap_dp_profile": profile}
+    info = {
+        "description": f"converted by ropevit-det camtrapdp import from {descriptor.get('title') or folder}",
+        "camtrap_dp_profile": profile,
+    }
     return {"info": info, "images": cct_images, "annotations": annotations, "categories": categories}, report
 
 

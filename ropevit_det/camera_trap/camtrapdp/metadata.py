@@ -7,6 +7,7 @@ profile that no detector can know: ``title``, ``contributors``, ``project``, ``l
 scientific names observed). The properties the profile requires and neither gives get a default that validates
 and says it is one; :func:`package_descriptor` returns the list, which the command prints.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ...errors import UserInputError
 from .deployments import Deployment
 from .schema import PROFILE_URL, TABLES, table_schema_url
-from ...errors import UserInputError
 
 __all__ = ["MetadataError", "package_descriptor", "read_package_metadata"]
 
-DEFAULT_CONTRIBUTOR = {"title": "UNSET: name the contact person in --package-metadata contributors",
-                       "role": "contact"}
+DEFAULT_CONTRIBUTOR = {"title": "UNSET: name the contact person in --package-metadata contributors", "role": "contact"}
 # Computed by the export, never taken from the metadata file.
 _COMPUTED = ("resources", "profile", "created")
 
@@ -48,22 +48,27 @@ def read_package_metadata(path: str | os.PathLike | None) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except ImportError:
-        raise MetadataError(f"{path}: reading YAML needs PyYAML (pip install 'ropevit_det[camtrap]'), or write the "
-                            "metadata as JSON") from None
+        raise MetadataError(
+            f"{path}: reading YAML needs PyYAML (pip install 'ropevit_det[camtrap]'), or write the metadata as JSON"
+        ) from None
     except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
         raise MetadataError(f"{path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise MetadataError(f"{path}: the top level must be a mapping of datapackage.json properties "
-                            "(title, contributors, project, ...)")
+        raise MetadataError(
+            f"{path}: the top level must be a mapping of datapackage.json properties "
+            "(title, contributors, project, ...)"
+        )
     for key in _COMPUTED:
         if key in data:
             raise MetadataError(f"{path}: {key!r} is written by the export itself; remove it from the metadata file")
     for key, kind in (("project", dict), ("contributors", list), ("licenses", list)):
         if key in data and not isinstance(data[key], kind):
-            raise MetadataError(f"{path}: {key!r} must be a {'mapping' if kind is dict else 'list'} "
-                                "(see https://camtrap-dp.tdwg.org/metadata/)")
+            raise MetadataError(
+                f"{path}: {key!r} must be a {'mapping' if kind is dict else 'list'} "
+                "(see https://camtrap-dp.tdwg.org/metadata/)"
+            )
     return data
 
 
@@ -91,11 +96,23 @@ def package_descriptor(
     from ... import __version__
 
     defaults: list[str] = []
-    resources = [{"name": table, "path": f"{table}.csv", "profile": "tabular-data-resource", "format": "csv",
-                  "mediatype": "text/csv", "encoding": "utf-8", "schema": table_schema_url(table)}
-                 for table in TABLES]
-    descriptor: dict[str, Any] = {"resources": resources, "profile": PROFILE_URL,
-                                  "created": created.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    resources = [
+        {
+            "name": table,
+            "path": f"{table}.csv",
+            "profile": "tabular-data-resource",
+            "format": "csv",
+            "mediatype": "text/csv",
+            "encoding": "utf-8",
+            "schema": table_schema_url(table),
+        }
+        for table in TABLES
+    ]
+    descriptor: dict[str, Any] = {
+        "resources": resources,
+        "profile": PROFILE_URL,
+        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     if "title" not in meta:
         defaults.append("title: 'Camera-trap observations' (the package title)")
     descriptor["title"] = meta.get("title", "Camera-trap observations")
@@ -103,9 +120,13 @@ def package_descriptor(
         defaults.append(f"contributors: [{DEFAULT_CONTRIBUTOR['title']!r}, role contact] (required by Camtrap DP)")
     descriptor["contributors"] = meta.get("contributors") or [dict(DEFAULT_CONTRIBUTOR)]
     project = dict(meta.get("project") or {})
-    project_defaults = {"title": descriptor["title"], "samplingDesign": "opportunistic",
-                        "captureMethod": sorted(set(capture_methods)), "individualAnimals": False,
-                        "observationLevel": ["media", "event"]}
+    project_defaults = {
+        "title": descriptor["title"],
+        "samplingDesign": "opportunistic",
+        "captureMethod": sorted(set(capture_methods)),
+        "individualAnimals": False,
+        "observationLevel": ["media", "event"],
+    }
     for key, value in project_defaults.items():
         if key not in project:
             project[key] = value
@@ -119,8 +140,10 @@ def package_descriptor(
         end = max(max(d.end for d in deployments), max(media_times, default=max(d.end for d in deployments)))
         descriptor["temporal"] = {"start": start.date().isoformat(), "end": end.date().isoformat()}
     if "taxonomic" not in meta:
-        descriptor["taxonomic"] = [{"scientificName": name, **({"taxonRank": "species"} if ranks else {}),
-                                    **dict(ranks)} for name, ranks in sorted(taxa.items())]
+        descriptor["taxonomic"] = [
+            {"scientificName": name, **({"taxonRank": "species"} if ranks else {}), **dict(ranks)}
+            for name, ranks in sorted(taxa.items())
+        ]
     descriptor["sources"] = [{"title": "ropevit-det", "version": __version__}]
     for key, value in meta.items():
         if key != "project":

@@ -1,5 +1,6 @@
 """The rows of a Camtrap DP package: media ids and types, scientific names, who classified, event-level
 observations, and CSV tables with every column of their schema in schema order."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,13 @@ from ..inputs.video import is_video_file
 from ..species.taxonomy import RANKS, parse_inat21_name
 from .schema import field_names
 
-_MEDIATYPE_FALLBACK = {".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".mov": "video/quicktime",
-                       ".mp4": "video/mp4", ".webp": "image/webp"}
+_MEDIATYPE_FALLBACK = {
+    ".mkv": "video/x-matroska",
+    ".avi": "video/x-msvideo",
+    ".mov": "video/quicktime",
+    ".mp4": "video/mp4",
+    ".webp": "image/webp",
+}
 
 
 def media_id(path: str) -> str:
@@ -64,8 +70,11 @@ def event_observations(per_event: dict[str, list[dict[str, Any]]], classified_by
         counts: dict[tuple[str, str], int] = {}
         probability: dict[tuple[str, str], float] = {}
         for m in media:
-            in_frame = Counter((r["observationType"], r.get("scientificName", "")) for r in m["rows"]
-                               if r["observationType"] != "blank")
+            in_frame = Counter(
+                (r["observationType"], r.get("scientificName", ""))
+                for r in m["rows"]
+                if r["observationType"] != "blank"
+            )
             for key, n in in_frame.items():
                 counts[key] = max(counts.get(key, 0), n)
             for r in m["rows"]:
@@ -74,12 +83,21 @@ def event_observations(per_event: dict[str, list[dict[str, Any]]], classified_by
                     probability[key] = max(probability.get(key, 0.0), float(r["classificationProbability"]))
         keys = sorted(counts) or [("blank", "")]
         for i, key in enumerate(keys, 1):
-            row = {"observationID": f"{event_id}_{i}", "deploymentID": first["deploymentID"], "eventID": event_id,
-                   "eventStart": start, "eventEnd": end, "observationLevel": "event", "observationType": key[0],
-                   "classificationMethod": "machine", "classifiedBy": classified_by}
+            row = {
+                "observationID": f"{event_id}_{i}",
+                "deploymentID": first["deploymentID"],
+                "eventID": event_id,
+                "eventStart": start,
+                "eventEnd": end,
+                "observationLevel": "event",
+                "observationType": key[0],
+                "classificationMethod": "machine",
+                "classifiedBy": classified_by,
+            }
             if key[0] != "blank":
-                row.update(scientificName=key[1], count=str(counts[key]),
-                           classificationProbability=f"{probability[key]:.3f}")
+                row.update(
+                    scientificName=key[1], count=str(counts[key]), classificationProbability=f"{probability[key]:.3f}"
+                )
             rows.append(row)
     return rows
 

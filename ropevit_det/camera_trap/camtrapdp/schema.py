@@ -5,6 +5,7 @@ A package names its profile and table schemas by URL (``https://raw.githubuserco
 answers exactly those URLs from the shipped files (see ``profile/SOURCES.md``) and refuses every other one, so a
 package is validated as published, byte for byte, without a network.
 """
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROFILE_URL", "SHIPPED", "TABLES", "VERSION", "field_names", "offline_http_session", "profile_dir",
-           "table_schema", "table_schema_url"]
+__all__ = [
+    "PROFILE_URL",
+    "SHIPPED",
+    "TABLES",
+    "VERSION",
+    "field_names",
+    "offline_http_session",
+    "profile_dir",
+    "table_schema",
+    "table_schema_url",
+]
 
 VERSION = "1.0.2"
 BASE_URL = f"https://raw.githubusercontent.com/tdwg/camtrap-dp/{VERSION}/"
@@ -78,9 +88,11 @@ def offline_http_session():
         def send(self, request, **kwargs):
             url = request.url
             if url not in SHIPPED:
-                raise OfflineError(f"{url} is not one of the Camtrap DP {VERSION} files shipped with ropevit_det "
-                                   f"(nothing is downloaded): the package must name the {VERSION} profile and "
-                                   f"schemas ({PROFILE_URL})")
+                raise OfflineError(
+                    f"{url} is not one of the Camtrap DP {VERSION} files shipped with ropevit_det "
+                    f"(nothing is downloaded): the package must name the {VERSION} profile and "
+                    f"schemas ({PROFILE_URL})"
+                )
             response = Response()
             response.status_code = 200
             response.url = url

@@ -5,6 +5,7 @@ table schemas shipped in ``profile/``: frictionless fetches them through :func:`
 which serves the shipped files and refuses any other URL, so no network is needed or used. Every problem comes
 back as a :class:`Problem` naming the table, the row and the field.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,15 @@ class Problem:
     field: str | None = None
 
     def describe(self) -> str:
-        where = [w for w in (self.resource and f"{self.resource}.csv", self.row and f"row {self.row}",
-                             self.field and f"field {self.field}") if w]
+        where = [
+            w
+            for w in (
+                self.resource and f"{self.resource}.csv",
+                self.row and f"row {self.row}",
+                self.field and f"field {self.field}",
+            )
+            if w
+        ]
         return f"{', '.join(where) or 'datapackage.json'}: {self.kind}: {self.message}"
 
 
@@ -79,6 +87,13 @@ def validate_package(package: str | os.PathLike) -> ValidationResult:
     problems = [Problem(kind=e.type, message=e.note or e.message) for e in report.errors]
     for task in report.tasks:
         for e in task.errors:
-            problems.append(Problem(kind=e.type, message=e.note or e.message, resource=task.name,
-                                    row=getattr(e, "row_number", None), field=getattr(e, "field_name", None)))
+            problems.append(
+                Problem(
+                    kind=e.type,
+                    message=e.note or e.message,
+                    resource=task.name,
+                    row=getattr(e, "row_number", None),
+                    field=getattr(e, "field_name", None),
+                )
+            )
     return ValidationResult(package=descriptor_path.parent, problems=tuple(problems))

@@ -18,6 +18,7 @@ Images are sorted into four kinds:
 Note: detectron2's training loader drops images without annotations unless
 ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` is False; negatives only reach the model with that setting.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.structures import BoxMode
 
-from .class_mapping import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, mapped_md_class
 from ..inputs.exif import image_size_from_header  # sizes follow EXIF orientation, as detectron2's read_image does
 from .cct_paths import resolve_image_paths
+from .class_mapping import IGNORE, MD_CATEGORY_IDS, MD_CLASSES, is_empty_category, load_md_mapping, mapped_md_class
 from .matching import MatchReport
 
 logger = logging.getLogger(__name__)
@@ -88,10 +89,12 @@ class CCTLoadResult:
 
     def summary(self) -> str:
         c = self.counts
-        return (f"{len(self.dicts)} images kept ({c['boxed']} with boxes, {c['empty_kept']} empty); dropped: "
-                f"{c['empty_dropped']} empty (keep_empty=False), {c['unboxed']} labelled without boxes, "
-                f"{c['ignored']} only ignored classes, {c['unmatched']} not found on disk; "
-                f"{c['boxes']} boxes ({c['degenerate_boxes']} degenerate dropped, {c['ignored_boxes']} ignored)")
+        return (
+            f"{len(self.dicts)} images kept ({c['boxed']} with boxes, {c['empty_kept']} empty); dropped: "
+            f"{c['empty_dropped']} empty (keep_empty=False), {c['unboxed']} labelled without boxes, "
+            f"{c['ignored']} only ignored classes, {c['unmatched']} not found on disk; "
+            f"{c['boxes']} boxes ({c['degenerate_boxes']} degenerate dropped, {c['ignored_boxes']} ignored)"
+        )
 
 
 def _class_space(
@@ -158,20 +161,32 @@ def load_cct_dataset(
     image_ids = {image["id"] for image in data["images"]}
     orphans = [ann_image for ann_image in anns_by_image if ann_image not in image_ids]
     if orphans:
-        logger.warning("%s: %d annotations refer to image ids not in 'images' (first: %r); ignored",
-                       json_file, sum(len(anns_by_image[i]) for i in orphans), orphans[0])
+        logger.warning(
+            "%s: %d annotations refer to image ids not in 'images' (first: %r); ignored",
+            json_file,
+            sum(len(anns_by_image[i]) for i in orphans),
+            orphans[0],
+        )
 
-    paths, report = resolve_image_paths([im["file_name"] for im in data["images"]], image_root,
-                                        strip_prefix=strip_prefix, add_prefix=add_prefix,
-                                        match_basename=match_basename)
+    paths, report = resolve_image_paths(
+        [im["file_name"] for im in data["images"]],
+        image_root,
+        strip_prefix=strip_prefix,
+        add_prefix=add_prefix,
+        match_basename=match_basename,
+    )
     if report.matched == 0:
         raise FileNotFoundError(
             f"none of the {report.total} images of {json_file} was found under {image_root}. {report.describe()}. "
             "Point image_root at the image folder, and use strip_prefix / add_prefix to rewrite the file_name "
-            "paths to the local layout (match_basename=True also searches by file name).")
+            "paths to the local layout (match_basename=True also searches by file name)."
+        )
     if report.unmatched or report.ambiguous:
-        logger.warning("%s: %s. These images are skipped; use strip_prefix / add_prefix to fix the paths.",
-                       json_file, report.describe())
+        logger.warning(
+            "%s: %s. These images are skipped; use strip_prefix / add_prefix to fix the paths.",
+            json_file,
+            report.describe(),
+        )
 
     counts: Counter = Counter()
     counts["unmatched"] = len(report.unmatched) + len(report.ambiguous)
@@ -184,8 +199,9 @@ def load_cct_dataset(
         for ann in anns_by_image.get(image["id"], []):
             cat = ann.get("category_id")
             if cat not in category_names:
-                raise ValueError(f"{json_file}: annotation {ann.get('id')!r} has category_id {cat!r}, "
-                                 "which is not in 'categories'")
+                raise ValueError(
+                    f"{json_file}: annotation {ann.get('id')!r} has category_id {cat!r}, which is not in 'categories'"
+                )
             if is_empty_category(category_names[cat]):
                 continue
             contiguous = cat_to_contiguous[cat]
@@ -202,8 +218,14 @@ def load_cct_dataset(
             if bbox[2] <= 0 or bbox[3] <= 0:
                 counts["degenerate_boxes"] += 1
                 continue
-            boxes.append({"bbox": [float(v) for v in bbox], "bbox_mode": BoxMode.XYWH_ABS,
-                          "category_id": contiguous, "iscrowd": 0})
+            boxes.append(
+                {
+                    "bbox": [float(v) for v in bbox],
+                    "bbox_mode": BoxMode.XYWH_ABS,
+                    "category_id": contiguous,
+                    "iscrowd": 0,
+                }
+            )
         if boxes:
             counts["boxed"] += 1
         elif has_label:
@@ -273,12 +295,17 @@ def register_cct_dataset(
     :func:`write_coco_gt_json` to write that file yourself.
     """
     keep_empty = keep_empty_for_training or for_evaluation
-    kwargs = {"class_mode": class_mode, "mapping_file": mapping_file, "keep_empty": keep_empty,
-              "strip_prefix": strip_prefix, "add_prefix": add_prefix, "match_basename": match_basename}
+    kwargs = {
+        "class_mode": class_mode,
+        "mapping_file": mapping_file,
+        "keep_empty": keep_empty,
+        "strip_prefix": strip_prefix,
+        "add_prefix": add_prefix,
+        "match_basename": match_basename,
+    }
     # The class space is known from the categories alone, so metadata is set without touching the images.
     data_categories = read_cct_json(json_file)["categories"]
-    thing_classes, dataset_to_contiguous, _ = _class_space(data_categories, class_mode,
-                                                           load_md_mapping(mapping_file))
+    thing_classes, dataset_to_contiguous, _ = _class_space(data_categories, class_mode, load_md_mapping(mapping_file))
     DatasetCatalog.register(name, lambda: load_cct_dataset(json_file, image_root, **kwargs).dicts)
     MetadataCatalog.get(name).set(
         thing_classes=thing_classes,
@@ -300,4 +327,3 @@ def write_coco_gt_json(dataset_name: str, output_file: str | Path) -> Path:
     output_file.parent.mkdir(parents=True, exist_ok=True)
     convert_to_coco_json(dataset_name, str(output_file), allow_cached=False)
     return output_file
-

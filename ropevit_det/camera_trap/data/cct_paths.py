@@ -1,5 +1,6 @@
 """Where the images of a COCO Camera Traps file are on this machine: ``file_name`` values rewritten by a prefix,
 then matched by their trailing folders to the files under the image root."""
+
 from __future__ import annotations
 
 import os
@@ -49,9 +50,7 @@ def resolve_image_paths(
             missing[name] = rel
     if missing and match_basename:
         local_files = [
-            os.path.relpath(os.path.join(dirpath, f), root)
-            for dirpath, _dirs, files in os.walk(root)
-            for f in files
+            os.path.relpath(os.path.join(dirpath, f), root) for dirpath, _dirs, files in os.walk(root) for f in files
         ]
         matcher = TrailingPathMatcher(local_files)
         for name, rel in missing.items():
@@ -77,6 +76,8 @@ def _prefix_hint(wanted: str, local_files: list[str]) -> str:
         local_posix = Path(local).as_posix()
         if local_posix.endswith(wanted_name) and local_posix != wanted_name:
             prefix = local_posix[: -len(wanted_name)]
-            return (f"local file {local_posix!r} ends with the wanted name {wanted_name!r}: "
-                    f"strip the folders of file_name (strip_prefix) and use add_prefix={prefix!r}")
+            return (
+                f"local file {local_posix!r} ends with the wanted name {wanted_name!r}: "
+                f"strip the folders of file_name (strip_prefix) and use add_prefix={prefix!r}"
+            )
     return ""

@@ -2,6 +2,7 @@
 
 Pure Python (no detectron2), so the loader, the splitter and the metrics share one definition.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,21 @@ EMPTY_NAMES = frozenset({"empty", "blank", "nothing", "none", "novisibleanimal"}
 # Default mapping for MegaDetector mode: everything is an animal except these.
 _PERSON_NAMES = frozenset({"human", "humans", "person", "people", "homosapiens", "hunter", "poacher"})
 _VEHICLE_NAMES = frozenset(
-    {"vehicle", "vehicles", "car", "cars", "truck", "trucks", "motorcycle", "motorbike", "bicycle", "bike",
-     "atv", "tractor", "bus"}
+    {
+        "vehicle",
+        "vehicles",
+        "car",
+        "cars",
+        "truck",
+        "trucks",
+        "motorcycle",
+        "motorbike",
+        "bicycle",
+        "bike",
+        "atv",
+        "tractor",
+        "bus",
+    }
 )
 
 
@@ -67,18 +81,22 @@ def load_md_mapping(mapping_file: str | Path | None) -> dict[str, str]:
     except FileNotFoundError:
         raise FileNotFoundError(f"class mapping file {path} does not exist") from None
     except OSError as exc:  # a folder, no permission
-        raise ValueError(f"class mapping file {path} cannot be read ({exc.strerror or exc}); pass a .json "
-                         "file") from None
+        raise ValueError(
+            f"class mapping file {path} cannot be read ({exc.strerror or exc}); pass a .json file"
+        ) from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError (a binary file)
         raise ValueError(f"class mapping file {path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"class mapping file {path} must hold a JSON object {{species_name: class}}, "
-                         f"got {type(raw).__name__}")
+        raise ValueError(
+            f"class mapping file {path} must hold a JSON object {{species_name: class}}, got {type(raw).__name__}"
+        )
     mapping: dict[str, str] = {}
     for species, target in raw.items():
         if target not in MAPPING_TARGETS:
-            raise ValueError(f"class mapping file {path}: {species!r} maps to {target!r}; "
-                             f"allowed targets are {sorted(MAPPING_TARGETS)}")
+            raise ValueError(
+                f"class mapping file {path}: {species!r} maps to {target!r}; "
+                f"allowed targets are {sorted(MAPPING_TARGETS)}"
+            )
         mapping[normalize_name(species)] = target
     return mapping
 

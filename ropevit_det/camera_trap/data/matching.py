@@ -9,6 +9,7 @@ the longest run of trailing path components. With one candidate this is plain ba
 (camera-trap names such as ``IMG_0001.JPG`` repeat in every camera folder) the parent folders decide, and a
 tie is reported as ambiguous instead of guessed.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -31,8 +32,11 @@ def leaves_root(path: str) -> bool:
     """Whether a results path would leave the folder it is relative to: absolute (``/x``, ``C:/x``, ``//host``)
     or with a ``..`` component (refused even where it would climb back in: a results path never needs one)."""
     posix = path.replace("\\", "/")
-    return posix.startswith("/") or (len(posix) >= 2 and posix[1] == ":" and posix[0].isalpha()) \
+    return (
+        posix.startswith("/")
+        or (len(posix) >= 2 and posix[1] == ":" and posix[0].isalpha())
         or ".." in posix.split("/")
+    )
 
 
 def check_relative_paths(files: Iterable[str], *, source: str, root: str, max_listed: int = 3) -> None:
@@ -43,10 +47,13 @@ def check_relative_paths(files: Iterable[str], *, source: str, root: str, max_li
     """
     bad = [f for f in files if leaves_root(f)]
     if bad:
-        listed = ", ".join(repr(f) for f in bad[:max_listed]) + (f" and {len(bad) - max_listed} more"
-                                                                  if len(bad) > max_listed else "")
-        raise ValueError(f"{source}: 'file' outside {root} (absolute, or with '..') in {len(bad)} entries: "
-                         f"{listed}; results paths must be relative to {root}: remove or rewrite these entries")
+        listed = ", ".join(repr(f) for f in bad[:max_listed]) + (
+            f" and {len(bad) - max_listed} more" if len(bad) > max_listed else ""
+        )
+        raise ValueError(
+            f"{source}: 'file' outside {root} (absolute, or with '..') in {len(bad)} entries: "
+            f"{listed}; results paths must be relative to {root}: remove or rewrite these entries"
+        )
 
 
 def strip_path_prefix(path: str, prefix: str | None) -> str:
@@ -58,10 +65,10 @@ def strip_path_prefix(path: str, prefix: str | None) -> str:
     if path == prefix:
         return path
     if path.startswith(prefix + "/"):
-        return path[len(prefix) + 1:]
+        return path[len(prefix) + 1 :]
     # A prefix may also end inside a component ("snapshot_serengeti/S1_" style); honour it literally.
     if path.startswith(prefix):
-        return path[len(prefix):].lstrip("/")
+        return path[len(prefix) :].lstrip("/")
     return path
 
 
@@ -82,15 +89,22 @@ class MatchReport:
 
     def describe(self, what: str = "images", show: int = 5) -> str:
         """One readable paragraph: counts, then the first few unmatched / ambiguous paths."""
-        lines = [(f"{self.matched} of {self.total} {what} matched ({self.exact} by exact path, "
-                  f"{self.by_suffix} by file name)")]
+        lines = [
+            (
+                f"{self.matched} of {self.total} {what} matched ({self.exact} by exact path, "
+                f"{self.by_suffix} by file name)"
+            )
+        ]
         if self.unmatched:
-            lines.append(f"{len(self.unmatched)} not found, first {min(show, len(self.unmatched))}: "
-                         + ", ".join(self.unmatched[:show]))
+            lines.append(
+                f"{len(self.unmatched)} not found, first {min(show, len(self.unmatched))}: "
+                + ", ".join(self.unmatched[:show])
+            )
         if self.ambiguous:
-            lines.append(f"{len(self.ambiguous)} ambiguous (same file name in several folders, none sharing "
-                         f"more parent folders), first {min(show, len(self.ambiguous))}: "
-                         + ", ".join(self.ambiguous[:show]))
+            lines.append(
+                f"{len(self.ambiguous)} ambiguous (same file name in several folders, none sharing "
+                f"more parent folders), first {min(show, len(self.ambiguous))}: " + ", ".join(self.ambiguous[:show])
+            )
         if self.hint:
             lines.append("hint: " + self.hint)
         return "; ".join(lines)

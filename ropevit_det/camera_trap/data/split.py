@@ -4,6 +4,7 @@ Frames from one camera share background, lighting and often the same animals, so
 near-duplicates in train and val and overstates accuracy. Camera-trap work splits by ``location``: no camera
 appears in two splits.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,10 @@ class SplitSummary:
         total = sum(self.images.values()) or 1
         rows = [f"{'split':<6} {'locations':>9} {'images':>8} {'fraction':>8} {'annotations':>11}"]
         for name in self.locations:
-            rows.append(f"{name:<6} {len(self.locations[name]):>9} {self.images[name]:>8} "
-                        f"{self.images[name] / total:>8.3f} {self.annotations[name]:>11}")
+            rows.append(
+                f"{name:<6} {len(self.locations[name]):>9} {self.images[name]:>8} "
+                f"{self.images[name] / total:>8.3f} {self.annotations[name]:>11}"
+            )
         return "\n".join(rows)
 
 
@@ -62,7 +65,11 @@ def _fill(order: list[str], sizes: dict[str, int], target: float) -> list[str]:
 
 
 def split_by_location(
-    data: dict[str, Any], *, val_fraction: float, test_fraction: float = 0.0, seed: int = 0,
+    data: dict[str, Any],
+    *,
+    val_fraction: float,
+    test_fraction: float = 0.0,
+    seed: int = 0,
     source: str = "the CCT data",
 ) -> tuple[dict[str, dict[str, Any]], SplitSummary]:
     """Split a CCT dict into train / val (/ test) with disjoint locations.
@@ -86,20 +93,27 @@ def split_by_location(
             :func:`ropevit_det.camera_trap.data.cct_checks.check_cct_consistency`).
     """
     if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"need 0 < val_fraction < 1, 0 <= test_fraction < 1 and val_fraction + test_fraction < 1; "
-                         f"got val_fraction {val_fraction}, test_fraction {test_fraction}: pass fractions of the "
-                         "images, e.g. 0.2")
+        raise ValueError(
+            f"need 0 < val_fraction < 1, 0 <= test_fraction < 1 and val_fraction + test_fraction < 1; "
+            f"got val_fraction {val_fraction}, test_fraction {test_fraction}: pass fractions of the "
+            "images, e.g. 0.2"
+        )
     check_cct_consistency(data, source)
     by_location: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for image in data["images"]:
         by_location[location_of(image)].append(image)
     if UNKNOWN_LOCATION in by_location:
-        logger.warning("%d images have no 'location'; they form one group %r that goes to a single split",
-                       len(by_location[UNKNOWN_LOCATION]), UNKNOWN_LOCATION)
+        logger.warning(
+            "%d images have no 'location'; they form one group %r that goes to a single split",
+            len(by_location[UNKNOWN_LOCATION]),
+            UNKNOWN_LOCATION,
+        )
     split_names = ["train", "val"] + (["test"] if test_fraction > 0 else [])
     if len(by_location) < len(split_names):
-        raise ValueError(f"only {len(by_location)} location(s) ({sorted(by_location)}), cannot make "
-                         f"{len(split_names)} location-disjoint splits")
+        raise ValueError(
+            f"only {len(by_location)} location(s) ({sorted(by_location)}), cannot make "
+            f"{len(split_names)} location-disjoint splits"
+        )
 
     order = sorted(by_location)
     random.Random(seed).shuffle(order)

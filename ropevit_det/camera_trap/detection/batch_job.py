@@ -5,6 +5,7 @@ detectron2's ``launch``): each lists the same inputs, takes its share, writes it
 the journals, smooths species labels and converts to COCO results. Errors name the setting at fault
 (:class:`BatchJobError`); the command line turns them into messages about its flags.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -166,8 +167,9 @@ def load_job_models(settings: BatchJobSettings, cfg: CfgNode) -> JobModels:
     """
     tiling = _tiling(settings)  # checked before the model loads
     if tiling is not None and settings.glance is not None:
-        raise BatchJobError("a glance and tiles do not combine (the glance would shrink each tile): choose one",
-                            "glance")
+        raise BatchJobError(
+            "a glance and tiles do not combine (the glance would shrink each tile): choose one", "glance"
+        )
     try:
         class_names = parse_class_names(settings.class_names) if settings.class_names else None
         spec = InputSpec.from_cfg(cfg)
@@ -175,8 +177,12 @@ def load_job_models(settings: BatchJobSettings, cfg: CfgNode) -> JobModels:
         # and every re-run, so a distributed or resumed run never mixes two different random models.
         seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
         model, meta = load_detector(cfg)
-        classes = detection_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, class_names,
-                                    [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN], checkpoint_meta=meta)
+        classes = detection_classes(
+            cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            class_names,
+            [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN],
+            checkpoint_meta=meta,
+        )
     except (WeightsDownloadError, WeightsFileError) as exc:  # before ValueError: WeightsFileError is one
         raise BatchJobError(str(exc), "weights") from exc
     except (ValueError, FileNotFoundError) as exc:
@@ -189,22 +195,29 @@ def load_job_models(settings: BatchJobSettings, cfg: CfgNode) -> JobModels:
     if tiling is not None:
         from .tiling import TiledDetector, TiledInputSpec
 
-        detector = TiledDetector(detector, batch_size=settings.batch_size,
-                                 max_detections=cfg.TEST.DETECTIONS_PER_IMAGE, merge=tiling.merge)
+        detector = TiledDetector(
+            detector, batch_size=settings.batch_size, max_detections=cfg.TEST.DETECTIONS_PER_IMAGE, merge=tiling.merge
+        )
         spec = TiledInputSpec(spec, tiling)
-        logger.info("sliced inference: %d px tiles, overlap %.2f%s", tiling.tile_size, tiling.overlap,
-                    ", plus the full frame" if tiling.full_frame else "")
+        logger.info(
+            "sliced inference: %d px tiles, overlap %.2f%s",
+            tiling.tile_size,
+            tiling.overlap,
+            ", plus the full frame" if tiling.full_frame else "",
+        )
     if settings.glance is not None:
         try:
-            detector = GlanceDetector(detector, glance_size=settings.glance,
-                                      escalation_threshold=settings.glance_threshold)
+            detector = GlanceDetector(
+                detector, glance_size=settings.glance, escalation_threshold=settings.glance_threshold
+            )
         except ValueError as exc:
             raise BatchJobError(str(exc), "glance") from exc
     return JobModels(detector, spec, classes, classifier)
 
 
-def _classifier(settings: BatchJobSettings, cfg: CfgNode, model: torch.nn.Module, meta: dict
-                ) -> SpeciesClassifier | None:
+def _classifier(
+    settings: BatchJobSettings, cfg: CfgNode, model: torch.nn.Module, meta: dict
+) -> SpeciesClassifier | None:
     if not settings.classify:
         return None
     options = dict(device=cfg.MODEL.DEVICE, bf16=settings.bf16, margin=settings.crop_margin, top_k=settings.top_k)
@@ -217,9 +230,16 @@ def _classifier(settings: BatchJobSettings, cfg: CfgNode, model: torch.nn.Module
             classifier = load_species_classifier(cfg, settings.classifier_weights or settings.weights, **options)
     except (ValueError, FileNotFoundError, WeightsDownloadError) as exc:
         raise BatchJobError(str(exc), "classifier_weights") from exc
-    return apply_species_filter(classifier, taxonomy=settings.taxonomy, taxa=settings.taxa,
-                                species_list=settings.species_list, geofence=settings.geofence,
-                                country=settings.country, admin1=settings.admin1, rollup=settings.rollup)
+    return apply_species_filter(
+        classifier,
+        taxonomy=settings.taxonomy,
+        taxa=settings.taxa,
+        species_list=settings.species_list,
+        geofence=settings.geofence,
+        country=settings.country,
+        admin1=settings.admin1,
+        rollup=settings.rollup,
+    )
 
 
 def weights_digest(weights: str) -> str:
@@ -228,8 +248,14 @@ def weights_digest(weights: str) -> str:
     return file_sha256(weights) if os.path.isfile(weights) else f"name:{weights}"
 
 
-def run_identity(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses,
-                 classifier: SpeciesClassifier | None, root: Path, weights_sha256: str) -> dict:
+def run_identity(
+    settings: BatchJobSettings,
+    cfg: CfgNode,
+    classes: DetectionClasses,
+    classifier: SpeciesClassifier | None,
+    root: Path,
+    weights_sha256: str,
+) -> dict:
     """What a resumed run must share with the run it continues (see ``results/run_identity.py``)."""
     resolved = cfg.clone()
     resolved.defrost()
@@ -240,8 +266,11 @@ def run_identity(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionCla
         "weights_sha256": weights_sha256,
         "config_sha256": text_sha256(resolved.dump()),
         "score_threshold": float(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST),
-        "classify_threshold": (settings.typical_threshold if settings.classify_threshold is None
-                               else settings.classify_threshold) if classifier else None,
+        "classify_threshold": (
+            settings.typical_threshold if settings.classify_threshold is None else settings.classify_threshold
+        )
+        if classifier
+        else None,
         "detection_categories": dict(classes.categories),
         "classifier": classifier.name if classifier else None,
         "classifier_sha256": weights_digest(classifier_file) if classifier and classifier_file else None,
@@ -253,25 +282,45 @@ def run_identity(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionCla
     }
 
 
-def _writer(settings: BatchJobSettings, cfg: CfgNode, classes: DetectionClasses, classifier: SpeciesClassifier | None,
-            identity: dict, run_id: str | None) -> ResultsWriter:
+def _writer(
+    settings: BatchJobSettings,
+    cfg: CfgNode,
+    classes: DetectionClasses,
+    classifier: SpeciesClassifier | None,
+    identity: dict,
+    run_id: str | None,
+) -> ResultsWriter:
     typical = settings.typical_threshold
-    info = make_info(Path(settings.weights).name, typical_detection_threshold=typical,
-                     conservative_detection_threshold=min(0.1, typical),
-                     classifier=classifier.name if classifier else None,
-                     extra_detector_metadata={"config": Path(settings.config_file).name,
-                                              "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
-                                              "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
-                                              **_tiling_metadata(settings)})
+    info = make_info(
+        Path(settings.weights).name,
+        typical_detection_threshold=typical,
+        conservative_detection_threshold=min(0.1, typical),
+        classifier=classifier.name if classifier else None,
+        extra_detector_metadata={
+            "config": Path(settings.config_file).name,
+            "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
+            "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
+            **_tiling_metadata(settings),
+        },
+    )
     if settings.shard is not None:
         info["shard"] = f"{settings.shard[0]}/{settings.shard[1]}"  # for the merge's report; dropped from merged files
     info[IDENTITY_KEY] = identity
     try:
-        return ResultsWriter(settings.output, info=info, detection_categories=classes.categories,
-                             classification_categories=classifier.categories if classifier else None,
-                             checkpoint_every=settings.checkpoint_every, resume=settings.resume,
-                             overwrite=settings.overwrite, rank=comm.get_rank(), world_size=comm.get_world_size(),
-                             run_id=run_id, wait_for_lock=settings.wait_for_lock, break_lock=settings.break_lock)
+        return ResultsWriter(
+            settings.output,
+            info=info,
+            detection_categories=classes.categories,
+            classification_categories=classifier.categories if classifier else None,
+            checkpoint_every=settings.checkpoint_every,
+            resume=settings.resume,
+            overwrite=settings.overwrite,
+            rank=comm.get_rank(),
+            world_size=comm.get_world_size(),
+            run_id=run_id,
+            wait_for_lock=settings.wait_for_lock,
+            break_lock=settings.break_lock,
+        )
     except (FileExistsError, ResultsFileError, JournalError, OutputLockedError, ValueError) as exc:
         raise BatchJobError(str(exc), "output") from exc
     except OSError as exc:
@@ -282,15 +331,20 @@ def _tiling(settings: BatchJobSettings):
     """``tiles``: how images are sliced (checked, SAHI importable), before any output is opened; else None."""
     if not settings.tiles:
         if settings.tiles_with_full_frame:
-            raise BatchJobError("tiles_with_full_frame only applies with tiles (--tiles-full-frame needs --tiles)",
-                                "tiles")
+            raise BatchJobError(
+                "tiles_with_full_frame only applies with tiles (--tiles-full-frame needs --tiles)", "tiles"
+            )
         return None
     from .tiling import TilingSettings, require_sahi
 
     try:
         require_sahi()
-        return TilingSettings(tile_size=settings.tile_size, overlap=settings.tile_overlap,
-                              full_frame=settings.tiles_with_full_frame, merge=settings.tile_merge)
+        return TilingSettings(
+            tile_size=settings.tile_size,
+            overlap=settings.tile_overlap,
+            full_frame=settings.tiles_with_full_frame,
+            merge=settings.tile_merge,
+        )
     except (ValueError, ImportError) as exc:
         raise BatchJobError(str(exc), "tiles") from exc
 
@@ -298,8 +352,14 @@ def _tiling(settings: BatchJobSettings):
 def _tiling_metadata(settings: BatchJobSettings) -> dict:
     if not settings.tiles:
         return {}
-    return {"tiles": {"tile_size": settings.tile_size, "overlap": settings.tile_overlap,
-                      "full_frame": settings.tiles_with_full_frame, "merge": settings.tile_merge}}
+    return {
+        "tiles": {
+            "tile_size": settings.tile_size,
+            "overlap": settings.tile_overlap,
+            "full_frame": settings.tiles_with_full_frame,
+            "merge": settings.tile_merge,
+        }
+    }
 
 
 def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
@@ -333,11 +393,22 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
     except OSError as exc:  # a full disk, a folder made read-only: the journal keeps what was done
         raise BatchJobError(write_problem(exc, settings.output), "output") from exc
     if isinstance(models.detector, GlanceDetector):
-        logger.info("glance at %d px: %d of %d frames escalated to the full pass", settings.glance,
-                    models.detector.escalated, models.detector.glanced)
-    logger.info("%d images in %.2f s (%.2f images/s): %d detections, %d classified, %d failures%s",
-                summary.images, summary.seconds, summary.images_per_second, summary.detections, summary.classified,
-                summary.failures, f" (e.g. {', '.join(summary.failed_files[:3])})" if summary.failures else "")
+        logger.info(
+            "glance at %d px: %d of %d frames escalated to the full pass",
+            settings.glance,
+            models.detector.escalated,
+            models.detector.glanced,
+        )
+    logger.info(
+        "%d images in %.2f s (%.2f images/s): %d detections, %d classified, %d failures%s",
+        summary.images,
+        summary.seconds,
+        summary.images_per_second,
+        summary.detections,
+        summary.classified,
+        summary.failures,
+        f" (e.g. {', '.join(summary.failed_files[:3])})" if summary.failures else "",
+    )
     if rank == 0:
         logger.info("results in %s", settings.output)
         _smooth_species_labels(settings)
@@ -351,19 +422,36 @@ def run_batch_job(settings: BatchJobSettings) -> InferenceSummary:
     return summary
 
 
-def _detect_into(writer: ResultsWriter, models: JobModels, root: Path, mine: list[str], settings: BatchJobSettings,
-                 cfg: CfgNode, rank: int) -> InferenceSummary:
+def _detect_into(
+    writer: ResultsWriter,
+    models: JobModels,
+    root: Path,
+    mine: list[str],
+    settings: BatchJobSettings,
+    cfg: CfgNode,
+    rank: int,
+) -> InferenceSummary:
     """This process's share through the detector into ``writer`` (finalized on leaving with one process)."""
     typical = settings.typical_threshold
     with writer:  # one process: finalized on leaving; several: each closes its journal
         return run_inference(
-            models.detector, models.spec, root, mine, writer, models.classes,
-            threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, batch_size=settings.batch_size,
-            num_workers=settings.num_workers, classifier=models.classifier,
+            models.detector,
+            models.spec,
+            root,
+            mine,
+            writer,
+            models.classes,
+            threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+            batch_size=settings.batch_size,
+            num_workers=settings.num_workers,
+            classifier=models.classifier,
             classify_threshold=typical if settings.classify_threshold is None else settings.classify_threshold,
             render_dir=settings.render_dir,
             render_threshold=typical if settings.render_threshold is None else settings.render_threshold,
-            sampling=settings.sampling, all_frames=settings.all_frames, progress=settings.progress and rank == 0)
+            sampling=settings.sampling,
+            all_frames=settings.all_frames,
+            progress=settings.progress and rank == 0,
+        )
 
 
 def _smooth_species_labels(settings: BatchJobSettings) -> None:
@@ -383,12 +471,15 @@ def _smooth_species_labels(settings: BatchJobSettings) -> None:
         else:
             sequences = sequences_from_capture_times(results, interval_seconds=settings.sequence_interval)
         if not sequences:
-            logger.warning("--smooth-sequences: no image has a capture time (EXIF DateTimeOriginal); pass "
-                           "--sequences-cct FILE to give the sequences. Labels left as they are.")
+            logger.warning(
+                "--smooth-sequences: no image has a capture time (EXIF DateTimeOriginal); pass "
+                "--sequences-cct FILE to give the sequences. Labels left as they are."
+            )
             return
         smoothed = smooth_sequences(results, sequences, classification_threshold=settings.smooth_threshold)
     except (ValueError, FileNotFoundError, ResultsFileError, ImportError) as exc:
         raise BatchJobError(str(exc), "smooth_sequences") from exc
     write_json_atomic(settings.output, smoothed, indent=1)
-    logger.info("species labels smoothed over %d sequences in %s", len({s["seq_id"] for s in sequences}),
-                settings.output)
+    logger.info(
+        "species labels smoothed over %d sequences in %s", len({s["seq_id"] for s in sequences}), settings.output
+    )

@@ -15,6 +15,7 @@ What happens to each input (:mod:`.batch_job` runs :func:`run_inference` in ever
 4. the entry goes to a ``results.writer.ResultsWriter`` (journal checkpoints, resume) and, with
    ``render_dir``, a copy of the image with its boxes is written (:mod:`.render`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -146,21 +147,25 @@ def run_inference(
     done = writer.done
     todo = [f for f in files if f not in done]
     if len(todo) < len(files):
-        logger.info("%d of %d images already in %s; %d to go", len(files) - len(todo), len(files), writer.output,
-                    len(todo))
-    options = _Options(classes, threshold, classifier, classify_threshold, render_dir, render_threshold, all_frames,
-                       include_datetime)
+        logger.info(
+            "%d of %d images already in %s; %d to go", len(files) - len(todo), len(files), writer.output, len(todo)
+        )
+    options = _Options(
+        classes, threshold, classifier, classify_threshold, render_dir, render_threshold, all_frames, include_datetime
+    )
     keep_image = classifier is not None or render_dir is not None
     summary = InferenceSummary()
     start = time.perf_counter()
 
     def loader_run(paths: Sequence[str], workers: int) -> list[str] | None:
         """Run ``paths`` through one loader; None when it ended, else the files its workers were on when one died."""
-        dataset = DetectorInputDataset(root, paths, spec, keep_image=keep_image, max_pixels=max_pixels,
-                                       sampling=sampling)
+        dataset = DetectorInputDataset(
+            root, paths, spec, keep_image=keep_image, max_pixels=max_pixels, sampling=sampling
+        )
         try:
-            _run_loader(make_input_loader(dataset, batch_size, workers), detector, batch_size, writer, options,
-                        summary, bar)
+            _run_loader(
+                make_input_loader(dataset, batch_size, workers), detector, batch_size, writer, options, summary, bar
+            )
             return None
         except RuntimeError as exc:
             if not _is_worker_death(exc):
@@ -186,8 +191,14 @@ def run_inference(
                     failure = "the decoding process died while reading this file (a crash in the decoder)"
                     end = VideoEnd(-1.0, 0, failure, None) if is_video_file(file) else None
                     with _worker_deaths_deferred():
-                        _handle(PreparedItem(file, failure, None, None, None, video_end=end), None, writer, {},
-                                options, summary)
+                        _handle(
+                            PreparedItem(file, failure, None, None, None, video_end=end),
+                            None,
+                            writer,
+                            {},
+                            options,
+                            summary,
+                        )
                     bar.update(1)
             done = writer.done
             remaining = [f for f in remaining if f not in done]
@@ -225,8 +236,15 @@ def _input_size(item: PreparedItem) -> tuple[int, ...]:
     return tuple(item.model_input["image"].shape[-2:])
 
 
-def _run_loader(loader: Any, detector: Detector, batch_size: int, writer: ResultsWriter, options: _Options,
-                summary: InferenceSummary, bar: tqdm) -> None:
+def _run_loader(
+    loader: Any,
+    detector: Detector,
+    batch_size: int,
+    writer: ResultsWriter,
+    options: _Options,
+    summary: InferenceSummary,
+    bar: tqdm,
+) -> None:
     """Detect every item of ``loader`` in batches of one input size, and hand the results on in arrival order.
 
     Batches hold images of one resized size only. detectron2 pads a batch to its largest image, and the ViT's
@@ -272,8 +290,14 @@ def _run_loader(loader: Any, detector: Detector, batch_size: int, writer: Result
     handle_ready()
 
 
-def _handle(item: PreparedItem, instances: Instances | None, writer: ResultsWriter,
-            videos: dict[str, _VideoInProgress], options: _Options, summary: InferenceSummary) -> bool:
+def _handle(
+    item: PreparedItem,
+    instances: Instances | None,
+    writer: ResultsWriter,
+    videos: dict[str, _VideoInProgress],
+    options: _Options,
+    summary: InferenceSummary,
+) -> bool:
     """Turn one item and its detections into results; True when it finished a file (an entry was written)."""
     if item.is_frame:
         video = videos.setdefault(item.rel_path, _VideoInProgress())
@@ -290,9 +314,14 @@ def _handle(item: PreparedItem, instances: Instances | None, writer: ResultsWrit
         if item.failure is not None:
             entry = video_failure_entry(item.rel_path, item.failure, end.frame_rate)
         else:
-            entry = video_entry(item.rel_path, frame_rate=end.frame_rate, frames_processed=video.frames,
-                                detections=video.detections, all_frames=options.all_frames,
-                                incomplete=end.incomplete)
+            entry = video_entry(
+                item.rel_path,
+                frame_rate=end.frame_rate,
+                frames_processed=video.frames,
+                detections=video.detections,
+                all_frames=options.all_frames,
+                incomplete=end.incomplete,
+            )
     elif item.failure is not None:
         entry = failure_entry(item.rel_path, item.failure)
     else:
@@ -315,20 +344,34 @@ def _handle(item: PreparedItem, instances: Instances | None, writer: ResultsWrit
     return True
 
 
-def _detections(item: PreparedItem, instances: Instances, options: _Options,
-                summary: InferenceSummary) -> list[dict[str, Any]]:
+def _detections(
+    item: PreparedItem, instances: Instances, options: _Options, summary: InferenceSummary
+) -> list[dict[str, Any]]:
     """MD detections of one image or frame (boxes in displayed pixels, normalised by ``detection_entry``)."""
     image = item.image.numpy() if item.image is not None else None
-    detections, classified = md_detections(instances, item.original_hw, image, classes=options.classes,
-                                           threshold=options.threshold, classifier=options.classifier,
-                                           classify_threshold=options.classify_threshold)
+    detections, classified = md_detections(
+        instances,
+        item.original_hw,
+        image,
+        classes=options.classes,
+        threshold=options.threshold,
+        classifier=options.classifier,
+        classify_threshold=options.classify_threshold,
+    )
     summary.classified += classified
     return detections
 
 
-def md_detections(instances: Instances, original_hw: tuple[int, int], image: np.ndarray | None, *,
-                  classes: DetectionClasses, threshold: float, classifier: SpeciesClassifier | None = None,
-                  classify_threshold: float = 0.2) -> tuple[list[dict[str, Any]], int]:
+def md_detections(
+    instances: Instances,
+    original_hw: tuple[int, int],
+    image: np.ndarray | None,
+    *,
+    classes: DetectionClasses,
+    threshold: float,
+    classifier: SpeciesClassifier | None = None,
+    classify_threshold: float = 0.2,
+) -> tuple[list[dict[str, Any]], int]:
     """``(MD detections, number classified)`` of one image: what ``infer`` and ``serve`` both write.
 
     ``image`` (the decoded RGB image, maybe smaller than ``original_hw``) is needed only for species crops.
@@ -352,12 +395,14 @@ def md_detections(instances: Instances, original_hw: tuple[int, int], image: np.
     return detections, classified
 
 
-def _render(item: PreparedItem, entry: dict[str, Any], render_dir: str | os.PathLike, writer: ResultsWriter,
-            threshold: float) -> None:
+def _render(
+    item: PreparedItem, entry: dict[str, Any], render_dir: str | os.PathLike, writer: ResultsWriter, threshold: float
+) -> None:
     out = Path(render_dir) / rendered_path(item.rel_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    picture = render_entry(item.image.numpy(), entry, writer.detection_categories,
-                           writer.classification_categories or {}, threshold)
+    picture = render_entry(
+        item.image.numpy(), entry, writer.detection_categories, writer.classification_categories or {}, threshold
+    )
     # Through a temporary name: a kill mid-write never leaves a truncated render under the final name.
     partial = out.with_name(out.name + ".partial")
     picture.save(partial, format="JPEG", quality=90)

@@ -5,6 +5,7 @@ A model whose classes are MegaDetector's ``animal`` / ``person`` / ``vehicle`` g
 named by the user, else by the classes stored in the checkpoint by the training tool (``dataset_info``),
 else by the config's dataset metadata (``thing_classes``), else ``class_0 .. class_{N-1}``.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,7 @@ def parse_class_names(value: str) -> list[str]:
         elif isinstance(data, list) and all(isinstance(n, str) for n in data):
             names = list(data)
         else:
-            raise ValueError(f"class names file {path} must hold a JSON list of names or a COCO file with "
-                             "'categories'")
+            raise ValueError(f"class names file {path} must hold a JSON list of names or a COCO file with 'categories'")
     else:
         names = [n.strip() for n in value.split(",")]
     if not names or any(not n for n in names):
@@ -90,8 +90,10 @@ def detection_classes(
     """
     names: list[str] | None = list(class_names) if class_names is not None else None
     if names is not None and len(names) != num_classes:
-        raise ValueError(f"the class names give {len(names)} names but the model has {num_classes} classes "
-                         "(MODEL.ROI_HEADS.NUM_CLASSES)")
+        raise ValueError(
+            f"the class names give {len(names)} names but the model has {num_classes} classes "
+            "(MODEL.ROI_HEADS.NUM_CLASSES)"
+        )
     trained_on = list((checkpoint_meta or {}).get("dataset_info", {}).get("thing_classes", []))
     if names is None and len(trained_on) == num_classes:
         names = trained_on
@@ -104,8 +106,12 @@ def detection_classes(
                 logger.info("detection classes from the metadata of dataset %r", dataset)
                 break
     if names is None:
-        logger.warning("the model's %d class names are unknown: they are written as class_0 .. class_%d; "
-                       "name them (e.g. animal,person,vehicle)", num_classes, num_classes - 1)
+        logger.warning(
+            "the model's %d class names are unknown: they are written as class_0 .. class_%d; "
+            "name them (e.g. animal,person,vehicle)",
+            num_classes,
+            num_classes - 1,
+        )
         names = [f"class_{i}" for i in range(num_classes)]
     lowered = [n.lower() for n in names]
     if set(lowered) <= set(MD_CATEGORY_IDS) and len(set(lowered)) == len(lowered):

@@ -12,6 +12,7 @@ The default escalation threshold (``DEFAULT_ESCALATION_THRESHOLD``) was chosen o
 shapes, ``benchmarks/commands/benchmark_glance.py``); on a real collection, check it with
 ``ropevit-det eval-camtrap --glance-report`` before trusting it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -70,8 +71,13 @@ class GlanceDetector:
         escalation_threshold: a glance candidate scoring at least this sends the frame to the full pass.
     """
 
-    def __init__(self, detector: Callable[[list[dict[str, Any]]], Sequence[Instances]], *, glance_size: int,
-                 escalation_threshold: float = DEFAULT_ESCALATION_THRESHOLD) -> None:
+    def __init__(
+        self,
+        detector: Callable[[list[dict[str, Any]]], Sequence[Instances]],
+        *,
+        glance_size: int,
+        escalation_threshold: float = DEFAULT_ESCALATION_THRESHOLD,
+    ) -> None:
         if glance_size < 32:
             raise ValueError(f"glance_size must be >= 32 px (the pyramid's stride-32 level), got {glance_size}")
         if not escalation_threshold >= 0.0:  # above 1: no frame is escalated (the glance alone, for the report)

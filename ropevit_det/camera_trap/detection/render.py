@@ -5,6 +5,7 @@ matplotlib figure, far slower than the JPEG encoder that a folder of camera-trap
 The boxes come from the MD entry itself (normalised), so a render always shows exactly what the results file
 says.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -18,6 +18,7 @@ video frames, species crops from the full image, bf16, the CPU backends) works u
   of a batch of images, ``batch_size`` tiles per call, shifts each tile's boxes to the full image, merges, and
   returns one ``Instances`` per image in displayed pixels, as the plain detector does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -78,9 +79,15 @@ class TilingSettings:
         """SAHI's slices ``[x0, y0, x1, y1]`` of a ``height`` x ``width`` image."""
         from sahi.slicing import get_slice_bboxes
 
-        return get_slice_bboxes(height, width, slice_height=self.tile_size, slice_width=self.tile_size,
-                                auto_slice_resolution=False, overlap_height_ratio=self.overlap,
-                                overlap_width_ratio=self.overlap)
+        return get_slice_bboxes(
+            height,
+            width,
+            slice_height=self.tile_size,
+            slice_width=self.tile_size,
+            auto_slice_resolution=False,
+            overlap_height_ratio=self.overlap,
+            overlap_width_ratio=self.overlap,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,8 +113,14 @@ class TiledInputSpec:
         whole = len(boxes) == 1 and boxes[0] == [0, 0, width, height]
         # One tile that is the whole image already is the full frame, at a finer scale or the same one.
         full = self.spec(image_rgb, original_hw) if self.tiling.full_frame and not whole else None
-        return {"tiles": tiles, "offsets": offsets, "full": full, "height": original_hw[0],
-                "width": original_hw[1], "decoded_hw": (height, width)}
+        return {
+            "tiles": tiles,
+            "offsets": offsets,
+            "full": full,
+            "height": original_hw[0],
+            "width": original_hw[1],
+            "decoded_hw": (height, width),
+        }
 
 
 class TiledDetector:
@@ -122,8 +135,14 @@ class TiledDetector:
         merge: ``nms`` or ``greedy_nmm`` (see the module docstring).
     """
 
-    def __init__(self, detector: Callable[[list[dict[str, Any]]], list[Instances]], *, batch_size: int = 4,
-                 max_detections: int = 100, merge: str = "nms") -> None:
+    def __init__(
+        self,
+        detector: Callable[[list[dict[str, Any]]], list[Instances]],
+        *,
+        batch_size: int = 4,
+        max_detections: int = 100,
+        merge: str = "nms",
+    ) -> None:
         require_sahi()
         if batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be >= 1")
@@ -156,7 +175,7 @@ class TiledDetector:
                 owners.append((index, (0.0, 0.0, 1.0, 1.0)))  # already in displayed pixels
         outputs: list[Instances] = []
         for start in range(0, len(flat), self.batch_size):
-            outputs.extend(self.detector(flat[start:start + self.batch_size]))
+            outputs.extend(self.detector(flat[start : start + self.batch_size]))
         per_image: list[list[np.ndarray]] = [[] for _ in inputs]
         for (index, (dx, dy, sx, sy)), instances in zip(owners, outputs):
             boxes = instances.pred_boxes.tensor.float().numpy().astype(np.float64)
@@ -173,9 +192,14 @@ class TiledDetector:
         rows = np.concatenate(parts) if parts else np.zeros((0, 6))
         height, width = image_hw
         predictions = [
-            ObjectPrediction(bbox=[float(v) for v in row[:4]], category_id=int(row[5]), score=float(row[4]),
-                             full_shape=[height, width])
-            for row in rows if row[2] > row[0] and row[3] > row[1]
+            ObjectPrediction(
+                bbox=[float(v) for v in row[:4]],
+                category_id=int(row[5]),
+                score=float(row[4]),
+                full_shape=[height, width],
+            )
+            for row in rows
+            if row[2] > row[0] and row[3] > row[1]
         ]
         if predictions:
             kind = NMSPostprocess if self.merge == "nms" else GreedyNMMPostprocess
@@ -183,7 +207,7 @@ class TiledDetector:
             predictions = merge(predictions)
         predictions.sort(key=lambda p: -p.score.value)
         if self.max_detections > 0:
-            predictions = predictions[:self.max_detections]
+            predictions = predictions[: self.max_detections]
         result = Instances((height, width))
         boxes = [p.bbox.to_xyxy() for p in predictions]
         result.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))

@@ -12,6 +12,7 @@ loader. A worker that dies outright (a crash in a native decoder) cannot say so 
 index of the file it is on into :attr:`DetectorInputDataset.in_progress`, shared memory that the main process
 reads after the loader reported the death (:func:`files_in_progress`).
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -71,9 +72,17 @@ class DetectorInputDataset(torch.utils.data.IterableDataset):
             limit; see ``inputs.read_guard.read_deadline``).
     """
 
-    def __init__(self, root: str | os.PathLike, files: Sequence[str], spec: InputSpec, *, keep_image: bool,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, sampling: FrameSampling = FrameSampling(),
-                 read_timeout: float | None = DEFAULT_READ_TIMEOUT):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        files: Sequence[str],
+        spec: InputSpec,
+        *,
+        keep_image: bool,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        sampling: FrameSampling = FrameSampling(),
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+    ):
         self.root = Path(root)
         self.files = list(files)
         self.spec = spec
@@ -119,8 +128,9 @@ class DetectorInputDataset(torch.utils.data.IterableDataset):
                 size = f" of {loaded.image.shape[1]}x{loaded.image.shape[0]} pixels"
                 return self._prepared(rel, loaded.image, loaded.original_hw, datetime=loaded.datetime)
         except Exception as exc:  # noqa: BLE001
-            return PreparedItem(rel, f"cannot prepare the image{size} for the detector ({type(exc).__name__}: {exc})",
-                                None, None, None)
+            return PreparedItem(
+                rel, f"cannot prepare the image{size} for the detector ({type(exc).__name__}: {exc})", None, None, None
+            )
 
     def _video(self, rel: str) -> Iterator[PreparedItem]:
         reader = VideoReader(self.root / rel, self.sampling)
@@ -130,8 +140,9 @@ class DetectorInputDataset(torch.utils.data.IterableDataset):
                 yield self._prepared(rel, frame, frame.shape[:2], frame_number=number)
         except Exception as exc:  # noqa: BLE001  (see _image; frames already handed over are dropped with the entry)
             failure = f"cannot read video ({type(exc).__name__}: {exc})"
-            yield PreparedItem(rel, failure, None, None, None, video_end=VideoEnd(reader.frame_rate, reader.frames_read,
-                                                                                   failure, None))
+            yield PreparedItem(
+                rel, failure, None, None, None, video_end=VideoEnd(reader.frame_rate, reader.frames_read, failure, None)
+            )
             return
         end = VideoEnd(reader.frame_rate, reader.frames_read, reader.failure, reader.incomplete)
         yield PreparedItem(rel, reader.failure, None, None, None, datetime=reader.creation_time, video_end=end)

@@ -6,6 +6,7 @@ which are blocked at the camera's country and region, and geofences one detectio
 compare with SpeciesNet's. The label policy (``species_filter.LabelPolicy``) calls it between the class masks and
 the roll-up.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -87,9 +88,13 @@ class ClassGeofence:
     def describe(self) -> str:
         """One line for the log: the place, and how many classes the rules judge, block, or cannot map."""
         place = self.country + (f"-{self.admin1}" if self.admin1 else "")
-        text = (f"geofence at {place} ({self.rules.source}): {self.ruled} of {len(self.taxa)} classes have a rule, "
-                f"{int(self.blocked.sum())} are blocked here")
+        text = (
+            f"geofence at {place} ({self.rules.source}): {self.ruled} of {len(self.taxa)} classes have a rule, "
+            f"{int(self.blocked.sum())} are blocked here"
+        )
         if self.unmapped:
-            text += (f"; {len(self.unmapped)} classes have no taxonomy and cannot be judged, they stay allowed "
-                     f"(e.g. {', '.join(self.unmapped[:3])}; --taxonomy FILE gives them one)")
+            text += (
+                f"; {len(self.unmapped)} classes have no taxonomy and cannot be judged, they stay allowed "
+                f"(e.g. {', '.join(self.unmapped[:3])}; --taxonomy FILE gives them one)"
+            )
         return text

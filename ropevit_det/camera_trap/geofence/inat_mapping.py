@@ -13,6 +13,7 @@ their lower ranks map as any other, and SpeciesNet's rules, which list only anim
 A class without a lineage (a plain name with no ``--taxonomy`` row) cannot be mapped: :func:`map_classes` lists
 it so that the caller reports it; the geofence cannot judge it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -17,6 +17,7 @@ US state, it says so; a camera far from any place (a national park, a desert, th
 border nearer than the nearest place would not show. An explicit country (``--country``) always
 wins over coordinates.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,9 @@ def _geocoder():
     try:
         import reverse_geocoder
     except ImportError as exc:
-        raise ImportError("coordinates need the reverse_geocoder package: pip install reverse_geocoder "
-                          "(or pip install -e .[camtrap])") from exc
+        raise ImportError(
+            "coordinates need the reverse_geocoder package: pip install reverse_geocoder (or pip install -e .[camtrap])"
+        ) from exc
     # mode 1: one process; the default mode forks workers for each query, too heavy for a handful of cameras.
     return reverse_geocoder.RGeocoder(mode=1, verbose=False)
 
@@ -77,8 +79,9 @@ def _alpha3(alpha2: str) -> str | None:
     try:
         import pycountry
     except ImportError as exc:
-        raise ImportError("country codes need the pycountry package: pip install pycountry "
-                          "(or pip install -e .[camtrap])") from exc
+        raise ImportError(
+            "country codes need the pycountry package: pip install pycountry (or pip install -e .[camtrap])"
+        ) from exc
     country = pycountry.countries.get(alpha_2=alpha2)
     return None if country is None else country.alpha_3
 
@@ -109,8 +112,10 @@ def locate(latitude: float, longitude: float) -> Location:
     """
     latitude, longitude = float(latitude), float(longitude)
     if not (-90.0 <= latitude <= 90.0 and -180.0 <= longitude <= 180.0) or math.isnan(latitude + longitude):
-        raise ValueError(f"({latitude}, {longitude}) is not a latitude, longitude pair in degrees (latitude "
-                         "-90..90, longitude -180..180); were the two swapped?")
+        raise ValueError(
+            f"({latitude}, {longitude}) is not a latitude, longitude pair in degrees (latitude "
+            "-90..90, longitude -180..180); were the two swapped?"
+        )
     geocoder = _geocoder()
     _, indices = geocoder.tree.query([(latitude, longitude)], k=_NEIGHBOURS)
     places = [geocoder.locations[int(i)] for i in indices[0]]
@@ -124,21 +129,36 @@ def locate(latitude: float, longitude: float) -> Location:
     caveats = []
     countries = sorted({p["cc"] for p in near})
     if len(countries) > 1:
-        caveats.append(f"near a border: the nearest places lie in {', '.join(_alpha3(c) or c for c in countries)}; "
-                       "the country may be wrong, give it explicitly")
+        caveats.append(
+            f"near a border: the nearest places lie in {', '.join(_alpha3(c) or c for c in countries)}; "
+            "the country may be wrong, give it explicitly"
+        )
     states = sorted({p["admin1"] for p in near if p["cc"] == "US"})
     if nearest["cc"] == "US" and len(states) > 1:
-        caveats.append(f"near a state line: the nearest places lie in {', '.join(states)}; the region may be "
-                       "wrong, give it explicitly")
+        caveats.append(
+            f"near a state line: the nearest places lie in {', '.join(states)}; the region may be "
+            "wrong, give it explicitly"
+        )
     if nearest_km > _FAR_KM:
-        caveats.append(f"the nearest place ({nearest['name']}, {nearest['admin1']}) is {nearest_km:.0f} km away: a "
-                       "border nearer than that would not show; check the country and region")
+        caveats.append(
+            f"the nearest place ({nearest['name']}, {nearest['admin1']}) is {nearest_km:.0f} km away: a "
+            "border nearer than that would not show; check the country and region"
+        )
     if iso3 is None:
-        caveats.append(f"GeoNames country code {nearest['cc']!r} has no ISO 3166-1 alpha-3 code; give the country "
-                       "explicitly")
-    return Location(latitude=latitude, longitude=longitude, iso3=iso3, admin1=admin1, place=nearest["name"],
-                    place_country=nearest["cc"], place_region=nearest["admin1"], distance_km=nearest_km,
-                    caveat="; ".join(caveats) or None)
+        caveats.append(
+            f"GeoNames country code {nearest['cc']!r} has no ISO 3166-1 alpha-3 code; give the country explicitly"
+        )
+    return Location(
+        latitude=latitude,
+        longitude=longitude,
+        iso3=iso3,
+        admin1=admin1,
+        place=nearest["name"],
+        place_country=nearest["cc"],
+        place_region=nearest["admin1"],
+        distance_km=nearest_km,
+        caveat="; ".join(caveats) or None,
+    )
 
 
 def region_for(latitude: float, longitude: float) -> Region:
@@ -151,8 +171,13 @@ def region_for(latitude: float, longitude: float) -> Region:
     return locate(latitude, longitude).region
 
 
-def camera_region(*, country: str | None = None, admin1: str | None = None, latitude: float | None = None,
-                  longitude: float | None = None) -> Region:
+def camera_region(
+    *,
+    country: str | None = None,
+    admin1: str | None = None,
+    latitude: float | None = None,
+    longitude: float | None = None,
+) -> Region:
     """The camera's region from what the user gave: an explicit country wins over coordinates.
 
     With a country and coordinates, the coordinates only supply the region, and only when they lie in that
@@ -167,8 +192,11 @@ def camera_region(*, country: str | None = None, admin1: str | None = None, lati
             # SpeciesNet's find_admin1_region: a US territory inside "USA" is written as its region.
             return Region(country, found.place_country, found.caveat)
         if found.iso3 != country:
-            return Region(country, None, f"the coordinates lie in {found.iso3 or found.place_country}, not "
-                                         f"{country}: region left unknown")
+            return Region(
+                country,
+                None,
+                f"the coordinates lie in {found.iso3 or found.place_country}, not {country}: region left unknown",
+            )
         return Region(country, found.admin1, found.caveat if found.admin1 else None)
     if latitude is None or longitude is None:
         return Region(None, admin1.upper() if admin1 else None, None)

@@ -19,6 +19,7 @@ Decisions, as SpeciesNet makes them (``speciesnet/geofence_utils.py``; its tests
   labels are summed per ancestor, and the best ancestor that is not itself blocked is taken if its sum reaches
   the top label's score (it does when the top label's own ancestor is allowed); else the roll-up fails.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ _ROLLUP_TOLERANCE = 1e-10
 def _fields(taxon: str) -> list[str]:
     fields = taxon.split(";")
     if len(fields) != len(TAXON_RANKS):
-        raise ValueError(f"taxonomy string {taxon!r} has {len(fields)} fields; SpeciesNet's have 5: "
-                         "class;order;family;genus;species")
+        raise ValueError(
+            f"taxonomy string {taxon!r} has {len(fields)} fields; SpeciesNet's have 5: class;order;family;genus;species"
+        )
     return fields
 
 
@@ -87,8 +89,9 @@ class GeofenceRules:
 
     def __init__(self, rules: Mapping[str, Mapping[str, Mapping[str, Sequence[str]]]], *, source: str = "rules"):
         if not isinstance(rules, Mapping):
-            raise ValueError(f"{source}: a geofence file is a JSON object of taxonomy string -> rules, "
-                             f"got {type(rules).__name__}")
+            raise ValueError(
+                f"{source}: a geofence file is a JSON object of taxonomy string -> rules, got {type(rules).__name__}"
+            )
         self.source = source
         self.rules: dict[str, dict[str, dict[str, list[str]]]] = {}
         for taxon, rule in rules.items():
@@ -97,14 +100,18 @@ class GeofenceRules:
             except ValueError as exc:
                 raise ValueError(f"{source}: {exc}") from None
             if not isinstance(rule, Mapping) or set(rule) - {"allow", "block"}:
-                raise ValueError(f"{source}: the rule of {taxon!r} must be an object with 'allow' and/or 'block', "
-                                 f"got {rule!r}")
+                raise ValueError(
+                    f"{source}: the rule of {taxon!r} must be an object with 'allow' and/or 'block', got {rule!r}"
+                )
             parsed: dict[str, dict[str, list[str]]] = {}
             for kind, countries in rule.items():
                 if not isinstance(countries, Mapping) or not all(
-                        isinstance(r, list) and all(isinstance(x, str) for x in r) for r in countries.values()):
-                    raise ValueError(f"{source}: {taxon!r} {kind!r} must map ISO 3166-1 alpha-3 countries to lists "
-                                     f"of region codes, got {countries!r}")
+                    isinstance(r, list) and all(isinstance(x, str) for x in r) for r in countries.values()
+                ):
+                    raise ValueError(
+                        f"{source}: {taxon!r} {kind!r} must map ISO 3166-1 alpha-3 countries to lists "
+                        f"of region codes, got {countries!r}"
+                    )
                 parsed[kind] = {str(c): list(r) for c, r in countries.items()}
             self.rules[taxon] = parsed
 
@@ -137,8 +144,10 @@ class GeofenceRules:
         if country and len(country) != 3:
             raise ValueError(f"country {country!r} is not an ISO 3166-1 alpha-3 code (e.g. DEU, KEN, USA)")
         if country and admin1 and len(admin1) != 2:
-            raise ValueError(f"region {admin1!r} is not a two-letter region code (SpeciesNet's geofence uses US "
-                             "state codes, e.g. WY)")
+            raise ValueError(
+                f"region {admin1!r} is not a two-letter region code (SpeciesNet's geofence uses US "
+                "state codes, e.g. WY)"
+            )
 
     def blocks(self, taxon: str, country: str | None, admin1: str | None = None) -> bool:
         """Whether ``taxon`` may not be named at ``country`` / ``admin1`` (None: unknown).
@@ -167,8 +176,15 @@ class GeofenceRules:
                 return True
         return False
 
-    def decide(self, taxa: Sequence[str], scores: Sequence[float], country: str | None,
-               admin1: str | None = None, *, known: set[str] | None = None) -> GeofenceDecision:
+    def decide(
+        self,
+        taxa: Sequence[str],
+        scores: Sequence[float],
+        country: str | None,
+        admin1: str | None = None,
+        *,
+        known: set[str] | None = None,
+    ) -> GeofenceDecision:
         """Geofence a ranked list of candidate labels (best first) with their scores.
 
         Args:

@@ -6,6 +6,7 @@ A 500,000-frame folder always holds some broken files (cards pulled mid-write, z
 EXIF orientation applied, every mode (grayscale, CMYK, RGBA, palette, 16-bit) converted to 8-bit RGB, so that
 normalised boxes refer to what Timelapse displays.
 """
+
 from __future__ import annotations
 
 import logging

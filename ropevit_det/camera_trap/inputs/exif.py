@@ -4,6 +4,7 @@ The one home for EXIF reading; the dataset loader (``data/cct.py``), the results
 reader (``inputs/decoding.py``) all ask here. Pillow's ``Image.open`` is lazy: it parses the header and the EXIF
 block only, so both questions are answered without decoding pixels.
 """
+
 from __future__ import annotations
 
 import os

@@ -14,6 +14,7 @@ without a word. The two formats:
 
 What :func:`write_list_file` writes, :func:`read_list_file` reads back as the same strings.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,9 @@ def read_list_file(path: str | os.PathLike) -> list[str]:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"input list {path} is not UTF-8 text ({exc}); write it as UTF-8, or as a .json list") from None
+        raise ValueError(
+            f"input list {path} is not UTF-8 text ({exc}); write it as UTF-8, or as a .json list"
+        ) from None
     if path.suffix.lower() == ".json":
         return _json_list(path, text)
     names = []
@@ -51,12 +54,15 @@ def read_list_file(path: str | os.PathLike) -> list[str]:
             try:
                 line = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"input list {path}, line {number}: a line starting with a double quote must be "
-                                 f"one JSON string (the escape for names with line breaks) ({exc.msg}); write "
-                                 "the name as a JSON string, e.g. \"\\\"a.jpg\"") from None
+                raise ValueError(
+                    f"input list {path}, line {number}: a line starting with a double quote must be "
+                    f"one JSON string (the escape for names with line breaks) ({exc.msg}); write "
+                    'the name as a JSON string, e.g. "\\"a.jpg"'
+                ) from None
             if not isinstance(line, str):
-                raise ValueError(f"input list {path}, line {number}: a line starting with a double quote must be "
-                                 "one JSON string")
+                raise ValueError(
+                    f"input list {path}, line {number}: a line starting with a double quote must be one JSON string"
+                )
         names.append(line)
     return names
 

@@ -3,6 +3,7 @@
 Files that are neither images nor videos are skipped (and counted); the relative paths become the ``file`` of
 each results entry, with forward slashes whatever the OS.
 """
+
 from __future__ import annotations
 
 import glob
@@ -13,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...errors import UserInputError
 from .list_file import LIST_FILE_SUFFIXES, read_list_file
 from .video import VIDEO_EXTENSIONS, is_video_file
-from ...errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +145,9 @@ def _input_candidates(text: str, unlisted: list[str], not_regular: list[str]) ->
                 break
             fixed.append(part)
         return (Path(*fixed).resolve() if fixed else Path.cwd()), [_absolute(m) for m in matches]
-    raise FileNotFoundError(f"input {text!r} is neither a folder, a .txt or .json list, an image file nor a glob "
-                            "that matches")
+    raise FileNotFoundError(
+        f"input {text!r} is neither a folder, a .txt or .json list, an image file nor a glob that matches"
+    )
 
 
 def list_inputs(path: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[Path, list[str]]:
@@ -155,14 +157,24 @@ def list_inputs(path: str | os.PathLike, root: str | os.PathLike | None = None) 
     """
     listing = scan_inputs(path, root)
     if listing.not_regular:
-        logger.warning("skipped %d files that are not regular files (FIFOs, sockets, devices), e.g. %s",
-                       len(listing.not_regular), ", ".join(listing.not_regular[:3]))
+        logger.warning(
+            "skipped %d files that are not regular files (FIFOs, sockets, devices), e.g. %s",
+            len(listing.not_regular),
+            ", ".join(listing.not_regular[:3]),
+        )
     if listing.unlisted:
-        logger.warning("%d folders could not be listed; their images are not in this run: %s", len(listing.unlisted),
-                       ", ".join(listing.unlisted[:5]))
+        logger.warning(
+            "%d folders could not be listed; their images are not in this run: %s",
+            len(listing.unlisted),
+            ", ".join(listing.unlisted[:5]),
+        )
     if listing.skipped:
-        logger.warning("skipped %d non-image files (extension not in %s), e.g. %s", len(listing.skipped),
-                       sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS), ", ".join(listing.skipped[:3]))
+        logger.warning(
+            "skipped %d non-image files (extension not in %s), e.g. %s",
+            len(listing.skipped),
+            sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS),
+            ", ".join(listing.skipped[:3]),
+        )
     return listing.root, listing.files
 
 
@@ -182,18 +194,23 @@ def _checked_root(root: str | os.PathLike | None, absolute_paths: Sequence[str])
         return None
     folder = Path(root).resolve()
     if not folder.is_dir():
-        raise InputRootError(f"input root {os.fspath(root)!r} is not a folder; give the folder that the "
-                                "results' file paths are relative to (the input folder of the first run)")
+        raise InputRootError(
+            f"input root {os.fspath(root)!r} is not a folder; give the folder that the "
+            "results' file paths are relative to (the input folder of the first run)"
+        )
     outside = [p for p in absolute_paths if os.path.commonpath([folder, p]) != str(folder)]
     if outside:
-        raise InputRootError(f"{len(outside)} of {len(absolute_paths)} inputs are not under the input root {folder} "
-                         f"(e.g. {', '.join(outside[:3])}); give a root that holds them all, such as the input "
-                         "folder of the first run")
+        raise InputRootError(
+            f"{len(outside)} of {len(absolute_paths)} inputs are not under the input root {folder} "
+            f"(e.g. {', '.join(outside[:3])}); give a root that holds them all, such as the input "
+            "folder of the first run"
+        )
     return folder
 
 
-def _split_images(root: Path, absolute_paths: Sequence[str], not_regular_paths: Sequence[str] = (),
-                  unlisted: Sequence[str] = ()) -> InputListing:
+def _split_images(
+    root: Path, absolute_paths: Sequence[str], not_regular_paths: Sequence[str] = (), unlisted: Sequence[str] = ()
+) -> InputListing:
     files, skipped = [], []
     for abs_path in absolute_paths:
         rel = Path(os.path.relpath(abs_path, root)).as_posix()
@@ -201,9 +218,11 @@ def _split_images(root: Path, absolute_paths: Sequence[str], not_regular_paths: 
     not_regular = [Path(os.path.relpath(p, root)).as_posix() for p in not_regular_paths]
     if not files:
         cannot = f"; {len(unlisted)} folders could not be listed: {', '.join(unlisted[:3])}" if unlisted else ""
-        raise FileNotFoundError(f"no image or video files under {root} (skipped {len(skipped)} other files and "
-                                f"{len(not_regular)} that are not regular files{cannot}; "
-                                f"recognised extensions: {sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)})")
+        raise FileNotFoundError(
+            f"no image or video files under {root} (skipped {len(skipped)} other files and "
+            f"{len(not_regular)} that are not regular files{cannot}; "
+            f"recognised extensions: {sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)})"
+        )
     return InputListing(root, sorted(set(files)), sorted(skipped), sorted(not_regular), list(unlisted))
 
 

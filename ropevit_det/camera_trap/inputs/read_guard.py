@@ -6,6 +6,7 @@ until some writer opens it (for ever, in practice), so files are opened with ``O
 checked on the open descriptor. Reads that stall for other reasons (a network share gone away, a device)
 are cut by :func:`read_deadline`.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,8 +67,12 @@ def read_deadline(seconds: float | None) -> Iterator[None]:
     ``num_workers=0``); elsewhere the block runs without a limit. Blocking system calls are interrupted and the
     error raised as soon as the interpreter runs again.
     """
-    if not seconds or seconds <= 0 or threading.current_thread() is not threading.main_thread() \
-            or not hasattr(signal, "setitimer"):
+    if (
+        not seconds
+        or seconds <= 0
+        or threading.current_thread() is not threading.main_thread()
+        or not hasattr(signal, "setitimer")
+    ):
         yield
         return
 
@@ -84,8 +89,13 @@ def read_deadline(seconds: float | None) -> Iterator[None]:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+    ):
         if test(mode):
             return name
     return f"mode {stat.S_IFMT(mode):o}"

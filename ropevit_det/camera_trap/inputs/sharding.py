@@ -5,6 +5,7 @@ differing by at most one, earlier parts taking the remainder. Contiguous parts k
 few processes, and the rule depends only on the list and the numbers, so a re-run with the same flags
 (``resume``) gives every process the same files again.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -9,6 +9,7 @@ looks just like a finished one. Its wheels bundle FFmpeg, like OpenCV's, so noth
 Frame numbers count decoded frames from 0, as MegaDetector's video tools count them, so ``frame_number``
 in the results points at the frame a user sees at ``frame_number / frame_rate`` seconds.
 """
+
 from __future__ import annotations
 
 import os

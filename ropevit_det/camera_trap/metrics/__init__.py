@@ -10,6 +10,7 @@ Class handling: every category name (ground truth and results) is mapped to a Me
 (animal / person / vehicle, or ignore) with :mod:`..data.class_mapping`, so a species-level CCT file
 scores an animal/person/vehicle detector, and an ``animal``-only COCO file scores it as well.
 """
+
 from __future__ import annotations
 
 from .box_ap import box_ap

@@ -1,4 +1,5 @@
 """Box COCO AP / AP50 of MegaDetector-format detections against the ground truth's boxes (pycocotools)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +14,6 @@ from pycocotools.cocoeval import COCOeval
 
 from ..data.class_mapping import normalize_name
 from ..results.md_format import normalized_to_absolute_xywh
-
 from .ground_truth import GroundTruthImage, md_class_of
 
 logger = logging.getLogger(__name__)
@@ -37,8 +37,11 @@ def box_ap(
             return result_ids[normalize_name(name)]
         return result_ids.get(normalize_name(md_class_of(name, mapping)))
 
-    gt = {"images": [], "annotations": [], "categories": [
-        {"id": int(cat_id), "name": name} for cat_id, name in detection_categories.items()]}
+    gt = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": int(cat_id), "name": name} for cat_id, name in detection_categories.items()],
+    }
     dets: list[dict[str, Any]] = []
     skipped: dict[str, int] = defaultdict(int)
     for image_id, (gt_image, entry) in enumerate(pairs, start=1):
@@ -52,16 +55,37 @@ def box_ap(
         if any(c is None for c in cats):
             skipped["unmapped_category"] += 1
             continue
-        gt["images"].append({"id": image_id, "width": gt_image.width, "height": gt_image.height,
-                             "file_name": gt_image.file_name})
+        gt["images"].append(
+            {"id": image_id, "width": gt_image.width, "height": gt_image.height, "file_name": gt_image.file_name}
+        )
         for cat, (_, bbox) in zip(cats, gt_image.boxes):
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": image_id, "category_id": cat,
-                                      "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0})
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
         for det in entry.get("detections") or ():
-            dets.append({"image_id": image_id, "category_id": int(det["category"]), "score": float(det["conf"]),
-                         "bbox": normalized_to_absolute_xywh(det["bbox"], gt_image.width, gt_image.height)})
-    out: dict[str, Any] = {"n_images": len(gt["images"]), "n_gt_boxes": len(gt["annotations"]),
-                           "n_detections": len(dets), "skipped_images": dict(skipped), "AP": None, "AP50": None}
+            dets.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(det["category"]),
+                    "score": float(det["conf"]),
+                    "bbox": normalized_to_absolute_xywh(det["bbox"], gt_image.width, gt_image.height),
+                }
+            )
+    out: dict[str, Any] = {
+        "n_images": len(gt["images"]),
+        "n_gt_boxes": len(gt["annotations"]),
+        "n_detections": len(dets),
+        "skipped_images": dict(skipped),
+        "AP": None,
+        "AP50": None,
+    }
     if not gt["annotations"]:
         return out
     if not dets:

@@ -1,20 +1,20 @@
 """Ground truth for the camera-trap metrics: a CCT or COCO file read into one record per image, with every
 label mapped to a MegaDetector class (animal / person / vehicle, or ignore)."""
+
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
-
 
 from ..data.cct import read_cct_json
 from ..data.cct_checks import check_cct_consistency
-from ..inputs.exif import image_size_from_header
 from ..data.class_mapping import IGNORE, MD_CLASSES, is_empty_category, load_md_mapping, mapped_md_class
 from ..data.matching import strip_path_prefix
+from ..inputs.exif import image_size_from_header
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,9 @@ def load_ground_truth(
         for ann in anns_by_image.get(image["id"], []):
             name = names.get(ann.get("category_id"))
             if name is None:
-                raise ValueError(f"{gt_file}: annotation {ann.get('id')!r} has unknown category_id "
-                                 f"{ann.get('category_id')!r}")
+                raise ValueError(
+                    f"{gt_file}: annotation {ann.get('id')!r} has unknown category_id {ann.get('category_id')!r}"
+                )
             if is_empty_category(name):
                 continue
             md_class = md_class_of(name, mapping)
@@ -99,9 +100,16 @@ def load_ground_truth(
         width, height = image.get("width"), image.get("height")
         if (not width or not height) and image_root is not None and (Path(image_root) / file_name).is_file():
             width, height = image_size_from_header(Path(image_root) / file_name)
-        images.append(GroundTruthImage(
-            file_name=file_name, labels=labels, boxes=boxes,
-            has_unboxed_label=unboxed and not boxes, only_ignored=ignored and not labels,
-            width=width or None, height=height or None,
-            seq_id=None if image.get("seq_id") is None else str(image["seq_id"])))
+        images.append(
+            GroundTruthImage(
+                file_name=file_name,
+                labels=labels,
+                boxes=boxes,
+                has_unboxed_label=unboxed and not boxes,
+                only_ignored=ignored and not labels,
+                width=width or None,
+                height=height or None,
+                seq_id=None if image.get("seq_id") is None else str(image["seq_id"]),
+            )
+        )
     return images, names

@@ -1,13 +1,12 @@
 """Image- and sequence-level "is there an animal?" metrics: precision/recall curves, operating points, and
 the counts at a threshold (including the false-positive rate on empty frames)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-
 
 
 def pr_curve(scores: Sequence[float], labels: Sequence[bool]) -> dict[str, np.ndarray]:
@@ -53,8 +52,12 @@ def _best_operating_point(
     if len(ok) == 0:
         return None
     best = ok[np.argmax(curve[maximised][ok])]
-    return {f"target_{constrained}": target, maximised: float(curve[maximised][best]),
-            constrained: float(curve[constrained][best]), "threshold": float(curve["threshold"][best])}
+    return {
+        f"target_{constrained}": target,
+        maximised: float(curve[maximised][best]),
+        constrained: float(curve[constrained][best]),
+        "threshold": float(curve["threshold"][best]),
+    }
 
 
 def recall_at_precision(curve: Mapping[str, np.ndarray], target: float) -> dict[str, float] | None:
@@ -105,9 +108,16 @@ def presence_metrics(
         f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     curve = pr_curve(s, pos)
     return {
-        "n": len(s), "n_positive": int(pos.sum()), "n_empty": int(empty.sum()),
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "precision": precision, "recall": recall, "f1": f1,
+        "n": len(s),
+        "n_positive": int(pos.sum()),
+        "n_empty": int(empty.sum()),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
         "empty_frame_fp_rate": _ratio(int((pred & empty).sum()), int(empty.sum())),
         "average_precision": average_precision(curve) if pos.any() else None,
         "recall_at_precision": recall_at_precision(curve, target_precision),

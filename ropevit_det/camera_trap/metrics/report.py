@@ -1,12 +1,11 @@
 """The camera-trap report for people: plain-text tables and a precision/recall plot."""
+
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-
 
 
 def _fmt(value: Any) -> str:
@@ -25,41 +24,77 @@ def format_table(report: Mapping[str, Any]) -> str:
     if report["sequence_level"] is not None:
         levels.append(("sequence", report["sequence_level"]))
     rows = []
-    for key, label in [("n", "count"), ("n_positive", f"with {report['positive_class']}"), ("n_empty", "empty"),
-                       ("tp", "TP"), ("fp", "FP"), ("fn", "FN"), ("tn", "TN"),
-                       ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
-                       ("empty_frame_fp_rate", "empty-frame FP rate"), ("average_precision", "average precision")]:
+    for key, label in [
+        ("n", "count"),
+        ("n_positive", f"with {report['positive_class']}"),
+        ("n_empty", "empty"),
+        ("tp", "TP"),
+        ("fp", "FP"),
+        ("fn", "FN"),
+        ("tn", "TN"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("f1", "F1"),
+        ("empty_frame_fp_rate", "empty-frame FP rate"),
+        ("average_precision", "average precision"),
+    ]:
         rows.append([label] + [_fmt(level[key]) for _, level in levels])
-    for key, label, field_name in [("recall_at_precision", "recall @ precision {}", "recall"),
-                                   ("precision_at_recall", "precision @ recall {}", "precision")]:
+    for key, label, field_name in [
+        ("recall_at_precision", "recall @ precision {}", "recall"),
+        ("precision_at_recall", "precision @ recall {}", "precision"),
+    ]:
         first = report["image_level"][key]
         target = (first or {}).get("target_precision" if field_name == "recall" else "target_recall")
         values = []
         for _, level in levels:
             point = level[key]
-            values.append("not reached" if point is None else
-                          f"{point[field_name]:.4f} (thr {point['threshold']:.3f})")
+            values.append("not reached" if point is None else f"{point[field_name]:.4f} (thr {point['threshold']:.3f})")
         rows.append([label.format(f"{target:g}" if target is not None else "target")] + values)
     header = ["metric"] + [f"{name} level" for name, _ in levels]
-    text = [f"{report['positive_class']} present, threshold {report['threshold']:.3f}",
-            tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)]
+    text = [
+        f"{report['positive_class']} present, threshold {report['threshold']:.3f}",
+        tabulate(rows, headers=header, tablefmt="github", disable_numparse=True),
+    ]
     boxes = report.get("boxes")
     if boxes is not None:
-        text.append(tabulate([["COCO AP", _fmt(boxes["AP"])], ["AP50", _fmt(boxes["AP50"])],
-                              ["images", boxes["n_images"]], ["ground-truth boxes", boxes["n_gt_boxes"]],
-                              ["detections", boxes["n_detections"]]],
-                             headers=["boxes", "value"], tablefmt="github", disable_numparse=True))
+        text.append(
+            tabulate(
+                [
+                    ["COCO AP", _fmt(boxes["AP"])],
+                    ["AP50", _fmt(boxes["AP50"])],
+                    ["images", boxes["n_images"]],
+                    ["ground-truth boxes", boxes["n_gt_boxes"]],
+                    ["detections", boxes["n_detections"]],
+                ],
+                headers=["boxes", "value"],
+                tablefmt="github",
+                disable_numparse=True,
+            )
+        )
     by_size = report.get("recall_by_size")
     if by_size is not None:
-        text.append(tabulate([[band, by_size[band]["boxes"], by_size[band]["found"], _fmt(by_size[band]["recall"])]
-                              for band in ("small", "medium", "large")],
-                             headers=[f"box size (COCO area bands), threshold {by_size['threshold']:.3f}",
-                                      "ground-truth boxes", "found", "recall"],
-                             tablefmt="github", disable_numparse=True))
+        text.append(
+            tabulate(
+                [
+                    [band, by_size[band]["boxes"], by_size[band]["found"], _fmt(by_size[band]["recall"])]
+                    for band in ("small", "medium", "large")
+                ],
+                headers=[
+                    f"box size (COCO area bands), threshold {by_size['threshold']:.3f}",
+                    "ground-truth boxes",
+                    "found",
+                    "recall",
+                ],
+                tablefmt="github",
+                disable_numparse=True,
+            )
+        )
     m = report["matching"]
-    text.append(f"matched {m['matched']} of {m['results']} results; left out: {m['results_without_ground_truth']} "
-                f"results without ground truth, {m['ground_truth_without_result']} ground-truth images without "
-                f"result, {m['failed_images']} failed images, {m['ignored_only_images']} ignored-only images")
+    text.append(
+        f"matched {m['matched']} of {m['results']} results; left out: {m['results_without_ground_truth']} "
+        f"results without ground truth, {m['ground_truth_without_result']} ground-truth images without "
+        f"result, {m['failed_images']} failed images, {m['ignored_only_images']} ignored-only images"
+    )
     return "\n\n".join(text)
 
 
@@ -80,7 +115,7 @@ def plot_pr_curves(report: Mapping[str, Any], output: str | Path) -> Path:
         # Start the step curve at recall 0 with the first point's precision, as PR plots usually do.
         recall = [0.0] + curve["recall"] if curve["recall"] else []
         precision = curve["precision"][:1] + curve["precision"]
-        line, = ax.step(recall, precision, where="post", label=label)
+        (line,) = ax.step(recall, precision, where="post", label=label)
         if level["precision"] is not None and level["recall"] is not None:
             ax.plot([level["recall"]], [level["precision"]], "o", color=line.get_color())
     ax.set_xlabel("recall")

@@ -5,6 +5,7 @@ so small and distant animals show up as the ``small`` band. A ground-truth box c
 detection of its category at or above the threshold overlaps it with IoU >= 0.5; each detection finds at most one
 box, the most confident detections choosing first (COCO's matching).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,10 @@ __all__ = ["SIZE_BANDS", "recall_by_size", "size_band"]
 
 # COCO's area ranges (cocoeval.Params.areaRng), in pixels of the full image.
 SIZE_BANDS: dict[str, tuple[float, float]] = {
-    "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, float("inf"))}
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, float("inf")),
+}
 
 
 def size_band(area: float) -> str:
@@ -54,8 +58,7 @@ def recall_by_size(
         if gt_image.has_unboxed_label or gt_image.only_ignored or not gt_image.width or not gt_image.height:
             skipped += 1
             continue
-        dets = sorted((d for d in entry.get("detections") or () if d["conf"] >= threshold),
-                      key=lambda d: -d["conf"])
+        dets = sorted((d for d in entry.get("detections") or () if d["conf"] >= threshold), key=lambda d: -d["conf"])
         det_boxes = [normalized_to_absolute_xywh(d["bbox"], gt_image.width, gt_image.height) for d in dets]
         gt_boxes = [bbox for _, bbox in gt_image.boxes]
         gt_cats = [gt_category(name) for name, _ in gt_image.boxes]
@@ -63,19 +66,24 @@ def recall_by_size(
             boxes[size_band(bbox[2] * bbox[3])] += 1
         if not det_boxes or not gt_boxes:
             continue
-        ious = mask_util.iou(np.asarray(det_boxes, dtype=np.float64), np.asarray(gt_boxes, dtype=np.float64),
-                             [0] * len(gt_boxes))
+        ious = mask_util.iou(
+            np.asarray(det_boxes, dtype=np.float64), np.asarray(gt_boxes, dtype=np.float64), [0] * len(gt_boxes)
+        )
         taken = [False] * len(gt_boxes)
         for d, det in enumerate(dets):
-            candidates = [g for g in range(len(gt_boxes))
-                          if not taken[g] and gt_cats[g] == int(det["category"]) and ious[d, g] >= min_iou]
+            candidates = [
+                g
+                for g in range(len(gt_boxes))
+                if not taken[g] and gt_cats[g] == int(det["category"]) and ious[d, g] >= min_iou
+            ]
             if candidates:
                 best = max(candidates, key=lambda g: ious[d, g])
                 taken[best] = True
                 found[size_band(gt_boxes[best][2] * gt_boxes[best][3])] += 1
-    out: dict[str, Any] = {band: {"boxes": boxes[band], "found": found[band],
-                                  "recall": found[band] / boxes[band] if boxes[band] else None}
-                           for band in SIZE_BANDS}
+    out: dict[str, Any] = {
+        band: {"boxes": boxes[band], "found": found[band], "recall": found[band] / boxes[band] if boxes[band] else None}
+        for band in SIZE_BANDS
+    }
     out["threshold"] = threshold
     out["skipped_images"] = skipped
     return out

@@ -3,14 +3,16 @@
 The ``megadetector`` package is installed without its dependencies (they include a YOLO training stack that
 cannot be built offline); what its post-processing imports comes from this project's ``camtrap`` extra.
 """
+
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
 MD_VERSION = "10.0.28"
-INSTALL_HINT = (f'pip install -e ".[camtrap]" && pip install --no-deps megadetector=={MD_VERSION} '
-                "(tools/setup_env.sh does both)")
+INSTALL_HINT = (
+    f'pip install -e ".[camtrap]" && pip install --no-deps megadetector=={MD_VERSION} (tools/setup_env.sh does both)'
+)
 
 
 def import_md(module: str) -> ModuleType:
@@ -28,7 +30,6 @@ def import_md(module: str) -> ModuleType:
     try:
         return importlib.import_module(f"megadetector.{module}")
     except ImportError as exc:
-        raise ImportError(f"megadetector.{module} cannot be imported ({exc}); install it with: {INSTALL_HINT}"
-                          ) from exc
+        raise ImportError(f"megadetector.{module} cannot be imported ({exc}); install it with: {INSTALL_HINT}") from exc
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = load_truncated

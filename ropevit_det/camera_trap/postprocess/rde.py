@@ -22,6 +22,7 @@ MegaDetector marks a removed box by making its confidence negative; :func:`apply
 from our original entries instead, so the output keeps our rounding and fields and every confidence stays in
 0..1 as the format asks.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,18 +35,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...errors import UserInputError
+from ...utils.atomic_json import write_json_atomic
 from ..data.cct import read_cct_json
 from ..data.matching import TrailingPathMatcher, check_relative_paths
 from ..results.md_format import load_results
-from ...utils.atomic_json import write_json_atomic
 from .md_package import import_md
 from .rde_index import INDEX_FILE, read_filtering_index
-from ...errors import UserInputError
 
-__all__ = ["CameraByLocation", "RdeOptions", "SuspiciousDetection", "apply_repeats", "camera_by_location",
-           "find_repeats"]
+__all__ = [
+    "CameraByLocation",
+    "RdeOptions",
+    "SuspiciousDetection",
+    "apply_repeats",
+    "camera_by_location",
+    "find_repeats",
+]
 
 logger = logging.getLogger(__name__)
+
 
 class CameraByLocation:
     """``file -> camera``: the CCT ``location`` of a results path, else its folder (MegaDetector's default).
@@ -72,8 +80,11 @@ def camera_by_location(cct_file: str | Path, result_files: Sequence[str]) -> tup
     data = read_cct_json(cct_file)
     by_name = {image["file_name"]: image for image in data["images"]}
     found, _ = TrailingPathMatcher(by_name).match_all(result_files)
-    locations = {os.path.normpath(f).replace("\\", "/"): str(by_name[g]["location"])
-                 for f, g in found.items() if by_name[g].get("location") is not None}
+    locations = {
+        os.path.normpath(f).replace("\\", "/"): str(by_name[g]["location"])
+        for f, g in found.items()
+        if by_name[g].get("location") is not None
+    }
     return CameraByLocation(locations), len(locations)
 
 
@@ -145,20 +156,25 @@ def find_repeats(
     if not 0.0 < options.iou <= 1.0:
         raise UserInputError(f"must be in (0, 1], got {options.iou}", argument="iou")
     if options.cct_file is not None and options.folder_levels:
-        raise UserInputError("cameras are grouped either by CCT location or by folder levels, not both",
-                             argument="folder_levels")
+        raise UserInputError(
+            "cameras are grouped either by CCT location or by folder levels, not both", argument="folder_levels"
+        )
     results = load_results(results_file)
     # MegaDetector reads image_dir/file for every entry and renders tiles from them.
     check_relative_paths([e["file"] for e in results["images"]], source=str(results_file), root=str(image_dir))
     names = {name: cat_id for cat_id, name in results["detection_categories"].items()}
     unknown = [c for c in options.exclude_categories if c not in names]
     if unknown:
-        raise UserInputError(f"{unknown} are not detection categories of {results_file} ({', '.join(names)})",
-                             argument="exclude_categories")
+        raise UserInputError(
+            f"{unknown} are not detection categories of {results_file} ({', '.join(names)})",
+            argument="exclude_categories",
+        )
     first = next((e["file"] for e in results["images"] if e.get("detections") is not None), None)
     if first is not None and not (Path(image_dir) / first).is_file():
-        raise UserInputError(f"{Path(image_dir) / first} does not exist: it must be the folder the results' paths "
-                             "start from", argument="image_dir")
+        raise UserInputError(
+            f"{Path(image_dir) / first} does not exist: it must be the folder the results' paths start from",
+            argument="image_dir",
+        )
 
     if options.blur:
         from .review import blurred_mirror
@@ -180,8 +196,9 @@ def find_repeats(
     md.bParallelizeRendering = options.workers > 0
     if options.cct_file is not None:
         md.customDirNameFunction, matched = camera_by_location(options.cct_file, [e["file"] for e in results["images"]])
-        logger.info("cameras from %s: %d of %d images have a location", options.cct_file, matched,
-                    len(results["images"]))
+        logger.info(
+            "cameras from %s: %d of %d images have a location", options.cct_file, matched, len(results["images"])
+        )
     else:
         md.nDirLevelsFromLeaf = options.folder_levels
     with _quiet(options.quiet):
@@ -191,10 +208,15 @@ def find_repeats(
     cameras = list(found.rows_by_directory)  # MegaDetector's directory order, the index's i_dir
     for i_dir, detections in enumerate(found.suspicious_detections):
         for detection in detections:
-            suspicious.append(SuspiciousDetection(
-                tile=filtering_dir / detection.sampleImageRelativeFileName, camera=cameras[i_dir],
-                bbox=tuple(float(v) for v in detection.bbox), category=results["detection_categories"].get(
-                    str(detection.category), str(detection.category)), images=len(detection.instances)))
+            suspicious.append(
+                SuspiciousDetection(
+                    tile=filtering_dir / detection.sampleImageRelativeFileName,
+                    camera=cameras[i_dir],
+                    bbox=tuple(float(v) for v in detection.bbox),
+                    category=results["detection_categories"].get(str(detection.category), str(detection.category)),
+                    images=len(detection.instances),
+                )
+            )
     return filtering_dir, suspicious
 
 
@@ -213,8 +235,9 @@ def apply_repeats(
     """
     filtering_dir = Path(filtering_dir)
     if not (filtering_dir / INDEX_FILE).is_file():
-        raise FileNotFoundError(f"{filtering_dir / INDEX_FILE} does not exist: pass the filtering_* folder that "
-                                "the find step wrote")
+        raise FileNotFoundError(
+            f"{filtering_dir / INDEX_FILE} does not exist: pass the filtering_* folder that the find step wrote"
+        )
     index = read_filtering_index(filtering_dir / INDEX_FILE)  # before MegaDetector decodes it with jsonpickle
     results = load_results(results_file)
     core = import_md("postprocessing.repeat_detection_elimination.repeat_detections_core")
@@ -242,8 +265,13 @@ def apply_repeats(
         changed += 1
     found_tiles = sum(len(per_dir) for per_dir in index["suspicious_detections"])
     results.setdefault("info", {})["repeat_detection_elimination"] = {
-        "filtering_folder": filtering_dir.name, "removed_detections": removed}
+        "filtering_folder": filtering_dir.name,
+        "removed_detections": removed,
+    }
     write_json_atomic(output_file, results, indent=1)
-    return {"removed": removed, "images_changed": changed, "removed_tiles": remaining_tiles,
-            "kept_tiles": found_tiles - remaining_tiles}
-
+    return {
+        "removed": removed,
+        "images_changed": changed,
+        "removed_tiles": remaining_tiles,
+        "kept_tiles": found_tiles - remaining_tiles,
+    }

@@ -4,6 +4,7 @@ MegaDetector decodes ``detectionIndex.json`` with ``jsonpickle``, which can buil
 run it. Filtering folders travel between reviewers, so the index is parsed as plain JSON and checked here (only the
 classes MegaDetector's find step writes, each in its place) before MegaDetector sees it.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,7 @@ _INDEX_CLASSES = {
     "instance": f"{_MD_CORE}.IndexedDetection",
 }
 # Attributes that hold one of those objects (or a list of them).
-_NESTED_CLASSES = {"customDirNameFunction": _INDEX_CLASSES["camera function"],
-                   "instances": _INDEX_CLASSES["instance"]}
+_NESTED_CLASSES = {"customDirNameFunction": _INDEX_CLASSES["camera function"], "instances": _INDEX_CLASSES["instance"]}
 _JSONPICKLE_OBJECT, _JSONPICKLE_TUPLE = "py/object", "py/tuple"
 
 
@@ -37,7 +37,8 @@ class FilteringIndexError(UserInputError):
 def read_filtering_index(path: str | Path) -> dict[str, Any]:
     """Parse a ``detectionIndex.json`` as plain JSON and check it holds only what the find step writes.
 
-    Allowed: JSON values (dict keys may be ``json://<digits>``, a number), ``{"py/tuple": [...]}`` and ``{"py/object": NAME, ...attributes}`` with NAME one of
+    Allowed: JSON values (dict keys may be ``json://<digits>``, a number), ``{"py/tuple": [...]}`` and
+    ``{"py/object": NAME, ...attributes}`` with NAME one of
     the classes MegaDetector's index uses, each in its place (the options, their camera function, the
     suspicious detections and their instances); attribute names are plain (no ``_``/``__`` prefix). Tile names
     are file names inside the folder.
@@ -56,9 +57,11 @@ def read_filtering_index(path: str | Path) -> dict[str, Any]:
         raise FilteringIndexError(f"{path} cannot be read as JSON ({exc}); run the find step again") from None
 
     def refuse(where: str, what: str) -> FilteringIndexError:
-        return FilteringIndexError(f"{path} is not an index the find step writes: {where} {what}; it is not "
-                                   "used (a crafted index could run code). Run the find step again, or use a "
-                                   "filtering folder from someone you trust")
+        return FilteringIndexError(
+            f"{path} is not an index the find step writes: {where} {what}; it is not "
+            "used (a crafted index could run code). Run the find step again, or use a "
+            "filtering folder from someone you trust"
+        )
 
     def check(value: Any, where: str, allowed_class: str | None = None) -> None:
         if isinstance(value, list):
@@ -86,9 +89,12 @@ def read_filtering_index(path: str | Path) -> dict[str, Any]:
         for key, item in value.items():
             check(item, f"{where}.{key}")
 
-    if not isinstance(index, dict) or not isinstance(index.get("suspicious_detections"), list) \
-            or not isinstance(index.get("options"), dict) \
-            or index["options"].get(_JSONPICKLE_OBJECT) != _INDEX_CLASSES["options"]:
+    if (
+        not isinstance(index, dict)
+        or not isinstance(index.get("suspicious_detections"), list)
+        or not isinstance(index.get("options"), dict)
+        or index["options"].get(_JSONPICKLE_OBJECT) != _INDEX_CLASSES["options"]
+    ):
         raise refuse("the top level", "lacks 'suspicious_detections' or MegaDetector's 'options'")
     for key, value in index.items():
         if key == "options":
@@ -99,13 +105,18 @@ def read_filtering_index(path: str | Path) -> dict[str, Any]:
                     raise refuse(f"suspicious_detections[{i_dir}]", "is not a list")
                 for i, detection in enumerate(per_dir):
                     where = f"suspicious_detections[{i_dir}][{i}]"
-                    if not isinstance(detection, dict) \
-                            or detection.get(_JSONPICKLE_OBJECT) != _INDEX_CLASSES["suspicious detection"]:
+                    if (
+                        not isinstance(detection, dict)
+                        or detection.get(_JSONPICKLE_OBJECT) != _INDEX_CLASSES["suspicious detection"]
+                    ):
                         raise refuse(where, "is not a suspicious detection")
                     check(detection, where, _INDEX_CLASSES["suspicious detection"])
                     tile = detection.get("sampleImageRelativeFileName")
-                    if not isinstance(tile, str) or tile != posixpath.basename(tile.replace("\\", "/")) \
-                            or tile in ("", ".", ".."):
+                    if (
+                        not isinstance(tile, str)
+                        or tile != posixpath.basename(tile.replace("\\", "/"))
+                        or tile in ("", ".", "..")
+                    ):
                         raise refuse(where, f"names the tile {tile!r}, not a file name in the folder")
         else:
             check(value, key)

@@ -16,6 +16,7 @@ entries whose ``file`` leaves the image folder (absolute, ``..``) and names hold
 ``"``) are refused before MegaDetector sees them; the page title and model name, which this module passes,
 are escaped.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...errors import UserInputError
 from ..data.cct import read_cct_json
 from ..data.class_mapping import is_empty_category
 from ..data.matching import MatchReport, TrailingPathMatcher, check_relative_paths, strip_path_prefix
 from ..results.md_format import load_results
 from .md_package import import_md
-from ...errors import UserInputError
 
 __all__ = ["NO_LABELS", "ReviewOptions", "ReviewSummary", "blurred_mirror", "review_ground_truth", "write_review"]
 
@@ -54,8 +55,10 @@ def check_no_markup(names: Sequence[str], *, what: str, source: str | Path) -> N
     """
     bad = [str(name) for name in names if HTML_MARKUP & set(str(name))]
     if bad:
-        raise ValueError(f"{source}: {len(bad)} {what} hold HTML markup (< > \"), e.g. {bad[0]!r}; MegaDetector "
-                         "writes them into the review page unescaped, so they are refused: rename them")
+        raise ValueError(
+            f'{source}: {len(bad)} {what} hold HTML markup (< > "), e.g. {bad[0]!r}; MegaDetector '
+            "writes them into the review page unescaped, so they are refused: rename them"
+        )
 
 
 BLURRED_IMAGES = "blurred_images"  # the folder of blurred copies a page is made from (ReviewOptions.blur)
@@ -137,8 +140,11 @@ def review_ground_truth(
         by_name[name] = image
     found, report = TrailingPathMatcher(by_name).match_all(result_files)
     if report.matched == 0:
-        raise UserInputError(f"no result matches an image of {gt_file}: {report.describe('results')}. "
-                         "Rewrite the ground-truth file names with a prefix to strip or add.", argument="gt_prefix")
+        raise UserInputError(
+            f"no result matches an image of {gt_file}: {report.describe('results')}. "
+            "Rewrite the ground-truth file names with a prefix to strip or add.",
+            argument="gt_prefix",
+        )
     images = [{**by_name[gt_name], "file_name": result_file} for result_file, gt_name in sorted(found.items())]
     kept_ids = {image["id"] for image in images}
     out = {
@@ -154,8 +160,13 @@ def review_ground_truth(
     return output, negatives, report
 
 
-def blurred_mirror(results: Mapping[str, Any], image_dir: str | Path, output_dir: str | Path,
-                   categories: Sequence[str], threshold: float) -> Path:
+def blurred_mirror(
+    results: Mapping[str, Any],
+    image_dir: str | Path,
+    output_dir: str | Path,
+    categories: Sequence[str],
+    threshold: float,
+) -> Path:
     """``output_dir/blurred_images``: blurred copies of the images with a detection of ``categories``, links to
     the others; the folder a page or tiles are then made from, so that they never show such a box.
 
@@ -166,8 +177,12 @@ def blurred_mirror(results: Mapping[str, Any], image_dir: str | Path, output_dir
 
     folder = Path(output_dir) / BLURRED_IMAGES
     default = BlurOptions()
-    blur_copies(results, image_dir, folder, BlurOptions(categories=list(categories), unblurred="link",
-                                                          threshold=min(default.threshold, float(threshold))))
+    blur_copies(
+        results,
+        image_dir,
+        folder,
+        BlurOptions(categories=list(categories), unblurred="link", threshold=min(default.threshold, float(threshold))),
+    )
     return folder
 
 
@@ -191,16 +206,26 @@ def write_review(
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     check_relative_paths([e["file"] for e in results["images"]], source=str(results_file), root=str(image_dir))
     check_no_markup([e["file"] for e in results["images"]], what="file names", source=results_file)
-    check_no_markup([*results["detection_categories"].values(), *(results.get("classification_categories") or {})
-                     .values()], what="category names", source=results_file)
+    check_no_markup(
+        [*results["detection_categories"].values(), *(results.get("classification_categories") or {}).values()],
+        what="category names",
+        source=results_file,
+    )
     files = [e["file"] for e in results["images"] if e.get("failure") is None and e.get("detections") is not None]
     missing = [f for f in files if not (image_dir / f).is_file()]
     if files and len(missing) == len(files):
-        raise FileNotFoundError(f"none of the {len(files)} images of {results_file} is under {image_dir} "
-                                f"(e.g. {image_dir / missing[0]}); pass the folder the results' paths start from")
+        raise FileNotFoundError(
+            f"none of the {len(files)} images of {results_file} is under {image_dir} "
+            f"(e.g. {image_dir / missing[0]}); pass the folder the results' paths start from"
+        )
     if missing:
-        logger.warning("%d of %d images are not under %s and cannot be shown (e.g. %s)", len(missing), len(files),
-                       image_dir, missing[0])
+        logger.warning(
+            "%d of %d images are not under %s and cannot be shown (e.g. %s)",
+            len(missing),
+            len(files),
+            image_dir,
+            missing[0],
+        )
     threshold = options.threshold
     if threshold is None:
         threshold = float(results.get("info", {}).get("detector_metadata", {}).get("typical_detection_threshold", 0.2))
@@ -222,15 +247,25 @@ def write_review(
     md.html_sort_order = options.sort_order
     md.job_name_string = html.escape(options.job_name or Path(results_file).name)
     md.model_version_string = html.escape(str(results.get("info", {}).get("detector", "unknown")))
-    summary = ReviewSummary(index_html=output_dir / "index.html", threshold=float(threshold), images=len(files),
-                            missing_images=missing, blurred_images=blurred_dir)
+    summary = ReviewSummary(
+        index_html=output_dir / "index.html",
+        threshold=float(threshold),
+        images=len(files),
+        missing_images=missing,
+        blurred_images=blurred_dir,
+    )
     if options.gt_file is not None:
         gt_copy, negatives, report = review_ground_truth(
-            options.gt_file, [e["file"] for e in results["images"]], output_dir / "ground_truth_for_review.json",
-            strip_prefix=options.gt_strip_prefix, add_prefix=options.gt_add_prefix)
+            options.gt_file,
+            [e["file"] for e in results["images"]],
+            output_dir / "ground_truth_for_review.json",
+            strip_prefix=options.gt_strip_prefix,
+            add_prefix=options.gt_add_prefix,
+        )
         if report.unmatched or report.ambiguous:
-            logger.warning("results without ground truth (not on the TP/FP/FN/TN pages): %s",
-                           report.describe("results"))
+            logger.warning(
+                "results without ground truth (not on the TP/FP/FN/TN pages): %s", report.describe("results")
+            )
         md.ground_truth_json_file = str(gt_copy)
         md.negative_classes = negatives
         summary.ground_truth, summary.negative_classes, summary.gt_matching = gt_copy, negatives, report

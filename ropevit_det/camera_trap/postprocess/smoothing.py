@@ -11,6 +11,7 @@ sequence's dominant label. It needs the sequences; they come from
 The Camtrap DP export (:mod:`.camtrapdp.events`) forms its events with the same two functions, a camera being a
 deployment there.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,13 +29,17 @@ from .md_package import import_md
 __all__ = ["sequences_from_capture_times", "sequences_from_cct", "smooth_sequences"]
 
 
-def sequences_from_capture_times(results: Mapping[str, Any], *, interval_seconds: float = 60.0,
-                                 camera_of: Callable[[str], str] = posixpath.dirname) -> list[dict[str, Any]]:
+def sequences_from_capture_times(
+    results: Mapping[str, Any], *, interval_seconds: float = 60.0, camera_of: Callable[[str], str] = posixpath.dirname
+) -> list[dict[str, Any]]:
     """``[{"file_name", "seq_id"}, ...]`` for the results' images that have a ``datetime``; the camera of an
     image is ``camera_of(its file)``, by default its folder (frames of two cameras never share a sequence).
     Images without a capture time are left out (they are not smoothed)."""
-    images = [{"file_name": e["file"], "datetime": e["datetime"], "location": camera_of(e["file"])}
-              for e in results["images"] if e.get("datetime")]
+    images = [
+        {"file_name": e["file"], "datetime": e["datetime"], "location": camera_of(e["file"])}
+        for e in results["images"]
+        if e.get("datetime")
+    ]
     if not images:
         return []
     cct_utils = import_md("data_management.cct_json_utils")

@@ -14,6 +14,7 @@ or above the threshold. Two things differ on purpose:
 The region is blurred together with a band of its surroundings, then only the region is pasted back: the
 blur is not bent by the crop edge, and outside the region every pixel is kept.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,8 +23,15 @@ from typing import Any
 
 from PIL import Image, ImageFilter
 
-__all__ = ["BLUR_METHODS", "DEFAULT_BLUR_CATEGORIES", "DEFAULT_STRENGTH", "BlurStyle", "blur_boxes", "blur_region",
-           "boxes_to_blur"]
+__all__ = [
+    "BLUR_METHODS",
+    "DEFAULT_BLUR_CATEGORIES",
+    "DEFAULT_STRENGTH",
+    "BlurStyle",
+    "blur_boxes",
+    "blur_region",
+    "boxes_to_blur",
+]
 
 BLUR_METHODS = ("gaussian", "pixelate")
 DEFAULT_BLUR_CATEGORIES = ("person", "vehicle")
@@ -90,8 +98,9 @@ def _hidden(image: Image.Image, region: tuple[int, int, int, int], style: BlurSt
     return blurred.crop((left - outer[0], top - outer[1], right - outer[0], bottom - outer[1]))
 
 
-def blur_boxes(image: Image.Image, boxes_xyxy: Iterable[Sequence[float]], style: BlurStyle = BlurStyle()
-               ) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+def blur_boxes(
+    image: Image.Image, boxes_xyxy: Iterable[Sequence[float]], style: BlurStyle = BlurStyle()
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """A copy of ``image`` with each box (pixels, ``x0, y0, x1, y1``) hidden; and the regions hidden.
 
     Each region is hidden in the image as the earlier boxes left it, so overlapping boxes stay hidden.
@@ -106,8 +115,9 @@ def blur_boxes(image: Image.Image, boxes_xyxy: Iterable[Sequence[float]], style:
     return out, regions
 
 
-def boxes_to_blur(entry: Mapping[str, Any], category_ids: Iterable[str], threshold: float,
-                  size: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+def boxes_to_blur(
+    entry: Mapping[str, Any], category_ids: Iterable[str], threshold: float, size: tuple[int, int]
+) -> list[tuple[float, float, float, float]]:
     """Pixel boxes (``x0, y0, x1, y1``) of an MD results entry's detections to blur: category among
     ``category_ids`` and confidence at or above ``threshold`` (MegaDetector's rule)."""
     wanted = {str(c) for c in category_ids}

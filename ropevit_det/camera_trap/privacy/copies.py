@@ -18,6 +18,7 @@ path, a copy of each image with a detection to blur (:mod:`.blur` says which and
 * an image whose detection failed is never copied (it may show a person), and neither is a video: videos are
   not blurred; they are listed, with how many have a detection to blur, so a person can deal with them.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,12 +33,12 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from ..inputs.exif import EXIF_ORIENTATION_TAG, displayed_size
-from ...utils.atomic_json import write_json_atomic
-from ..results.md_format import load_results
-from ..inputs.video import is_video_file
-from .blur import DEFAULT_BLUR_CATEGORIES, BlurStyle, blur_boxes, boxes_to_blur
 from ...errors import UserInputError
+from ...utils.atomic_json import write_json_atomic
+from ..inputs.exif import EXIF_ORIENTATION_TAG, displayed_size
+from ..inputs.video import is_video_file
+from ..results.md_format import load_results
+from .blur import DEFAULT_BLUR_CATEGORIES, BlurStyle, blur_boxes, boxes_to_blur
 
 __all__ = ["OPTIONS_FILE", "UNBLURRED_MODES", "BlurOptions", "BlurSummary", "blur_copies"]
 
@@ -97,8 +98,10 @@ def _check_options(output_dir: Path, record: Mapping[str, Any]) -> None:
     if path.is_file():
         before = json.loads(path.read_text(encoding="utf-8"))
         if before != record:
-            raise ValueError(f"{output_dir} holds copies blurred with other options ({before}); use a new output "
-                             "folder, or the same options to resume")
+            raise ValueError(
+                f"{output_dir} holds copies blurred with other options ({before}); use a new output "
+                "folder, or the same options to resume"
+            )
     else:
         write_json_atomic(path, record, indent=1)
 
@@ -171,8 +174,12 @@ def _write_unblurred(src: Path, dst: Path, mode: str) -> None:
         raise
 
 
-def blur_copies(results: str | Path | Mapping[str, Any], image_dir: str | Path, output_dir: str | Path,
-                options: BlurOptions | None = None) -> BlurSummary:
+def blur_copies(
+    results: str | Path | Mapping[str, Any],
+    image_dir: str | Path,
+    output_dir: str | Path,
+    options: BlurOptions | None = None,
+) -> BlurSummary:
     """Write blurred copies of ``results``' images (see the module docstring).
 
     Raises:
@@ -183,23 +190,27 @@ def blur_copies(results: str | Path | Mapping[str, Any], image_dir: str | Path, 
     """
     options = options or BlurOptions()
     if options.unblurred not in UNBLURRED_MODES:
-        raise UserInputError(f"must be one of {', '.join(UNBLURRED_MODES)}, got {options.unblurred!r}",
-                             argument="unblurred")
+        raise UserInputError(
+            f"must be one of {', '.join(UNBLURRED_MODES)}, got {options.unblurred!r}", argument="unblurred"
+        )
     if not 0.0 <= options.threshold <= 1.0:
         raise UserInputError(f"must be in 0..1, got {options.threshold}", argument="threshold")
     data = results if isinstance(results, Mapping) else load_results(results)
     names = {str(name): str(cid) for cid, name in data.get("detection_categories", {}).items()}
     unknown = [c for c in options.categories if c not in names]
     if unknown or not options.categories:
-        raise UserInputError(f"{unknown or '(none)'} are not detection categories of the results "
-                             f"(they have: {', '.join(names)})", argument="categories")
+        raise UserInputError(
+            f"{unknown or '(none)'} are not detection categories of the results (they have: {', '.join(names)})",
+            argument="categories",
+        )
     ids = [names[c] for c in options.categories]
     root, out_root = Path(image_dir), Path(output_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
     if out_root.resolve() == root.resolve():
-        raise ValueError(f"the output folder is the image folder {root}: originals are never overwritten; pass "
-                         "another output folder")
+        raise ValueError(
+            f"the output folder is the image folder {root}: originals are never overwritten; pass another output folder"
+        )
     relative = {}
     outside = []
     for entry in data["images"]:
@@ -209,10 +220,19 @@ def blur_copies(results: str | Path | Mapping[str, Any], image_dir: str | Path, 
         else:
             relative[entry["file"]] = rel
     if outside:
-        raise ValueError(f"{len(outside)} results entries lead outside the image folder {root} (e.g. "
-                         f"{outside[0]!r}); refusing to read or write outside it")
-    _check_options(out_root, {"categories": list(options.categories), "threshold": options.threshold,
-                              "style": asdict(options.style), "unblurred": options.unblurred})
+        raise ValueError(
+            f"{len(outside)} results entries lead outside the image folder {root} (e.g. "
+            f"{outside[0]!r}); refusing to read or write outside it"
+        )
+    _check_options(
+        out_root,
+        {
+            "categories": list(options.categories),
+            "threshold": options.threshold,
+            "style": asdict(options.style),
+            "unblurred": options.unblurred,
+        },
+    )
     summary = BlurSummary(output_dir=out_root)
     for entry in data["images"]:
         file = entry["file"]
@@ -241,10 +261,17 @@ def blur_copies(results: str | Path | Mapping[str, Any], image_dir: str | Path, 
             _write_unblurred(src, dst, options.unblurred)
             summary.unblurred += 1
     if summary.videos_not_blurred:
-        logger.warning("%d videos were not blurred or copied (%d with a detection to blur): videos are not "
-                       "blurred, look at them before sharing (e.g. %s)", len(summary.videos_not_blurred),
-                       summary.videos_with_detections, summary.videos_not_blurred[0])
+        logger.warning(
+            "%d videos were not blurred or copied (%d with a detection to blur): videos are not "
+            "blurred, look at them before sharing (e.g. %s)",
+            len(summary.videos_not_blurred),
+            summary.videos_with_detections,
+            summary.videos_not_blurred[0],
+        )
     if summary.failed_not_copied:
-        logger.warning("%d images whose detection failed were not copied: they may show a person (e.g. %s)",
-                       len(summary.failed_not_copied), summary.failed_not_copied[0])
+        logger.warning(
+            "%d images whose detection failed were not copied: they may show a person (e.g. %s)",
+            len(summary.failed_not_copied),
+            summary.failed_not_copied[0],
+        )
     return summary

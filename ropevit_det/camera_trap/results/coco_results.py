@@ -14,6 +14,7 @@ Image and category ids:
   counted;
 * without one: ``image_id`` is the results ``file`` (relative path) and ``category_id`` the MD category id.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..inputs.exif import image_size_from_header
 from ..data.matching import MatchReport, TrailingPathMatcher
+from ..inputs.exif import image_size_from_header
 from .md_format import normalized_to_absolute_xywh
 
 __all__ = ["CocoConversionReport", "md_to_coco_results"]
@@ -48,8 +49,10 @@ def _ground_truth_maps(gt_file: str | os.PathLike) -> tuple[dict[str, Any], dict
     with open(gt_file, encoding="utf-8") as f:
         gt = json.load(f)
     if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) or not isinstance(gt.get("categories"), list):
-        raise ValueError(f"ground-truth file {gt_file} is not a COCO / COCO Camera Traps file (needs 'images' and "
-                         "'categories' lists)")
+        raise ValueError(
+            f"ground-truth file {gt_file} is not a COCO / COCO Camera Traps file (needs 'images' and "
+            "'categories' lists)"
+        )
     images = {str(im["file_name"]): im["id"] for im in gt["images"]}
     categories = {str(c["name"]).lower(): c["id"] for c in gt["categories"]}
     return images, categories
@@ -80,8 +83,9 @@ def md_to_coco_results(
         found, report.match = TrailingPathMatcher(gt_images).match_all(image_ids)
         report.images_without_gt = sorted(set(image_ids) - set(found))
         image_ids = {f: gt_images[gt_name] for f, gt_name in found.items()}
-        category_ids = {k: gt_categories[name.lower()] for k, name in categories.items()
-                        if name.lower() in gt_categories}
+        category_ids = {
+            k: gt_categories[name.lower()] for k, name in categories.items() if name.lower() in gt_categories
+        }
     results: list[dict[str, Any]] = []
     root = Path(image_root)
     for entry in entries:
@@ -93,17 +97,26 @@ def md_to_coco_results(
                 name = categories[det["category"]]
                 report.detections_without_gt_category[name] = report.detections_without_gt_category.get(name, 0) + 1
                 continue
-            results.append({
-                "image_id": image_ids[entry["file"]],
-                "category_id": category_ids[det["category"]],
-                "bbox": [round(v, 2) for v in normalized_to_absolute_xywh(det["bbox"], width, height)],
-                "score": det["conf"],
-            })
+            results.append(
+                {
+                    "image_id": image_ids[entry["file"]],
+                    "category_id": category_ids[det["category"]],
+                    "bbox": [round(v, 2) for v in normalized_to_absolute_xywh(det["bbox"], width, height)],
+                    "score": det["conf"],
+                }
+            )
     report.detections = len(results)
     if report.images_without_gt:
-        logger.warning("COCO results: %d images with detections are not in %s and were left out (%s)",
-                       len(report.images_without_gt), coco_gt, report.match.describe() if report.match else "")
+        logger.warning(
+            "COCO results: %d images with detections are not in %s and were left out (%s)",
+            len(report.images_without_gt),
+            coco_gt,
+            report.match.describe() if report.match else "",
+        )
     if report.detections_without_gt_category:
-        logger.warning("COCO results: detections of categories %s are not in %s and were left out",
-                       report.detections_without_gt_category, coco_gt)
+        logger.warning(
+            "COCO results: detections of categories %s are not in %s and were left out",
+            report.detections_without_gt_category,
+            coco_gt,
+        )
     return results, report

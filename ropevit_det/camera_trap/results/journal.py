@@ -14,6 +14,7 @@ is dropped when read, and cut off the file before the owning process appends aga
 described is simply done again. A damaged line *followed by* valid ones is not a torn write: it is
 reported, never skipped silently.
 """
+
 from __future__ import annotations
 
 import glob
@@ -24,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from ...errors import UserInputError
 
+from ...errors import UserInputError
 from .run_identity import IDENTITY_KEY, identity_differences
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,10 @@ def read_journal(path: str | os.PathLike) -> JournalContents:
             bad_line = bad_line or line_number
             continue
         if bad_line is not None:
-            raise JournalError(f"{path}: line {bad_line} is damaged but complete lines follow it; this is not a "
-                               "torn last write. Move the file away to redo its images.")
+            raise JournalError(
+                f"{path}: line {bad_line} is damaged but complete lines follow it; this is not a "
+                "torn last write. Move the file away to redo its images."
+            )
         if line_number == 1:
             if _HEADER_KEY not in record:
                 raise JournalError(f"{path}: the first line is not a journal header")
@@ -101,19 +104,25 @@ def read_journal(path: str | os.PathLike) -> JournalContents:
         contents.valid_bytes = position
     contents.torn_bytes = len(data) - contents.valid_bytes
     if contents.torn_bytes:
-        logger.warning("%s: dropped a torn last write (%d bytes); its image will be done again", path,
-                       contents.torn_bytes)
+        logger.warning(
+            "%s: dropped a torn last write (%d bytes); its image will be done again", path, contents.torn_bytes
+        )
     return contents
 
 
-def make_header(detection_categories: Mapping[str, str],
-                classification_categories: Mapping[str, str] | None,
-                identity: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def make_header(
+    detection_categories: Mapping[str, str],
+    classification_categories: Mapping[str, str] | None,
+    identity: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The first line of a journal: the categories its entries' ids refer to, and the run's identity
     (:mod:`.run_identity`) when the writer has one."""
     classes = None if classification_categories is None else dict(classification_categories)
-    header = {_HEADER_KEY: JOURNAL_VERSION, "detection_categories": dict(detection_categories),
-              "classification_categories": classes}
+    header = {
+        _HEADER_KEY: JOURNAL_VERSION,
+        "detection_categories": dict(detection_categories),
+        "classification_categories": classes,
+    }
     if identity is not None:
         header[IDENTITY_KEY] = dict(identity)
     return header
@@ -171,9 +180,10 @@ def check_header(path: Path, found: Mapping[str, Any] | None, wanted: Mapping[st
     for key in ("detection_categories", "classification_categories"):
         if found.get(key) is not None and wanted.get(key) is not None and found[key] != wanted[key]:
             name = key.replace("_", " ")
-            raise JournalError(f"cannot resume from {path}: it has {name} {found[key]}, this run writes "
-                               f"{wanted[key]}")
+            raise JournalError(f"cannot resume from {path}: it has {name} {found[key]}, this run writes {wanted[key]}")
     differences = identity_differences(found.get(IDENTITY_KEY), wanted.get(IDENTITY_KEY))
     if differences:
-        raise JournalError(f"cannot resume from {path}: it was written by another run ({'; '.join(differences)}). "
-                           "Resume with that run's weights, config and flags, or start over")
+        raise JournalError(
+            f"cannot resume from {path}: it was written by another run ({'; '.join(differences)}). "
+            "Resume with that run's weights, config and flags, or start over"
+        )

@@ -13,6 +13,7 @@ package writes and its ``validate_batch_results`` checks) is what Timelapse and 
 
 Writing a results file, checkpoints and resume live in :mod:`.writer`.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.matching import to_posix
 from ...errors import UserInputError
-
+from ..data.matching import to_posix
 
 logger = logging.getLogger(__name__)
 
@@ -88,20 +88,22 @@ def detection_entry(
         "category": str(category),
         # float(): the validator rejects ints, and numpy floats are not JSON-serialisable.
         "conf": round(float(conf), CONF_DIGITS),
-        "bbox": [round(x0, COORD_DIGITS), round(y0, COORD_DIGITS),
-                 round(x1 - x0, COORD_DIGITS), round(y1 - y0, COORD_DIGITS)],
+        "bbox": [
+            round(x0, COORD_DIGITS),
+            round(y0, COORD_DIGITS),
+            round(x1 - x0, COORD_DIGITS),
+            round(y1 - y0, COORD_DIGITS),
+        ],
     }
     if classifications is not None:
-        pairs = sorted(((str(c), round(float(p), CONF_DIGITS)) for c, p in classifications),
-                       key=lambda pair: -pair[1])
+        pairs = sorted(((str(c), round(float(p), CONF_DIGITS)) for c, p in classifications), key=lambda pair: -pair[1])
         entry["classifications"] = [list(pair) for pair in pairs]
     return entry
 
 
 def image_entry(file: str, detections: list[dict[str, Any]]) -> dict[str, Any]:
     """A successfully processed image (``file`` relative to the input root; detections may be empty)."""
-    return {"file": to_posix(str(file)),
-            "detections": sorted(detections, key=lambda d: -d["conf"])}
+    return {"file": to_posix(str(file)), "detections": sorted(detections, key=lambda d: -d["conf"])}
 
 
 def failure_entry(file: str, reason: str) -> dict[str, Any]:
@@ -141,11 +143,16 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         raise ResultsFileError(
             f"{path} is not valid JSON ({exc}); it was not written by a completed checkpoint (files written by "
             "ResultsWriter are replaced atomically, so it was damaged or made by something else). "
-            "Move it away and start again.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
-            or not isinstance(data.get("detection_categories"), dict):
-        raise ResultsFileError(f"{path} is JSON but not a MegaDetector results file "
-                               "(needs 'images' list and 'detection_categories')")
+            "Move it away and start again."
+        ) from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("detection_categories"), dict)
+    ):
+        raise ResultsFileError(
+            f"{path} is JSON but not a MegaDetector results file (needs 'images' list and 'detection_categories')"
+        )
     if not isinstance(data.get("info", {}), dict):
         raise ResultsFileError(f"{path}: 'info' must be an object")
     for key in ("detection_categories", "classification_categories"):
@@ -163,6 +170,7 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
 
 def _entry_problem(entry: Mapping[str, Any], detection_categories: Mapping[str, str]) -> str | None:
     """What is wrong with one results entry for the tools that read it, or None."""
+
     def finite(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -174,8 +182,11 @@ def _entry_problem(entry: Mapping[str, Any], detection_categories: Mapping[str, 
     if not isinstance(detections, list):
         return "has 'detections' that are not a list"
     for k, det in enumerate(detections):
-        if not isinstance(det, dict) or not isinstance(det.get("category"), str) \
-                or det["category"] not in detection_categories:
+        if (
+            not isinstance(det, dict)
+            or not isinstance(det.get("category"), str)
+            or det["category"] not in detection_categories
+        ):
             return f"detections[{k}] has no 'category' of detection_categories"
         if not finite(det.get("conf")):
             return f"detections[{k}] has no finite 'conf'"

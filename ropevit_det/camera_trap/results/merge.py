@@ -4,6 +4,7 @@ MegaDetector's ``combine_batch_outputs`` keeps the first entry of a repeated ima
 categories; for shards of one run, either would hide a mistake (overlapping inputs, a different model), so
 this merge refuses both and names the files. Given the input list, it also names the images no file holds.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ class MergeResult:
     sources: dict[str, str] = field(default_factory=dict)  # image -> results file it came from
 
 
-def merge_results(paths: Sequence[str | os.PathLike], *, expected_files: Sequence[str] | None = None,
-                  max_listed: int = 5) -> MergeResult:
+def merge_results(
+    paths: Sequence[str | os.PathLike], *, expected_files: Sequence[str] | None = None, max_listed: int = 5
+) -> MergeResult:
     """Merge MD results files into one (images sorted by file, as MegaDetector writes them).
 
     Args:
@@ -78,8 +80,11 @@ def merge_results(paths: Sequence[str | os.PathLike], *, expected_files: Sequenc
     info["detection_completion_time"] = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     if _identity(first) is not None:  # the detector's identity stays, so that merged files merge again
         info[IDENTITY_KEY] = {**_identity(first), "shard": None}
-    merged: dict[str, Any] = {"info": info, "detection_categories": first["detection_categories"],
-                              "images": [images[f] for f in sorted(images)]}
+    merged: dict[str, Any] = {
+        "info": info,
+        "detection_categories": first["detection_categories"],
+        "images": [images[f] for f in sorted(images)],
+    }
     if classification_categories is not None:
         merged["classification_categories"] = classification_categories
     unprocessed = [f for f in expected_files if f not in images] if expected_files is not None else []
@@ -93,12 +98,16 @@ def _check_same_detector(first_path: Path, first: dict[str, Any], path: Path, da
     if mine is not None and theirs is not None:
         differences = identity_differences(theirs, mine, DETECTOR_KEYS)
         if differences:
-            raise MergeError(f"{path} and {first_path} were written by different detectors "
-                             f"({'; '.join(differences)}, {path.name} vs {first_path.name}): merge results of one "
-                             "detector only")
+            raise MergeError(
+                f"{path} and {first_path} were written by different detectors "
+                f"({'; '.join(differences)}, {path.name} vs {first_path.name}): merge results of one "
+                "detector only"
+            )
     elif _detector(data) != _detector(first):
-        raise MergeError(f"{path} was written by detector {_detector(data)!r} and {first_path} "
-                         f"by {_detector(first)!r}: merge results of one detector only")
+        raise MergeError(
+            f"{path} was written by detector {_detector(data)!r} and {first_path} "
+            f"by {_detector(first)!r}: merge results of one detector only"
+        )
 
 
 def _identity(data: dict[str, Any]) -> dict[str, Any] | None:

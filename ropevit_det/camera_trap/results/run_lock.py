@@ -13,6 +13,7 @@ A lock left by a killed run is stale: on the host that wrote it, the pid is gone
 with a log line. A lock from another host cannot be checked from here and is never judged by its age (runs
 last days); ``break_lock`` takes it over once the user knows that run is gone.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,9 @@ def read_lock(path: str | os.PathLike) -> LockHolder | None:
         return None
     try:
         data: Any = json.loads(raw)
-        return LockHolder(run_id=str(data["run_id"]), host=str(data["host"]), pid=int(data["pid"]),
-                          started=str(data["started"]))
+        return LockHolder(
+            run_id=str(data["run_id"]), host=str(data["host"]), pid=int(data["pid"]), started=str(data["started"])
+        )
     except (ValueError, KeyError, TypeError):
         # Only a lock written by something else looks like this; treat it as held by an unknown run.
         return LockHolder(run_id="?", host="?", pid=-1, started="?")
@@ -93,8 +95,12 @@ class RunLock:
         self.output = Path(output)
         self.path = lock_path(self.output)
         self.run_id = run_id or uuid.uuid4().hex
-        self.holder = LockHolder(run_id=self.run_id, host=socket.gethostname(), pid=os.getpid(),
-                                 started=datetime.now().astimezone().isoformat(timespec="seconds"))
+        self.holder = LockHolder(
+            run_id=self.run_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started=datetime.now().astimezone().isoformat(timespec="seconds"),
+        )
         self.held = False
 
     def acquire(self, *, wait: float | None = None, break_lock: bool = False, poll: float = 1.0) -> RunLock:
@@ -136,10 +142,11 @@ class RunLock:
     def _refusal(self, other: LockHolder, break_lock: bool) -> str:
         same_host = other.host == socket.gethostname()
         if break_lock and same_host:
-            return (f"{self.output} is being written by {other.describe()}, which is still running on this host: "
-                    f"stop it first (kill {other.pid}), or write to another output")
-        remedy = ("wait for it (--wait-for-lock), or write to another output (a job array: put the task id in "
-                  "--output)")
+            return (
+                f"{self.output} is being written by {other.describe()}, which is still running on this host: "
+                f"stop it first (kill {other.pid}), or write to another output"
+            )
+        remedy = "wait for it (--wait-for-lock), or write to another output (a job array: put the task id in --output)"
         if not same_host:
             remedy += f"; if that run is gone, take the lock over with --break-lock (or delete {self.path})"
         return f"{self.output} is being written by {other.describe()}: {remedy}"
@@ -221,8 +228,11 @@ def check_lock_held(output: str | os.PathLike, run_id: str) -> None:
     """
     holder = read_lock(lock_path(output))
     if holder is None:
-        raise OutputLockedError(f"{output}: this run ({run_id}) does not hold the lock {lock_path(output)}; "
-                                "start the run again")
+        raise OutputLockedError(
+            f"{output}: this run ({run_id}) does not hold the lock {lock_path(output)}; start the run again"
+        )
     if holder.run_id != run_id:
-        raise OutputLockedError(f"{output} is being written by {holder.describe()}, not by this run ({run_id}): "
-                                "wait for it to finish or write to another output")
+        raise OutputLockedError(
+            f"{output} is being written by {holder.describe()}, not by this run ({run_id}): "
+            "wait for it to finish or write to another output"
+        )

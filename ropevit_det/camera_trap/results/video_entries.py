@@ -5,6 +5,7 @@ sampled frame numbers; the validator requires both from format 1.5 on), and dete
 ``frame_number``. By default each category keeps only its highest-confidence detection over all frames,
 as MegaDetector's ``frame_results_to_video_results`` does; ``all_frames`` keeps every frame's detections.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

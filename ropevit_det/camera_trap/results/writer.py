@@ -4,6 +4,7 @@
 once, at the end: to a temporary file in the same folder, moved over the output with ``os.replace`` (atomic
 on POSIX and Windows), so the file users open is always either absent, the previous one, or complete.
 """
+
 from __future__ import annotations
 
 import errno
@@ -36,8 +37,11 @@ def prepare_output(output: str | os.PathLike, *, resume: bool, overwrite: bool) 
     """
     output = Path(output)
     if output.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder, not a results file: give a file path such as "
-                                f"{output / 'results.json'}", str(output))
+        raise IsADirectoryError(
+            errno.EISDIR,
+            f"is a folder, not a results file: give a file path such as {output / 'results.json'}",
+            str(output),
+        )
     for stale in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
         logger.info("removing %s left by an interrupted write", stale)
         stale.unlink(missing_ok=True)
@@ -52,8 +56,9 @@ def prepare_output(output: str | os.PathLike, *, resume: bool, overwrite: bool) 
         return
     if output.exists() or journals:
         what = output if output.exists() else journals[0]
-        raise FileExistsError(f"{what} exists (results of an earlier run); resume it, or overwrite it, or write "
-                              "to another output")
+        raise FileExistsError(
+            f"{what} exists (results of an earlier run); resume it, or overwrite it, or write to another output"
+        )
 
 
 # What to do about a write that failed, by errno.
@@ -71,11 +76,15 @@ def write_problem(exc: OSError, output: str | os.PathLike) -> str:
     what = exc.strerror or str(exc)
     resume = "then run the same command with --resume: the journal keeps every image done so far"
     if exc.errno in _FULL:
-        return (f"cannot write {where}: {what} (the disk, the quota or the file size limit is full). Free space "
-                f"or write to a larger file system, {resume}")
+        return (
+            f"cannot write {where}: {what} (the disk, the quota or the file size limit is full). Free space "
+            f"or write to a larger file system, {resume}"
+        )
     if exc.errno in _NOT_ALLOWED:
-        return (f"cannot write in {Path(where).parent}: {what}. Make the folder writable (or give another "
-                f"--output), {resume}")
+        return (
+            f"cannot write in {Path(where).parent}: {what}. Make the folder writable (or give another "
+            f"--output), {resume}"
+        )
     if exc.errno == errno.EISDIR:
         return f"--output {where} {what}" if exc.filename else f"cannot write {output}: {what}"
     return f"cannot write {where}: {what}. Fix it, {resume}"
@@ -140,8 +149,11 @@ class ResultsWriter:
         self.output = Path(output)
         self.info = dict(info)
         self.detection_categories = {str(k): str(v) for k, v in detection_categories.items()}
-        self.classification_categories = (None if classification_categories is None else
-                                          {str(k): str(v) for k, v in classification_categories.items()})
+        self.classification_categories = (
+            None
+            if classification_categories is None
+            else {str(k): str(v) for k, v in classification_categories.items()}
+        )
         self.checkpoint_every = checkpoint_every
         self.rank, self.world_size = rank, world_size
         self._entries: dict[str, dict[str, Any]] = {}
@@ -159,8 +171,9 @@ class ResultsWriter:
         try:
             if world_size == 1:
                 prepare_output(self.output, resume=resume, overwrite=overwrite)
-            self._header = make_header(self.detection_categories, self.classification_categories,
-                                       self.info.get(IDENTITY_KEY))
+            self._header = make_header(
+                self.detection_categories, self.classification_categories, self.info.get(IDENTITY_KEY)
+            )
             if resume:
                 self._load_previous()
             self._journal = JournalWriter(journal_path(self.output, rank), self._header)
@@ -179,18 +192,27 @@ class ResultsWriter:
             if previous["detection_categories"] != self.detection_categories:
                 raise ResultsFileError(
                     f"cannot resume {self.output}: it has detection categories {previous['detection_categories']}, "
-                    f"this run writes {self.detection_categories}")
+                    f"this run writes {self.detection_categories}"
+                )
             old_cls = previous.get("classification_categories")
-            if old_cls is not None and self.classification_categories is not None \
-                    and old_cls != self.classification_categories:
-                raise ResultsFileError(f"cannot resume {self.output}: its classification categories differ from "
-                                       "this run's (another classifier?)")
-            differences = identity_differences((previous.get("info") or {}).get(IDENTITY_KEY),
-                                               self.info.get(IDENTITY_KEY))
+            if (
+                old_cls is not None
+                and self.classification_categories is not None
+                and old_cls != self.classification_categories
+            ):
+                raise ResultsFileError(
+                    f"cannot resume {self.output}: its classification categories differ from "
+                    "this run's (another classifier?)"
+                )
+            differences = identity_differences(
+                (previous.get("info") or {}).get(IDENTITY_KEY), self.info.get(IDENTITY_KEY)
+            )
             if differences:
-                raise ResultsFileError(f"cannot resume {self.output}: another run wrote it "
-                                       f"({'; '.join(differences)}). Resume with that run's weights, config and "
-                                       "flags, or start over")
+                raise ResultsFileError(
+                    f"cannot resume {self.output}: another run wrote it "
+                    f"({'; '.join(differences)}). Resume with that run's weights, config and "
+                    "flags, or start over"
+                )
             for entry in previous["images"]:
                 self._remember(entry)
         journaled = 0
@@ -200,8 +222,7 @@ class ResultsWriter:
             for entry in contents.entries:
                 self._remember(entry)
             journaled += len(contents.entries)
-        logger.info("resume: %d images already done in %s and %d journal entries", len(self),
-                    self.output, journaled)
+        logger.info("resume: %d images already done in %s and %d journal entries", len(self), self.output, journaled)
 
     @property
     def done(self) -> set[str]:
@@ -224,12 +245,15 @@ class ResultsWriter:
             raise ValueError(f"{file} is already in the results; filter inputs with ResultsWriter.done")
         for det in entry.get("detections") or ():
             if det["category"] not in self.detection_categories:
-                raise ValueError(f"{file}: detection category {det['category']!r} is not in "
-                                 f"detection_categories {self.detection_categories}")
+                raise ValueError(
+                    f"{file}: detection category {det['category']!r} is not in "
+                    f"detection_categories {self.detection_categories}"
+                )
             for class_id, _conf in det.get("classifications") or ():
                 if self.classification_categories is None or class_id not in self.classification_categories:
-                    raise ValueError(f"{file}: classification category {class_id!r} is not in "
-                                     "classification_categories")
+                    raise ValueError(
+                        f"{file}: classification category {class_id!r} is not in classification_categories"
+                    )
         entry = dict(entry)
         self._journal.append(entry)
         self._remember(entry)

@@ -6,6 +6,7 @@ the file gets the classifier's ``classification_categories``. Labels the input a
 their ids belong to another classifier's categories. Videos, failed images and images not found are left as they
 are and counted.
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,8 +47,9 @@ def _box_xyxy(bbox: list[float], width: int, height: int) -> np.ndarray:
     return np.array([x * width, y * height, (x + w) * width, (y + h) * height], dtype=np.float64)
 
 
-def add_species(results: Mapping[str, Any], image_dir: str | os.PathLike, classifier: SpeciesClassifier, *,
-                threshold: float) -> tuple[dict[str, Any], ClassifySummary]:
+def add_species(
+    results: Mapping[str, Any], image_dir: str | os.PathLike, classifier: SpeciesClassifier, *, threshold: float
+) -> tuple[dict[str, Any], ClassifySummary]:
     """A copy of ``results`` (an MD results dict, see ``results.md_format.load_results``) with species labels.
 
     Raises:
@@ -87,8 +89,9 @@ def add_species(results: Mapping[str, Any], image_dir: str | os.PathLike, classi
         height, width = image.shape[:2]
         crops = [classifier.preprocess(image, _box_xyxy(d["bbox"], width, height)) for d in chosen]
         for det, top_k in zip(chosen, classifier.classify(crops)):
-            det["classifications"] = [[str(cid), round(float(p), CONF_DIGITS)]
-                                      for cid, p in sorted(top_k, key=lambda pair: -pair[1])]
+            det["classifications"] = [
+                [str(cid), round(float(p), CONF_DIGITS)] for cid, p in sorted(top_k, key=lambda pair: -pair[1])
+            ]
         summary.classified += len(chosen)
     data["classification_categories"] = dict(classifier.categories)
     info = dict(data.get("info") or {})

@@ -14,6 +14,7 @@ Where the classifier comes from (:func:`load_species_classifier`): a birder ``.p
 from ``tools/convert_birder_to_d2.py --keep-classifier``). Class names come from the checkpoint's
 ``class_to_idx``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,7 +72,9 @@ def square_crop_region(box_xyxy: Sequence[float], margin: float = DEFAULT_CONTEX
 
 
 def square_crop(
-    image: np.ndarray, box_xyxy: Sequence[float], margin: float = DEFAULT_CONTEXT_MARGIN,
+    image: np.ndarray,
+    box_xyxy: Sequence[float],
+    margin: float = DEFAULT_CONTEXT_MARGIN,
     fill: Sequence[int] = (0, 0, 0),
 ) -> Image.Image:
     """Cut the :func:`square_crop_region` of a box out of an RGB image, padding outside the image with ``fill``.
@@ -90,7 +93,7 @@ def square_crop(
     src_x0, src_y0 = max(left, 0), max(top, 0)
     src_x1, src_y1 = min(left + side, width), min(top + side, height)
     if src_x1 > src_x0 and src_y1 > src_y0:
-        canvas[src_y0 - top:src_y1 - top, src_x0 - left:src_x1 - left] = image[src_y0:src_y1, src_x0:src_x1]
+        canvas[src_y0 - top : src_y1 - top, src_x0 - left : src_x1 - left] = image[src_y0:src_y1, src_x0:src_x1]
     return Image.fromarray(canvas)
 
 
@@ -101,12 +104,14 @@ def classification_transform(size: int, rgb_stats: Mapping[str, Sequence[float]]
         size: the classifier's input side in pixels.
         rgb_stats: ``{"mean": (r, g, b), "std": (r, g, b)}`` on the 0..1 scale.
     """
-    return v2.Compose([
-        v2.Resize((size, size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-        v2.PILToTensor(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(rgb_stats["mean"]), std=list(rgb_stats["std"])),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize((size, size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.PILToTensor(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(rgb_stats["mean"]), std=list(rgb_stats["std"])),
+        ]
+    )
 
 
 def class_names_from_class_to_idx(class_to_idx: Mapping[str, int], num_classes: int, source: str) -> list[str]:
@@ -116,19 +121,24 @@ def class_names_from_class_to_idx(class_to_idx: Mapping[str, int], num_classes: 
         ValueError: the indices do not cover ``0 .. num_classes - 1`` exactly once.
     """
     if not class_to_idx:
-        logger.warning("%s carries no class_to_idx: species are written as class_0 .. class_%d", source,
-                       num_classes - 1)
+        logger.warning(
+            "%s carries no class_to_idx: species are written as class_0 .. class_%d", source, num_classes - 1
+        )
         return [f"class_{i}" for i in range(num_classes)]
     names: list[str | None] = [None] * num_classes
     for name, idx in class_to_idx.items():
         if not (isinstance(idx, int) and 0 <= idx < num_classes) or names[idx] is not None:
-            raise ValueError(f"{source}: class_to_idx maps {name!r} to {idx!r}, but the classifier has "
-                             f"{num_classes} outputs and each index must be used once")
+            raise ValueError(
+                f"{source}: class_to_idx maps {name!r} to {idx!r}, but the classifier has "
+                f"{num_classes} outputs and each index must be used once"
+            )
         names[idx] = str(name)
     missing = [i for i, n in enumerate(names) if n is None]
     if missing:
-        raise ValueError(f"{source}: class_to_idx names {len(class_to_idx)} classes, the classifier has "
-                         f"{num_classes}; indices without a name: {missing[:10]}")
+        raise ValueError(
+            f"{source}: class_to_idx names {len(class_to_idx)} classes, the classifier has "
+            f"{num_classes}; indices without a name: {missing[:10]}"
+        )
     return names  # type: ignore[return-value]
 
 
@@ -165,8 +175,9 @@ class SpeciesClassifier:
         if vit.classifier is None:
             raise ValueError("the RoPEViT has no classifier (num_classes = 0); it cannot name species")
         if len(class_names) != vit.classifier.out_features:
-            raise ValueError(f"{len(class_names)} class names for a classifier with "
-                             f"{vit.classifier.out_features} outputs")
+            raise ValueError(
+                f"{len(class_names)} class names for a classifier with {vit.classifier.out_features} outputs"
+            )
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.vit = vit.eval()
@@ -214,13 +225,15 @@ class SpeciesClassifier:
         """Top-k ``(category id, probability)`` per preprocessed crop, best first."""
         results: list[list[tuple[str, float]]] = []
         for start in range(0, len(crops), self.batch_size):
-            probs = self.logits(torch.stack(list(crops[start:start + self.batch_size]))).softmax(dim=1)
+            probs = self.logits(torch.stack(list(crops[start : start + self.batch_size]))).softmax(dim=1)
             if self.label_policy is not None:
                 results.extend(self.label_policy(probs))
                 continue
             conf, idx = probs.topk(self.top_k, dim=1)
-            results.extend([(str(i), float(c)) for i, c in zip(row_idx.tolist(), row_conf.tolist())]
-                           for row_idx, row_conf in zip(idx, conf))
+            results.extend(
+                [(str(i), float(c)) for i, c in zip(row_idx.tolist(), row_conf.tolist())]
+                for row_idx, row_conf in zip(idx, conf)
+            )
         return results
 
 
@@ -231,15 +244,24 @@ def _classifier_vit_kwargs(cfg: CfgNode, num_classes: int) -> dict[str, Any]:
     classifier was trained with global attention everywhere, so it always runs that way.
     """
     kwargs = rope_vit_kwargs_from_cfg(cfg)
-    kwargs.update(num_classes=num_classes, window_size=0, global_block_indexes=(), drop_path_rate=0.0,
-                  use_act_checkpoint=False, freeze_patch_embed=False, freeze_blocks=0)
+    kwargs.update(
+        num_classes=num_classes,
+        window_size=0,
+        global_block_indexes=(),
+        drop_path_rate=0.0,
+        use_act_checkpoint=False,
+        freeze_patch_embed=False,
+        freeze_blocks=0,
+    )
     return kwargs
 
 
 def _rgb_stats(meta: Mapping[str, Any], cfg: CfgNode) -> dict[str, Any]:
     """The checkpoint's ``rgb_stats``, else the config's pixel statistics (x255 undone)."""
     return meta.get("rgb_stats") or {
-        "mean": [v / 255.0 for v in cfg.MODEL.PIXEL_MEAN], "std": [v / 255.0 for v in cfg.MODEL.PIXEL_STD]}
+        "mean": [v / 255.0 for v in cfg.MODEL.PIXEL_MEAN],
+        "std": [v / 255.0 for v in cfg.MODEL.PIXEL_STD],
+    }
 
 
 def _read_classifier_state(local_path: str, source: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -247,16 +269,20 @@ def _read_classifier_state(local_path: str, source: str) -> tuple[dict[str, torc
     loaded = read_checkpoint_file(local_path)
     if not isinstance(loaded, BirderCheckpoint):
         if not (isinstance(loaded, dict) and isinstance(loaded.get("model"), dict)):
-            raise ValueError(f"{source} is neither a birder checkpoint nor a detectron2 checkpoint "
-                             "(a dict with 'model'); pass a birder .pt/.safetensors file or birder://NAME")
+            raise ValueError(
+                f"{source} is neither a birder checkpoint nor a detectron2 checkpoint "
+                "(a dict with 'model'); pass a birder .pt/.safetensors file or birder://NAME"
+            )
         # torch.as_tensor: a .pkl (read by the restricted unpickler) holds numpy arrays.
-        state = {k[len(VIT_PREFIX):]: torch.as_tensor(v) for k, v in loaded["model"].items()
-                 if k.startswith(VIT_PREFIX)}
+        state = {
+            k[len(VIT_PREFIX) :]: torch.as_tensor(v) for k, v in loaded["model"].items() if k.startswith(VIT_PREFIX)
+        }
         if "classifier.weight" not in state:
             raise ValueError(
                 f"{source} has no classifier ({VIT_PREFIX}classifier.weight): a fine-tuned detector does not "
                 "keep one. Use a classification checkpoint: birder://rope_vit_reg4_b14_capi-inat21, a birder "
-                "file, or a detectron2 file converted with its classifier kept.")
+                "file, or a detectron2 file converted with its classifier kept."
+            )
         meta = {k: loaded.get(k) for k in ("class_to_idx", "rgb_stats", "resolution")}
         return state, meta
     try:
@@ -300,8 +326,9 @@ def load_species_classifier(
         raise ValueError(f"classifier weights {weights} do not fit the ViT of the config: {exc}") from None
     vit.load_state_dict(state, strict=True)
     vit.to(device)
-    logger.info("species classifier: %s, %d classes, %d px crops", weights, num_classes,
-                cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE)
+    logger.info(
+        "species classifier: %s, %d classes, %d px crops", weights, num_classes, cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE
+    )
     return _species_classifier(vit, meta, cfg, weights, device=device, bf16=bf16, margin=margin, top_k=top_k)
 
 
@@ -331,8 +358,10 @@ def classifier_from_detector(
         raise ValueError("the detector's ViT has no classifier (MODEL.ROPE_VIT.NUM_CLASSES is 0)")
     if vit.window_size > 0:
         # The classifier was trained with global attention; windowed blocks would give other logits.
-        raise ValueError("the detector's ViT uses windowed attention (MODEL.ROPE_VIT.WINDOW_SIZE > 0); "
-                         "load the classifier standalone (load_species_classifier) instead")
+        raise ValueError(
+            "the detector's ViT uses windowed attention (MODEL.ROPE_VIT.WINDOW_SIZE > 0); "
+            "load the classifier standalone (load_species_classifier) instead"
+        )
     return _species_classifier(vit, meta, cfg, weights, device=device, bf16=bf16, margin=margin, top_k=top_k)
 
 
@@ -342,5 +371,11 @@ def _species_classifier(
     """The ``SpeciesClassifier`` around a loaded classifier ViT: class names and pixel statistics from the
     checkpoint's ``meta`` (config fallback), crops at the ViT's training resolution."""
     names = class_names_from_class_to_idx(meta.get("class_to_idx") or {}, vit.classifier.out_features, weights)
-    return SpeciesClassifier(vit, names, _rgb_stats(meta, cfg), cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE,
-                             name=weights.rsplit("/", 1)[-1], **options)
+    return SpeciesClassifier(
+        vit,
+        names,
+        _rgb_stats(meta, cfg),
+        cfg.MODEL.ROPE_VIT.PRETRAIN_IMG_SIZE,
+        name=weights.rsplit("/", 1)[-1],
+        **options,
+    )

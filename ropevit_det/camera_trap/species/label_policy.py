@@ -26,6 +26,7 @@ in the file stays in ``classification_categories``. Done here, on probabilities,
 MegaDetector's ``restrict_to_taxa_list``: that one post-processes top-k lists, so it cannot renormalise over
 the full distribution, and it needs SpeciesNet's taxonomy file.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...errors import UserInputError
 from ..geofence.class_geofence import CANDIDATES, ClassGeofence
 from .taxonomy import RANKS, Taxonomy
-from ...errors import UserInputError
 
 __all__ = ["LabelPolicy", "LabelPolicyError", "ROLLUP_RANKS", "read_species_list"]
 
@@ -86,11 +87,13 @@ class LabelPolicy:
             if not 0.0 < rollup <= 1.0:
                 raise LabelPolicyError(f"roll-up threshold must be in (0, 1], got {rollup}", "rollup")
             if taxonomy is None or taxonomy.known == 0:
-                raise LabelPolicyError("roll-up needs the classes' taxonomy: iNat21-style class names or a taxonomy "
-                                       "file", "rollup")
+                raise LabelPolicyError(
+                    "roll-up needs the classes' taxonomy: iNat21-style class names or a taxonomy file", "rollup"
+                )
         if geofence is not None and (taxonomy is None or taxonomy.known == 0):
-            raise LabelPolicyError("a geofence needs the classes' taxonomy: iNat21-style class names or a taxonomy "
-                                   "file", "geofence")
+            raise LabelPolicyError(
+                "a geofence needs the classes' taxonomy: iNat21-style class names or a taxonomy file", "geofence"
+            )
         self.rollup = rollup
         self.top_k = max(1, min(top_k, int(self.allowed.sum())))
         self.categories = {str(i): name for i, name in enumerate(self.class_names) if self.allowed[i]}
@@ -109,19 +112,26 @@ class LabelPolicy:
                 next_id += len(taxa)
                 self.categories.update({cid: f"{t} ({rank})" for cid, t in zip(ids, taxa)})
                 # A taxon the geofence blocks is never a roll-up label.
-                blocked = torch.tensor([geofence is not None and geofence.blocks_taxon(rank, t) for t in taxa],
-                                       dtype=torch.bool)
+                blocked = torch.tensor(
+                    [geofence is not None and geofence.blocks_taxon(rank, t) for t in taxa], dtype=torch.bool
+                )
                 self._ranks.append((classes, columns, ids, blocked))
         # Geofence roll-up labels: one category per (rank, taxon) an allowed class has, after the roll-up's.
         self.geofence = geofence
         self._geofence_ids: dict[tuple[str, str], str] = {}
         if geofence is not None:
             if geofence.taxa and len(geofence.taxa) != num_classes:
-                raise LabelPolicyError(f"the geofence was built for {len(geofence.taxa)} classes, not "
-                                       f"{num_classes}", "geofence")
+                raise LabelPolicyError(
+                    f"the geofence was built for {len(geofence.taxa)} classes, not {num_classes}", "geofence"
+                )
             for rank in ("family", "order", "class", "kingdom"):
-                for taxon in sorted({t for i in np.flatnonzero(self.allowed)
-                                     if taxonomy is not None and (t := taxonomy.taxon(int(i), rank))}):
+                for taxon in sorted(
+                    {
+                        t
+                        for i in np.flatnonzero(self.allowed)
+                        if taxonomy is not None and (t := taxonomy.taxon(int(i), rank))
+                    }
+                ):
                     self._geofence_ids[(rank, taxon)] = cid = str(next_id)
                     self.categories[cid] = f"{taxon} ({rank}, {GEOFENCE_SUFFIX})"
                     next_id += 1
@@ -137,8 +147,10 @@ class LabelPolicy:
         probs = self.renormalise(probs)
         depth = self.top_k if self.geofence is None else max(self.top_k, min(CANDIDATES, int(self.allowed.sum())))
         conf, idx = probs.topk(depth, dim=1)
-        out = [[(str(i), float(c)) for i, c in zip(row_i.tolist()[:self.top_k], row_c.tolist()[:self.top_k])]
-               for row_i, row_c in zip(idx, conf)]
+        out = [
+            [(str(i), float(c)) for i, c in zip(row_i.tolist()[: self.top_k], row_c.tolist()[: self.top_k])]
+            for row_i, row_c in zip(idx, conf)
+        ]
         geofenced: set[int] = set()
         if self.geofence is not None:
             for row, (row_i, row_c) in enumerate(zip(idx.tolist(), conf.tolist())):
@@ -151,13 +163,21 @@ class LabelPolicy:
                     out[row] = allowed_here
                     continue
                 geofenced.add(row)
-                head = [] if decision.taxon is None else [
-                    (self._geofence_ids[(decision.rank, decision.taxon)], decision.score)]
+                head = (
+                    []
+                    if decision.taxon is None
+                    else [(self._geofence_ids[(decision.rank, decision.taxon)], decision.score)]
+                )
                 out[row] = head + allowed_here if head else []
         if self.rollup is None:
             return out
-        sums = [(ids, torch.zeros(len(probs), len(ids)).index_add_(1, columns, probs[:, classes])
-                 .masked_fill_(blocked, -1.0)) for classes, columns, ids, blocked in self._ranks]
+        sums = [
+            (
+                ids,
+                torch.zeros(len(probs), len(ids)).index_add_(1, columns, probs[:, classes]).masked_fill_(blocked, -1.0),
+            )
+            for classes, columns, ids, blocked in self._ranks
+        ]
         for row, species in enumerate(out):
             if row in geofenced or species[0][1] >= self.rollup:
                 continue

@@ -6,16 +6,17 @@ sequence smoothing comes after, on the written file. The allowed classes are tho
 intersected with those on the species list; the :class:`~.label_policy.LabelPolicy` built from them and the
 geofence is set on the classifier.
 """
+
 from __future__ import annotations
 
 import logging
 
+from ...errors import UserInputError
 from ..geofence.class_geofence import ClassGeofence
 from ..geofence.speciesnet_rules import GeofenceRules
 from .classifier import SpeciesClassifier
 from .label_policy import LabelPolicy, LabelPolicyError, read_species_list
 from .taxonomy import Taxonomy
-from ...errors import UserInputError
 
 __all__ = ["SpeciesFilterError", "apply_species_filter", "check_place_arguments"]
 
@@ -36,18 +37,30 @@ def check_place_arguments(*, geofence: str | None, country: str | None, admin1: 
     Raises :class:`SpeciesFilterError` naming the missing argument.
     """
     if (country or admin1) and not geofence:
-        raise SpeciesFilterError("a country or region only says where the geofence applies: add the geofence file",
-                                 "geofence")
+        raise SpeciesFilterError(
+            "a country or region only says where the geofence applies: add the geofence file", "geofence"
+        )
     if geofence and not country:
         raise SpeciesFilterError("the geofence needs the cameras' country (ISO 3166-1 alpha-3, e.g. DEU)", "country")
     if admin1 and country and country.upper() != "USA":
-        logger.warning("region %s: SpeciesNet's geofence rules name regions only in the USA; it will match no rule "
-                       "in %s", admin1, country)
+        logger.warning(
+            "region %s: SpeciesNet's geofence rules name regions only in the USA; it will match no rule in %s",
+            admin1,
+            country,
+        )
 
 
-def apply_species_filter(classifier: SpeciesClassifier, *, taxonomy: str | None = None, taxa: str | None = None,
-                         species_list: str | None = None, geofence: str | None = None, country: str | None = None,
-                         admin1: str | None = None, rollup: float | None = None) -> SpeciesClassifier:
+def apply_species_filter(
+    classifier: SpeciesClassifier,
+    *,
+    taxonomy: str | None = None,
+    taxa: str | None = None,
+    species_list: str | None = None,
+    geofence: str | None = None,
+    country: str | None = None,
+    admin1: str | None = None,
+    rollup: float | None = None,
+) -> SpeciesClassifier:
     """Set on ``classifier`` the label policy of ``taxa`` (comma-separated, any rank), ``species_list`` (a file),
     ``geofence`` (SpeciesNet's JSON, applied at ``country`` / ``admin1``) and ``rollup``; ``taxonomy`` is a CSV
     file (default: parsed from iNat21-style class names).
@@ -67,8 +80,11 @@ def apply_species_filter(classifier: SpeciesClassifier, *, taxonomy: str | None 
     if taxa:
         allowed, unknown = tree.classes_under(taxa.split(","))
         if unknown:
-            raise SpeciesFilterError(f"no class of the classifier is under {', '.join(unknown)} (taxonomy known "
-                                     f"for {tree.known} of {len(names)} classes; --taxonomy FILE supplies it)", "taxa")
+            raise SpeciesFilterError(
+                f"no class of the classifier is under {', '.join(unknown)} (taxonomy known "
+                f"for {tree.known} of {len(names)} classes; --taxonomy FILE supplies it)",
+                "taxa",
+            )
     if species_list:
         try:
             listed = read_species_list(species_list)
@@ -78,23 +94,36 @@ def apply_species_filter(classifier: SpeciesClassifier, *, taxonomy: str | None 
         if not on_list:
             raise SpeciesFilterError(f"none of its {len(listed)} names is a class of the classifier", "species_list")
         if missing:
-            logger.warning("--species-list: %d of %d names are not among the classifier's classes (e.g. %s)",
-                           len(missing), len(listed), ", ".join(missing[:5]))
+            logger.warning(
+                "--species-list: %d of %d names are not among the classifier's classes (e.g. %s)",
+                len(missing),
+                len(listed),
+                ", ".join(missing[:5]),
+            )
         allowed = on_list if allowed is None else allowed & on_list
     fence = None
     if geofence:
         try:
-            fence = ClassGeofence(tree, GeofenceRules.from_json(geofence), country=country.upper(),
-                                  admin1=admin1.upper() if admin1 else None)
+            fence = ClassGeofence(
+                tree,
+                GeofenceRules.from_json(geofence),
+                country=country.upper(),
+                admin1=admin1.upper() if admin1 else None,
+            )
         except (ValueError, FileNotFoundError) as exc:
             raise SpeciesFilterError(str(exc), "geofence") from exc
         (logger.warning if fence.unmapped else logger.info)("%s", fence.describe())
     try:
-        policy = LabelPolicy(names, allowed=allowed, taxonomy=tree, rollup=rollup, geofence=fence,
-                             top_k=classifier.top_k)
+        policy = LabelPolicy(
+            names, allowed=allowed, taxonomy=tree, rollup=rollup, geofence=fence, top_k=classifier.top_k
+        )
     except LabelPolicyError as exc:
         raise SpeciesFilterError(str(exc), exc.argument) from exc
     classifier.set_label_policy(policy)
-    logger.info("species labels: %d of %d classes may be named%s", int(policy.allowed.sum()), len(names),
-                f", roll-up at {rollup}" if rollup is not None else "")
+    logger.info(
+        "species labels: %d of %d classes may be named%s",
+        int(policy.allowed.sum()),
+        len(names),
+        f", roll-up at {rollup}" if rollup is not None else "",
+    )
     return classifier

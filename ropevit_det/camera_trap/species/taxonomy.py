@@ -10,6 +10,7 @@ them. Checkpoints whose names are plain (``"Vulpes vulpes"``, a common name) get
 The species rank holds the binomial (``"Lumbricus terrestris"``), as species lists and MegaDetector's
 taxa lists write it. Names are matched without regard to case.
 """
+
 from __future__ import annotations
 
 import csv
@@ -85,8 +86,10 @@ class Taxonomy:
                 if line_no == 1 and [c.lower() for c in row[1:]] == list(RANKS):
                     continue  # header
                 if len(row) != 1 + len(RANKS):
-                    raise ValueError(f"{path}:{line_no}: expected {1 + len(RANKS)} fields (class name, "
-                                     f"{', '.join(RANKS)}), got {len(row)}")
+                    raise ValueError(
+                        f"{path}:{line_no}: expected {1 + len(RANKS)} fields (class name, "
+                        f"{', '.join(RANKS)}), got {len(row)}"
+                    )
                 name, *ranks = row
                 if name not in index:
                     raise ValueError(f"{path}:{line_no}: class {name!r} is not one of the classifier's classes")
