@@ -1,4 +1,4 @@
-"""Helpers for the camera-trap tests: the sample frames in tests/data, small images and CCT files made in a temp
+"""Helpers for the camera-trap tests: the sample frames in tests/assets, small images and CCT files made in a temp
 folder."""
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default=None, help="detector weights (default: random weights of --config)")
     parser.add_argument(
         "--input",
-        default=str(REPO / "tests" / "data" / "camtrap_mini" / "images"),
+        default=str(REPO / "tests" / "assets" / "camtrap_mini" / "images"),
         help="folder of frames, sent in turn (default: the repository's sample frames)",
     )
     parser.add_argument("--concurrency", default="1,4,16", help="concurrent clients per level (default: %(default)s)")
@@ -95,7 +95,8 @@ class InProcess:
     def __init__(self, args: argparse.Namespace, config: str, weights: str, frames: list[Path], work: Path):
         import torch
 
-        from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, build_job_cfg, load_job_models
+        from ropevit_det.camera_trap.detection.job_models import load_job_models
+        from ropevit_det.camera_trap.detection.job_settings import BatchJobSettings, build_job_cfg
 
         torch.set_num_threads(args.threads)
         self.args, self.frames, self.work, self.weights = args, frames, work, weights

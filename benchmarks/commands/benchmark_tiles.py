@@ -126,10 +126,8 @@ def _run_mode(fields: dict[str, Any]) -> dict[str, float]:
     """In a process of its own: one batch job; its loop seconds, images and peak memory."""
     import torch
 
-    from ropevit_det.camera_trap.detection.batch_job import (
-        BatchJobSettings,
-        run_batch_job,
-    )
+    from ropevit_det.camera_trap.detection.batch_job import run_batch_job
+    from ropevit_det.camera_trap.detection.job_settings import BatchJobSettings
 
     summary = run_batch_job(BatchJobSettings(**fields))
     peak_mb = _peak_rss_mb()

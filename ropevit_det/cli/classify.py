@@ -27,7 +27,7 @@ DEFAULT_CLASSIFIER = "birder://rope_vit_reg4_b14_capi-inat21"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ropevit_det.camera_trap.species.classifier import DEFAULT_CONTEXT_MARGIN
+    from ropevit_det.camera_trap.species.crops import DEFAULT_CONTEXT_MARGIN
     from ropevit_det.cli.species_args import add_species_args
 
     parser = argparse.ArgumentParser(

@@ -20,16 +20,12 @@ from detectron2.engine import launch
 from detectron2.utils import comm
 
 from ropevit_det._deps import require_extras
-from ropevit_det.camera_trap.detection.batch_job import (
-    BatchJobError,
-    BatchJobSettings,
-    list_job_inputs,
-    run_batch_job,
-)
+from ropevit_det.camera_trap.detection.batch_job import run_batch_job
+from ropevit_det.camera_trap.detection.job_settings import BatchJobError, BatchJobSettings, list_job_inputs
 from ropevit_det.camera_trap.inputs.sharding import parse_shard
 from ropevit_det.camera_trap.inputs.video import FrameSampling
+from ropevit_det.camera_trap.results.output_file import prepare_output, write_problem
 from ropevit_det.camera_trap.results.run_lock import OutputLockedError, RunLock
-from ropevit_det.camera_trap.results.writer import prepare_output, write_problem
 from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError
 from ropevit_det.cli.common import config_arg, user_error_message
 from ropevit_det.cli.infer_args import build_parser

@@ -45,7 +45,7 @@ import argparse
 import os
 
 from ropevit_det.camera_trap.detection.glance import DEFAULT_ESCALATION_THRESHOLD
-from ropevit_det.camera_trap.species.classifier import DEFAULT_CONTEXT_MARGIN
+from ropevit_det.camera_trap.species.crops import DEFAULT_CONTEXT_MARGIN
 from ropevit_det.cli.species_args import add_species_args
 from ropevit_det.export.cpu_backend import CPU_BACKENDS
 

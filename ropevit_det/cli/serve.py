@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 
-from ropevit_det.camera_trap.detection.batch_job import BatchJobError, BatchJobSettings
+from ropevit_det.camera_trap.detection.job_settings import BatchJobError, BatchJobSettings
 from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError
 from ropevit_det.cli.common import config_arg
 from ropevit_det.cli.infer_args import add_classify_args, add_model_args

@@ -1,7 +1,7 @@
 """A batch of frames to MegaDetector-format entries, through the models and the entry code ``infer`` uses.
 
-The models load with ``detection.batch_job.load_job_models`` and the detections become entries with
-``detection.batch_loop.md_detections`` and ``results.md_format.image_entry``, so a frame sent to the server
+The models load with ``detection.job_models.load_job_models`` and the detections become entries with
+``detection.entries.md_detections`` and ``results.md_format.image_entry``, so a frame sent to the server
 gets the entry a batch run writes for the same file (``file`` aside: the server uses the upload's name).
 """
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..camera_trap.detection.batch_job import BatchJobSettings, build_job_cfg, load_job_models
-from ..camera_trap.detection.batch_loop import md_detections
+from ..camera_trap.detection.entries import md_detections
+from ..camera_trap.detection.job_models import load_job_models
+from ..camera_trap.detection.job_settings import BatchJobSettings, build_job_cfg
 from ..camera_trap.results.md_format import image_entry
 from ..engine.predictor import InputSpec
 from .uploads import Frame

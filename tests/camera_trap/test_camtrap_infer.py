@@ -22,13 +22,8 @@ from ropevit_det.camera_trap.detection.categories import detection_classes, pars
 from ropevit_det.camera_trap.detection.render import rendered_path
 from ropevit_det.camera_trap.inputs.decoding import read_image_rgb
 from ropevit_det.camera_trap.results.journal import existing_journals, journal_path, read_journal
-from ropevit_det.camera_trap.species.classifier import (
-    classification_transform,
-    classifier_from_detector,
-    load_species_classifier,
-    square_crop,
-    square_crop_region,
-)
+from ropevit_det.camera_trap.species.classifier import classifier_from_detector, load_species_classifier
+from ropevit_det.camera_trap.species.crops import classification_transform, square_crop, square_crop_region
 from ropevit_det.engine.predictor import load_detector
 from tests.camtrap_helpers import MINI_COCO, MINI_IMAGES, save_exif_rotated_jpeg, validate_md
 from tests.checkpoint_helpers import CLASS_TO_IDX, RGB_STATS, TINY_SIZE, make_birder_net, save_birder_pt
@@ -305,7 +300,8 @@ def test_cli_errors_name_the_problem(tmp_path, birder_weights, input_dir):
 
 
 def test_batch_job_errors_name_the_setting(tmp_path, birder_weights, input_dir):
-    from ropevit_det.camera_trap.detection.batch_job import BatchJobError, BatchJobSettings, run_batch_job
+    from ropevit_det.camera_trap.detection.batch_job import run_batch_job
+    from ropevit_det.camera_trap.detection.job_settings import BatchJobError, BatchJobSettings
 
     base = dict(config_file=str(QUICK), weights=str(birder_weights), num_workers=0, progress=False)
     with pytest.raises(BatchJobError, match="neither a folder") as error:

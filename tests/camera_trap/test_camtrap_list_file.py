@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
+from ropevit_det.camera_trap.detection.batch_job import run_batch_job
+from ropevit_det.camera_trap.detection.job_settings import BatchJobSettings
 from ropevit_det.camera_trap.inputs.list_file import read_list_file, write_list_file
 from ropevit_det.camera_trap.inputs.listing import list_inputs
 from ropevit_det.cli import merge as merge_cli

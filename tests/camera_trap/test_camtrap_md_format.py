@@ -23,7 +23,8 @@ from ropevit_det.camera_trap.results.md_format import (
     load_results,
     make_info,
 )
-from ropevit_det.camera_trap.results.writer import ResultsWriter, prepare_output
+from ropevit_det.camera_trap.results.output_file import prepare_output
+from ropevit_det.camera_trap.results.writer import ResultsWriter
 from tests.camtrap_helpers import validate_md
 from tests.lock_helpers import as_if_killed
 

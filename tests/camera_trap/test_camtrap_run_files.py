@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from ropevit_det.camera_trap.detection import worker_inputs
-from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
+from ropevit_det.camera_trap.detection.batch_job import run_batch_job
 from ropevit_det.camera_trap.detection.batch_loop import run_inference
 from ropevit_det.camera_trap.detection.categories import detection_classes
+from ropevit_det.camera_trap.detection.job_settings import BatchJobSettings
 from ropevit_det.camera_trap.detection.worker_inputs import (
     DetectorInputDataset,
     make_input_loader,
@@ -146,7 +147,7 @@ def test_a_stalled_read_becomes_a_failure_after_its_time_limit(tmp_path, monkeyp
 
 @pytest.fixture(scope="module")
 def tiny_detector(weights):
-    from ropevit_det.camera_trap.detection.batch_job import build_job_cfg
+    from ropevit_det.camera_trap.detection.job_settings import build_job_cfg
 
     cfg = build_job_cfg(_settings(weights, Path("."), Path("r.json"), device="cpu"))
     model, _ = load_detector(cfg)

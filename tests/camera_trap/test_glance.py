@@ -67,7 +67,8 @@ def test_same_detections_as_single_pass_on_frames_with_shapes_and_no_full_pass_o
 
 
 def test_batch_job_records_passes_and_resume_keeps_them(shapes_detector, tmp_path):
-    from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
+    from ropevit_det.camera_trap.detection.batch_job import run_batch_job
+    from ropevit_det.camera_trap.detection.job_settings import BatchJobSettings
 
     folder = tmp_path / "frames"
     folder.mkdir()

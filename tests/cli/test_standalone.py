@@ -61,7 +61,7 @@ def test_the_outside_check_sees_a_sibling_folder(tmp_path) -> None:
 
 
 def test_sample_data_lives_in_the_repository_with_its_attribution() -> None:
-    root = REPO / "tests" / "data" / "camtrap_mini"
+    root = REPO / "tests" / "assets" / "camtrap_mini"
     frames = sorted((root / "images").iterdir())
     assert len(frames) == 21
     sources = (root / "SOURCES.md").read_text(encoding="utf-8")

@@ -142,7 +142,8 @@ def test_backend_keeps_every_confident_fp32_detection(trained, backend):
 def test_batch_job_runs_the_int8_backend(shapes_detector, trained, tmp_path, monkeypatch):
     import json
 
-    from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
+    from ropevit_det.camera_trap.detection.batch_job import run_batch_job
+    from ropevit_det.camera_trap.detection.job_settings import BatchJobSettings
     from ropevit_det.export import cpu_backend
 
     calls: list[int] = []

@@ -80,7 +80,8 @@ def _md_detections(path, width: int, height: int) -> dict[str, list[Detection]]:
 
 
 def test_batch_job_bf16_matches_fp32(shapes_detector, chunked_calls, tmp_path):
-    from ropevit_det.camera_trap.detection.batch_job import BatchJobSettings, run_batch_job
+    from ropevit_det.camera_trap.detection.batch_job import run_batch_job
+    from ropevit_det.camera_trap.detection.job_settings import BatchJobSettings
 
     folder = shapes_detector.val_images[0].parent
     settings = dict(

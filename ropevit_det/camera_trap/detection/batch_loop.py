@@ -20,30 +20,28 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from detectron2.structures import Instances
 from tqdm import tqdm
 
 from ...engine.predictor import Detector, InputSpec
 from ..inputs.decoding import DEFAULT_MAX_PIXELS
 from ..inputs.video import FrameSampling, is_video_file
-from ..results.md_format import detection_entry, failure_entry, image_entry
+from ..results.md_format import failure_entry, image_entry
 from ..results.video_entries import video_entry, video_failure_entry
 from ..results.writer import ResultsWriter
 from ..species.classifier import SpeciesClassifier
 from .categories import DetectionClasses
+from .entries import md_detections
 from .glance import passes_of
 from .render import render_entry, rendered_path
+from .worker_deaths import is_worker_death, worker_deaths_deferred
 from .worker_inputs import (
     DetectorInputDataset,
     PreparedItem,
@@ -93,15 +91,6 @@ class _Options:
     render_threshold: float
     all_frames: bool
     include_datetime: bool
-
-
-def _detections_of(instances: Instances, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(boxes xyxy float64, scores, classes)`` at or above ``threshold``, best first."""
-    scores = instances.scores.float().numpy()
-    keep = np.flatnonzero(scores >= threshold)
-    keep = keep[np.argsort(-scores[keep], kind="stable")]
-    boxes = instances.pred_boxes.tensor.float().numpy().astype(np.float64)
-    return boxes[keep], scores[keep], instances.pred_classes.numpy()[keep]
 
 
 def run_inference(
@@ -168,7 +157,7 @@ def run_inference(
             )
             return None
         except RuntimeError as exc:
-            if not _is_worker_death(exc):
+            if not is_worker_death(exc):
                 raise
             logger.warning("%s", exc)
         return files_in_progress(dataset)  # read after the failed loader is gone (its workers stopped)
@@ -190,7 +179,7 @@ def run_inference(
                 if loader_run([file], 1) is not None and file not in writer.done:
                     failure = "the decoding process died while reading this file (a crash in the decoder)"
                     end = VideoEnd(-1.0, 0, failure, None) if is_video_file(file) else None
-                    with _worker_deaths_deferred():
+                    with worker_deaths_deferred():
                         _handle(
                             PreparedItem(file, failure, None, None, None, video_end=end),
                             None,
@@ -204,32 +193,6 @@ def run_inference(
             remaining = [f for f in remaining if f not in done]
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _is_worker_death(exc: RuntimeError) -> bool:
-    """Whether torch's DataLoader raised ``exc`` because one of its worker processes died."""
-    return "DataLoader worker (pid" in str(exc)
-
-
-@contextmanager
-def _worker_deaths_deferred() -> Iterator[None]:
-    """Hold back torch's "DataLoader worker died" error while entries are written.
-
-    torch raises that error from its ``SIGCHLD`` handler, in the main thread, wherever it happens to be: in
-    the middle of a journal append it would leave half a line, or a line the writer does not count as done
-    (and the file would be journaled twice). Here the signal is noted and the handler runs after the block.
-    """
-    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[tuple[int, Any]] = []
-    previous = signal.signal(signal.SIGCHLD, lambda signum, frame: caught.append((signum, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGCHLD, previous)
-        if caught and callable(previous):
-            previous(*caught[0])
 
 
 def _input_size(item: PreparedItem) -> tuple[int, ...]:
@@ -269,7 +232,7 @@ def _run_loader(
             outputs[id(item)] = out
 
     def handle_ready() -> None:
-        with _worker_deaths_deferred():
+        with worker_deaths_deferred():
             while pending and (pending[0].model_input is None or id(pending[0]) in outputs):
                 item = pending.popleft()
                 finished = _handle(item, outputs.pop(id(item), None), writer, videos, options, summary)
@@ -360,39 +323,6 @@ def _detections(
     )
     summary.classified += classified
     return detections
-
-
-def md_detections(
-    instances: Instances,
-    original_hw: tuple[int, int],
-    image: np.ndarray | None,
-    *,
-    classes: DetectionClasses,
-    threshold: float,
-    classifier: SpeciesClassifier | None = None,
-    classify_threshold: float = 0.2,
-) -> tuple[list[dict[str, Any]], int]:
-    """``(MD detections, number classified)`` of one image: what ``infer`` and ``serve`` both write.
-
-    ``image`` (the decoded RGB image, maybe smaller than ``original_hw``) is needed only for species crops.
-    """
-    height, width = original_hw
-    boxes, scores, labels = _detections_of(instances, threshold)
-    species: list[list[tuple[str, float]] | None] = [None] * len(scores)
-    classified = 0
-    if classifier is not None and image is not None:
-        # The decoded image may be smaller than the displayed size (max_pixels); crop in its own pixels.
-        scale = np.array([image.shape[1] / width, image.shape[0] / height] * 2)
-        chosen = [i for i, s in enumerate(scores) if s >= classify_threshold]
-        crops = [classifier.preprocess(image, boxes[i] * scale) for i in chosen]
-        for i, top_k in zip(chosen, classifier.classify(crops) if crops else []):
-            species[i] = top_k
-        classified = len(chosen)
-    detections = [
-        detection_entry(classes.ids[int(label)], float(score), box, width, height, classifications=top_k)
-        for box, score, label, top_k in zip(boxes, scores, labels, species)
-    ]
-    return detections, classified
 
 
 def _render(
