@@ -10,10 +10,15 @@ calls :func:`add_species_args`, :func:`check_species_args` and :func:`species_fi
 from __future__ import annotations
 
 import argparse
+import logging
 
+from ropevit_det.camera_trap.geofence.deployment_region import deployments_region
 from ropevit_det.camera_trap.species.classifier import SpeciesClassifier
 from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError, apply_species_filter, check_place_arguments
 from ropevit_det.cli.common import user_error_message
+from ropevit_det.errors import UserInputError
+
+logger = logging.getLogger("ropevit_det.infer")
 
 # The library's argument names (UserInputError.argument) as these flags; "allowed" is what the taxa and list leave.
 SPECIES_FLAGS = {
@@ -25,7 +30,7 @@ SPECIES_FLAGS = {
     "country": "--country / --admin1",
     "allowed": "--taxa / --species-list",
 }
-_FILTER_FLAGS = ("taxonomy", "taxa", "species_list", "geofence", "country", "admin1", "rollup")
+_FILTER_FLAGS = ("taxonomy", "taxa", "species_list", "geofence", "country", "admin1", "deployments", "rollup")
 
 
 def add_species_args(group: argparse._ActionsContainer) -> None:
@@ -68,6 +73,13 @@ def add_species_args(group: argparse._ActionsContainer) -> None:
         metavar="CODE",
         default=None,
         help="first-level region as SpeciesNet's geofence writes it: a US state code, e.g. WY",
+    )
+    group.add_argument(
+        "--deployments",
+        metavar="CSV",
+        default=None,
+        help="the deployments file (as for camtrapdp export): the cameras' country, and US state, from their "
+        "coordinates, offline (for --geofence; --country wins; near a border the answer may be wrong, as logged)",
     )
     group.add_argument(
         "--rollup",
@@ -113,10 +125,33 @@ def check_species_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"ERROR: {', '.join(used)} act on species labels: add --classify")
     if args.classify and args.sequences_cct and not args.smooth_sequences:
         raise SystemExit("ERROR: --sequences-cct only applies with --smooth-sequences")
+    if args.deployments:
+        country_from_deployments(args)
     try:
         check_place_arguments(geofence=args.geofence, country=args.country, admin1=args.admin1)
     except SpeciesFilterError as exc:
         raise SystemExit(species_filter_message(exc)) from None
+
+
+def country_from_deployments(args: argparse.Namespace) -> None:
+    """``--deployments``: set ``--country`` (and ``--admin1``) from the cameras' coordinates, unless given."""
+    if not args.geofence:
+        raise SystemExit(
+            "ERROR: --deployments: the cameras' places only say where the geofence applies: add --geofence"
+        )
+    if args.country:
+        logger.info("--country %s given: it wins over the deployments' coordinates", args.country)
+        return
+    try:
+        region = deployments_region(args.deployments)
+    except UserInputError as exc:  # a bad deployments file names its row and field
+        raise SystemExit(f"ERROR: --deployments: {exc}") from None
+    except OSError as exc:
+        raise SystemExit(user_error_message(exc, {})) from None
+    args.country, args.admin1 = region.iso3, args.admin1 or region.admin1
+    logger.info("--deployments: the cameras stand in %s%s", region.iso3, f" ({region.admin1})" if region.admin1 else "")
+    if region.caveat:
+        logger.warning("--deployments: the country may be wrong (%s): pass --country to decide", region.caveat)
 
 
 def species_filter_message(exc: SpeciesFilterError) -> str:

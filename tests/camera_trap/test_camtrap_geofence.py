@@ -349,3 +349,39 @@ def test_border_caveat_and_explicit_country_wins():
     assert region_for(52.52, 13.405).caveat is None  # the middle of Berlin
     with pytest.raises(ValueError, match="were the two swapped"):
         locate(13.4, 152.5 + 100)
+
+
+DEPLOYMENT_COLUMNS = "deploymentID,latitude,longitude,deploymentStart,deploymentEnd,timezone,folder\n"
+
+
+def test_deployments_name_the_country_for_the_geofence(tmp_path):
+    rules = tmp_path / "geofence.json"
+    rules.write_text(json.dumps(MAP))
+    parse = build_parser().parse_args
+    base = ["--config", "c", "--weights", "w", "--input", "i", "--output", "o", "--classify", "--geofence", str(rules)]
+    german = tmp_path / "germany.csv"
+    german.write_text(
+        DEPLOYMENT_COLUMNS
+        + "cam1,52.52,13.40,2024-05-01,2024-06-01,Europe/Berlin,cam1\n"
+        + "cam2,48.14,11.58,2024-05-01,2024-06-01,Europe/Berlin,cam2\n"
+    )
+    args = parse([*base, "--deployments", str(german)])
+    species_args.check_species_args(args)
+    assert (args.country, args.admin1) == ("DEU", None)
+    # An explicit country wins over the coordinates.
+    args = parse([*base, "--deployments", str(german), "--country", "AUT"])
+    species_args.check_species_args(args)
+    assert args.country == "AUT"
+    # Cameras in two countries: one run geofences for one country, and the message names both.
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(german.read_text() + "cam3,-1.29,36.82,2024-05-01,2024-06-01,Africa/Nairobi,cam3\n")
+    with pytest.raises(SystemExit, match=r"--deployments: .* stand in DEU, KEN .*--country"):
+        species_args.check_species_args(parse([*base, "--deployments", str(mixed)]))
+    # A bad file names its row and field; without --geofence the coordinates have nothing to say.
+    broken = tmp_path / "broken.csv"
+    broken.write_text(DEPLOYMENT_COLUMNS + "cam1,95,13.40,2024-05-01,2024-06-01,Europe/Berlin,cam1\n")
+    with pytest.raises(SystemExit, match=r"--deployments: .*latitude"):
+        species_args.check_species_args(parse([*base, "--deployments", str(broken)]))
+    no_fence = [a for a in base if a not in ("--geofence", str(rules))]
+    with pytest.raises(SystemExit, match="add --geofence"):
+        species_args.check_species_args(parse([*no_fence, "--deployments", str(german)]))
