@@ -22,6 +22,8 @@ from ropevit_det.modeling.roi_heads import CandidateCappedFastRCNNOutputLayers, 
 from ropevit_det.modeling.rope_vit import RoPEViT
 from ropevit_det.modeling.sfp_backbone import RoPEViTSimpleFeaturePyramid, RoPEViTStride16
 
+from .common.coco_loader_lsj import dataloader
+
 # detectron2's ViTDet Mask R-CNN (2-conv RPN, 4conv1fc box head with LN, LN mask head), RoPE ViT-B/14 backbone.
 model = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
 # birder's default rgb_stats x255, RGB order (as in configs/Base-RoPEViT-SFP.yaml).

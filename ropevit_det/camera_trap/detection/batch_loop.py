@@ -195,8 +195,12 @@ def run_inference(
     return summary
 
 
-def _input_size(item: PreparedItem) -> tuple[int, ...]:
-    return tuple(item.model_input["image"].shape[-2:])
+def _input_size(item: PreparedItem) -> tuple:
+    """The key items are batched by: the resized image's size, or for a tiled image its tiles' sizes."""
+    model_input = item.model_input
+    if "tiles" in model_input:
+        return tuple(tuple(tile["image"].shape[-2:]) for tile in model_input["tiles"])
+    return tuple(model_input["image"].shape[-2:])
 
 
 def _run_loader(

@@ -55,6 +55,16 @@ def truncated_images_refused() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
+@contextmanager
+def _opened(path: str | os.PathLike | BinaryIO) -> Iterator[BinaryIO]:
+    """A file by path (a regular file only, never blocking on a FIFO), or an open binary file as it is."""
+    if hasattr(path, "read"):
+        yield path
+        return
+    with open_regular_file(path) as handle:
+        yield handle
+
+
 def read_image_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageReadResult:
     """Read an image as displayed, as 8-bit RGB, without raising on bad files.
 
@@ -69,7 +79,7 @@ def read_image_rgb(path: str | os.PathLike | BinaryIO, max_pixels: int | None = 
     """
     try:
         # Opened without blocking and checked to be a regular file: a FIFO named .jpg must not hang the run.
-        with truncated_images_refused(), open_regular_file(path) as handle, Image.open(handle) as img:
+        with truncated_images_refused(), _opened(path) as handle, Image.open(handle) as img:
             width, height = img.size
             shown_w, shown_h = displayed_size(img)
             original_hw = (shown_h, shown_w)
