@@ -77,10 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(summary.missing)} images not found under {args.images} (e.g. {summary.missing[0]})")
     if summary.failed_not_copied:
         print(f"{len(summary.failed_not_copied)} images whose detection failed were not copied")
+    if summary.video_frames:
+        print(
+            f"{summary.video_frames} frames of {summary.videos_with_detections} videos written blurred as "
+            "<video>.frame_<N>.jpg (videos themselves are never copied)"
+        )
     if summary.videos_not_blurred:
         print(
-            f"{len(summary.videos_not_blurred)} videos not blurred and not copied "
-            f"({summary.videos_with_detections} with a detection to blur); look at them before sharing"
+            f"{len(summary.videos_not_blurred)} videos with a detection to blur could not be decoded "
+            f"(e.g. {summary.videos_not_blurred[0]}); look at them before sharing"
         )
     return 0
 

@@ -226,7 +226,7 @@ def test_exif_times_resume_and_atomic_writes(tmp_path):
     out = tmp_path / "out"
     summary = blur_copies(results, root, out, BlurOptions(unblurred="copy"))
     assert (summary.blurred, summary.unblurred, summary.already_done) == (1, 1, 0)
-    assert summary.videos_not_blurred == ["cam/clip.mp4"] and summary.videos_with_detections == 1
+    assert summary.missing == ["cam/clip.mp4"] and summary.videos_with_detections == 0  # listed, not found
     assert summary.failed_not_copied == ["cam/broken.jpg"] and not (out / "cam" / "clip.mp4").exists()
     copy = out / "cam" / "rotated.jpg"
     with Image.open(copy) as img:
@@ -268,3 +268,47 @@ def test_refuses_paths_outside_the_root_and_writing_over_it(card, tmp_path):
         blur_main(
             ["--results", str(results), "--images", str(card), "--output-dir", str(out), "--categories", "people"]
         )
+
+
+def test_the_frames_of_a_video_that_show_a_person_are_written_blurred_and_the_video_never(tmp_path):
+    from tests.camera_trap.test_camtrap_video import make_video
+
+    root = tmp_path / "card"
+    (root / "cam").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(6)]
+    make_video(root / "cam" / "clip.mp4", frames)
+    person = [0.25, 0.25, 0.5, 0.5]
+    results = write_json(
+        tmp_path / "r.json",
+        {
+            "info": {"format_version": "1.4"},
+            "detection_categories": CATEGORIES,
+            "images": [
+                {
+                    "file": "cam/clip.mp4",
+                    "frame_rate": 4.0,
+                    "detections": [
+                        {"category": "2", "conf": 0.9, "bbox": person, "frame_number": 3},
+                        {"category": "1", "conf": 0.9, "bbox": person, "frame_number": 1},  # an animal: not blurred
+                    ],
+                }
+            ],
+        },
+    )
+    out = tmp_path / "out"
+    summary = blur_copies(results, root, out, BlurOptions())
+    written = sorted(p.name for p in (out / "cam").iterdir())
+    assert written == ["clip.mp4.frame_000003.jpg"] and (summary.video_frames, summary.videos_with_detections) == (1, 1)
+    assert not (out / "cam" / "clip.mp4").exists()
+    import av
+
+    with av.open(str(root / "cam" / "clip.mp4")) as container:
+        original = [f.to_image() for f in container.decode(container.streams.video[0])][3]
+    with Image.open(out / "cam" / "clip.mp4.frame_000003.jpg") as picture:
+        inner = (50, 40, 110, 80)  # inside the person's box
+        assert detail(picture, inner, factor=1) < detail(original, inner, factor=1) / 5
+        outside = (0, 0, 30, 20)
+        assert detail(picture, outside, factor=1) > detail(original, outside, factor=1) / 2  # the rest is kept
+    again = blur_copies(results, root, out, BlurOptions())  # resumable: the picture is found, not rewritten
+    assert again.video_frames == 1 and sorted(p.name for p in (out / "cam").iterdir()) == written

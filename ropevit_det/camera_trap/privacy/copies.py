@@ -15,8 +15,9 @@ path, a copy of each image with a detection to blur (:mod:`.blur` says which and
   already made would not follow them;
 * images without such a detection are left out, copied unchanged (``unblurred="copy"``), or linked
   (``"link"``, for review pages that only need to show them);
-* an image whose detection failed is never copied (it may show a person), and neither is a video: videos are
-  not blurred; they are listed, with how many have a detection to blur, so a person can deal with them.
+* an image whose detection failed is never copied (it may show a person), and neither is a video: each frame of
+  a video that carries a detection to blur is written as a blurred picture ``<video>.frame_<N>.jpg``
+  (``video_frames.py``); a video that cannot be decoded is listed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ..inputs.exif import EXIF_ORIENTATION_TAG, displayed_size
 from ..inputs.video import is_video_file
 from ..results.md_format import load_results
 from .blur import DEFAULT_BLUR_CATEGORIES, BlurStyle, blur_boxes, boxes_to_blur
+from .video_frames import frames_to_blur, write_blurred_frames
 
 __all__ = ["OPTIONS_FILE", "UNBLURRED_MODES", "BlurOptions", "BlurSummary", "blur_copies"]
 
@@ -79,7 +81,8 @@ class BlurSummary:
     missing: list[str] = field(default_factory=list)
     failed_not_copied: list[str] = field(default_factory=list)
     videos_not_blurred: list[str] = field(default_factory=list)
-    videos_with_detections: int = 0
+    videos_with_detections: int = 0  # videos whose frames with a detection were written blurred
+    video_frames: int = 0  # blurred pictures of video frames
 
 
 def _relative(file: str) -> Path | None:
@@ -239,8 +242,19 @@ def blur_copies(
         src, dst = root / relative[file], out_root / relative[file]
         boxes_of = _Boxes(entry, ids, options.threshold, options.style)
         if is_video_file(file):
-            summary.videos_not_blurred.append(file)
-            summary.videos_with_detections += bool(boxes_of((1, 1)))
+            frames = frames_to_blur(entry, ids, options.threshold)
+            if not frames or entry.get("failure") is not None:
+                continue
+            if not src.is_file():
+                summary.missing.append(file)
+                continue
+            try:
+                summary.video_frames += write_blurred_frames(
+                    src, dst, frames, ids, options.threshold, options.style, _atomic_target
+                )
+                summary.videos_with_detections += 1
+            except Exception as exc:  # noqa: BLE001  (FFmpeg raises many types for a damaged video)
+                summary.videos_not_blurred.append(f"{file} ({type(exc).__name__}: {exc})")
             continue
         if entry.get("failure") is not None or entry.get("detections") is None:
             summary.failed_not_copied.append(file)
@@ -262,10 +276,8 @@ def blur_copies(
             summary.unblurred += 1
     if summary.videos_not_blurred:
         logger.warning(
-            "%d videos were not blurred or copied (%d with a detection to blur): videos are not "
-            "blurred, look at them before sharing (e.g. %s)",
+            "%d videos with a detection to blur could not be decoded: look at them before sharing (e.g. %s)",
             len(summary.videos_not_blurred),
-            summary.videos_with_detections,
             summary.videos_not_blurred[0],
         )
     if summary.failed_not_copied:
