@@ -12,8 +12,27 @@ from pathlib import Path
 import pytest
 
 from ropevit_det.camera_trap.results.journal import existing_journals, read_journal
+from tests.camtrap_helpers import MINI_IMAGES
+from tests.checkpoint_helpers import make_birder_net, save_birder_pt
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_card_run(root: Path, config: Path, files: list[str]) -> dict:
+    """A card of ``files`` (links to the sample frames) and a tiny random-weight model under ``root``, with the
+    infer flags every run on it shares: ``{"root": root, "common": [...]}``.
+
+    Batch 1: a batch is padded to its largest image, so only single-image batches give every image the same input
+    whatever the split between processes.
+    """
+    card = root / "card"
+    card.mkdir()
+    for name in files:
+        (card / name).symlink_to(MINI_IMAGES / name)
+    weights = save_birder_pt(make_birder_net(), root)
+    common = ["--config", str(config), "--weights", str(weights), "--input", str(card), "--threshold", "0"]
+    common += ["--class-names", "animal", "--batch-size", "1", "--num-workers", "0", "--no-progress"]
+    return {"root": root, "common": common}
 
 
 def run_infer(*args: str) -> subprocess.CompletedProcess:

@@ -12,9 +12,8 @@ import torch
 from ropevit_det.camera_trap.inputs.sharding import parse_shard, part_of
 from ropevit_det.camera_trap.results.journal import existing_journals, read_journal
 from tests.camtrap_helpers import MINI_IMAGES, validate_md
-from tests.checkpoint_helpers import make_birder_net, save_birder_pt
 from tests.conftest import CONFIGS
-from tests.infer_helpers import kill_once_journaled, run_infer
+from tests.infer_helpers import kill_once_journaled, run_infer, tiny_card_run
 
 QUICK = CONFIGS / "quick_schedules" / "ropevit_mrcnn_instant_test.yaml"
 OVERRIDES = ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.SFP.SQUARE_PAD", "0"]
@@ -23,32 +22,7 @@ FILES = sorted(p.name for p in MINI_IMAGES.iterdir())[:8]
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("dist")
-    card = root / "card"
-    card.mkdir()
-    for name in FILES:
-        (card / name).symlink_to(MINI_IMAGES / name)
-    weights = save_birder_pt(make_birder_net(), root)
-    # Batch 1: a batch is padded to its largest image, so only single-image batches give every image the same
-    # input whatever the split between processes.
-    common = [
-        "--config",
-        str(QUICK),
-        "--weights",
-        str(weights),
-        "--input",
-        str(card),
-        "--threshold",
-        "0",
-        "--class-names",
-        "animal",
-        "--batch-size",
-        "1",
-        "--num-workers",
-        "0",
-        "--no-progress",
-    ]
-    return {"root": root, "common": common}
+    return tiny_card_run(tmp_path_factory.mktemp("dist"), QUICK, FILES)
 
 
 def _run(setup: dict, name: str, *extra: str) -> dict:

@@ -30,9 +30,8 @@ from ropevit_det.camera_trap.results.run_identity import IDENTITY_KEY
 from ropevit_det.camera_trap.results.run_lock import RunLock, lock_path
 from ropevit_det.cli import infer as cli
 from tests.camtrap_helpers import MINI_IMAGES
-from tests.checkpoint_helpers import make_birder_net, save_birder_pt
 from tests.conftest import CONFIGS
-from tests.infer_helpers import REPO
+from tests.infer_helpers import REPO, tiny_card_run
 
 QUICK = CONFIGS / "quick_schedules" / "ropevit_faster_rcnn_instant_test.yaml"
 OVERRIDES = ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.SFP.SQUARE_PAD", "0"]
@@ -41,30 +40,7 @@ FILES = sorted(p.name for p in MINI_IMAGES.iterdir())[:4]
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("faults")
-    card = root / "card"
-    card.mkdir()
-    for name in FILES:
-        (card / name).symlink_to(MINI_IMAGES / name)
-    weights = save_birder_pt(make_birder_net(), root)
-    common = [
-        "--config",
-        str(QUICK),
-        "--weights",
-        str(weights),
-        "--input",
-        str(card),
-        "--threshold",
-        "0",
-        "--class-names",
-        "animal",
-        "--batch-size",
-        "1",
-        "--num-workers",
-        "0",
-        "--no-progress",
-    ]
-    return {"root": root, "common": common}
+    return tiny_card_run(tmp_path_factory.mktemp("faults"), QUICK, FILES)
 
 
 def _in_process(setup: dict, output: Path, *extra: str) -> int:
