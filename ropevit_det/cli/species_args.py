@@ -14,7 +14,12 @@ import logging
 
 from ropevit_det.camera_trap.geofence.deployment_region import deployments_region
 from ropevit_det.camera_trap.species.classifier import SpeciesClassifier
-from ropevit_det.camera_trap.species.place_filter import SpeciesFilterError, apply_species_filter, check_place_arguments
+from ropevit_det.camera_trap.species.place_filter import (
+    SpeciesFilterError,
+    apply_species_filter,
+    check_place_arguments,
+    species_filter_options,
+)
 from ropevit_det.cli.common import user_error_message
 from ropevit_det.errors import UserInputError
 
@@ -166,15 +171,6 @@ def build_species_filter(args: argparse.Namespace, classifier: SpeciesClassifier
     if classifier is None:
         return None
     try:
-        return apply_species_filter(
-            classifier,
-            taxonomy=args.taxonomy,
-            taxa=args.taxa,
-            species_list=args.species_list,
-            geofence=args.geofence,
-            country=args.country,
-            admin1=args.admin1,
-            rollup=args.rollup,
-        )
+        return apply_species_filter(classifier, **species_filter_options(args))
     except SpeciesFilterError as exc:
         raise SystemExit(species_filter_message(exc)) from None

@@ -19,7 +19,7 @@ from ..species.classifier import (
     classifier_from_detector,
     load_species_classifier,
 )
-from ..species.place_filter import apply_species_filter
+from ..species.place_filter import apply_species_filter, species_filter_options
 from .categories import DetectionClasses, detection_classes, parse_class_names
 from .glance import GlanceDetector
 from .job_settings import BatchJobError, BatchJobSettings
@@ -107,16 +107,7 @@ def _classifier(
             classifier = load_species_classifier(cfg, settings.classifier_weights or settings.weights, **options)
     except (ValueError, FileNotFoundError, WeightsDownloadError) as exc:
         raise BatchJobError(str(exc), "classifier_weights") from exc
-    return apply_species_filter(
-        classifier,
-        taxonomy=settings.taxonomy,
-        taxa=settings.taxa,
-        species_list=settings.species_list,
-        geofence=settings.geofence,
-        country=settings.country,
-        admin1=settings.admin1,
-        rollup=settings.rollup,
-    )
+    return apply_species_filter(classifier, **species_filter_options(settings))
 
 
 def _tiling(settings: BatchJobSettings):

@@ -18,7 +18,13 @@ from .classifier import SpeciesClassifier
 from .label_policy import LabelPolicy, LabelPolicyError, read_species_list
 from .taxonomy import Taxonomy
 
-__all__ = ["SpeciesFilterError", "apply_species_filter", "check_place_arguments"]
+__all__ = [
+    "SPECIES_FILTER_OPTIONS",
+    "SpeciesFilterError",
+    "apply_species_filter",
+    "check_place_arguments",
+    "species_filter_options",
+]
 
 logger = logging.getLogger("ropevit_det.infer")
 
@@ -29,6 +35,15 @@ class SpeciesFilterError(UserInputError):
 
     def __init__(self, message: str, argument: str) -> None:
         super().__init__(message, argument=argument)
+
+
+# The keyword arguments of apply_species_filter, by the name both the CLI flags and BatchJobSettings use.
+SPECIES_FILTER_OPTIONS = ("taxonomy", "taxa", "species_list", "geofence", "country", "admin1", "rollup")
+
+
+def species_filter_options(source: object) -> dict:
+    """The species filter options held by ``source`` (parsed flags or the job's settings), for apply_species_filter."""
+    return {name: getattr(source, name) for name in SPECIES_FILTER_OPTIONS}
 
 
 def check_place_arguments(*, geofence: str | None, country: str | None, admin1: str | None) -> None:
